@@ -1,0 +1,219 @@
+//! The command line: clap structs (doc comments are the `--help`), turned
+//! into validated library options, then run. Exit codes: 0 success, 1 the
+//! server answered with an error, 2 usage, 3 cannot connect / TLS /
+//! fingerprint / authentication.
+
+mod echo;
+mod output;
+mod serve;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use ferry::client::known_hosts::{self, KnownHosts};
+use ferry::client::{Client, ClientOptions, Notice};
+use ferry::transport::{Endpoint, Fingerprint};
+use ferry::Error;
+
+/// Move files and run commands between your own machines.
+///
+/// Start a server with `ferry serve`, then talk to it with any other command.
+/// Connections use TLS 1.3; the client pins the server's certificate on first
+/// use, as ssh does, and authenticates with the server's access token.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command accepts, before or after its name.
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// Server to talk to: HOST:PORT, [IPV6]:PORT or unix:PATH.
+    #[arg(long, global = true, env = "FERRY_SERVER", value_name = "ADDR",
+          default_value = ferry::server::DEFAULT_LISTEN)]
+    server: Endpoint,
+
+    /// Access token [default: the token file of a server on this machine].
+    #[arg(long, global = true, env = "FERRY_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    token: Option<String>,
+
+    /// Require this server certificate fingerprint (and re-pin to it).
+    #[arg(long, global = true, env = "FERRY_FINGERPRINT", value_name = "SHA256:...")]
+    fingerprint: Option<Fingerprint>,
+
+    /// Speak plain TCP instead of TLS (the server allows it on loopback only).
+    #[arg(long, global = true, env = "FERRY_PLAINTEXT")]
+    plaintext: bool,
+
+    /// Log more (-v, -vv); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// Print nothing but the requested output and errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Send text to the echo service and print the answer.
+    Echo(echo::EchoArgs),
+}
+
+/// Parses, runs, and maps the outcome to an exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, Command::Serve(_));
+    init_logging(&cli.global, serving);
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args, &cli.global),
+        Command::Echo(args) => client_runtime().and_then(|rt| rt.block_on(echo::run(args, &cli.global))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => report(&err),
+    }
+}
+
+/// Prints `ferry: error` and its hint to stderr and returns the exit code.
+/// A closed stdout (`ferry ... | head`) is not an error.
+fn report(err: &Error) -> ExitCode {
+    if let Error::Io(io) = err {
+        if io.kind() == std::io::ErrorKind::BrokenPipe {
+            return ExitCode::SUCCESS;
+        }
+    }
+    eprintln!("ferry: {}", output::escape_for_terminal(err.to_string().as_bytes()));
+    if let Some(hint) = err.hint() {
+        eprintln!("  hint: {}", output::escape_line(&hint));
+    }
+    ExitCode::from(err.exit_code())
+}
+
+fn init_logging(global: &GlobalArgs, serving: bool) {
+    use tracing_subscriber::EnvFilter;
+    let levels = ["error", "warn", "info", "debug", "trace"];
+    let base = if global.quiet {
+        0
+    } else if serving {
+        2
+    } else {
+        1
+    };
+    let level = levels[(base + global.verbose as usize).min(levels.len() - 1)];
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("ferry={level},warn")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+/// Clients do little work and start often: one thread starts fastest.
+fn client_runtime() -> Result<tokio::runtime::Runtime, Error> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// The state directory of a server on this machine: `FERRY_STATE`, else the
+/// default.
+fn local_state_dir() -> Option<PathBuf> {
+    std::env::var_os("FERRY_STATE")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(ferry::server::state::default_state_dir)
+}
+
+/// Client options from the global flags.
+fn client_options(global: &GlobalArgs) -> ClientOptions {
+    ClientOptions {
+        token: global.token.clone(),
+        fingerprint: global.fingerprint,
+        plaintext: global.plaintext,
+        known_hosts: known_hosts::default_path().map(KnownHosts::new),
+        state_dir: local_state_dir(),
+        ..ClientOptions::new(global.server.clone())
+    }
+}
+
+/// Connects and reports notices (a new pin) on stderr.
+async fn connect(global: &GlobalArgs) -> Result<Client, Error> {
+    let mut client = Client::connect(&client_options(global)).await?;
+    for notice in client.take_notices() {
+        if global.quiet {
+            continue;
+        }
+        match notice {
+            Notice::Pinned {
+                endpoint,
+                fingerprint,
+                known_hosts,
+            } => eprintln!(
+                "ferry: pinned the certificate of {endpoint} ({fingerprint}) in {}",
+                known_hosts.display()
+            ),
+            Notice::Repinned {
+                endpoint,
+                fingerprint,
+                known_hosts,
+            } => eprintln!(
+                "ferry: re-pinned the certificate of {endpoint} to {fingerprint} in {}",
+                known_hosts.display()
+            ),
+        }
+    }
+    Ok(client)
+}
+
+/// Parses a number of seconds, fractions allowed: `10`, `0.5`.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+        return Err(format!("`{text}` is not a sensible number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_command() {
+        let before = Cli::try_parse_from(["ferry", "--plaintext", "--server", "[::1]:7", "echo", "x"]).unwrap();
+        let after = Cli::try_parse_from(["ferry", "echo", "x", "--server", "[::1]:7", "--plaintext"]).unwrap();
+        for cli in [before, after] {
+            assert!(cli.global.plaintext);
+            assert_eq!(cli.global.server.to_string(), "[::1]:7");
+        }
+    }
+
+    #[test]
+    fn seconds_parse_with_fractions_and_refuse_nonsense() {
+        assert_eq!(parse_seconds("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_seconds("0.25"), Ok(Duration::from_millis(250)));
+        for bad in ["-1", "x", "inf", "NaN", ""] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
+}

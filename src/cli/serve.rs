@@ -1,0 +1,144 @@
+//! `ferry serve`: flags → validated `server::Config` → a running server that
+//! stops on SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use ferry::limits::Limits;
+use ferry::server::{Config, Server};
+use ferry::transport::Endpoint;
+use ferry::Error;
+use tokio::signal::unix::{signal, SignalKind};
+
+use super::{parse_seconds, GlobalArgs};
+
+/// `ferry serve` flags. Each can also come from a `FERRY_*` variable.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on: HOST:PORT, [IPV6]:PORT or unix:PATH. Repeat it
+    /// to listen on several; port 0 picks a free port. Any --listen replaces
+    /// the default.
+    #[arg(long, value_name = "ADDR", env = "FERRY_LISTEN", value_delimiter = ',',
+          default_value = ferry::server::DEFAULT_LISTEN)]
+    listen: Vec<Endpoint>,
+
+    /// Directory to serve (created if missing).
+    #[arg(long, value_name = "DIR", env = "FERRY_ROOT", default_value = ferry::server::DEFAULT_ROOT)]
+    root: PathBuf,
+
+    /// Where the certificate, key and access token live
+    /// [default: $XDG_STATE_HOME/ferry or ~/.local/state/ferry].
+    #[arg(long, value_name = "DIR", env = "FERRY_STATE")]
+    state: Option<PathBuf>,
+
+    /// Most connections served at once; more are answered `busy`.
+    #[arg(long, value_name = "N", env = "FERRY_MAX_CONNECTIONS",
+          default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+
+    /// Most connections still in their TLS handshake or hello; more wait in
+    /// the kernel's accept queue.
+    #[arg(long, value_name = "N", env = "FERRY_MAX_HANDSHAKES",
+          default_value_t = Limits::default().max_handshakes)]
+    max_handshakes: usize,
+
+    /// Seconds a new connection has to finish TLS and hello.
+    #[arg(long, value_name = "SECS", env = "FERRY_HELLO_TIMEOUT", value_parser = parse_seconds,
+          default_value = "10")]
+    hello_timeout: Duration,
+
+    /// Seconds a connection may sit idle between requests.
+    #[arg(long, value_name = "SECS", env = "FERRY_IDLE_TIMEOUT", value_parser = parse_seconds,
+          default_value = "300")]
+    idle_timeout: Duration,
+
+    /// Seconds a request may go without progress (the peer sending the next
+    /// part of a body, or taking the next part of a reply).
+    #[arg(long, value_name = "SECS", env = "FERRY_REQUEST_TIMEOUT", value_parser = parse_seconds,
+          default_value = "30")]
+    request_timeout: Duration,
+
+    /// On SIGINT or SIGTERM, seconds requests in flight get to finish.
+    #[arg(long, value_name = "SECS", env = "FERRY_DRAIN_TIMEOUT", value_parser = parse_seconds,
+          default_value = "10")]
+    drain_timeout: Duration,
+
+    /// Largest frame header accepted, in bytes.
+    #[arg(long, value_name = "BYTES", env = "FERRY_MAX_HEADER_BYTES",
+          default_value_t = Limits::default().max_header_bytes)]
+    max_header_bytes: usize,
+}
+
+impl ServeArgs {
+    /// Stage two: the flags as a server configuration.
+    fn to_config(&self, global: &GlobalArgs) -> Result<Config, Error> {
+        let state_dir = match &self.state {
+            Some(dir) => dir.clone(),
+            None => ferry::server::state::default_state_dir().ok_or_else(|| {
+                Error::Usage("HOME is not set; pass --state DIR for the server's state".into())
+            })?,
+        };
+        Ok(Config {
+            listen: self.listen.clone(),
+            root: self.root.clone(),
+            state_dir,
+            plaintext: global.plaintext,
+            limits: Limits {
+                max_header_bytes: self.max_header_bytes,
+                max_connections: self.max_connections,
+                max_handshakes: self.max_handshakes,
+                hello_timeout: self.hello_timeout,
+                idle_timeout: self.idle_timeout,
+                request_timeout: self.request_timeout,
+                drain_timeout: self.drain_timeout,
+                ..Limits::default()
+            },
+        })
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM, then drains and returns.
+pub fn run(args: ServeArgs, global: &GlobalArgs) -> Result<(), Error> {
+    let config = args.to_config(global)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        // Signals are hooked before the server says it is ready, so a
+        // SIGTERM right after "listening" is never the default (fatal) one.
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let server = Server::bind(config).await?;
+        announce(&server)?;
+        server
+            .run(async move {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
+            })
+            .await;
+        Ok(())
+    })
+}
+
+/// Prints what a user needs to connect, then one `listening ADDR` line per
+/// bound address — the signal that the server is ready.
+fn announce(server: &Server) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ferry {} serving {}", env!("CARGO_PKG_VERSION"), server.root().display())?;
+    writeln!(out, "fingerprint {}", server.fingerprint())?;
+    writeln!(out, "token in {}", server.token_path().display())?;
+    for (endpoint, tls) in server.local_endpoints() {
+        let mode = match (&endpoint, tls) {
+            (Endpoint::Unix(_), _) => "unix socket, token required",
+            (_, true) => "TLS",
+            (_, false) => "plaintext",
+        };
+        writeln!(out, "listening {endpoint} ({mode})")?;
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,313 @@
+//! The client library: connect, check the server's identity, say hello, and
+//! call services (one file per service). No terminal code lives here; what to
+//! print is the CLI's business, so notices such as a new pin are returned.
+
+pub mod echo;
+pub mod known_hosts;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::connection::{Connection, ConnectionConfig, ConnectionError};
+use crate::error::Error;
+use crate::protocol::{Header, Hello, Reply, Welcome, PROTOCOL_VERSION};
+use crate::transport::{tls, Endpoint, Fingerprint, Stream};
+use known_hosts::{KnownHosts, PinCheck};
+
+/// How to reach and trust a server.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The server.
+    pub server: Endpoint,
+    /// The access token; when `None`, the one in `state_dir` is used.
+    pub token: Option<String>,
+    /// A fingerprint the server must show (overrides and updates the pin).
+    pub fingerprint: Option<Fingerprint>,
+    /// Speak plain TCP instead of TLS.
+    pub plaintext: bool,
+    /// Where pins live; `None` disables trust on first use, so only
+    /// `fingerprint` can authenticate a TLS server.
+    pub known_hosts: Option<KnownHosts>,
+    /// The state directory of a server on this machine, for its token.
+    pub state_dir: Option<PathBuf>,
+    /// Deadline for the TCP connect and the TLS handshake.
+    pub connect_timeout: Duration,
+    /// Deadline for each step of a request.
+    pub request_timeout: Duration,
+    /// Header cap for both directions.
+    pub max_header_bytes: usize,
+}
+
+impl ClientOptions {
+    /// Options for `server` with the default known-hosts file and state
+    /// directory, and no token or fingerprint given.
+    pub fn new(server: Endpoint) -> ClientOptions {
+        ClientOptions {
+            server,
+            token: None,
+            fingerprint: None,
+            plaintext: false,
+            known_hosts: known_hosts::default_path().map(KnownHosts::new),
+            state_dir: crate::server::state::default_state_dir(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_header_bytes: crate::limits::Limits::default().max_header_bytes,
+        }
+    }
+
+    fn resolve_token(&self) -> Result<String, Error> {
+        if let Some(token) = &self.token {
+            return Ok(token.clone());
+        }
+        let no_token = || Error::NoToken {
+            endpoint: self.server.to_string(),
+            looked_in: self
+                .state_dir
+                .as_ref()
+                .map(|d| d.join(crate::server::state::TOKEN_FILE)),
+        };
+        let dir = self.state_dir.as_ref().ok_or_else(no_token)?;
+        match crate::server::state::read_token(dir) {
+            Ok(token) if !token.is_empty() => Ok(token),
+            _ => Err(no_token()),
+        }
+    }
+}
+
+/// Something the client did that the user should hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A server's certificate was pinned for the first time.
+    Pinned {
+        /// The server.
+        endpoint: String,
+        /// Its fingerprint.
+        fingerprint: Fingerprint,
+        /// The known-hosts file.
+        known_hosts: PathBuf,
+    },
+    /// An older pin was replaced, as `--fingerprint` asked.
+    Repinned {
+        /// The server.
+        endpoint: String,
+        /// The new fingerprint.
+        fingerprint: Fingerprint,
+        /// The known-hosts file.
+        known_hosts: PathBuf,
+    },
+}
+
+/// A connection that has said hello.
+#[derive(Debug)]
+pub struct Client {
+    conn: Connection<Stream>,
+    welcome: Welcome,
+    notices: Vec<Notice>,
+}
+
+impl Client {
+    /// Connects, checks the server's certificate, and says hello. The token
+    /// is sent only after the certificate has been checked.
+    pub async fn connect(options: &ClientOptions) -> Result<Client, Error> {
+        let token = options.resolve_token()?;
+        let endpoint = options.server.to_string();
+        let mut notices = Vec::new();
+        let raw = tokio::time::timeout(options.connect_timeout, connect_raw(&options.server))
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {:?}", options.connect_timeout),
+                ))
+            })
+            .map_err(|source| Error::Connect {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+
+        let stream = match (raw, &options.server) {
+            (Stream::Tcp(tcp), Endpoint::Tcp { host, .. }) if !options.plaintext => {
+                let connector = tokio_rustls::TlsConnector::from(tls::client_config());
+                let handshake = connector.connect(tls::server_name(host), tcp);
+                let tls_stream = tokio::time::timeout(options.connect_timeout, handshake)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the server did not finish the TLS handshake",
+                        ))
+                    })
+                    .map_err(|source| Error::Tls {
+                        endpoint: endpoint.clone(),
+                        source,
+                    })?;
+                let offered = tls_stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|certs| certs.first())
+                    .map(|cert| Fingerprint::of_certificate(cert))
+                    .ok_or_else(|| Error::Protocol("the server showed no certificate".into()))?;
+                if let Some(notice) = check_pin(options, &endpoint, offered)? {
+                    notices.push(notice);
+                }
+                Stream::ClientTls(Box::new(tls_stream))
+            }
+            (raw, _) => raw,
+        };
+
+        let mut conn = Connection::new(
+            stream,
+            ConnectionConfig {
+                max_header_bytes: options.max_header_bytes,
+                request_timeout: options.request_timeout,
+                max_write_buffer_bytes: 256 * 1024,
+            },
+        );
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            token,
+            client: Some(format!("ferry {}", env!("CARGO_PKG_VERSION"))),
+        };
+        conn.send(hello.to_header(), Bytes::new()).await?;
+        let reply = match conn.reader().expect_header().await {
+            Ok(reply) => reply,
+            // A TLS server answers a plaintext hello with a TLS alert, which
+            // does not parse as a frame.
+            Err(ConnectionError::Frame(_)) if options.plaintext && options.server.is_tcp() => {
+                return Err(Error::Protocol(
+                    "the server did not answer in plaintext; it probably requires TLS \
+                     (drop --plaintext)"
+                        .into(),
+                ))
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let welcome = match Reply::from_header(reply) {
+            Some(Reply::Ok(header)) => header
+                .to_message::<Welcome>()
+                .map_err(|err| Error::Protocol(format!("bad welcome: {err}")))?,
+            Some(Reply::Error(err)) => return Err(Error::Refused(err)),
+            None => return Err(Error::Protocol("the answer to hello is not a reply".into())),
+        };
+        Ok(Client {
+            conn,
+            welcome,
+            notices,
+        })
+    }
+
+    /// The server's welcome: its version and services.
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+
+    /// Notices from connecting (a new pin), for the caller to show.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// The framed connection, for service calls.
+    pub(crate) fn connection(&mut self) -> &mut Connection<Stream> {
+        &mut self.conn
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(self) {
+        self.conn.close(Duration::from_secs(1)).await;
+    }
+}
+
+/// Reads a reply header: ok gives the header, an error frame becomes
+/// [`Error::Remote`].
+pub(crate) fn expect_ok(header: Header) -> Result<Header, Error> {
+    match Reply::from_header(header) {
+        Some(Reply::Ok(header)) => Ok(header),
+        Some(Reply::Error(err)) => Err(Error::Remote(err)),
+        None => Err(Error::Protocol("expected a reply frame".into())),
+    }
+}
+
+async fn connect_raw(endpoint: &Endpoint) -> std::io::Result<Stream> {
+    match endpoint {
+        Endpoint::Unix(path) => Ok(Stream::Unix(tokio::net::UnixStream::connect(path).await?)),
+        Endpoint::Tcp { .. } => {
+            let mut last_err = None;
+            for addr in endpoint.resolve().await? {
+                match tokio::net::TcpStream::connect(addr).await {
+                    Ok(stream) => {
+                        stream.set_nodelay(true)?;
+                        return Ok(Stream::Tcp(stream));
+                    }
+                    Err(err) => last_err = Some(err),
+                }
+            }
+            Err(last_err.unwrap_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "the name resolves to no address")
+            }))
+        }
+    }
+}
+
+/// Checks the offered fingerprint against `--fingerprint` or the pin,
+/// pinning it on first use.
+fn check_pin(
+    options: &ClientOptions,
+    endpoint: &str,
+    offered: Fingerprint,
+) -> Result<Option<Notice>, Error> {
+    if let Some(expected) = options.fingerprint {
+        if expected != offered {
+            return Err(Error::FingerprintMismatch {
+                endpoint: endpoint.to_string(),
+                expected,
+                offered,
+            });
+        }
+    }
+    let Some(hosts) = &options.known_hosts else {
+        return match options.fingerprint {
+            Some(_) => Ok(None),
+            None => Err(Error::Usage(
+                "no known-hosts file (HOME and XDG_CONFIG_HOME are unset); pass --fingerprint"
+                    .into(),
+            )),
+        };
+    };
+    let check = hosts.check(endpoint, offered).map_err(|err| {
+        Error::Io(std::io::Error::new(
+            err.kind(),
+            format!("cannot read {}: {err}", hosts.path().display()),
+        ))
+    })?;
+    let pin = |notice: Notice| -> Result<Option<Notice>, Error> {
+        hosts.pin(endpoint, offered).map_err(|err| {
+            Error::Io(std::io::Error::new(
+                err.kind(),
+                format!("cannot write {}: {err}", hosts.path().display()),
+            ))
+        })?;
+        Ok(Some(notice))
+    };
+    match check {
+        PinCheck::Known => Ok(None),
+        PinCheck::Unknown => pin(Notice::Pinned {
+            endpoint: endpoint.to_string(),
+            fingerprint: offered,
+            known_hosts: hosts.path().to_path_buf(),
+        }),
+        PinCheck::Changed(_) if options.fingerprint.is_some() => pin(Notice::Repinned {
+            endpoint: endpoint.to_string(),
+            fingerprint: offered,
+            known_hosts: hosts.path().to_path_buf(),
+        }),
+        PinCheck::Changed(pinned) => Err(Error::FingerprintChanged {
+            endpoint: endpoint.to_string(),
+            pinned,
+            offered,
+            known_hosts: hosts.path().to_path_buf(),
+        }),
+    }
+}

@@ -1,0 +1,440 @@
+//! A framed connection: frame headers and body chunks in, headers and bodies
+//! out, with a deadline on every step taken inside a request.
+//!
+//! The stream is split into a [`FrameReader`] and a [`FrameWriter`] so a
+//! service can read and write at once (echo of a large body, exec with stdin
+//! forwarded while output streams back). Memory is bounded on both sides: the
+//! reader's buffer by the header cap plus one body read
+//! ([`crate::protocol::codec::BODY_READ_BYTES`]), the writer's by
+//! `max_write_buffer_bytes`, past which it waits for the peer.
+
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio_util::codec::FramedRead;
+
+use crate::protocol::{CodecError, ErrorReply, Frame, FrameCodec, FrameError, Header};
+
+/// Bodies at least this large are written straight from the caller's buffer
+/// with one vectored write after the pending bytes, instead of being copied.
+const COPY_BODY_BELOW_BYTES: usize = 16 * 1024;
+
+/// Why a connection could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// The peer sent something that is not a frame.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The peer closed the connection in the middle of a frame.
+    #[error("the connection closed in the middle of a frame")]
+    Truncated,
+    /// The peer closed the connection where a frame was expected.
+    #[error("the connection closed before the expected frame")]
+    Closed,
+    /// The peer made no progress within the deadline.
+    #[error("timed out after {0:?} waiting for the peer")]
+    Timeout(Duration),
+    /// Our side broke the framing (a bug); see the message.
+    #[error("{0}")]
+    Encode(String),
+    /// The peer sent a well-formed frame that is not what the protocol
+    /// allows at this point.
+    #[error("unexpected frame: {0}")]
+    Unexpected(String),
+    /// The socket failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl From<CodecError> for ConnectionError {
+    fn from(err: CodecError) -> ConnectionError {
+        match err {
+            CodecError::Frame(e) => ConnectionError::Frame(e),
+            CodecError::Truncated => ConnectionError::Truncated,
+            CodecError::Encode(e) => ConnectionError::Encode(e),
+            CodecError::Io(e) => ConnectionError::Io(e),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, ConnectionError>;
+
+/// Per-connection settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionConfig {
+    /// Header cap for both directions.
+    pub max_header_bytes: usize,
+    /// Deadline for each read or write step inside a request.
+    pub request_timeout: Duration,
+    /// Reply bytes buffered before the writer waits for the peer.
+    pub max_write_buffer_bytes: usize,
+}
+
+impl From<&crate::limits::Limits> for ConnectionConfig {
+    fn from(limits: &crate::limits::Limits) -> ConnectionConfig {
+        ConnectionConfig {
+            max_header_bytes: limits.max_header_bytes,
+            request_timeout: limits.request_timeout,
+            max_write_buffer_bytes: limits.max_write_buffer_bytes,
+        }
+    }
+}
+
+/// A framed, split connection over any byte stream.
+#[derive(Debug)]
+pub struct Connection<S> {
+    reader: FrameReader<ReadHalf<S>>,
+    writer: FrameWriter<WriteHalf<S>>,
+}
+
+impl<S: AsyncRead + AsyncWrite> Connection<S> {
+    /// Wraps a connected stream.
+    pub fn new(stream: S, config: ConnectionConfig) -> Connection<S> {
+        let (read, write) = tokio::io::split(stream);
+        Connection {
+            reader: FrameReader::new(read, config),
+            writer: FrameWriter::new(write, config),
+        }
+    }
+
+    /// Both halves, for reading and writing at once.
+    pub fn split(&mut self) -> (&mut FrameReader<ReadHalf<S>>, &mut FrameWriter<WriteHalf<S>>) {
+        (&mut self.reader, &mut self.writer)
+    }
+
+    /// The reading half.
+    pub fn reader(&mut self) -> &mut FrameReader<ReadHalf<S>> {
+        &mut self.reader
+    }
+
+    /// The writing half.
+    pub fn writer(&mut self) -> &mut FrameWriter<WriteHalf<S>> {
+        &mut self.writer
+    }
+
+    /// Waits, without a deadline, for the next frame header; `None` when
+    /// the peer closed the connection between frames. Cancel-safe: a
+    /// partly read frame stays buffered.
+    pub async fn read_header(&mut self) -> Result<Option<Header>> {
+        self.reader.read_header().await
+    }
+
+    /// Sends a header and its whole body, and flushes.
+    pub async fn send(&mut self, header: Header, body: Bytes) -> Result<()> {
+        self.writer.send(header, body).await
+    }
+
+    /// Sends an error frame and flushes.
+    pub async fn send_error(&mut self, error: &ErrorReply) -> Result<()> {
+        self.writer.send(error.to_header(), Bytes::new()).await
+    }
+
+    /// Gives back buffer memory while the connection waits between
+    /// requests, so thousands of idle connections cost little.
+    pub fn release_idle_buffers(&mut self) {
+        self.reader.release_idle_buffer();
+        self.writer.release_idle_buffer();
+    }
+
+    /// Flushes and closes our sending side (for TLS, with close_notify),
+    /// giving the peer at most `deadline` to take the rest.
+    pub async fn close(mut self, deadline: Duration) {
+        let _ = tokio::time::timeout(deadline, async {
+            let _ = self.writer.flush().await;
+            let _ = self.writer.io.shutdown().await;
+        })
+        .await;
+    }
+}
+
+/// The reading half: frame headers and body chunks.
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    framed: FramedRead<R, FrameCodec>,
+    timeout: Duration,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    fn new(read: R, config: ConnectionConfig) -> FrameReader<R> {
+        FrameReader {
+            framed: FramedRead::with_capacity(read, FrameCodec::new(config.max_header_bytes), 0),
+            timeout: config.request_timeout,
+        }
+    }
+
+    /// See [`Connection::read_header`].
+    pub async fn read_header(&mut self) -> Result<Option<Header>> {
+        if !self.framed.decoder().at_frame_boundary() {
+            return Err(ConnectionError::Encode(
+                "a header was read before the previous frame's body was consumed".into(),
+            ));
+        }
+        match self.framed.next().await {
+            None => Ok(None),
+            Some(Ok(Frame::Header(header))) => Ok(Some(header)),
+            Some(Ok(Frame::Body(_))) => unreachable!("a body chunk at a frame boundary"),
+            Some(Err(err)) => Err(err.into()),
+        }
+    }
+
+    /// Reads the next frame header within the request deadline; the peer
+    /// closing here is an error.
+    pub async fn expect_header(&mut self) -> Result<Header> {
+        let deadline = self.timeout;
+        match tokio::time::timeout(deadline, self.read_header()).await {
+            Err(_) => Err(ConnectionError::Timeout(deadline)),
+            Ok(Ok(Some(header))) => Ok(header),
+            Ok(Ok(None)) => Err(ConnectionError::Closed),
+            Ok(Err(err)) => Err(err),
+        }
+    }
+
+    /// The next chunk of the current frame's body, within the request
+    /// deadline; `None` once the body is complete.
+    pub async fn read_body_chunk(&mut self) -> Result<Option<Bytes>> {
+        if self.framed.decoder().body_remaining() == 0 {
+            return Ok(None);
+        }
+        let deadline = self.timeout;
+        match tokio::time::timeout(deadline, self.framed.next()).await {
+            Err(_) => Err(ConnectionError::Timeout(deadline)),
+            Ok(None) => Err(ConnectionError::Truncated),
+            Ok(Some(Ok(Frame::Body(chunk)))) => Ok(Some(chunk)),
+            Ok(Some(Ok(Frame::Header(_)))) => unreachable!("a header inside a body"),
+            Ok(Some(Err(err))) => Err(err.into()),
+        }
+    }
+
+    /// Reads a whole body of a size the caller has already checked.
+    pub async fn read_body(&mut self) -> Result<Bytes> {
+        let mut body = BytesMut::with_capacity(self.body_remaining() as usize);
+        while let Some(chunk) = self.read_body_chunk().await? {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    }
+
+    /// Reads and drops the rest of the current body, holding at most one
+    /// chunk in memory.
+    pub async fn discard_body(&mut self) -> Result<()> {
+        while self.read_body_chunk().await?.is_some() {}
+        Ok(())
+    }
+
+    /// Body bytes of the current frame still to come.
+    pub fn body_remaining(&self) -> u64 {
+        self.framed.decoder().body_remaining()
+    }
+
+    fn release_idle_buffer(&mut self) {
+        if self.framed.read_buffer().is_empty() {
+            *self.framed.read_buffer_mut() = BytesMut::new();
+        }
+    }
+}
+
+/// The writing half: headers and bodies, buffered up to a cap.
+#[derive(Debug)]
+pub struct FrameWriter<W> {
+    io: W,
+    codec: FrameCodec,
+    buffer: BytesMut,
+    max_buffer_bytes: usize,
+    timeout: Duration,
+}
+
+impl<W: AsyncWrite + Unpin> FrameWriter<W> {
+    fn new(io: W, config: ConnectionConfig) -> FrameWriter<W> {
+        FrameWriter {
+            io,
+            codec: FrameCodec::new(config.max_header_bytes),
+            buffer: BytesMut::new(),
+            max_buffer_bytes: config.max_write_buffer_bytes,
+            timeout: config.request_timeout,
+        }
+    }
+
+    /// Queues a frame header; its body must follow through
+    /// [`FrameWriter::send_body`]. Nothing is written until the buffer
+    /// fills or [`FrameWriter::flush`] is called, so a header and the start
+    /// of its body leave in one write.
+    pub async fn send_header(&mut self, header: &Header) -> Result<()> {
+        self.codec.encode_header(header, &mut self.buffer)?;
+        if self.buffer.len() >= self.max_buffer_bytes {
+            self.write_buffered().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends part of the current frame's body. Small chunks are buffered;
+    /// large ones go out in one vectored write together with whatever is
+    /// buffered (typically the header).
+    pub async fn send_body(&mut self, chunk: Bytes) -> Result<()> {
+        self.codec.account_body(chunk.len())?;
+        if chunk.len() < COPY_BODY_BELOW_BYTES {
+            self.buffer.extend_from_slice(&chunk);
+            if self.buffer.len() >= self.max_buffer_bytes {
+                self.write_buffered().await?;
+            }
+            return Ok(());
+        }
+        let pending = self.buffer.split().freeze();
+        let mut out = pending.chain(chunk);
+        self.with_deadline(|io| async move { io.write_all_buf(&mut out).await })
+            .await
+    }
+
+    /// Sends a header and its whole body, then flushes.
+    pub async fn send(&mut self, header: Header, body: Bytes) -> Result<()> {
+        self.send_header(&header.with_size(body.len() as u64)).await?;
+        if !body.is_empty() {
+            self.send_body(body).await?;
+        }
+        self.flush().await
+    }
+
+    /// Sends an error frame and flushes.
+    pub async fn send_error(&mut self, error: &ErrorReply) -> Result<()> {
+        self.send(error.to_header(), Bytes::new()).await
+    }
+
+    /// Writes out everything buffered and flushes the stream.
+    pub async fn flush(&mut self) -> Result<()> {
+        self.write_buffered().await?;
+        self.with_deadline(|io| async move { io.flush().await }).await
+    }
+
+    /// Body bytes still owed for the last header sent.
+    pub fn body_owed(&self) -> u64 {
+        self.codec.encode_remaining()
+    }
+
+    async fn write_buffered(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let buffer = &mut self.buffer;
+        let io = &mut self.io;
+        let deadline = self.timeout;
+        match tokio::time::timeout(deadline, io.write_all_buf(buffer)).await {
+            Err(_) => Err(ConnectionError::Timeout(deadline)),
+            Ok(result) => Ok(result?),
+        }
+    }
+
+    async fn with_deadline<'a, F, Fut>(&'a mut self, op: F) -> Result<()>
+    where
+        F: FnOnce(&'a mut W) -> Fut,
+        Fut: std::future::Future<Output = std::io::Result<()>> + 'a,
+    {
+        let deadline = self.timeout;
+        match tokio::time::timeout(deadline, op(&mut self.io)).await {
+            Err(_) => Err(ConnectionError::Timeout(deadline)),
+            Ok(result) => Ok(result?),
+        }
+    }
+
+    fn release_idle_buffer(&mut self) {
+        if self.buffer.is_empty() {
+            self.buffer = BytesMut::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::message::ok_header;
+    use serde_json::json;
+
+    fn config() -> ConnectionConfig {
+        ConnectionConfig {
+            max_header_bytes: 1024,
+            request_timeout: Duration::from_secs(5),
+            max_write_buffer_bytes: 64 * 1024,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_frame_sent_is_the_frame_received_in_any_size() {
+        for size in [0usize, 1, 100, COPY_BODY_BELOW_BYTES, 1 << 20] {
+            let (a, b) = tokio::io::duplex(8 * 1024);
+            let mut left = Connection::new(a, config());
+            let mut right = Connection::new(b, config());
+            let body = Bytes::from((0..size).map(|i| i as u8).collect::<Vec<_>>());
+            let sent = body.clone();
+            let send = tokio::spawn(async move {
+                left.send(ok_header(&json!({"n": 1})), sent).await.unwrap();
+                left
+            });
+            let header = right.read_header().await.unwrap().unwrap();
+            assert_eq!(header.size(), size as u64);
+            assert_eq!(right.reader().read_body().await.unwrap(), body);
+            send.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_header_and_a_small_body_leave_in_one_write() {
+        let (a, mut b) = tokio::io::duplex(64 * 1024);
+        let mut conn = Connection::new(a, config());
+        conn.send(ok_header(&json!({})), Bytes::from_static(b"hello"))
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n = tokio::io::AsyncReadExt::read(&mut b, &mut buf).await.unwrap();
+        let expected = b"\x18\x00\x00\x00{\"ok\":true,\"size\":5}hello";
+        assert_eq!(&buf[..n], &expected[..]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_body_times_out() {
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut conn = Connection::new(a, config());
+        tokio::io::AsyncWriteExt::write_all(&mut b, b"\x0a\x00\x00\x00{\"size\":9}abc")
+            .await
+            .unwrap();
+        conn.read_header().await.unwrap().unwrap();
+        assert_eq!(conn.reader().read_body_chunk().await.unwrap().unwrap(), "abc");
+        let err = conn.reader().read_body_chunk().await.unwrap_err();
+        assert!(matches!(err, ConnectionError::Timeout(_)), "{err:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stops_reading_stalls_the_writer_within_its_buffer() {
+        let (a, _b) = tokio::io::duplex(1024);
+        let mut conn = Connection::new(a, config());
+        let (_, writer) = conn.split();
+        writer
+            .send_header(&ok_header(&json!({})).with_size(1 << 30))
+            .await
+            .unwrap();
+        let mut sent = 0usize;
+        let err = loop {
+            match writer.send_body(Bytes::from(vec![0u8; 4096])).await {
+                Ok(()) => sent += 4096,
+                Err(err) => break err,
+            }
+        };
+        assert!(matches!(err, ConnectionError::Timeout(_)));
+        assert!(sent <= 64 * 1024 + 1024, "buffered {sent} bytes for a stalled peer");
+    }
+
+    #[tokio::test]
+    async fn eof_mid_body_is_truncation() {
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut conn = Connection::new(a, config());
+        tokio::io::AsyncWriteExt::write_all(&mut b, b"\x0a\x00\x00\x00{\"size\":9}abc")
+            .await
+            .unwrap();
+        drop(b);
+        conn.read_header().await.unwrap().unwrap();
+        conn.reader().read_body_chunk().await.unwrap();
+        assert!(matches!(
+            conn.reader().read_body_chunk().await,
+            Err(ConnectionError::Truncated)
+        ));
+    }
+}

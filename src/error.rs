@@ -1,0 +1,193 @@
+//! `ferry::Error`: everything that can go wrong for a caller of the library,
+//! with the exit code the CLI turns it into and a hint naming the next step.
+//!
+//! Exit codes: 0 success, 1 the server answered with an error, 2 usage,
+//! 3 cannot connect / TLS / fingerprint / authentication.
+
+use std::path::PathBuf;
+
+use crate::connection::ConnectionError;
+use crate::protocol::{ErrorCode, ErrorReply};
+use crate::transport::Fingerprint;
+
+/// Exit status when the server refused a request.
+pub const EXIT_REMOTE: u8 = 1;
+/// Exit status for a usage error.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status when ferry itself could not get through: connection, TLS,
+/// fingerprint, authentication.
+pub const EXIT_CONNECT: u8 = 3;
+
+/// An error of the ferry library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A flag or argument that cannot work.
+    #[error("{0}")]
+    Usage(String),
+    /// The server could not start.
+    #[error("{0}")]
+    Startup(String),
+    /// The server could not be reached.
+    #[error("cannot connect to {endpoint}: {source}")]
+    Connect {
+        /// Where we tried.
+        endpoint: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The TLS handshake failed.
+    #[error("TLS handshake with {endpoint} failed: {source}")]
+    Tls {
+        /// Where we tried.
+        endpoint: String,
+        /// What rustls said.
+        source: std::io::Error,
+    },
+    /// The server's certificate is not the one pinned for it.
+    #[error(
+        "the certificate of {endpoint} has changed!\n  pinned:  {pinned}\n  offered: {offered}\n\
+         Someone may be intercepting the connection, or the server's state directory was reset."
+    )]
+    FingerprintChanged {
+        /// The server.
+        endpoint: String,
+        /// The fingerprint in known_hosts.
+        pinned: Fingerprint,
+        /// The one the server showed.
+        offered: Fingerprint,
+        /// The known-hosts file, to name in the hint.
+        known_hosts: PathBuf,
+    },
+    /// The server's certificate is not the one `--fingerprint` named.
+    #[error("the certificate of {endpoint} is {offered}, not {expected} as --fingerprint says")]
+    FingerprintMismatch {
+        /// The server.
+        endpoint: String,
+        /// What `--fingerprint` said.
+        expected: Fingerprint,
+        /// What the server showed.
+        offered: Fingerprint,
+    },
+    /// No token was given and none was found locally.
+    #[error("no access token for {endpoint}")]
+    NoToken {
+        /// The server.
+        endpoint: String,
+        /// Where a local server's token was looked for.
+        looked_in: Option<PathBuf>,
+    },
+    /// The server refused the connection at `hello`.
+    #[error("the server refused the connection: {}", .0.message)]
+    Refused(ErrorReply),
+    /// The server answered a request with an error.
+    #[error("{}", .0.message)]
+    Remote(ErrorReply),
+    /// The connection failed or the server broke the protocol.
+    #[error("connection to the server failed: {0}")]
+    Connection(#[from] ConnectionError),
+    /// The server sent something the protocol does not allow.
+    #[error("the server broke the protocol: {0}")]
+    Protocol(String),
+    /// A local IO error (stdin, stdout, a file).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// The wire code, when the server sent one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Error::Refused(reply) | Error::Remote(reply) => reply.known_code(),
+            _ => None,
+        }
+    }
+
+    /// The process exit status this error maps to.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => EXIT_USAGE,
+            Error::Remote(_) | Error::Io(_) | Error::Startup(_) => EXIT_REMOTE,
+            Error::Connect { .. }
+            | Error::Tls { .. }
+            | Error::FingerprintChanged { .. }
+            | Error::FingerprintMismatch { .. }
+            | Error::NoToken { .. }
+            | Error::Refused(_)
+            | Error::Connection(_)
+            | Error::Protocol(_) => EXIT_CONNECT,
+        }
+    }
+
+    /// What the user can do next, when there is something to say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Connect { .. } => Some(
+                "is `ferry serve` running there? Check --server (or FERRY_SERVER)".into(),
+            ),
+            Error::Tls { .. } => Some(
+                "if the server runs with --plaintext, pass --plaintext here too".into(),
+            ),
+            Error::FingerprintChanged {
+                endpoint,
+                offered,
+                known_hosts,
+            ..
+            } => Some(format!(
+                "if the change is expected, check the fingerprint the server prints at start, then \
+                 re-pin with `--fingerprint {offered}`, or delete the line for {endpoint} in {}",
+                known_hosts.display()
+            )),
+            Error::FingerprintMismatch { .. } => Some(
+                "compare with the fingerprint `ferry serve` prints at start".into(),
+            ),
+            Error::NoToken { looked_in, .. } => Some(format!(
+                "pass --token or set FERRY_TOKEN; the token is in the `token` file of the \
+                 server's state directory{}",
+                looked_in
+                    .as_ref()
+                    .map(|p| format!(" (looked for {} here)", p.display()))
+                    .unwrap_or_default()
+            )),
+            Error::Refused(reply) => match reply.known_code() {
+                Some(ErrorCode::BadToken) => Some(
+                    "check --token / FERRY_TOKEN against the `token` file in the server's state \
+                     directory"
+                        .into(),
+                ),
+                Some(ErrorCode::Busy) => Some("try again in a moment".into()),
+                Some(ErrorCode::UnsupportedVersion) => {
+                    Some("use the same ferry version on both ends".into())
+                }
+                _ => None,
+            },
+            Error::Connection(ConnectionError::Closed | ConnectionError::Truncated) => Some(
+                "the server closed the connection; if it requires TLS, drop --plaintext".into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_contract() {
+        let remote = Error::Remote(ErrorReply::new(ErrorCode::UnknownCmd, "x"));
+        assert_eq!(remote.exit_code(), 1);
+        assert_eq!(Error::Usage("x".into()).exit_code(), 2);
+        let refused = Error::Refused(ErrorReply::new(ErrorCode::BadToken, "x"));
+        assert_eq!(refused.exit_code(), 3);
+        assert!(refused.hint().unwrap().contains("FERRY_TOKEN"));
+        let fp = Fingerprint::of_certificate(b"a");
+        let changed = Error::FingerprintChanged {
+            endpoint: "h:1".into(),
+            pinned: fp,
+            offered: Fingerprint::of_certificate(b"b"),
+            known_hosts: "/k/known_hosts".into(),
+        };
+        assert_eq!(changed.exit_code(), 3);
+        assert!(changed.hint().unwrap().contains("/k/known_hosts"));
+    }
+}

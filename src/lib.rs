@@ -1,0 +1,31 @@
+//! ferry moves files and runs commands between your own machines: one small
+//! binary with a server (`ferry serve`) and a client for every service.
+//!
+//! # Layout
+//!
+//! Dependencies point one way: **cli → client | server → services →
+//! connection → protocol**.
+//!
+//! - [`protocol`]: the wire format as pure code (no sockets, files or clock):
+//!   the frame codec, headers, shared messages and the error-code table.
+//! - [`connection`]: a framed, split stream with deadlines and bounded buffers.
+//! - [`transport`]: addresses, listeners, TLS and fingerprints; knows no
+//!   services.
+//! - [`services`]: one module per `cmd`, and the request dispatch.
+//! - [`server`]: listeners, one task per connection, limits, shutdown.
+//! - [`client`]: connect, pin, hello, and one file per service.
+//! - [`limits`]: every cap and deadline, with its reason.
+//! - [`error`]: the library's error, its exit code and hint.
+//!
+//! The binary's CLI (`src/cli/`) is a thin shell over this library.
+
+pub mod client;
+pub mod connection;
+pub mod error;
+pub mod limits;
+pub mod protocol;
+pub mod server;
+pub mod services;
+pub mod transport;
+
+pub use error::Error;

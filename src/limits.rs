@@ -1,0 +1,124 @@
+//! Every cap and deadline the server enforces, in one place. Each has a
+//! default, a line saying why it is that, and a `serve` flag to change it.
+//! Limits bound what a peer can make the server hold: connections, time, and
+//! memory per connection.
+
+use std::time::Duration;
+
+/// The server's limits. `Limits::default()` is what `ferry serve` uses when
+/// no flag says otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest frame header accepted, in bytes. Headers carry names and
+    /// options, never data; 64 KiB leaves room for long paths and is small
+    /// enough that a hostile length prefix costs nothing.
+    pub max_header_bytes: usize,
+    /// Connections served at once, authenticated or not. Past this a new
+    /// client is answered `busy` and closed. 1024 fits the default open-file
+    /// limit of most systems with room for files being transferred.
+    pub max_connections: usize,
+    /// Connections still in their TLS handshake or `hello`. Kept apart from
+    /// `max_connections` so that clients which never say hello cannot crowd
+    /// out real ones; 512 admits a burst of hundreds of clients connecting
+    /// at once from one address. Past it, new connections wait in the
+    /// kernel's accept queue.
+    pub max_handshakes: usize,
+    /// Time a new connection has to finish TLS and `hello`. Ten seconds is
+    /// plenty on any real network and short enough to shed idle sockets.
+    pub hello_timeout: Duration,
+    /// Time an authenticated connection may sit between requests before
+    /// the server closes it.
+    pub idle_timeout: Duration,
+    /// Time a request may go without progress: the peer must send the next
+    /// part of a body, or take the next part of a reply, within it.
+    pub request_timeout: Duration,
+    /// On SIGINT/SIGTERM, time requests in flight get to finish before the
+    /// server exits anyway.
+    pub drain_timeout: Duration,
+    /// Reply bytes buffered per connection before the server waits for the
+    /// peer to read. With the codec's read buffer (header cap plus
+    /// [`crate::protocol::codec::BODY_READ_BYTES`]), this bounds the memory
+    /// one connection can hold.
+    pub max_write_buffer_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_header_bytes: 64 * 1024,
+            max_connections: 1024,
+            max_handshakes: 512,
+            hello_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(10),
+            max_write_buffer_bytes: 256 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// The most memory one connection's frame buffers can hold: a full
+    /// header, a body read, and the write buffer.
+    pub fn max_buffer_bytes_per_connection(&self) -> usize {
+        crate::protocol::codec::LENGTH_PREFIX_BYTES
+            + self.max_header_bytes
+            + crate::protocol::codec::BODY_READ_BYTES
+            + self.max_write_buffer_bytes
+    }
+
+    /// Checks that the limits make sense together.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_header_bytes < 256 {
+            return Err("--max-header-bytes must be at least 256".into());
+        }
+        if self.max_header_bytes > u32::MAX as usize {
+            return Err("--max-header-bytes must fit in the 4-byte length prefix".into());
+        }
+        if self.max_connections == 0 || self.max_handshakes == 0 {
+            return Err("--max-connections and --max-handshakes must be at least 1".into());
+        }
+        for (name, value) in [
+            ("--hello-timeout", self.hello_timeout),
+            ("--idle-timeout", self.idle_timeout),
+            ("--request-timeout", self.request_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(format!("{name} must be more than 0 seconds"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_contract() {
+        let limits = Limits::default();
+        assert_eq!(limits.max_header_bytes, 64 * 1024);
+        assert!(limits.max_handshakes >= 200, "must admit a burst of 200 clients");
+        assert!(limits.drain_timeout <= Duration::from_secs(10));
+        assert!(limits.validate().is_ok());
+    }
+
+    #[test]
+    fn per_connection_buffers_stay_well_under_a_mebibyte() {
+        assert!(Limits::default().max_buffer_bytes_per_connection() < 1024 * 1024);
+    }
+
+    #[test]
+    fn nonsense_limits_are_refused() {
+        let bad = [
+            Limits { max_header_bytes: 10, ..Limits::default() },
+            Limits { max_connections: 0, ..Limits::default() },
+            Limits { hello_timeout: Duration::ZERO, ..Limits::default() },
+            Limits { idle_timeout: Duration::ZERO, ..Limits::default() },
+        ];
+        for limits in bad {
+            assert!(limits.validate().is_err(), "{limits:?}");
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The one table of wire error codes. Each code is a stable snake_case id that
+//! scripts and other clients may match on; its description is what PROTOCOL.md
+//! lists, and a unit test keeps the two in step. Whether the server closes the
+//! connection after sending the code is part of the contract, so it lives here
+//! too.
+
+use std::fmt;
+
+/// What the server does with the connection after answering with a code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    /// The request is refused; the connection goes on with the next frame.
+    GoesOn,
+    /// The connection is closed right after the error frame.
+    Closes,
+}
+
+macro_rules! error_codes {
+    ($( $variant:ident => $id:literal, $after:ident, $desc:literal; )*) => {
+        /// A stable, machine-readable error code carried in error frames.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $( #[doc = $desc] $variant, )*
+        }
+
+        impl ErrorCode {
+            /// Every code, in table order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),*];
+
+            /// The wire id, e.g. `header_too_large`.
+            pub fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $id,)* }
+            }
+
+            /// One line saying when the code is sent.
+            pub fn description(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $desc,)* }
+            }
+
+            /// Whether the connection survives this error.
+            pub fn after(self) -> After {
+                match self { $(ErrorCode::$variant => After::$after,)* }
+            }
+
+            /// Looks a wire id up; `None` for codes this build does not know.
+            pub fn from_wire(id: &str) -> Option<ErrorCode> {
+                match id { $($id => Some(ErrorCode::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+error_codes! {
+    EmptyHeader => "empty_header", Closes,
+        "The 4-byte header length was zero.";
+    HeaderTooLarge => "header_too_large", Closes,
+        "The header length is over the server's cap (64 KiB unless configured).";
+    HeaderNotUtf8 => "header_not_utf8", Closes,
+        "The header bytes are not valid UTF-8.";
+    HeaderNotJson => "header_not_json", Closes,
+        "The header is not valid JSON.";
+    HeaderNotObject => "header_not_object", Closes,
+        "The header is JSON but not an object.";
+    BadSize => "bad_size", Closes,
+        "The header's `size` is not an unsigned 64-bit integer, so the body cannot be framed.";
+    HelloRequired => "hello_required", Closes,
+        "The first frame of a connection was not `hello`.";
+    UnsupportedVersion => "unsupported_version", Closes,
+        "The client's protocol version is not one this server speaks.";
+    BadToken => "bad_token", Closes,
+        "The access token is missing or wrong.";
+    Busy => "busy", Closes,
+        "The server is at its connection limit; try again later.";
+    Timeout => "timeout", Closes,
+        "A deadline passed: hello, idle or request timeout.";
+    ShuttingDown => "shutting_down", Closes,
+        "The server is shutting down and takes no new requests.";
+    MissingCmd => "missing_cmd", GoesOn,
+        "The header has no string `cmd`; the frame's body is skipped.";
+    UnknownCmd => "unknown_cmd", GoesOn,
+        "The `cmd` is not one this server offers; the frame's body is skipped.";
+    BadRequest => "bad_request", GoesOn,
+        "A known `cmd` with missing or invalid fields; the frame's body is skipped.";
+    Internal => "internal", Closes,
+        "The server failed in a way that is not the client's fault; see its log.";
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_ids_round_trip_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for &code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_wire(code.as_str()), Some(code));
+            assert!(seen.insert(code.as_str()), "duplicate id {code}");
+            assert!(code
+                .as_str()
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_'));
+        }
+        assert_eq!(ErrorCode::from_wire("no_such_code"), None);
+    }
+
+    /// PROTOCOL.md's table must list every code with the same description and
+    /// connection behaviour, and nothing else.
+    #[test]
+    fn protocol_md_table_matches_the_enum() {
+        let doc = include_str!("../../PROTOCOL.md");
+        let rows: Vec<(String, String, String)> = doc
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                // | `code` | closes/goes on | description |
+                if cells.len() == 5 && cells[1].starts_with('`') && cells[1].ends_with('`') {
+                    Some((
+                        cells[1].trim_matches('`').to_string(),
+                        cells[2].to_string(),
+                        cells[3].to_string(),
+                    ))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(rows.len(), ErrorCode::ALL.len(), "PROTOCOL.md rows: {rows:?}");
+        for (code, (id, after, desc)) in ErrorCode::ALL.iter().zip(&rows) {
+            assert_eq!(code.as_str(), id);
+            let expected_after = match code.after() {
+                After::Closes => "closes",
+                After::GoesOn => "goes on",
+            };
+            assert_eq!(after, expected_after, "connection behaviour of {id}");
+            assert_eq!(code.description(), desc, "description of {id}");
+        }
+    }
+}

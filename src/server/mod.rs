@@ -1,0 +1,271 @@
+//! The server: binds its listeners, then runs one task per connection until
+//! a shutdown future resolves, and drains.
+//!
+//! Shutdown follows tokio-util's pattern: cancel a token (accept loops stop,
+//! idle connections close at once), close the task tracker, and wait for
+//! requests in flight up to the drain deadline.
+
+pub mod session;
+pub mod state;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::error::Error;
+use crate::limits::Limits;
+use crate::services::ServiceContext;
+use crate::transport::{tls, Endpoint, Fingerprint, Listener};
+
+/// The address `ferry serve` listens on without `--listen`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9001";
+/// The root directory `ferry serve` serves without `--root`.
+pub const DEFAULT_ROOT: &str = "ferry-share";
+
+/// Everything the server runs on, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Addresses to listen on.
+    pub listen: Vec<Endpoint>,
+    /// The directory served; created if missing.
+    pub root: PathBuf,
+    /// Where the certificate, key and token live.
+    pub state_dir: PathBuf,
+    /// Speak plain TCP instead of TLS (loopback only).
+    pub plaintext: bool,
+    /// Caps and deadlines.
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Checks the rules that flags alone cannot: `--plaintext` only on
+    /// loopback, limits that make sense. Errors are usage errors.
+    pub async fn validate(&self) -> Result<(), Error> {
+        if self.listen.is_empty() {
+            return Err(Error::Usage("no address to listen on".into()));
+        }
+        self.limits.validate().map_err(Error::Usage)?;
+        if self.plaintext {
+            for endpoint in &self.listen {
+                let local = endpoint.is_local().await.map_err(|err| {
+                    Error::Usage(format!("cannot resolve --listen {endpoint}: {err}"))
+                })?;
+                if !local {
+                    return Err(Error::Usage(format!(
+                        "--plaintext is only allowed on loopback addresses, and {endpoint} is not \
+                         one; drop --plaintext (TLS is the default) or listen on 127.0.0.1 or [::1]"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What every connection task shares.
+pub(crate) struct Shared {
+    pub token: String,
+    pub tls: Option<TlsAcceptor>,
+    pub limits: Limits,
+    pub handshakes: Arc<Semaphore>,
+    pub connections: Arc<Semaphore>,
+    pub services: ServiceContext,
+    pub cancel: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+/// A server whose listeners are bound and whose state is loaded, ready to
+/// run.
+pub struct Server {
+    listeners: Vec<Listener>,
+    shared: Arc<Shared>,
+    fingerprint: Fingerprint,
+    token_path: PathBuf,
+    root: PathBuf,
+}
+
+impl Server {
+    /// Loads or creates the state directory and root, and binds every
+    /// listener. Nothing is served until [`Server::run`].
+    pub async fn bind(config: Config) -> Result<Server, Error> {
+        config.validate().await?;
+        let state = state::ServerState::load_or_create(&config.state_dir).map_err(|err| {
+            Error::Startup(format!(
+                "cannot use the state directory {}: {err}",
+                config.state_dir.display()
+            ))
+        })?;
+        std::fs::create_dir_all(&config.root).map_err(|err| {
+            Error::Startup(format!("cannot create the root {}: {err}", config.root.display()))
+        })?;
+        let root = std::fs::canonicalize(&config.root)
+            .map_err(|err| Error::Startup(format!("{}: {err}", config.root.display())))?;
+
+        let tls = if config.plaintext {
+            None
+        } else {
+            let server_config = tls::server_config(state.cert.clone(), state.key.clone_key())
+                .map_err(|err| Error::Startup(format!("cannot set up TLS: {err}")))?;
+            Some(TlsAcceptor::from(server_config))
+        };
+
+        let mut listeners = Vec::new();
+        for endpoint in &config.listen {
+            let bound = Listener::bind(endpoint)
+                .await
+                .map_err(|err| Error::Startup(format!("cannot listen on {endpoint}: {err}")))?;
+            listeners.extend(bound);
+        }
+        raise_open_file_limit(config.limits.max_connections);
+
+        let shared = Arc::new(Shared {
+            token: state.token.clone(),
+            tls,
+            handshakes: Arc::new(Semaphore::new(config.limits.max_handshakes)),
+            connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            limits: config.limits,
+            services: ServiceContext { root: root.clone() },
+            cancel: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        Ok(Server {
+            listeners,
+            shared,
+            fingerprint: state.fingerprint(),
+            token_path: state.token_path,
+            root,
+        })
+    }
+
+    /// Each bound address, and whether TCP on it speaks TLS.
+    pub fn local_endpoints(&self) -> Vec<(Endpoint, bool)> {
+        self.listeners
+            .iter()
+            .filter_map(|l| {
+                let tls = l.is_tcp() && self.shared.tls.is_some();
+                l.local_endpoint().ok().map(|e| (e, tls))
+            })
+            .collect()
+    }
+
+    /// The certificate's fingerprint.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// The file holding the access token.
+    pub fn token_path(&self) -> &std::path::Path {
+        &self.token_path
+    }
+
+    /// The served root, absolute.
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, closes idle
+    /// connections, and waits for requests in flight up to the drain
+    /// deadline.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let shared = self.shared.clone();
+        for listener in self.listeners {
+            let shared = shared.clone();
+            shared.tracker.clone().spawn(accept_loop(listener, shared));
+        }
+        shutdown.await;
+        let open = shared.limits.max_connections - shared.connections.available_permits();
+        info!(open_connections = open, "shutting down: draining requests in flight");
+        shared.cancel.cancel();
+        shared.tracker.close();
+        let drain = shared.limits.drain_timeout;
+        if tokio::time::timeout(drain, shared.tracker.wait()).await.is_err() {
+            warn!(
+                tasks = shared.tracker.len(),
+                "drain deadline of {drain:?} passed; closing the connections still open"
+            );
+        }
+    }
+}
+
+/// Accepts connections until cancelled. A handshake permit is taken before
+/// `accept`, so a burst past `max_handshakes` waits in the kernel's queue
+/// instead of being refused.
+async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let permit = tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            permit = shared.handshakes.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
+        let accepted = tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(10);
+                let shared_for_task = shared.clone();
+                shared
+                    .tracker
+                    .spawn(session::run(stream, peer, shared_for_task, permit));
+            }
+            Err(err) if is_resource_exhaustion(&err) => {
+                // Out of descriptors or memory: retrying at once would spin.
+                error!("accept failed: {err}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            Err(err) => warn!("accept failed: {err}"),
+        }
+    }
+}
+
+fn is_resource_exhaustion(err: &std::io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc_errno::EMFILE | libc_errno::ENFILE | libc_errno::ENOBUFS | libc_errno::ENOMEM)
+    )
+}
+
+mod libc_errno {
+    pub const EMFILE: i32 = rustix::io::Errno::MFILE.raw_os_error();
+    pub const ENFILE: i32 = rustix::io::Errno::NFILE.raw_os_error();
+    pub const ENOBUFS: i32 = rustix::io::Errno::NOBUFS.raw_os_error();
+    pub const ENOMEM: i32 = rustix::io::Errno::NOMEM.raw_os_error();
+}
+
+/// Raises the soft open-file limit toward the hard one so that
+/// `max_connections` can be reached; warns if it still cannot.
+fn raise_open_file_limit(max_connections: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    let wanted = (max_connections as u64).saturating_mul(2).saturating_add(64);
+    if let Some(current) = limit.current {
+        if current < wanted {
+            limit.current = Some(match limit.maximum {
+                Some(max) => max.min(wanted.max(current)),
+                None => wanted,
+            });
+            let _ = setrlimit(Resource::Nofile, limit.clone());
+        }
+    }
+    let now = getrlimit(Resource::Nofile).current;
+    if let Some(now) = now {
+        if now < max_connections as u64 + 64 {
+            warn!(
+                "the open-file limit ({now}) is below --max-connections ({max_connections}); \
+                 raise it with `ulimit -n`"
+            );
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! One connection, from accept to close: TLS, the `hello` exchange under its
+//! own deadline and permit, then requests until the peer leaves, idles out,
+//! breaks the protocol, or the server shuts down. This file authenticates,
+//! dispatches and keeps deadlines; what a request does is the services'.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use subtle::ConstantTimeEq;
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::{debug, info, warn};
+
+use super::Shared;
+use crate::connection::{Connection, ConnectionError};
+use crate::protocol::{ErrorCode, ErrorReply, Header, Hello, Welcome, PROTOCOL_VERSION};
+use crate::services::{self, Outcome, SERVICES};
+use crate::transport::Stream;
+
+/// How long a connection waits between requests before it hands back its
+/// buffers; short enough that idle connections are cheap, long enough that
+/// a busy one keeps its buffers warm.
+const IDLE_BUFFER_LINGER: Duration = Duration::from_millis(200);
+
+/// How long a closing connection gives the peer to take a last error frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Why a connection ended, for the log line that closes it.
+#[derive(Debug)]
+enum End {
+    PeerClosed,
+    Refused(ErrorCode),
+    ShutDown,
+    Failed(String),
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::PeerClosed => f.write_str("peer closed"),
+            End::Refused(code) => write!(f, "refused: {code}"),
+            End::ShutDown => f.write_str("server shutting down"),
+            End::Failed(why) => write!(f, "failed: {why}"),
+        }
+    }
+}
+
+/// Serves one accepted connection and logs its open and close.
+pub(crate) async fn run(
+    stream: Stream,
+    peer: String,
+    shared: Arc<Shared>,
+    handshake: OwnedSemaphorePermit,
+) {
+    let opened = Instant::now();
+    info!(%peer, "connection opened");
+    let mut requests = 0u64;
+    let end = serve(stream, &peer, &shared, handshake, &mut requests).await;
+    info!(
+        %peer,
+        requests,
+        elapsed_ms = opened.elapsed().as_millis() as u64,
+        %end,
+        "connection closed"
+    );
+}
+
+async fn serve(
+    stream: Stream,
+    peer: &str,
+    shared: &Shared,
+    handshake: OwnedSemaphorePermit,
+    requests: &mut u64,
+) -> End {
+    let limits = &shared.limits;
+    // Take a connection slot now; without one the client still gets a clear
+    // `busy` answer to its hello.
+    let slot = shared.connections.clone().try_acquire_owned().ok();
+    let deadline = tokio::time::Instant::now() + limits.hello_timeout;
+
+    let stream = match (stream, &shared.tls) {
+        (Stream::Tcp(tcp), Some(acceptor)) => {
+            match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => Stream::ServerTls(Box::new(tls)),
+                Ok(Err(err)) => {
+                    return End::Failed(format!(
+                        "TLS handshake failed: {err} (a client with --plaintext?)"
+                    ))
+                }
+                Err(_) => return End::Refused(ErrorCode::Timeout),
+            }
+        }
+        (stream, _) => stream,
+    };
+    let mut conn = Connection::new(stream, limits.into());
+
+    let hello = match tokio::time::timeout_at(deadline, conn.read_header()).await {
+        Err(_) => {
+            let message = format!("no hello within {:?}", limits.hello_timeout);
+            return refuse(conn, ErrorCode::Timeout, message).await;
+        }
+        Ok(Ok(None)) => return End::PeerClosed,
+        Ok(Ok(Some(header))) => header,
+        Ok(Err(err)) => return fail(conn, err).await,
+    };
+    if let Err((code, message)) = check_hello(&hello, &shared.token) {
+        if code == ErrorCode::BadToken {
+            warn!(%peer, "refused: wrong access token");
+        }
+        return refuse(conn, code, message).await;
+    }
+    let Some(_slot) = slot else {
+        let message = format!(
+            "the server is at its limit of {} connections; try again later",
+            limits.max_connections
+        );
+        warn!(%peer, "refused: connection limit reached");
+        return refuse(conn, ErrorCode::Busy, message).await;
+    };
+    let welcome = Welcome {
+        version: PROTOCOL_VERSION,
+        services: SERVICES.iter().map(|s| s.to_string()).collect(),
+        server: format!("ferry {}", env!("CARGO_PKG_VERSION")),
+    };
+    let welcome = crate::protocol::message::ok_header(&welcome);
+    if let Err(err) = conn.send(welcome, bytes::Bytes::new()).await {
+        return End::Failed(err.to_string());
+    }
+    drop(handshake);
+
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => {
+                return refuse(conn, ErrorCode::ShuttingDown, "the server is shutting down".into())
+                    .await;
+            }
+            next = next_request(&mut conn, limits.idle_timeout) => next,
+        };
+        let header = match next {
+            Err(_) => {
+                let message = format!("idle for {:?}; closing", limits.idle_timeout);
+                return refuse(conn, ErrorCode::Timeout, message).await;
+            }
+            Ok(Ok(None)) => return End::PeerClosed,
+            Ok(Ok(Some(header))) => header,
+            Ok(Err(err)) => return fail(conn, err).await,
+        };
+        *requests += 1;
+        let started = Instant::now();
+        let cmd = header.cmd().unwrap_or("").to_string();
+        let size = header.size();
+        match services::handle(&mut conn, header, &shared.services).await {
+            Ok(outcome) => {
+                let elapsed_ms = started.elapsed().as_millis() as u64;
+                match outcome {
+                    Outcome::Ok => info!(%peer, cmd = ?cmd, size, elapsed_ms, "request ok"),
+                    Outcome::Refused(code) => {
+                        info!(%peer, cmd = ?cmd, size, elapsed_ms, %code, "request refused")
+                    }
+                }
+            }
+            Err(err) => {
+                info!(%peer, cmd = ?cmd, size, "request failed: {err}");
+                return fail(conn, err).await;
+            }
+        }
+    }
+}
+
+/// Waits for the next request header, handing back buffers if the wait
+/// lasts. `Err` when the idle timeout passes.
+async fn next_request(
+    conn: &mut Connection<Stream>,
+    idle_timeout: Duration,
+) -> Result<Result<Option<Header>, ConnectionError>, tokio::time::error::Elapsed> {
+    let linger = IDLE_BUFFER_LINGER.min(idle_timeout);
+    if let Ok(next) = tokio::time::timeout(linger, conn.read_header()).await {
+        return Ok(next);
+    }
+    conn.release_idle_buffers();
+    tokio::time::timeout(idle_timeout - linger, conn.read_header()).await
+}
+
+/// Checks a first frame: it must be a body-less `hello` of our version with
+/// the right token.
+fn check_hello(header: &Header, token: &str) -> Result<(), (ErrorCode, String)> {
+    if header.cmd() != Some("hello") {
+        let got = match header.cmd() {
+            Some(cmd) => format!("{cmd:?}"),
+            None => "a frame without `cmd`".to_string(),
+        };
+        return Err((
+            ErrorCode::HelloRequired,
+            format!("the first frame must be `hello`, got {got}"),
+        ));
+    }
+    if header.size() != 0 {
+        return Err((ErrorCode::BadRequest, "`hello` carries no body".into()));
+    }
+    let hello: Hello = header
+        .to_message()
+        .map_err(|err| (ErrorCode::BadRequest, format!("bad hello: {err}")))?;
+    if hello.version != PROTOCOL_VERSION {
+        return Err((
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "protocol version {} is not supported; this server speaks version {PROTOCOL_VERSION}",
+                hello.version
+            ),
+        ));
+    }
+    if !tokens_match(&hello.token, token) {
+        return Err((
+            ErrorCode::BadToken,
+            "wrong access token; use the one in the server's state directory".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Compares tokens in constant time. Both are hashed first so that neither
+/// the content nor the length of the real token leaks through timing.
+fn tokens_match(given: &str, expected: &str) -> bool {
+    let digest = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+    digest(given).as_ref().ct_eq(digest(expected).as_ref()).into()
+}
+
+/// Sends an error frame, closes the connection, and reports why it ended.
+async fn refuse(conn: Connection<Stream>, code: ErrorCode, message: String) -> End {
+    send_last_error(conn, &ErrorReply::new(code, message)).await;
+    match code {
+        ErrorCode::ShuttingDown => End::ShutDown,
+        code => End::Refused(code),
+    }
+}
+
+/// Ends a connection after a connection error, answering it when the peer
+/// can still be told something useful.
+async fn fail(conn: Connection<Stream>, err: ConnectionError) -> End {
+    match err {
+        ConnectionError::Frame(frame) => {
+            debug!("malformed frame: {}", frame.message);
+            let code = frame.code;
+            send_last_error(conn, &frame.to_reply()).await;
+            End::Refused(code)
+        }
+        ConnectionError::Timeout(after) => {
+            let message = format!("no progress for {after:?}; closing");
+            send_last_error(conn, &ErrorReply::new(ErrorCode::Timeout, message)).await;
+            End::Refused(ErrorCode::Timeout)
+        }
+        ConnectionError::Unexpected(what) => {
+            let reply = ErrorReply::new(ErrorCode::BadRequest, what.clone());
+            send_last_error(conn, &reply).await;
+            End::Failed(what)
+        }
+        ConnectionError::Truncated | ConnectionError::Closed => End::PeerClosed,
+        other => End::Failed(other.to_string()),
+    }
+}
+
+async fn send_last_error(mut conn: Connection<Stream>, reply: &ErrorReply) {
+    let _ = tokio::time::timeout(CLOSE_GRACE, conn.send_error(reply)).await;
+    conn.close(CLOSE_GRACE).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::message::request_header;
+
+    fn hello(token: &str, version: u32) -> Header {
+        Hello {
+            version,
+            token: token.into(),
+            client: None,
+        }
+        .to_header()
+    }
+
+    #[test]
+    fn a_good_hello_passes() {
+        assert_eq!(check_hello(&hello("secret", 1), "secret"), Ok(()));
+    }
+
+    #[test]
+    fn bad_hellos_get_their_codes() {
+        let code = |h: &Header| check_hello(h, "secret").unwrap_err().0;
+        assert_eq!(code(&hello("wrong", 1)), ErrorCode::BadToken);
+        assert_eq!(code(&hello("", 1)), ErrorCode::BadToken);
+        assert_eq!(code(&hello("secretsecret", 1)), ErrorCode::BadToken);
+        assert_eq!(code(&hello("secret", 99)), ErrorCode::UnsupportedVersion);
+        assert_eq!(code(&request_header("echo", &serde_json::json!({}))), ErrorCode::HelloRequired);
+        assert_eq!(code(&Header::default()), ErrorCode::HelloRequired);
+        assert_eq!(code(&hello("secret", 1).with_size(3)), ErrorCode::BadRequest);
+        assert_eq!(
+            code(&request_header("hello", &serde_json::json!({"version": 1}))),
+            ErrorCode::BadRequest
+        );
+    }
+
+    #[test]
+    fn tokens_compare_exactly() {
+        assert!(tokens_match("abc", "abc"));
+        assert!(!tokens_match("abc", "abd"));
+        assert!(!tokens_match("ab", "abc"));
+        assert!(!tokens_match("", "abc"));
+    }
+}

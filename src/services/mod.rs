@@ -1,0 +1,142 @@
+//! One module per `cmd`. This file holds the typed [`Request`] every
+//! request header is parsed into, and the one `match` that hands it to its
+//! service. Services answer with ok or error frames themselves; they return
+//! an error only when the connection cannot go on.
+
+pub mod echo;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::connection::{Connection, ConnectionError};
+use crate::protocol::{ErrorCode, ErrorReply, Header};
+use crate::transport::Stream;
+
+/// The `cmd`s this build serves, in the order `hello` lists them.
+pub const SERVICES: &[&str] = &["echo"];
+
+/// A request, parsed from its header by `cmd`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// Return the body, optionally upper-cased.
+    Echo(echo::EchoRequest),
+}
+
+impl Request {
+    /// Reads a request header, or says which error code refuses it.
+    pub fn parse(header: &Header) -> Result<Request, ErrorReply> {
+        let cmd = match header.get("cmd") {
+            None => {
+                return Err(ErrorReply::new(
+                    ErrorCode::MissingCmd,
+                    "the header has no `cmd`; every request names one",
+                ))
+            }
+            Some(serde_json::Value::String(cmd)) => cmd,
+            Some(_) => {
+                return Err(ErrorReply::new(ErrorCode::MissingCmd, "`cmd` must be a string"))
+            }
+        };
+        if cmd == "hello" {
+            return Err(ErrorReply::new(
+                ErrorCode::BadRequest,
+                "`hello` was already said on this connection",
+            ));
+        }
+        if !SERVICES.contains(&cmd.as_str()) {
+            return Err(ErrorReply::new(
+                ErrorCode::UnknownCmd,
+                format!(
+                    "unknown cmd {cmd:?}; this server offers: {}",
+                    SERVICES.join(", ")
+                ),
+            ));
+        }
+        header.to_message::<Request>().map_err(|err| {
+            ErrorReply::new(ErrorCode::BadRequest, format!("bad `{cmd}` request: {err}"))
+        })
+    }
+}
+
+/// What the services need from the server.
+#[derive(Debug, Clone)]
+pub struct ServiceContext {
+    /// The directory the file service serves.
+    pub root: PathBuf,
+}
+
+/// How a request ended, for the server's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered with ok.
+    Ok,
+    /// Refused or failed with this code; the connection goes on.
+    Refused(ErrorCode),
+}
+
+/// Serves one request whose header has just been read.
+pub async fn handle(
+    conn: &mut Connection<Stream>,
+    header: Header,
+    _context: &ServiceContext,
+) -> Result<Outcome, ConnectionError> {
+    let request = match Request::parse(&header) {
+        Ok(request) => request,
+        Err(refusal) => {
+            // Answer first: the client learns of the refusal without having
+            // to send the body. Then skip the body to find the next frame.
+            conn.send_error(&refusal).await?;
+            conn.reader().discard_body().await?;
+            let code = refusal.known_code().unwrap_or(ErrorCode::Internal);
+            return Ok(Outcome::Refused(code));
+        }
+    };
+    match request {
+        Request::Echo(request) => echo::serve(conn, request, header.size()).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn header(value: serde_json::Value) -> Header {
+        Header::new(value.as_object().unwrap().clone())
+    }
+
+    fn code(value: serde_json::Value) -> ErrorCode {
+        Request::parse(&header(value)).unwrap_err().known_code().unwrap()
+    }
+
+    #[test]
+    fn requests_parse_by_cmd() {
+        assert_eq!(
+            Request::parse(&header(json!({"cmd": "echo", "upper": true}))),
+            Ok(Request::Echo(echo::EchoRequest { upper: true }))
+        );
+        assert_eq!(
+            Request::parse(&header(json!({"cmd": "echo", "future_option": 1}))),
+            Ok(Request::Echo(echo::EchoRequest { upper: false })),
+            "unknown fields are ignored"
+        );
+    }
+
+    #[test]
+    fn bad_requests_get_their_codes() {
+        assert_eq!(code(json!({})), ErrorCode::MissingCmd);
+        assert_eq!(code(json!({"cmd": 5})), ErrorCode::MissingCmd);
+        assert_eq!(code(json!({"cmd": "launch"})), ErrorCode::UnknownCmd);
+        assert_eq!(code(json!({"cmd": "hello"})), ErrorCode::BadRequest);
+        assert_eq!(code(json!({"cmd": "echo", "upper": "yes"})), ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn every_service_listed_parses() {
+        for cmd in SERVICES {
+            assert!(Request::parse(&header(json!({"cmd": cmd}))).is_ok(), "{cmd}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Bytes in, bytes out. This module knows addresses, sockets and TLS, and
+//! nothing about frames or services; it serves only `client` and `server`.
+
+pub mod endpoint;
+pub mod listener;
+pub mod stream;
+pub mod tls;
+
+pub use endpoint::Endpoint;
+pub use listener::Listener;
+pub use stream::Stream;
+pub use tls::Fingerprint;

@@ -1,0 +1,209 @@
+//! TLS 1.3 with self-signed certificates pinned by fingerprint, the way ssh
+//! pins host keys. The client does not check names or a CA chain: it checks
+//! that the server proves possession of the key whose certificate hashes to
+//! the pinned fingerprint. The pin check happens after the handshake and
+//! before the client sends anything, the token included.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use base64::Engine;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+/// The SHA-256 of a certificate's DER bytes, shown as `SHA256:<base64>`
+/// without padding — the form `ssh-keygen -l` prints.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    /// The fingerprint of a DER certificate.
+    pub fn of_certificate(der: &[u8]) -> Fingerprint {
+        let digest = ring::digest::digest(&ring::digest::SHA256, der);
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(digest.as_ref());
+        Fingerprint(bytes)
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = base64::engine::general_purpose::STANDARD_NO_PAD.encode(self.0);
+        write!(f, "SHA256:{text}")
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for Fingerprint {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Fingerprint, String> {
+        let hint = "expected SHA256:<43 base64 characters>, as `ferry serve` prints it";
+        let b64 = text
+            .strip_prefix("SHA256:")
+            .ok_or_else(|| format!("`{text}` is not a fingerprint: {hint}"))?;
+        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(b64.trim_end_matches('='))
+            .map_err(|_| format!("`{text}` is not valid base64: {hint}"))?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| format!("`{text}` is not 32 bytes long: {hint}"))?;
+        Ok(Fingerprint(bytes))
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A TLS 1.3-only server configuration for a certificate and its key.
+pub fn server_config(
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)?;
+    // Every connection is a fresh hello with a token; no ALPN or early data.
+    config.max_early_data_size = 0;
+    Ok(Arc::new(config))
+}
+
+/// A TLS 1.3-only client configuration that accepts any certificate whose
+/// handshake signature is valid; the caller must compare the certificate's
+/// fingerprint with its pin before sending anything.
+pub fn client_config() -> Arc<rustls::ClientConfig> {
+    let provider = provider();
+    let verifier = Arc::new(PinnedByCaller {
+        provider: provider.clone(),
+    });
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("ring supports TLS 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// The name to send as SNI: the host if it is a valid name or IP, else a
+/// placeholder (names are not checked; the fingerprint is).
+pub fn server_name(host: &str) -> ServerName<'static> {
+    ServerName::try_from(host.to_string())
+        .unwrap_or_else(|_| ServerName::try_from("ferry").expect("valid DNS name"))
+}
+
+/// Checks signatures, defers identity to the fingerprint pin.
+#[derive(Debug)]
+struct PinnedByCaller {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedByCaller {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        // Identity is the pinned fingerprint, compared by the caller once
+        // the handshake (and with it the signature check below) is done.
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A fresh self-signed certificate and its private key, both DER.
+pub fn generate_certificate() -> Result<(Vec<u8>, Vec<u8>), rcgen::Error> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(vec!["ferry".to_string(), "localhost".to_string()])?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ferry server");
+    // Valid for a century: identity comes from the pin, not from expiry.
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2124, 1, 1);
+    let cert = params.self_signed(&key)?;
+    Ok((cert.der().to_vec(), key.serialize_der()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_has_the_ssh_keygen_form() {
+        let fp = Fingerprint::of_certificate(b"certificate bytes");
+        let text = fp.to_string();
+        assert!(text.starts_with("SHA256:"));
+        assert_eq!(text.len(), "SHA256:".len() + 43);
+        assert!(!text.ends_with('='));
+        assert_eq!(text.parse::<Fingerprint>(), Ok(fp));
+    }
+
+    #[test]
+    fn fingerprint_matches_an_independent_sha256() {
+        // sha256("abc") = ba7816bf 8f01cfea 414140de 5dae2223 b00361a3 96177a9c b410ff61 f20015ad
+        let fp = Fingerprint::of_certificate(b"abc");
+        assert_eq!(fp.to_string(), "SHA256:ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0");
+    }
+
+    #[test]
+    fn malformed_fingerprints_are_refused() {
+        for bad in ["", "MD5:abc", "SHA256:", "SHA256:!!!!", "SHA256:YWJj"] {
+            assert!(bad.parse::<Fingerprint>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn generated_certificates_load_into_a_server_config() {
+        let (cert, key) = generate_certificate().unwrap();
+        let key = PrivateKeyDer::try_from(key).unwrap();
+        server_config(CertificateDer::from(cert), key).unwrap();
+        client_config();
+    }
+}
