@@ -100,7 +100,12 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
     }
 
     /// Both halves, for reading and writing at once.
-    pub fn split(&mut self) -> (&mut FrameReader<ReadHalf<S>>, &mut FrameWriter<WriteHalf<S>>) {
+    pub fn split(
+        &mut self,
+    ) -> (
+        &mut FrameReader<ReadHalf<S>>,
+        &mut FrameWriter<WriteHalf<S>>,
+    ) {
         (&mut self.reader, &mut self.writer)
     }
 
@@ -288,7 +293,8 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 
     /// Sends a header and its whole body, then flushes.
     pub async fn send(&mut self, header: Header, body: Bytes) -> Result<()> {
-        self.send_header(&header.with_size(body.len() as u64)).await?;
+        self.send_header(&header.with_size(body.len() as u64))
+            .await?;
         if !body.is_empty() {
             self.send_body(body).await?;
         }
@@ -303,7 +309,8 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// Writes out everything buffered and flushes the stream.
     pub async fn flush(&mut self) -> Result<()> {
         self.write_buffered().await?;
-        self.with_deadline(|io| async move { io.flush().await }).await
+        self.with_deadline(|io| async move { io.flush().await })
+            .await
     }
 
     /// Body bytes still owed for the last header sent.
@@ -384,7 +391,9 @@ mod tests {
             .await
             .unwrap();
         let mut buf = vec![0u8; 1024];
-        let n = tokio::io::AsyncReadExt::read(&mut b, &mut buf).await.unwrap();
+        let n = tokio::io::AsyncReadExt::read(&mut b, &mut buf)
+            .await
+            .unwrap();
         let expected = b"\x14\x00\x00\x00{\"ok\":true,\"size\":5}hello";
         assert_eq!(&buf[..n], &expected[..]);
     }
@@ -433,7 +442,10 @@ mod tests {
             }
         };
         assert!(matches!(err, ConnectionError::Timeout(_)));
-        assert!(sent <= 64 * 1024 + 1024, "buffered {sent} bytes for a stalled peer");
+        assert!(
+            sent <= 64 * 1024 + 1024,
+            "buffered {sent} bytes for a stalled peer"
+        );
     }
 
     #[tokio::test]

@@ -121,25 +121,25 @@ impl Error {
     /// What the user can do next, when there is something to say.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Error::Connect { .. } => Some(
-                "is `ferry serve` running there? Check --server (or FERRY_SERVER)".into(),
-            ),
-            Error::Tls { .. } => Some(
-                "if the server runs with --plaintext, pass --plaintext here too".into(),
-            ),
+            Error::Connect { .. } => {
+                Some("is `ferry serve` running there? Check --server (or FERRY_SERVER)".into())
+            }
+            Error::Tls { .. } => {
+                Some("if the server runs with --plaintext, pass --plaintext here too".into())
+            }
             Error::FingerprintChanged {
                 endpoint,
                 offered,
                 known_hosts,
-            ..
+                ..
             } => Some(format!(
                 "if the change is expected, check the fingerprint the server prints at start, then \
                  re-pin with `--fingerprint {offered}`, or delete the line for {endpoint} in {}",
                 known_hosts.display()
             )),
-            Error::FingerprintMismatch { .. } => Some(
-                "compare with the fingerprint `ferry serve` prints at start".into(),
-            ),
+            Error::FingerprintMismatch { .. } => {
+                Some("compare with the fingerprint `ferry serve` prints at start".into())
+            }
             Error::NoToken { looked_in, .. } => Some(format!(
                 "pass --token or set FERRY_TOKEN; the token is in the `token` file of the \
                  server's state directory{}",

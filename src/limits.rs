@@ -99,7 +99,10 @@ mod tests {
     fn defaults_match_the_documented_contract() {
         let limits = Limits::default();
         assert_eq!(limits.max_header_bytes, 64 * 1024);
-        assert!(limits.max_handshakes >= 200, "must admit a burst of 200 clients");
+        assert!(
+            limits.max_handshakes >= 200,
+            "must admit a burst of 200 clients"
+        );
         assert!(limits.drain_timeout <= Duration::from_secs(10));
         assert!(limits.validate().is_ok());
     }
@@ -112,10 +115,22 @@ mod tests {
     #[test]
     fn nonsense_limits_are_refused() {
         let bad = [
-            Limits { max_header_bytes: 10, ..Limits::default() },
-            Limits { max_connections: 0, ..Limits::default() },
-            Limits { hello_timeout: Duration::ZERO, ..Limits::default() },
-            Limits { idle_timeout: Duration::ZERO, ..Limits::default() },
+            Limits {
+                max_header_bytes: 10,
+                ..Limits::default()
+            },
+            Limits {
+                max_connections: 0,
+                ..Limits::default()
+            },
+            Limits {
+                hello_timeout: Duration::ZERO,
+                ..Limits::default()
+            },
+            Limits {
+                idle_timeout: Duration::ZERO,
+                ..Limits::default()
+            },
         ];
         for limits in bad {
             assert!(limits.validate().is_err(), "{limits:?}");

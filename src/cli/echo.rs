@@ -29,7 +29,9 @@ pub struct EchoArgs {
 pub async fn run(args: EchoArgs, global: &GlobalArgs) -> Result<(), Error> {
     let mut client = connect(global).await?;
     if !args.text.is_empty() {
-        let answer = client.echo(Bytes::from(args.text.join(" ")), args.upper).await?;
+        let answer = client
+            .echo(Bytes::from(args.text.join(" ")), args.upper)
+            .await?;
         output::print_peer_bytes(&answer)?;
         client.close().await;
         return Ok(());
@@ -54,7 +56,9 @@ pub async fn run(args: EchoArgs, global: &GlobalArgs) -> Result<(), Error> {
         if text.trim_ascii().is_empty() {
             continue;
         }
-        let answer = client.echo(Bytes::copy_from_slice(text), args.upper).await?;
+        let answer = client
+            .echo(Bytes::copy_from_slice(text), args.upper)
+            .await?;
         output::print_peer_bytes(&answer)?;
     }
     client.close().await;

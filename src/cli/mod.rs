@@ -24,7 +24,12 @@ use ferry::Error;
 /// Connections use TLS 1.3; the client pins the server's certificate on first
 /// use, as ssh does, and authenticates with the server's access token.
 #[derive(Debug, Parser)]
-#[command(name = "ferry", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "ferry",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -41,11 +46,22 @@ struct GlobalArgs {
     server: Endpoint,
 
     /// Access token [default: the token file of a server on this machine].
-    #[arg(long, global = true, env = "FERRY_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        global = true,
+        env = "FERRY_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     token: Option<String>,
 
     /// Require this server certificate fingerprint (and re-pin to it).
-    #[arg(long, global = true, env = "FERRY_FINGERPRINT", value_name = "SHA256:...")]
+    #[arg(
+        long,
+        global = true,
+        env = "FERRY_FINGERPRINT",
+        value_name = "SHA256:..."
+    )]
     fingerprint: Option<Fingerprint>,
 
     /// Speak plain TCP instead of TLS (the server allows it on loopback only).
@@ -76,7 +92,9 @@ pub fn main() -> ExitCode {
     init_logging(&cli.global, serving);
     let result = match cli.command {
         Command::Serve(args) => serve::run(args, &cli.global),
-        Command::Echo(args) => client_runtime().and_then(|rt| rt.block_on(echo::run(args, &cli.global))),
+        Command::Echo(args) => {
+            client_runtime().and_then(|rt| rt.block_on(echo::run(args, &cli.global)))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -92,7 +110,10 @@ fn report(err: &Error) -> ExitCode {
             return ExitCode::SUCCESS;
         }
     }
-    eprintln!("ferry: {}", output::escape_for_terminal(err.to_string().as_bytes()));
+    eprintln!(
+        "ferry: {}",
+        output::escape_for_terminal(err.to_string().as_bytes())
+    );
     if let Some(hint) = err.hint() {
         eprintln!("  hint: {}", output::escape_line(&hint));
     }
@@ -182,7 +203,7 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .parse()
         .map_err(|_| format!("`{text}` is not a number of seconds"))?;
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(format!("`{text}` is not a sensible number of seconds"));
     }
     Ok(Duration::from_secs_f64(secs))
@@ -200,8 +221,12 @@ mod tests {
 
     #[test]
     fn global_options_go_before_or_after_the_command() {
-        let before = Cli::try_parse_from(["ferry", "--plaintext", "--server", "[::1]:7", "echo", "x"]).unwrap();
-        let after = Cli::try_parse_from(["ferry", "echo", "x", "--server", "[::1]:7", "--plaintext"]).unwrap();
+        let before =
+            Cli::try_parse_from(["ferry", "--plaintext", "--server", "[::1]:7", "echo", "x"])
+                .unwrap();
+        let after =
+            Cli::try_parse_from(["ferry", "echo", "x", "--server", "[::1]:7", "--plaintext"])
+                .unwrap();
         for cli in [before, after] {
             assert!(cli.global.plaintext);
             assert_eq!(cli.global.server.to_string(), "[::1]:7");

@@ -128,7 +128,12 @@ pub fn run(args: ServeArgs, global: &GlobalArgs) -> Result<(), Error> {
 /// bound address — the signal that the server is ready.
 fn announce(server: &Server) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "ferry {} serving {}", env!("CARGO_PKG_VERSION"), server.root().display())?;
+    writeln!(
+        out,
+        "ferry {} serving {}",
+        env!("CARGO_PKG_VERSION"),
+        server.root().display()
+    )?;
     writeln!(out, "fingerprint {}", server.fingerprint())?;
     writeln!(out, "token in {}", server.token_path().display())?;
     for (endpoint, tls) in server.local_endpoints() {

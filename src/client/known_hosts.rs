@@ -75,7 +75,10 @@ impl KnownHosts {
     /// rewritten through a temporary file, so a crash keeps the old one.
     pub fn pin(&self, host: &str, fingerprint: Fingerprint) -> io::Result<()> {
         if let Some(dir) = self.path.parent() {
-            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
         }
         let old = match fs::read_to_string(&self.path) {
             Ok(text) => text,
@@ -90,7 +93,9 @@ impl KnownHosts {
             }
         }
         new.push_str(&format!("{host} {fingerprint}\n"));
-        let tmp = self.path.with_extension(format!("tmp.{}", std::process::id()));
+        let tmp = self
+            .path
+            .with_extension(format!("tmp.{}", std::process::id()));
         let mut file = fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -148,6 +153,8 @@ mod tests {
         let hosts = KnownHosts::new(path.clone());
         assert_eq!(hosts.lookup("h:1").unwrap(), None);
         hosts.pin("h:9", Fingerprint::of_certificate(b"x")).unwrap();
-        assert!(fs::read_to_string(&path).unwrap().starts_with("# my servers\n"));
+        assert!(fs::read_to_string(&path)
+            .unwrap()
+            .starts_with("# my servers\n"));
     }
 }

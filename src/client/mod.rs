@@ -245,7 +245,10 @@ async fn connect_raw(endpoint: &Endpoint) -> std::io::Result<Stream> {
                 }
             }
             Err(last_err.unwrap_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::NotFound, "the name resolves to no address")
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the name resolves to no address",
+                )
             }))
         }
     }

@@ -134,7 +134,11 @@ mod tests {
                 }
             })
             .collect();
-        assert_eq!(rows.len(), ErrorCode::ALL.len(), "PROTOCOL.md rows: {rows:?}");
+        assert_eq!(
+            rows.len(),
+            ErrorCode::ALL.len(),
+            "PROTOCOL.md rows: {rows:?}"
+        );
         for (code, (id, after, desc)) in ErrorCode::ALL.iter().zip(&rows) {
             assert_eq!(code.as_str(), id);
             let expected_after = match code.after() {

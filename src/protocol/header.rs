@@ -48,7 +48,10 @@ impl Header {
             )
         })?;
         let value: Value = serde_json::from_str(text).map_err(|err| {
-            FrameError::new(ErrorCode::HeaderNotJson, format!("header is not JSON: {err}"))
+            FrameError::new(
+                ErrorCode::HeaderNotJson,
+                format!("header is not JSON: {err}"),
+            )
         })?;
         let Value::Object(mut fields) = value else {
             return Err(FrameError::new(
@@ -62,7 +65,10 @@ impl Header {
             Some(other) => {
                 return Err(FrameError::new(
                     ErrorCode::BadSize,
-                    format!("`size` must be an unsigned integer, got {}", json_kind(&other)),
+                    format!(
+                        "`size` must be an unsigned integer, got {}",
+                        json_kind(&other)
+                    ),
                 ))
             }
         };
@@ -189,7 +195,10 @@ mod tests {
         assert_eq!(parse(r#"{"size":1.5}"#), Err(ErrorCode::BadSize));
         assert_eq!(parse(r#"{"size":"5"}"#), Err(ErrorCode::BadSize));
         assert_eq!(parse(r#"{"size":null}"#), Err(ErrorCode::BadSize));
-        assert_eq!(parse(r#"{"size":18446744073709551616}"#), Err(ErrorCode::BadSize));
+        assert_eq!(
+            parse(r#"{"size":18446744073709551616}"#),
+            Err(ErrorCode::BadSize)
+        );
         assert_eq!(
             Header::parse(b"{\"cmd\":\"\xff\"}").map_err(|e| e.code),
             Err(ErrorCode::HeaderNotUtf8)
@@ -204,11 +213,21 @@ mod tests {
 
     #[test]
     fn to_json_round_trips_and_writes_size_only_with_a_body() {
-        let header = Header::new(json!({"cmd": "echo", "upper": true}).as_object().unwrap().clone());
-        assert!(!String::from_utf8(header.to_json()).unwrap().contains("size"));
+        let header = Header::new(
+            json!({"cmd": "echo", "upper": true})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        assert!(!String::from_utf8(header.to_json())
+            .unwrap()
+            .contains("size"));
         let header = header.with_size(7);
         let back = Header::parse(&header.to_json()).unwrap();
         assert_eq!(back, header);
-        assert_eq!(Header::parse(&Header::default().to_json()).unwrap(), Header::default());
+        assert_eq!(
+            Header::parse(&Header::default().to_json()).unwrap(),
+            Header::default()
+        );
     }
 }

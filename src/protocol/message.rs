@@ -176,7 +176,10 @@ mod tests {
     #[test]
     fn replies_read_back() {
         let err = ErrorReply::new(ErrorCode::UnknownCmd, "no such cmd");
-        assert_eq!(Reply::from_header(err.to_header()), Some(Reply::Error(err.clone())));
+        assert_eq!(
+            Reply::from_header(err.to_header()),
+            Some(Reply::Error(err.clone()))
+        );
         assert_eq!(err.known_code(), Some(ErrorCode::UnknownCmd));
         let ok = ok_header(&serde_json::json!({"x": 1}));
         assert!(matches!(Reply::from_header(ok), Some(Reply::Ok(h)) if h.get("x").is_some()));
@@ -193,7 +196,9 @@ mod tests {
             })
         );
         let end = StreamFrame::end_header(&serde_json::json!({"exit_code": 0}));
-        assert!(matches!(StreamFrame::from_header(end), Some(StreamFrame::End(h)) if h.get("exit_code").is_some()));
+        assert!(
+            matches!(StreamFrame::from_header(end), Some(StreamFrame::End(h)) if h.get("exit_code").is_some())
+        );
         let err = ErrorReply::new(ErrorCode::Timeout, "late");
         assert_eq!(
             StreamFrame::from_header(err.to_header()),

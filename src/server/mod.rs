@@ -103,7 +103,10 @@ impl Server {
             ))
         })?;
         std::fs::create_dir_all(&config.root).map_err(|err| {
-            Error::Startup(format!("cannot create the root {}: {err}", config.root.display()))
+            Error::Startup(format!(
+                "cannot create the root {}: {err}",
+                config.root.display()
+            ))
         })?;
         let root = std::fs::canonicalize(&config.root)
             .map_err(|err| Error::Startup(format!("{}: {err}", config.root.display())))?;
@@ -181,11 +184,17 @@ impl Server {
         }
         shutdown.await;
         let open = shared.limits.max_connections - shared.connections.available_permits();
-        info!(open_connections = open, "shutting down: draining requests in flight");
+        info!(
+            open_connections = open,
+            "shutting down: draining requests in flight"
+        );
         shared.cancel.cancel();
         shared.tracker.close();
         let drain = shared.limits.drain_timeout;
-        if tokio::time::timeout(drain, shared.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(drain, shared.tracker.wait())
+            .await
+            .is_err()
+        {
             warn!(
                 tasks = shared.tracker.len(),
                 "drain deadline of {drain:?} passed; closing the connections still open"
@@ -249,14 +258,16 @@ mod libc_errno {
 fn raise_open_file_limit(max_connections: usize) {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut limit = getrlimit(Resource::Nofile);
-    let wanted = (max_connections as u64).saturating_mul(2).saturating_add(64);
+    let wanted = (max_connections as u64)
+        .saturating_mul(2)
+        .saturating_add(64);
     if let Some(current) = limit.current {
         if current < wanted {
             limit.current = Some(match limit.maximum {
                 Some(max) => max.min(wanted.max(current)),
                 None => wanted,
             });
-            let _ = setrlimit(Resource::Nofile, limit.clone());
+            let _ = setrlimit(Resource::Nofile, limit);
         }
     }
     let now = getrlimit(Resource::Nofile).current;

@@ -222,7 +222,10 @@ fn check_hello(header: &Header, token: &str) -> Result<(), (ErrorCode, String)> 
 /// the content nor the length of the real token leaks through timing.
 fn tokens_match(given: &str, expected: &str) -> bool {
     let digest = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
-    digest(given).as_ref().ct_eq(digest(expected).as_ref()).into()
+    digest(given)
+        .as_ref()
+        .ct_eq(digest(expected).as_ref())
+        .into()
 }
 
 /// Sends an error frame, closes the connection, and reports why it ended.
@@ -290,9 +293,15 @@ mod tests {
         assert_eq!(code(&hello("", 1)), ErrorCode::BadToken);
         assert_eq!(code(&hello("secretsecret", 1)), ErrorCode::BadToken);
         assert_eq!(code(&hello("secret", 99)), ErrorCode::UnsupportedVersion);
-        assert_eq!(code(&request_header("echo", &serde_json::json!({}))), ErrorCode::HelloRequired);
+        assert_eq!(
+            code(&request_header("echo", &serde_json::json!({}))),
+            ErrorCode::HelloRequired
+        );
         assert_eq!(code(&Header::default()), ErrorCode::HelloRequired);
-        assert_eq!(code(&hello("secret", 1).with_size(3)), ErrorCode::BadRequest);
+        assert_eq!(
+            code(&hello("secret", 1).with_size(3)),
+            ErrorCode::BadRequest
+        );
         assert_eq!(
             code(&request_header("hello", &serde_json::json!({"version": 1}))),
             ErrorCode::BadRequest

@@ -42,7 +42,10 @@ impl ServerState {
 
     /// Loads the state in `dir`, creating whatever is missing.
     pub fn load_or_create(dir: &Path) -> io::Result<ServerState> {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
         let cert_path = dir.join(CERT_FILE);
         let key_path = dir.join(KEY_FILE);
         if !cert_path.exists() || !key_path.exists() {
@@ -145,7 +148,9 @@ fn read_pem_key(path: &Path) -> io::Result<PrivateKeyDer<'static>> {
         .next()
         .transpose()?
         .ok_or_else(|| invalid(path, "no PKCS#8 private key in it"))?;
-    Ok(PrivateKeyDer::from(PrivatePkcs8KeyDer::from(key.secret_pkcs8_der().to_vec())))
+    Ok(PrivateKeyDer::from(PrivatePkcs8KeyDer::from(
+        key.secret_pkcs8_der().to_vec(),
+    )))
 }
 
 fn invalid(path: &Path, what: &str) -> io::Error {

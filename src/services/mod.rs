@@ -36,7 +36,10 @@ impl Request {
             }
             Some(serde_json::Value::String(cmd)) => cmd,
             Some(_) => {
-                return Err(ErrorReply::new(ErrorCode::MissingCmd, "`cmd` must be a string"))
+                return Err(ErrorReply::new(
+                    ErrorCode::MissingCmd,
+                    "`cmd` must be a string",
+                ))
             }
         };
         if cmd == "hello" {
@@ -108,7 +111,10 @@ mod tests {
     }
 
     fn code(value: serde_json::Value) -> ErrorCode {
-        Request::parse(&header(value)).unwrap_err().known_code().unwrap()
+        Request::parse(&header(value))
+            .unwrap_err()
+            .known_code()
+            .unwrap()
     }
 
     #[test]
@@ -130,13 +136,19 @@ mod tests {
         assert_eq!(code(json!({"cmd": 5})), ErrorCode::MissingCmd);
         assert_eq!(code(json!({"cmd": "launch"})), ErrorCode::UnknownCmd);
         assert_eq!(code(json!({"cmd": "hello"})), ErrorCode::BadRequest);
-        assert_eq!(code(json!({"cmd": "echo", "upper": "yes"})), ErrorCode::BadRequest);
+        assert_eq!(
+            code(json!({"cmd": "echo", "upper": "yes"})),
+            ErrorCode::BadRequest
+        );
     }
 
     #[test]
     fn every_service_listed_parses() {
         for cmd in SERVICES {
-            assert!(Request::parse(&header(json!({"cmd": cmd}))).is_ok(), "{cmd}");
+            assert!(
+                Request::parse(&header(json!({"cmd": cmd}))).is_ok(),
+                "{cmd}"
+            );
         }
     }
 }

@@ -29,7 +29,9 @@ impl Endpoint {
                 if let Ok(ip) = host.parse::<IpAddr>() {
                     return Ok(vec![SocketAddr::new(ip, *port)]);
                 }
-                Ok(tokio::net::lookup_host((host.as_str(), *port)).await?.collect())
+                Ok(tokio::net::lookup_host((host.as_str(), *port))
+                    .await?
+                    .collect())
             }
             Endpoint::Unix(_) => Ok(Vec::new()),
         }
@@ -151,10 +153,22 @@ mod tests {
 
     #[test]
     fn refuses_malformed_addresses_with_a_hint() {
-        for bad in ["", "unix:", "::1:9001", "[::1", "[zz]:1", "host:99999", ":80", "h:x"] {
+        for bad in [
+            "",
+            "unix:",
+            "::1:9001",
+            "[::1",
+            "[zz]:1",
+            "host:99999",
+            ":80",
+            "h:x",
+        ] {
             assert!(bad.parse::<Endpoint>().is_err(), "{bad:?} parsed");
         }
-        assert!("::1:9001".parse::<Endpoint>().unwrap_err().contains("brackets"));
+        assert!("::1:9001"
+            .parse::<Endpoint>()
+            .unwrap_err()
+            .contains("brackets"));
     }
 
     #[test]
@@ -166,11 +180,41 @@ mod tests {
 
     #[tokio::test]
     async fn loopback_is_local_and_others_are_not() {
-        assert!("127.0.0.1:1".parse::<Endpoint>().unwrap().is_local().await.unwrap());
-        assert!("[::1]:1".parse::<Endpoint>().unwrap().is_local().await.unwrap());
-        assert!("unix:/x".parse::<Endpoint>().unwrap().is_local().await.unwrap());
-        assert!(!"0.0.0.0:1".parse::<Endpoint>().unwrap().is_local().await.unwrap());
-        assert!(!"192.0.2.1:1".parse::<Endpoint>().unwrap().is_local().await.unwrap());
-        assert!(!"[::]:1".parse::<Endpoint>().unwrap().is_local().await.unwrap());
+        assert!("127.0.0.1:1"
+            .parse::<Endpoint>()
+            .unwrap()
+            .is_local()
+            .await
+            .unwrap());
+        assert!("[::1]:1"
+            .parse::<Endpoint>()
+            .unwrap()
+            .is_local()
+            .await
+            .unwrap());
+        assert!("unix:/x"
+            .parse::<Endpoint>()
+            .unwrap()
+            .is_local()
+            .await
+            .unwrap());
+        assert!(!"0.0.0.0:1"
+            .parse::<Endpoint>()
+            .unwrap()
+            .is_local()
+            .await
+            .unwrap());
+        assert!(!"192.0.2.1:1"
+            .parse::<Endpoint>()
+            .unwrap()
+            .is_local()
+            .await
+            .unwrap());
+        assert!(!"[::]:1"
+            .parse::<Endpoint>()
+            .unwrap()
+            .is_local()
+            .await
+            .unwrap());
     }
 }

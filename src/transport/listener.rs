@@ -24,7 +24,10 @@ pub enum Listener {
     /// TCP, IPv4 or IPv6.
     Tcp(TcpListener),
     /// A Unix-domain socket at `path`, removed again on drop.
-    Unix { listener: UnixListener, path: PathBuf },
+    Unix {
+        listener: UnixListener,
+        path: PathBuf,
+    },
 }
 
 impl Listener {
@@ -128,7 +131,10 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
     if !meta.file_type().is_socket() {
         return Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
-            format!("{} exists and is not a socket; not replacing it", path.display()),
+            format!(
+                "{} exists and is not a socket; not replacing it",
+                path.display()
+            ),
         ));
     }
     match std::os::unix::net::UnixStream::connect(path) {
@@ -151,7 +157,9 @@ mod tests {
 
     #[tokio::test]
     async fn port_zero_binds_an_ephemeral_port() {
-        let listeners = Listener::bind(&"127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let listeners = Listener::bind(&"127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let Endpoint::Tcp { port, .. } = listeners[0].local_endpoint().unwrap() else {
             panic!()
         };
@@ -160,15 +168,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_port_is_bound_again_at_once_after_close() {
-        let first = Listener::bind(&"127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let first = Listener::bind(&"127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let endpoint = first[0].local_endpoint().unwrap();
         // Leave a connection in TIME_WAIT on the server side.
-        let client = tokio::net::TcpStream::connect(endpoint.to_string()).await.unwrap();
+        let client = tokio::net::TcpStream::connect(endpoint.to_string())
+            .await
+            .unwrap();
         let (server_side, _) = first[0].accept().await.unwrap();
         drop(server_side);
         drop(client);
         drop(first);
-        Listener::bind(&endpoint).await.expect("rebind with SO_REUSEADDR");
+        Listener::bind(&endpoint)
+            .await
+            .expect("rebind with SO_REUSEADDR");
     }
 
     #[tokio::test]
@@ -178,13 +192,18 @@ mod tests {
         let endpoint = Endpoint::Unix(path.clone());
         let listener = Listener::bind(&endpoint).await.unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
-        assert!(Listener::bind(&endpoint).await.is_err(), "live socket replaced");
+        assert!(
+            Listener::bind(&endpoint).await.is_err(),
+            "live socket replaced"
+        );
         drop(listener);
         assert!(!path.exists(), "socket file left after drop");
         // A socket file left behind by a process that died is replaced.
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         assert!(path.exists());
-        Listener::bind(&endpoint).await.expect("stale socket replaced");
+        Listener::bind(&endpoint)
+            .await
+            .expect("stale socket replaced");
     }
 
     #[tokio::test]

@@ -160,7 +160,8 @@ impl ServerCertVerifier for PinnedByCaller {
 /// A fresh self-signed certificate and its private key, both DER.
 pub fn generate_certificate() -> Result<(Vec<u8>, Vec<u8>), rcgen::Error> {
     let key = rcgen::KeyPair::generate()?;
-    let mut params = rcgen::CertificateParams::new(vec!["ferry".to_string(), "localhost".to_string()])?;
+    let mut params =
+        rcgen::CertificateParams::new(vec!["ferry".to_string(), "localhost".to_string()])?;
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "ferry server");
@@ -189,7 +190,10 @@ mod tests {
     fn fingerprint_matches_an_independent_sha256() {
         // sha256("abc") = ba7816bf 8f01cfea 414140de 5dae2223 b00361a3 96177a9c b410ff61 f20015ad
         let fp = Fingerprint::of_certificate(b"abc");
-        assert_eq!(fp.to_string(), "SHA256:ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0");
+        assert_eq!(
+            fp.to_string(),
+            "SHA256:ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0"
+        );
     }
 
     #[test]
