@@ -4,6 +4,7 @@
 //! an error only when the connection cannot go on.
 
 pub mod echo;
+pub mod files;
 
 use std::path::PathBuf;
 
