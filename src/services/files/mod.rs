@@ -2,5 +2,7 @@
 //! served root.
 //!
 //! - `root.rs`: confinement; every path resolves beneath a held handle.
+//! - `atomic.rs`: partial file, hash, seal, publish by rename.
 
+pub mod atomic;
 pub mod root;

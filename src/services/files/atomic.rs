@@ -1,0 +1,485 @@
+//! Writes a file so that its final name only ever holds the old file or the
+//! complete new one, on either end of a transfer (server `put`, client
+//! `get`).
+//!
+//! Data goes to a partial file *in the destination directory* (so the final
+//! rename stays on one filesystem and is atomic), hashed with BLAKE3 as it is
+//! written. Sealing checks the hash and sets mode and mtime; publishing
+//! renames into place. Between the two the caller makes the data durable:
+//! one fsync per file, or one `syncfs` for a whole tree before any rename.
+//!
+//! A partial file has a reserved name, `.ferry-partial-<id>`, derived from
+//! the final name and the source's size and mtime, so running the same
+//! transfer again finds it and resumes; the file service hides and refuses
+//! reserved names, so clients can never name a partial. A disconnect keeps
+//! the partial for a later resume; a hash mismatch or a full disk removes it.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags, Timespec, Timestamps};
+
+use super::root::{fstat, Kind, RelPath, Root};
+
+/// Names starting with this are partial files: hidden and refused.
+pub const PARTIAL_PREFIX: &str = ".ferry-partial-";
+
+/// Whether `name` is reserved for partial files.
+pub fn is_reserved_name(name: &OsStr) -> bool {
+    name.as_bytes().starts_with(PARTIAL_PREFIX.as_bytes())
+}
+
+/// Permission bits a transfer may set: never setuid, setgid or sticky.
+pub const PRESERVED_MODE_BITS: u32 = 0o777;
+
+/// Zero-filled runs at least this long, aligned, are skipped with a seek
+/// instead of written, so sparse files stay sparse.
+const HOLE_BYTES: usize = 4096;
+
+/// What identifies the content being received, so a partial is resumed only
+/// for the same source file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceId {
+    /// The source file's length in bytes.
+    pub file_size: u64,
+    /// The source file's mtime, seconds and nanoseconds.
+    pub mtime: (i64, u32),
+}
+
+/// Mode and mtime to give the finished file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMeta {
+    /// Permission bits; masked with [`PRESERVED_MODE_BITS`].
+    pub mode: u32,
+    /// Modification time, seconds and nanoseconds.
+    pub mtime: (i64, u32),
+}
+
+/// Why a received file was not kept.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The data does not hash to what the sender computed.
+    #[error("checksum mismatch: the data received does not hash to what the sender computed")]
+    HashMismatch,
+    /// Another transfer is writing the same partial file right now.
+    #[error("another transfer of this file is in progress")]
+    Busy,
+    /// The filesystem failed (a full disk among others).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl From<rustix::io::Errno> for WriteError {
+    fn from(errno: rustix::io::Errno) -> WriteError {
+        WriteError::Io(errno.into())
+    }
+}
+
+/// The reserved name of the partial file for `final_name` from `source`.
+pub fn partial_name(final_name: &OsStr, source: &SourceId) -> OsString {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(final_name.as_bytes());
+    hasher.update(&source.file_size.to_le_bytes());
+    hasher.update(&source.mtime.0.to_le_bytes());
+    hasher.update(&source.mtime.1.to_le_bytes());
+    let id = hasher.finalize().to_hex();
+    OsString::from(format!("{PARTIAL_PREFIX}{}", &id[..32]))
+}
+
+/// A file being received under its partial name.
+#[derive(Debug)]
+pub struct PartialFile {
+    dir: OwnedFd,
+    name: OsString,
+    final_name: OsString,
+    file: File,
+    hasher: blake3::Hasher,
+    len: u64,
+    resumed: u64,
+}
+
+impl PartialFile {
+    /// Opens the partial file for `target`. With `resume`, an existing
+    /// partial of the same source is kept: its bytes are hashed once (the
+    /// least that verifies it) and writing continues at its end; see
+    /// [`PartialFile::resumed_len`]. Without, any partial starts over.
+    pub fn open(
+        root: &Root,
+        target: &RelPath,
+        source: &SourceId,
+        resume: bool,
+    ) -> Result<PartialFile, WriteError> {
+        let (dir, final_name) = root.parent_of(target)?;
+        if is_reserved_name(final_name) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "reserved file name").into());
+        }
+        let name = partial_name(final_name, source);
+        let fd = rustix::fs::openat(
+            &dir,
+            &name,
+            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?;
+        // Two transfers of one file to one place would interleave their
+        // bytes; the lock makes the second one fail clearly instead.
+        if rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err() {
+            return Err(WriteError::Busy);
+        }
+        let st = fstat(&fd)?;
+        if st.kind != Kind::File {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "partial is not a file").into());
+        }
+        let mut partial = PartialFile {
+            dir,
+            name,
+            final_name: final_name.to_os_string(),
+            file: File::from(fd),
+            hasher: blake3::Hasher::new(),
+            len: 0,
+            resumed: 0,
+        };
+        if resume && st.len > 0 && st.len <= source.file_size {
+            partial.hash_existing(st.len)?;
+        } else {
+            partial.restart()?;
+        }
+        Ok(partial)
+    }
+
+    fn hash_existing(&mut self, len: u64) -> io::Result<()> {
+        self.file.seek(SeekFrom::Start(0))?;
+        let mut reader = (&self.file).take(len);
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            self.hasher.update(&buf[..n]);
+            self.len += n as u64;
+        }
+        if self.len != len {
+            return self.restart();
+        }
+        self.resumed = len;
+        self.file.seek(SeekFrom::Start(len))?;
+        Ok(())
+    }
+
+    /// Bytes kept from an earlier attempt; the sender continues from here.
+    pub fn resumed_len(&self) -> u64 {
+        self.resumed
+    }
+
+    /// The BLAKE3 of the bytes kept from an earlier attempt, for the sender
+    /// to compare with its own prefix.
+    pub fn resumed_hash(&self) -> blake3::Hash {
+        self.hasher.finalize()
+    }
+
+    /// Drops whatever was kept and starts from byte 0.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.file.set_len(0)?;
+        self.file.seek(SeekFrom::Start(0))?;
+        self.hasher = blake3::Hasher::new();
+        self.len = 0;
+        self.resumed = 0;
+        Ok(())
+    }
+
+    /// Bytes written so far, resumed ones included.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing has been written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends `chunk`, hashing it. A full disk removes the partial: it
+    /// could never complete, and it holds space the user needs.
+    pub fn write(&mut self, chunk: &[u8]) -> Result<(), WriteError> {
+        self.hasher.update(chunk);
+        let result =
+            if chunk.len() >= HOLE_BYTES && self.len % HOLE_BYTES as u64 == 0 && is_all_zero(chunk)
+            {
+                self.file
+                    .seek(SeekFrom::Current(chunk.len() as i64))
+                    .map(drop)
+            } else {
+                self.file.write_all(chunk)
+            };
+        if let Err(err) = result {
+            if err.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
+                self.remove();
+            }
+            return Err(err.into());
+        }
+        self.len += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Checks the hash and sets mode and mtime; the data is not yet durable
+    /// nor under its final name. On a mismatch the partial is removed.
+    pub fn seal(
+        mut self,
+        expected: &blake3::Hash,
+        meta: Option<&FileMeta>,
+    ) -> Result<SealedFile, WriteError> {
+        let hash = self.hasher.finalize();
+        if &hash != expected {
+            self.remove();
+            return Err(WriteError::HashMismatch);
+        }
+        // A trailing hole is not written; the length makes it part of the file.
+        self.file.set_len(self.len)?;
+        let mode = meta.map_or(0o644, |m| m.mode) & PRESERVED_MODE_BITS;
+        rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode))?;
+        if let Some(meta) = meta {
+            let time = Timespec {
+                tv_sec: meta.mtime.0,
+                tv_nsec: meta.mtime.1 as _,
+            };
+            rustix::fs::futimens(
+                &self.file,
+                &Timestamps {
+                    last_access: time,
+                    last_modification: time,
+                },
+            )?;
+        }
+        Ok(SealedFile {
+            dir: self.dir,
+            name: self.name,
+            final_name: self.final_name,
+            file: self.file,
+            hash,
+        })
+    }
+
+    /// Removes the partial file (best effort: it is being given up on).
+    pub fn remove(&mut self) {
+        let _ = rustix::fs::unlinkat(&self.dir, &self.name, AtFlags::empty());
+    }
+}
+
+fn is_all_zero(chunk: &[u8]) -> bool {
+    let (words, tail) = chunk.as_chunks::<8>();
+    words.iter().all(|w| u64::from_ne_bytes(*w) == 0) && tail.iter().all(|&b| b == 0)
+}
+
+/// A verified file under its partial name, ready to be made durable and
+/// published.
+#[derive(Debug)]
+pub struct SealedFile {
+    dir: OwnedFd,
+    name: OsString,
+    final_name: OsString,
+    file: File,
+    hash: blake3::Hash,
+}
+
+impl SealedFile {
+    /// The file's BLAKE3.
+    pub fn hash(&self) -> blake3::Hash {
+        self.hash
+    }
+
+    /// Makes this file's data durable (skip it when the caller syncs the
+    /// whole filesystem once for many files).
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+
+    /// Renames the file into place, replacing what was there. With
+    /// `sync_dir`, the directory entry is made durable too.
+    pub fn publish(self, sync_dir: bool) -> io::Result<()> {
+        rustix::fs::renameat(&self.dir, &self.name, &self.dir, &self.final_name)?;
+        if sync_dir {
+            rustix::fs::fsync(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// The destination directory's handle, for a batched `syncfs`.
+    pub fn dir(&self) -> impl AsFd + '_ {
+        &self.dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn setup() -> (tempfile::TempDir, Root) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::new(tmp.path()).unwrap();
+        (tmp, root)
+    }
+
+    fn rel(s: &str) -> RelPath {
+        RelPath::parse(s.as_bytes()).unwrap()
+    }
+
+    const SOURCE: SourceId = SourceId {
+        file_size: 11,
+        mtime: (1_700_000_000, 5),
+    };
+
+    fn names(tmp: &tempfile::TempDir) -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_file_appears_under_its_final_name_only_when_published() {
+        let (tmp, root) = setup();
+        std::fs::write(tmp.path().join("f"), b"old").unwrap();
+        let mut partial = PartialFile::open(&root, &rel("f"), &SOURCE, true).unwrap();
+        partial.write(b"hello ").unwrap();
+        partial.write(b"world").unwrap();
+        assert_eq!(std::fs::read(tmp.path().join("f")).unwrap(), b"old");
+        let meta = FileMeta {
+            mode: 0o4755,
+            mtime: (1_600_000_000, 123),
+        };
+        let sealed = partial
+            .seal(&blake3::hash(b"hello world"), Some(&meta))
+            .unwrap();
+        assert_eq!(std::fs::read(tmp.path().join("f")).unwrap(), b"old");
+        sealed.sync().unwrap();
+        sealed.publish(true).unwrap();
+        assert_eq!(std::fs::read(tmp.path().join("f")).unwrap(), b"hello world");
+        let md = std::fs::metadata(tmp.path().join("f")).unwrap();
+        assert_eq!(md.mode() & 0o7777, 0o755, "setuid is never kept");
+        assert_eq!((md.mtime(), md.mtime_nsec()), (1_600_000_000, 123));
+        assert_eq!(names(&tmp), vec!["f"], "no partial left behind");
+    }
+
+    #[test]
+    fn a_checksum_mismatch_keeps_the_old_file_and_removes_the_partial() {
+        let (tmp, root) = setup();
+        std::fs::write(tmp.path().join("f"), b"old").unwrap();
+        let mut partial = PartialFile::open(&root, &rel("f"), &SOURCE, true).unwrap();
+        partial.write(b"corrupted!!").unwrap();
+        let err = partial
+            .seal(&blake3::hash(b"hello world"), None)
+            .unwrap_err();
+        assert!(matches!(err, WriteError::HashMismatch));
+        assert_eq!(std::fs::read(tmp.path().join("f")).unwrap(), b"old");
+        assert_eq!(names(&tmp), vec!["f"]);
+    }
+
+    #[test]
+    fn an_interrupted_write_resumes_from_the_kept_prefix() {
+        let (tmp, root) = setup();
+        let mut first = PartialFile::open(&root, &rel("f"), &SOURCE, true).unwrap();
+        first.write(b"hello").unwrap();
+        drop(first); // the connection died
+        assert!(!tmp.path().join("f").exists());
+        let mut again = PartialFile::open(&root, &rel("f"), &SOURCE, true).unwrap();
+        assert_eq!(again.resumed_len(), 5);
+        assert_eq!(again.resumed_hash(), blake3::hash(b"hello"));
+        again.write(b" world").unwrap();
+        let sealed = again.seal(&blake3::hash(b"hello world"), None).unwrap();
+        sealed.publish(false).unwrap();
+        assert_eq!(std::fs::read(tmp.path().join("f")).unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn another_source_or_no_resume_starts_over() {
+        let (_tmp, root) = setup();
+        let mut first = PartialFile::open(&root, &rel("f"), &SOURCE, true).unwrap();
+        first.write(b"hello").unwrap();
+        drop(first);
+        let other = SourceId {
+            mtime: (1, 0),
+            ..SOURCE
+        };
+        assert_eq!(
+            PartialFile::open(&root, &rel("f"), &other, true)
+                .unwrap()
+                .resumed_len(),
+            0
+        );
+        assert_eq!(
+            PartialFile::open(&root, &rel("f"), &SOURCE, false)
+                .unwrap()
+                .resumed_len(),
+            0
+        );
+    }
+
+    #[test]
+    fn two_writers_of_one_partial_are_refused() {
+        let (_tmp, root) = setup();
+        let _first = PartialFile::open(&root, &rel("f"), &SOURCE, true).unwrap();
+        let second = PartialFile::open(&root, &rel("f"), &SOURCE, true);
+        assert!(matches!(second, Err(WriteError::Busy)));
+    }
+
+    #[test]
+    fn zero_runs_become_holes_and_the_content_is_exact() {
+        let (tmp, root) = setup();
+        let source = SourceId {
+            file_size: 3 * 1024 * 1024 + 3,
+            mtime: (0, 0),
+        };
+        let mut content = vec![0u8; 3 * 1024 * 1024];
+        content.extend_from_slice(b"end");
+        let mut partial = PartialFile::open(&root, &rel("sparse"), &source, true).unwrap();
+        for chunk in content.chunks(64 * 1024) {
+            partial.write(chunk).unwrap();
+        }
+        partial
+            .seal(&blake3::hash(&content), None)
+            .unwrap()
+            .publish(false)
+            .unwrap();
+        let path = tmp.path().join("sparse");
+        assert_eq!(std::fs::read(&path).unwrap(), content);
+        let md = std::fs::metadata(&path).unwrap();
+        assert!(
+            md.blocks() * 512 < 1024 * 1024,
+            "{} blocks allocated",
+            md.blocks()
+        );
+    }
+
+    #[test]
+    fn a_trailing_hole_keeps_the_length() {
+        let (tmp, root) = setup();
+        let content = vec![0u8; 8192];
+        let source = SourceId {
+            file_size: 8192,
+            mtime: (0, 0),
+        };
+        let mut partial = PartialFile::open(&root, &rel("z"), &source, true).unwrap();
+        partial.write(&content).unwrap();
+        partial
+            .seal(&blake3::hash(&content), None)
+            .unwrap()
+            .publish(false)
+            .unwrap();
+        assert_eq!(std::fs::read(tmp.path().join("z")).unwrap(), content);
+    }
+
+    #[test]
+    fn reserved_names_are_recognised_and_refused_as_targets() {
+        let name = partial_name(OsStr::new("f"), &SOURCE);
+        assert!(is_reserved_name(&name));
+        assert!(!is_reserved_name(OsStr::new("f")));
+        let (_tmp, root) = setup();
+        let target = RelPath::parse(name.as_bytes()).unwrap();
+        assert!(PartialFile::open(&root, &target, &SOURCE, true).is_err());
+    }
+}
