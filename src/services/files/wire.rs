@@ -1,0 +1,280 @@
+//! The file service's messages, as pure code. Both directions of a transfer
+//! use one exchange, with the roles of sender and receiver swapped between
+//! `get` and `put`:
+//!
+//! 1. the sender's **manifest**: one [`Entry`] per directory and file, as
+//!    JSON lines in a body;
+//! 2. the receiver's **wants**: one [`Want`] per file it needs, with the
+//!    offset to resume from and the hash of the prefix it kept;
+//! 3. the sender's **data**: for each wanted file a [`FileHead`] frame whose
+//!    body is the file from `offset`, then a [`FileEnd`] frame with the
+//!    BLAKE3 of the whole file; then an end frame.
+//!
+//! So a tree of any size costs one round trip, not one per file.
+//!
+//! Paths are relative, `/`-separated, and travel as `path` when they are
+//! UTF-8 and as `path_b64` (standard base64) when they are not.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+use base64::Engine;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// A path in a header or a JSON line: text when it is UTF-8, base64 under
+/// `path_b64` when it is not, so any Unix name survives the trip.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WirePath {
+    /// The path as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The path's bytes, base64, when they are not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_b64: Option<String>,
+}
+
+impl WirePath {
+    /// Encodes path bytes.
+    pub fn from_bytes(bytes: &[u8]) -> WirePath {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => WirePath {
+                path: Some(text.to_string()),
+                path_b64: None,
+            },
+            Err(_) => WirePath {
+                path: None,
+                path_b64: Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            },
+        }
+    }
+
+    /// Encodes an OS path.
+    pub fn from_os(path: &std::ffi::OsStr) -> WirePath {
+        WirePath::from_bytes(path.as_bytes())
+    }
+
+    /// The path's bytes; an error when neither or both forms are given or
+    /// the base64 is invalid.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
+        match (&self.path, &self.path_b64) {
+            (Some(text), None) => Ok(text.as_bytes().to_vec()),
+            (None, Some(b64)) => base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|_| "`path_b64` is not valid base64".to_string()),
+            (None, None) => Err("missing `path`".into()),
+            (Some(_), Some(_)) => Err("give `path` or `path_b64`, not both".into()),
+        }
+    }
+
+    /// The path as an OS string.
+    pub fn to_os(&self) -> Result<OsString, String> {
+        self.to_bytes().map(OsString::from_vec)
+    }
+}
+
+/// What a manifest entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// A directory, created before the files in it.
+    Dir,
+    /// A regular file.
+    File,
+}
+
+/// One line of a manifest: a directory or file to transfer, its path
+/// relative to the destination, and the metadata to keep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Directory or file.
+    pub kind: EntryKind,
+    /// Where it goes, relative to the destination directory.
+    #[serde(flatten)]
+    pub path: WirePath,
+    /// The file's length in bytes (0 for directories).
+    #[serde(default)]
+    pub file_size: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// Modification time, whole seconds since the epoch.
+    pub mtime: i64,
+    /// The nanoseconds of the modification time.
+    #[serde(default)]
+    pub mtime_ns: u32,
+}
+
+/// One line of the receiver's answer to a manifest, for one file entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Want {
+    /// The entry's index in the manifest, counting from 0.
+    pub i: u64,
+    /// What the receiver wants done with it.
+    #[serde(flatten)]
+    pub action: WantAction,
+}
+
+/// What the receiver wants for one entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum WantAction {
+    /// Send the file from `offset`; the receiver kept `offset` bytes from an
+    /// earlier attempt, whose BLAKE3 is `prefix_blake3`. The sender checks
+    /// that hash against its own prefix and sends from 0 if it differs.
+    Send {
+        /// Bytes the receiver already has.
+        #[serde(default)]
+        offset: u64,
+        /// BLAKE3 of those bytes, hex; absent when `offset` is 0.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix_blake3: Option<String>,
+    },
+    /// The receiver already has this file (same size and mtime).
+    Skip,
+    /// The receiver refuses this entry; nothing is sent for it.
+    Refuse {
+        /// A stable error code.
+        code: String,
+        /// What is wrong, for a person.
+        message: String,
+    },
+}
+
+/// The header of one file's data: its body is the file from `offset`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileHead {
+    /// The entry's index in the manifest.
+    pub file: u64,
+    /// Where in the file the body starts.
+    pub offset: u64,
+}
+
+/// The frame after a file's data: its BLAKE3 (and md5 if asked), or why
+/// the sender could not send it after all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEnd {
+    /// The entry's index in the manifest.
+    pub file_end: u64,
+    /// BLAKE3 of the whole file, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
+    /// md5 of the whole file, hex, when the request asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
+    /// Set when the file could not be sent whole (it changed or vanished);
+    /// the receiver discards what it got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A failure for one entry, in a transfer's final result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryError {
+    /// The entry's index in the manifest.
+    pub i: u64,
+    /// A stable error code.
+    pub code: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Serializes items as JSON lines, the body format of manifests, wants and
+/// listings.
+pub fn to_json_lines<T: Serialize>(items: &[T]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(items.len() * 96);
+    for item in items {
+        // Our wire types always serialize.
+        let _ = serde_json::to_writer(&mut out, item);
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Parses a JSON-lines body; blank lines are ignored.
+pub fn from_json_lines<T: DeserializeOwned>(body: &[u8]) -> Result<Vec<T>, String> {
+    body.split(|&b| b == b'\n')
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .enumerate()
+        .map(|(n, line)| {
+            serde_json::from_slice(line).map_err(|err| format!("line {}: {err}", n + 1))
+        })
+        .collect()
+}
+
+/// Parses a lowercase or uppercase hex BLAKE3.
+pub fn parse_hash(hex: &str) -> Result<blake3::Hash, String> {
+    blake3::Hash::from_hex(hex).map_err(|_| format!("`{hex}` is not a BLAKE3 hash"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_paths_travel_as_text_and_others_as_base64() {
+        let text = WirePath::from_bytes("dir/ünï cödé.txt".as_bytes());
+        assert_eq!(text.path.as_deref(), Some("dir/ünï cödé.txt"));
+        let raw = WirePath::from_bytes(b"bad\xffname");
+        assert!(raw.path.is_none());
+        assert_eq!(raw.to_bytes().unwrap(), b"bad\xffname");
+        assert!(WirePath::default().to_bytes().is_err());
+        let both = WirePath {
+            path: Some("a".into()),
+            path_b64: Some("YQ".into()),
+        };
+        assert!(both.to_bytes().is_err());
+    }
+
+    #[test]
+    fn entries_and_wants_round_trip_as_json_lines() {
+        let entries = vec![
+            Entry {
+                kind: EntryKind::Dir,
+                path: WirePath::from_bytes(b"d"),
+                file_size: 0,
+                mode: 0o755,
+                mtime: 1,
+                mtime_ns: 0,
+            },
+            Entry {
+                kind: EntryKind::File,
+                path: WirePath::from_bytes(b"d/\xff"),
+                file_size: 5_000_000_000,
+                mode: 0o644,
+                mtime: 2,
+                mtime_ns: 3,
+            },
+        ];
+        let body = to_json_lines(&entries);
+        assert_eq!(from_json_lines::<Entry>(&body).unwrap(), entries);
+        let wants = vec![
+            Want {
+                i: 1,
+                action: WantAction::Send {
+                    offset: 10,
+                    prefix_blake3: Some(blake3::hash(b"x").to_hex().to_string()),
+                },
+            },
+            Want {
+                i: 2,
+                action: WantAction::Skip,
+            },
+            Want {
+                i: 3,
+                action: WantAction::Refuse {
+                    code: "exists".into(),
+                    message: "m".into(),
+                },
+            },
+        ];
+        let body = to_json_lines(&wants);
+        assert_eq!(from_json_lines::<Want>(&body).unwrap(), wants);
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.starts_with(r#"{"i":1,"action":"send","offset":10,"prefix_blake3":""#));
+    }
+
+    #[test]
+    fn malformed_json_lines_name_the_line() {
+        let err = from_json_lines::<Entry>(b"\n{\"kind\":\"dir\"}\n").unwrap_err();
+        assert!(err.starts_with("line 1:"), "{err}");
+    }
+}
