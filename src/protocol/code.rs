@@ -81,6 +81,32 @@ error_codes! {
         "The `cmd` is not one this server offers; the frame's body is skipped.";
     BadRequest => "bad_request", GoesOn,
         "A known `cmd` with missing or invalid fields; the frame's body is skipped.";
+    BadPath => "bad_path", GoesOn,
+        "The path is not allowed: absolute, `..`, NUL, too long, a reserved name, or leading out of the served root.";
+    NotFound => "not_found", GoesOn,
+        "No such file or directory.";
+    IsADirectory => "is_a_directory", GoesOn,
+        "The path is a directory where a file is needed (or `-r` was not given).";
+    NotADirectory => "not_a_directory", GoesOn,
+        "A directory was needed and the path is something else.";
+    Exists => "exists", GoesOn,
+        "The target exists and differs; nothing was changed (pass `--force` to overwrite).";
+    NotRegular => "not_regular", GoesOn,
+        "Only regular files and directories are served, not FIFOs, sockets or devices.";
+    PermissionDenied => "permission_denied", GoesOn,
+        "The server's user is not allowed to do this.";
+    NoSpace => "no_space", GoesOn,
+        "The disk is full; the partial file was removed.";
+    ChecksumMismatch => "checksum_mismatch", GoesOn,
+        "The data received does not hash to what the sender computed; it was not kept.";
+    Changed => "changed", GoesOn,
+        "The file changed or vanished while being sent; it was not kept.";
+    InProgress => "in_progress", GoesOn,
+        "Another transfer of the same file to the same place is in progress.";
+    TooLarge => "too_large", GoesOn,
+        "A manifest or listing is over the server's cap.";
+    IoError => "io_error", GoesOn,
+        "The filesystem failed; the message says how.";
     Internal => "internal", Closes,
         "The server failed in a way that is not the client's fault; see its log.";
 }
