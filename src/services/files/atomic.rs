@@ -89,6 +89,18 @@ pub fn partial_name(final_name: &OsStr, source: &SourceId) -> OsString {
     OsString::from(format!("{PARTIAL_PREFIX}{}", &id[..32]))
 }
 
+/// Whether a non-empty partial file of `source` exists for `target`, without
+/// creating one: only then is it worth opening (and hashing) to resume.
+pub fn has_partial(root: &Root, target: &RelPath, source: &SourceId) -> bool {
+    let Ok((dir, final_name)) = root.parent_of(target) else {
+        return false;
+    };
+    let name = partial_name(final_name, source);
+    rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW)
+        .map(|st| st.st_size > 0)
+        .unwrap_or(false)
+}
+
 /// A file being received under its partial name.
 #[derive(Debug)]
 pub struct PartialFile {
@@ -204,15 +216,16 @@ impl PartialFile {
     /// could never complete, and it holds space the user needs.
     pub fn write(&mut self, chunk: &[u8]) -> Result<(), WriteError> {
         self.hasher.update(chunk);
-        let result =
-            if chunk.len() >= HOLE_BYTES && self.len % HOLE_BYTES as u64 == 0 && is_all_zero(chunk)
-            {
-                self.file
-                    .seek(SeekFrom::Current(chunk.len() as i64))
-                    .map(drop)
-            } else {
-                self.file.write_all(chunk)
-            };
+        let result = if chunk.len() >= HOLE_BYTES
+            && self.len.is_multiple_of(HOLE_BYTES as u64)
+            && is_all_zero(chunk)
+        {
+            self.file
+                .seek(SeekFrom::Current(chunk.len() as i64))
+                .map(drop)
+        } else {
+            self.file.write_all(chunk)
+        };
         if let Err(err) = result {
             if err.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
                 self.remove();

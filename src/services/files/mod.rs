@@ -11,4 +11,5 @@ pub mod atomic;
 pub mod error;
 pub mod manifest;
 pub mod root;
+pub mod transfer;
 pub mod wire;

@@ -1,0 +1,955 @@
+//! The data phase of a transfer, shared by both ends: the server sends for
+//! `get` and receives for `put`, the client the other way round.
+//!
+//! File IO and hashing run on a blocking thread, joined to the connection by
+//! a bounded channel of chunks: the disk, the hash and the socket work at
+//! once, and at most [`CHANNEL_CHUNKS`] × [`CHUNK_BYTES`] sit between them,
+//! whatever the file size. Small files are batched into large writes by the
+//! connection's buffer; no step waits for a reply per file.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use rustix::fs::{Mode, OFlags};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+
+use crate::connection::{ConnectionError, FrameReader, FrameWriter};
+use crate::protocol::message::StreamFrame;
+use crate::protocol::{ErrorCode, Header};
+
+use super::atomic::{has_partial, is_reserved_name, FileMeta, PartialFile, SealedFile, SourceId};
+use super::error::{show, FileError};
+use super::manifest::{Manifest, SourceRef};
+use super::root::{fstat, Kind, RelPath, Root};
+use super::wire::{parse_hash, Entry, EntryError, EntryKind, FileEnd, FileHead, Want, WantAction};
+
+/// Bytes read from a file per chunk.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+/// Chunks in flight between the file thread and the connection.
+pub const CHANNEL_CHUNKS: usize = 4;
+/// Files sealed before one `syncfs` and their renames.
+const PUBLISH_BATCH_FILES: usize = 2048;
+/// Bytes sealed before one `syncfs` and their renames.
+const PUBLISH_BATCH_BYTES: u64 = 1 << 30;
+
+/// Why a transfer stopped as a whole (per-file failures are reported in
+/// the summary instead).
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The connection failed.
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    /// The peer broke the transfer protocol.
+    #[error("{0}")]
+    Protocol(String),
+    /// The local file thread failed as a whole.
+    #[error(transparent)]
+    Local(#[from] FileError),
+}
+
+/// Told about a transfer's progress; the CLI draws a bar from it.
+pub trait Progress: Send + Sync {
+    /// A file starts; `size` bytes of it will move.
+    fn file_started(&self, _path: &[u8], _size: u64) {}
+    /// Some bytes moved.
+    fn advanced(&self, _bytes: u64) {}
+}
+
+/// No progress reporting.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// What the receiving side did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReceiveSummary {
+    /// Files written and published.
+    pub files: u64,
+    /// Bytes received into them (resumed bytes not counted).
+    pub bytes: u64,
+    /// Files already there (same size and mtime).
+    pub skipped: u64,
+    /// Entries that failed, with why.
+    pub errors: Vec<EntryError>,
+}
+
+/// How to treat files already at the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiveOptions {
+    /// Overwrite targets that differ.
+    pub force: bool,
+    /// Continue from partial files of an earlier attempt.
+    pub resume: bool,
+    /// Keep mode and mtime from the sender.
+    pub preserve: bool,
+}
+
+enum Chunk {
+    Head { file: u64, offset: u64, size: u64 },
+    Data(Bytes),
+    End(FileEnd),
+}
+
+/// Sends the wanted files of `manifest`, then an end frame. Files are read
+/// beneath `root` or from local paths, as the manifest's sources say.
+pub async fn send_files<W: AsyncWrite + Unpin>(
+    writer: &mut FrameWriter<W>,
+    manifest: Arc<Manifest>,
+    root: Option<Arc<Root>>,
+    wants: Vec<Want>,
+    progress: &dyn Progress,
+) -> Result<(), TransferError> {
+    let (tx, mut rx) = mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
+    let reading_manifest = manifest.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        for want in wants {
+            let WantAction::Send {
+                offset,
+                prefix_blake3,
+            } = want.action
+            else {
+                continue;
+            };
+            if !read_one(
+                &reading_manifest,
+                root.as_deref(),
+                want.i,
+                offset,
+                prefix_blake3,
+                &tx,
+            ) {
+                return; // the connection side is gone
+            }
+        }
+    });
+    while let Some(chunk) = rx.recv().await {
+        match chunk {
+            Chunk::Head { file, offset, size } => {
+                let entry = &manifest.entries[file as usize];
+                progress.file_started(&entry.path.to_bytes().unwrap_or_default(), size);
+                let head = Header::from_message(&FileHead { file, offset }).with_size(size);
+                writer.send_header(&head).await?;
+            }
+            Chunk::Data(bytes) => {
+                progress.advanced(bytes.len() as u64);
+                writer.send_body(bytes).await?;
+            }
+            Chunk::End(end) => writer.send_header(&Header::from_message(&end)).await?,
+        }
+    }
+    reader
+        .await
+        .map_err(|err| FileError::new(ErrorCode::Internal, format!("file reader failed: {err}")))?;
+    writer
+        .send_header(&StreamFrame::end_header(&serde_json::json!({})))
+        .await?;
+    writer.flush().await?;
+    Ok(())
+}
+
+/// Reads one file into the channel: head, data, end. Returns false when the
+/// receiving side of the channel is gone.
+fn read_one(
+    manifest: &Manifest,
+    root: Option<&Root>,
+    i: u64,
+    offset: u64,
+    prefix: Option<String>,
+    tx: &mpsc::Sender<Chunk>,
+) -> bool {
+    let fail = |message: String| {
+        tx.blocking_send(Chunk::End(FileEnd {
+            file_end: i,
+            blake3: None,
+            md5: None,
+            error: Some(message),
+        }))
+        .is_ok()
+    };
+    let (Some(entry), Some(Some(source))) = (
+        manifest.entries.get(i as usize),
+        manifest.sources.get(i as usize),
+    ) else {
+        return fail("no such file in the manifest".into());
+    };
+    let mut file = match open_source(root, source) {
+        Ok(file) => file,
+        Err(err) => return fail(format!("cannot open: {err}")),
+    };
+    let changed = |file: &File| match fstat(file.as_fd()) {
+        Ok(st) => {
+            st.kind != Kind::File
+                || st.len != entry.file_size
+                || st.mtime != (entry.mtime, entry.mtime_ns)
+        }
+        Err(_) => true,
+    };
+    if changed(&file) {
+        return fail("the file changed since the listing".into());
+    }
+    let mut hasher = blake3::Hasher::new();
+    let mut offset = offset.min(entry.file_size);
+    if offset > 0 {
+        let matches = hash_prefix(&mut file, offset, &mut hasher).ok()
+            == prefix.as_deref().and_then(|p| parse_hash(p).ok());
+        if !matches {
+            // The receiver's partial is not a prefix of this file: resend all.
+            offset = 0;
+            hasher = blake3::Hasher::new();
+            if file.seek(SeekFrom::Start(0)).is_err() {
+                return fail("cannot seek".into());
+            }
+        }
+    }
+    let size = entry.file_size - offset;
+    if tx
+        .blocking_send(Chunk::Head {
+            file: i,
+            offset,
+            size,
+        })
+        .is_err()
+    {
+        return false;
+    }
+    let mut left = size;
+    let mut short = false;
+    while left > 0 {
+        let want = left.min(CHUNK_BYTES as u64) as usize;
+        let mut buf = BytesMut::zeroed(want);
+        let got = read_full(&mut file, &mut buf).unwrap_or(0);
+        // A file that shrank mid-read still owes the announced bytes; the
+        // zeros are sent and the end frame says the file changed.
+        short |= got < want;
+        hasher.update(&buf[..got]);
+        left -= want as u64;
+        if tx.blocking_send(Chunk::Data(buf.freeze())).is_err() {
+            return false;
+        }
+    }
+    if short || changed(&file) {
+        return fail("the file changed while it was being sent".into());
+    }
+    tx.blocking_send(Chunk::End(FileEnd {
+        file_end: i,
+        blake3: Some(hasher.finalize().to_hex().to_string()),
+        md5: None,
+        error: None,
+    }))
+    .is_ok()
+}
+
+fn open_source(root: Option<&Root>, source: &SourceRef) -> io::Result<File> {
+    match (source, root) {
+        (SourceRef::InRoot(rel), Some(root)) => {
+            Ok(File::from(root.open(rel, OFlags::RDONLY, Mode::empty())?))
+        }
+        (SourceRef::Local(path), _) => File::open(path),
+        (SourceRef::InRoot(_), None) => Err(io::Error::other("no root to read from")),
+    }
+}
+
+fn hash_prefix(file: &mut File, len: u64, hasher: &mut blake3::Hasher) -> io::Result<blake3::Hash> {
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(CHUNK_BYTES as u64) as usize;
+        let got = read_full(file, &mut buf[..want])?;
+        if got < want {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        hasher.update(&buf[..got]);
+        left -= got as u64;
+    }
+    Ok(hasher.finalize())
+}
+
+fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(filled)
+}
+
+/// The receiving side, between its answer to the manifest and the data.
+#[derive(Debug)]
+pub struct ReceivePlan {
+    dest: Arc<Root>,
+    entries: Vec<Entry>,
+    targets: Vec<Option<RelPath>>,
+    partials: HashMap<u64, PartialFile>,
+    options: ReceiveOptions,
+    errors: Vec<EntryError>,
+    skipped: u64,
+}
+
+impl ReceivePlan {
+    /// Answers a manifest: creates its directories beneath `base`, and for
+    /// each file decides to skip it, refuse it, or want it (from the offset
+    /// of a partial file kept by an earlier attempt). Returns the plan and
+    /// the answer for the sender, which lists refusals too. Blocking.
+    pub fn new(
+        dest: Arc<Root>,
+        base: &RelPath,
+        entries: Vec<Entry>,
+        options: ReceiveOptions,
+    ) -> (ReceivePlan, Vec<Want>) {
+        let mut plan = ReceivePlan {
+            dest,
+            targets: Vec::with_capacity(entries.len()),
+            entries: Vec::new(),
+            partials: HashMap::new(),
+            options,
+            errors: Vec::new(),
+            skipped: 0,
+        };
+        let mut wants = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let i = i as u64;
+            let action = match plan.plan_one(base, entry) {
+                Ok((target, step)) => {
+                    plan.targets.push(Some(target.clone()));
+                    match step {
+                        Step::Dir => continue,
+                        Step::Skip => {
+                            plan.skipped += 1;
+                            WantAction::Skip
+                        }
+                        Step::Fetch => plan.fetch(i, &target, entry),
+                    }
+                }
+                Err(err) => {
+                    plan.targets.push(None);
+                    WantAction::Refuse {
+                        code: err.code.as_str().to_string(),
+                        message: err.message,
+                    }
+                }
+            };
+            wants.push(Want { i, action });
+        }
+        plan.entries = entries;
+        (plan, wants)
+    }
+
+    /// Wants a file whole, or from the end of a partial kept by an earlier
+    /// attempt (hashed once here, and held open until its data comes).
+    fn fetch(&mut self, i: u64, target: &RelPath, entry: &Entry) -> WantAction {
+        let source = source_id(entry);
+        if self.options.resume && has_partial(&self.dest, target, &source) {
+            if let Ok(partial) = PartialFile::open(&self.dest, target, &source, true) {
+                let offset = partial.resumed_len();
+                let prefix = partial.resumed_hash().to_hex().to_string();
+                self.partials.insert(i, partial);
+                return WantAction::Send {
+                    offset,
+                    prefix_blake3: (offset > 0).then_some(prefix),
+                };
+            }
+        }
+        WantAction::Send {
+            offset: 0,
+            prefix_blake3: None,
+        }
+    }
+
+    /// Where an entry goes and what to do about it.
+    fn plan_one(&self, base: &RelPath, entry: &Entry) -> Result<(RelPath, Step), FileError> {
+        let raw = entry
+            .path
+            .to_bytes()
+            .map_err(|m| FileError::new(ErrorCode::BadPath, m))?;
+        let rel = RelPath::parse(&raw)?;
+        if rel.is_root() || rel.names().iter().any(|n| is_reserved_name(n)) {
+            return Err(FileError::new(
+                ErrorCode::BadPath,
+                format!("{}: not a name a file can be stored under", show(&raw)),
+            ));
+        }
+        let mut target = base.clone();
+        for name in rel.names() {
+            target = target.join(name)?;
+        }
+        let shown = target.to_bytes();
+        let existing = match self.dest.lstat(&target) {
+            Ok(st) => Some(st),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => None,
+            Err(err) => return Err(FileError::io(&shown, &err)),
+        };
+        if entry.kind == EntryKind::Dir {
+            match existing {
+                Some(st) if st.kind == Kind::Dir => {}
+                Some(_) => {
+                    return Err(FileError::new(
+                        ErrorCode::NotADirectory,
+                        format!("{} exists and is not a directory", show(&shown)),
+                    ))
+                }
+                None => self
+                    .dest
+                    .mkdir_all(&target, 0o755)
+                    .map_err(|e| FileError::io(&shown, &e))?,
+            }
+            return Ok((target, Step::Dir));
+        }
+        let step = match existing {
+            None => Step::Fetch,
+            Some(st) if st.kind == Kind::Dir => {
+                return Err(FileError::new(
+                    ErrorCode::IsADirectory,
+                    format!("{} is a directory", show(&shown)),
+                ))
+            }
+            Some(st) if st.kind == Kind::Special => {
+                return Err(FileError::new(
+                    ErrorCode::NotRegular,
+                    format!("{} is not a regular file", show(&shown)),
+                ))
+            }
+            // rsync's quick check: same size and mtime is the same file.
+            Some(st)
+                if self.options.preserve
+                    && st.kind == Kind::File
+                    && st.len == entry.file_size
+                    && st.mtime == (entry.mtime, entry.mtime_ns) =>
+            {
+                Step::Skip
+            }
+            Some(_) if self.options.force => Step::Fetch,
+            Some(_) => {
+                return Err(FileError::new(
+                    ErrorCode::Exists,
+                    format!(
+                        "{} exists and differs; use --force to overwrite it",
+                        show(&shown)
+                    ),
+                ))
+            }
+        };
+        Ok((target, step))
+    }
+
+    /// Receives the data frames of the wanted files, writing each through a
+    /// partial file, until the end frame. Returns what was done.
+    pub async fn receive<R: AsyncRead + Unpin>(
+        self,
+        reader: &mut FrameReader<R>,
+        progress: &dyn Progress,
+    ) -> Result<ReceiveSummary, TransferError> {
+        let (tx, rx) = mpsc::channel::<Op>(CHANNEL_CHUNKS);
+        let sizes: Vec<u64> = self.entries.iter().map(|e| e.file_size).collect();
+        let kinds: Vec<EntryKind> = self.entries.iter().map(|e| e.kind).collect();
+        let writer = tokio::task::spawn_blocking(move || self.write_all(rx));
+        let result = forward_frames(reader, &tx, &sizes, &kinds, progress).await;
+        drop(tx);
+        let summary = writer.await.map_err(|err| {
+            FileError::new(ErrorCode::Internal, format!("file writer failed: {err}"))
+        })?;
+        result.map(|()| summary)
+    }
+
+    fn write_all(mut self, mut rx: mpsc::Receiver<Op>) -> ReceiveSummary {
+        let mut summary = ReceiveSummary::default();
+        let mut current: Option<(u64, Result<PartialFile, FileError>)> = None;
+        let mut pending: Vec<SealedFile> = Vec::new();
+        let mut pending_bytes = 0u64;
+        while let Some(op) = rx.blocking_recv() {
+            match op {
+                Op::Start { i, offset } => {
+                    let opened = self.start_file(i, offset);
+                    current = Some((i, opened));
+                }
+                Op::Data(chunk) => {
+                    if let Some((i, Ok(partial))) = &mut current {
+                        if let Err(err) = partial.write(&chunk) {
+                            let path = self.shown(*i);
+                            current = Some((*i, Err(FileError::write(&path, &err))));
+                        } else {
+                            summary.bytes += chunk.len() as u64;
+                        }
+                    }
+                }
+                Op::End(end) => {
+                    let Some((i, opened)) = current.take() else {
+                        continue;
+                    };
+                    match self.finish_file(i, opened, &end) {
+                        Ok(sealed) => {
+                            pending_bytes += self.entries[i as usize].file_size;
+                            pending.push(sealed);
+                            if pending.len() >= PUBLISH_BATCH_FILES
+                                || pending_bytes >= PUBLISH_BATCH_BYTES
+                            {
+                                self.publish(&mut pending, &mut summary);
+                                pending_bytes = 0;
+                            }
+                        }
+                        Err(err) => self.fail(i, err),
+                    }
+                }
+            }
+        }
+        self.publish(&mut pending, &mut summary);
+        if self.options.preserve {
+            self.apply_dir_meta();
+        }
+        summary.skipped = self.skipped;
+        summary.errors = std::mem::take(&mut self.errors);
+        summary
+    }
+
+    fn shown(&self, i: u64) -> Vec<u8> {
+        self.targets[i as usize]
+            .as_ref()
+            .map(RelPath::to_bytes)
+            .unwrap_or_default()
+    }
+
+    fn start_file(&mut self, i: u64, offset: u64) -> Result<PartialFile, FileError> {
+        let shown = self.shown(i);
+        let target = self.targets[i as usize]
+            .clone()
+            .ok_or_else(|| FileError::new(ErrorCode::BadPath, "refused entry"))?;
+        let mut partial = match self.partials.remove(&i) {
+            Some(partial) => partial,
+            None => PartialFile::open(
+                &self.dest,
+                &target,
+                &source_id(&self.entries[i as usize]),
+                false,
+            )
+            .map_err(|e| FileError::write(&shown, &e))?,
+        };
+        if offset != partial.resumed_len() {
+            if offset != 0 {
+                return Err(FileError::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "{}: resumed from an offset that was not offered",
+                        show(&shown)
+                    ),
+                ));
+            }
+            partial.restart().map_err(|e| FileError::io(&shown, &e))?;
+        }
+        Ok(partial)
+    }
+
+    fn finish_file(
+        &mut self,
+        i: u64,
+        opened: Result<PartialFile, FileError>,
+        end: &FileEnd,
+    ) -> Result<SealedFile, FileError> {
+        let shown = self.shown(i);
+        let mut partial = opened?;
+        if let Some(error) = &end.error {
+            partial.remove();
+            return Err(FileError::new(
+                ErrorCode::Changed,
+                format!("{}: {error}", show(&shown)),
+            ));
+        }
+        let entry = &self.entries[i as usize];
+        if partial.len() != entry.file_size {
+            partial.remove();
+            return Err(FileError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "{}: {} bytes received for a file of {}",
+                    show(&shown),
+                    partial.len(),
+                    entry.file_size
+                ),
+            ));
+        }
+        let hash = end
+            .blake3
+            .as_deref()
+            .ok_or_else(|| "no blake3 in the end frame".to_string())
+            .and_then(parse_hash)
+            .map_err(|m| FileError::new(ErrorCode::BadRequest, m))?;
+        let meta = FileMeta {
+            mode: entry.mode,
+            mtime: (entry.mtime, entry.mtime_ns),
+        };
+        let meta = self.options.preserve.then_some(&meta);
+        partial
+            .seal(&hash, meta)
+            .map_err(|e| FileError::write(&shown, &e))
+    }
+
+    /// Makes sealed files durable, then renames them into place: one fsync
+    /// for a single file, one `syncfs` for a batch, so no file gets its final
+    /// name before its data is on disk.
+    fn publish(&mut self, pending: &mut Vec<SealedFile>, summary: &mut ReceiveSummary) {
+        let durable = match pending.len() {
+            0 => return,
+            1 => pending[0].sync(),
+            _ => rustix::fs::syncfs(self.dest.handle()).map_err(io::Error::from),
+        };
+        let single = pending.len() == 1;
+        for sealed in pending.drain(..) {
+            let result = durable
+                .as_ref()
+                .map_err(|e| io::Error::new(e.kind(), e.to_string()))
+                .and_then(|()| sealed.publish(single));
+            match result {
+                Ok(()) => summary.files += 1,
+                Err(err) => self.errors.push(EntryError {
+                    i: u64::MAX,
+                    code: super::error::code_of(&err).as_str().into(),
+                    message: format!("cannot publish: {err}"),
+                }),
+            }
+        }
+        if !single {
+            let _ = rustix::fs::syncfs(self.dest.handle());
+        }
+    }
+
+    /// Sets directories' modes and mtimes last, deepest first, so writing
+    /// their files did not disturb them and a read-only mode did not block
+    /// the writes.
+    fn apply_dir_meta(&self) {
+        for (entry, target) in self.entries.iter().zip(&self.targets).rev() {
+            let (EntryKind::Dir, Some(target)) = (entry.kind, target) else {
+                continue;
+            };
+            if let Ok(fd) = self.dest.open_dir(target) {
+                let _ = rustix::fs::fchmod(&fd, Mode::from_raw_mode(entry.mode & 0o777));
+                let time = rustix::fs::Timespec {
+                    tv_sec: entry.mtime,
+                    tv_nsec: entry.mtime_ns as _,
+                };
+                let _ = rustix::fs::futimens(
+                    &fd,
+                    &rustix::fs::Timestamps {
+                        last_access: time,
+                        last_modification: time,
+                    },
+                );
+            }
+        }
+    }
+
+    fn fail(&mut self, i: u64, err: FileError) {
+        self.errors.push(EntryError {
+            i,
+            code: err.code.as_str().to_string(),
+            message: err.message,
+        });
+    }
+}
+
+/// What the receiver does with one manifest entry.
+enum Step {
+    /// A directory, now present.
+    Dir,
+    /// A file already there.
+    Skip,
+    /// A file to receive.
+    Fetch,
+}
+
+fn source_id(entry: &Entry) -> SourceId {
+    SourceId {
+        file_size: entry.file_size,
+        mtime: (entry.mtime, entry.mtime_ns),
+    }
+}
+
+enum Op {
+    Start { i: u64, offset: u64 },
+    Data(Bytes),
+    End(FileEnd),
+}
+
+/// Reads data frames off the connection and hands them to the file thread,
+/// checking that each file's size is the one its manifest entry gave.
+async fn forward_frames<R: AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+    tx: &mpsc::Sender<Op>,
+    sizes: &[u64],
+    kinds: &[EntryKind],
+    progress: &dyn Progress,
+) -> Result<(), TransferError> {
+    let stopped = || TransferError::Protocol("the file writer stopped".into());
+    loop {
+        let header = reader.expect_header().await?;
+        if header.get("end") == Some(&serde_json::Value::Bool(true)) {
+            return Ok(());
+        }
+        if let Ok(head) = header.to_message::<FileHead>() {
+            let i = head.file as usize;
+            let expected = sizes
+                .get(i)
+                .filter(|_| kinds[i] == EntryKind::File)
+                .and_then(|size| size.checked_sub(head.offset));
+            if expected != Some(header.size()) {
+                return Err(TransferError::Protocol(format!(
+                    "file {i}: {} bytes sent where the manifest says otherwise",
+                    header.size()
+                )));
+            }
+            progress.file_started(b"", header.size());
+            let start = Op::Start {
+                i: head.file,
+                offset: head.offset,
+            };
+            tx.send(start).await.map_err(|_| stopped())?;
+            while let Some(chunk) = reader.read_body_chunk().await? {
+                progress.advanced(chunk.len() as u64);
+                tx.send(Op::Data(chunk)).await.map_err(|_| stopped())?;
+            }
+        } else if let Ok(end) = header.to_message::<FileEnd>() {
+            tx.send(Op::End(end)).await.map_err(|_| stopped())?;
+        } else {
+            return Err(TransferError::Protocol(
+                "expected a file head, file end or end frame".into(),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::{Connection, ConnectionConfig};
+    use std::os::unix::fs::MetadataExt;
+    use std::time::Duration;
+
+    fn config() -> ConnectionConfig {
+        ConnectionConfig {
+            max_header_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(10),
+            max_write_buffer_bytes: 256 * 1024,
+        }
+    }
+
+    const OPTIONS: ReceiveOptions = ReceiveOptions {
+        force: false,
+        resume: true,
+        preserve: true,
+    };
+
+    /// Sends `path` beneath `from` to `base` beneath `to` over an in-memory
+    /// pipe, through the same planning and data phases the services use.
+    async fn transfer(
+        from: &std::path::Path,
+        path: &str,
+        to: &std::path::Path,
+        options: ReceiveOptions,
+    ) -> (Vec<Want>, ReceiveSummary) {
+        let src = Arc::new(Root::new(from).unwrap());
+        let dst = Arc::new(Root::new(to).unwrap());
+        let manifest =
+            Manifest::from_root(&src, &RelPath::parse(path.as_bytes()).unwrap(), true).unwrap();
+        let (plan, wants) =
+            ReceivePlan::new(dst, &RelPath::root(), manifest.entries.clone(), options);
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let mut sender = Connection::new(a, config());
+        let mut receiver = Connection::new(b, config());
+        let sent_wants = wants.clone();
+        let send = tokio::spawn(async move {
+            let (_, writer) = sender.split();
+            send_files(
+                writer,
+                Arc::new(manifest),
+                Some(src),
+                sent_wants,
+                &NoProgress,
+            )
+            .await
+            .unwrap();
+        });
+        let summary = plan.receive(receiver.reader(), &NoProgress).await.unwrap();
+        send.await.unwrap();
+        (wants, summary)
+    }
+
+    fn tree(dir: &std::path::Path) {
+        std::fs::create_dir_all(dir.join("photos/b")).unwrap();
+        std::fs::write(dir.join("photos/a.bin"), vec![7u8; 700_000]).unwrap();
+        std::fs::write(dir.join("photos/b/ünï code.txt"), b"hello").unwrap();
+        std::fs::write(dir.join("photos/empty"), b"").unwrap();
+        std::fs::set_permissions(
+            dir.join("photos/b/ünï code.txt"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o4750),
+        )
+        .unwrap();
+    }
+
+    fn entries_of(dir: &std::path::Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().unwrap().is_dir() {
+                for sub in entries_of(&entry.path()) {
+                    out.push(format!("{name}/{sub}"));
+                }
+            } else {
+                out.push(name);
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_tree_arrives_whole_with_modes_and_times_and_nothing_else() {
+        let from = tempfile::tempdir().unwrap();
+        let to = tempfile::tempdir().unwrap();
+        tree(from.path());
+        let (_, summary) = transfer(from.path(), "photos", to.path(), OPTIONS).await;
+        assert_eq!(summary.errors, vec![]);
+        assert_eq!((summary.files, summary.bytes), (3, 700_005));
+        assert_eq!(
+            entries_of(to.path()),
+            ["photos/a.bin", "photos/b/ünï code.txt", "photos/empty"]
+        );
+        let a = to.path().join("photos/b/ünï code.txt");
+        assert_eq!(std::fs::read(&a).unwrap(), b"hello");
+        assert_eq!(std::fs::metadata(&a).unwrap().mode() & 0o7777, 0o750);
+        let src_md = std::fs::metadata(from.path().join("photos/a.bin")).unwrap();
+        let dst_md = std::fs::metadata(to.path().join("photos/a.bin")).unwrap();
+        assert_eq!(src_md.mtime(), dst_md.mtime());
+        assert_eq!(src_md.mtime_nsec(), dst_md.mtime_nsec());
+    }
+
+    #[tokio::test]
+    async fn a_second_run_skips_what_is_already_there() {
+        let from = tempfile::tempdir().unwrap();
+        let to = tempfile::tempdir().unwrap();
+        tree(from.path());
+        transfer(from.path(), "photos", to.path(), OPTIONS).await;
+        let (_, summary) = transfer(from.path(), "photos", to.path(), OPTIONS).await;
+        assert_eq!((summary.files, summary.skipped, summary.bytes), (0, 3, 0));
+    }
+
+    #[tokio::test]
+    async fn a_partial_file_is_resumed_from_its_end() {
+        let from = tempfile::tempdir().unwrap();
+        let to = tempfile::tempdir().unwrap();
+        tree(from.path());
+        // An earlier attempt kept the first 300,000 bytes.
+        let dst = Root::new(to.path()).unwrap();
+        let src_md = std::fs::metadata(from.path().join("photos/a.bin")).unwrap();
+        let source = SourceId {
+            file_size: 700_000,
+            mtime: (src_md.mtime(), src_md.mtime_nsec() as u32),
+        };
+        std::fs::create_dir(to.path().join("photos")).unwrap();
+        let target = RelPath::parse(b"photos/a.bin").unwrap();
+        let mut partial = PartialFile::open(&dst, &target, &source, true).unwrap();
+        partial.write(&vec![7u8; 300_000]).unwrap();
+        drop(partial);
+        let (wants, summary) = transfer(from.path(), "photos", to.path(), OPTIONS).await;
+        assert!(wants.iter().any(|w| matches!(
+            w.action,
+            WantAction::Send {
+                offset: 300_000,
+                ..
+            }
+        )));
+        assert_eq!(summary.errors, vec![]);
+        assert_eq!(summary.bytes, 400_005, "only the rest moved");
+        assert_eq!(
+            std::fs::read(to.path().join("photos/a.bin")).unwrap(),
+            vec![7u8; 700_000]
+        );
+        assert_eq!(entries_of(to.path()).len(), 3, "no partial left");
+    }
+
+    #[tokio::test]
+    async fn a_partial_that_is_not_a_prefix_is_resent_whole() {
+        let from = tempfile::tempdir().unwrap();
+        let to = tempfile::tempdir().unwrap();
+        tree(from.path());
+        let dst = Root::new(to.path()).unwrap();
+        let src_md = std::fs::metadata(from.path().join("photos/a.bin")).unwrap();
+        let source = SourceId {
+            file_size: 700_000,
+            mtime: (src_md.mtime(), src_md.mtime_nsec() as u32),
+        };
+        std::fs::create_dir(to.path().join("photos")).unwrap();
+        let target = RelPath::parse(b"photos/a.bin").unwrap();
+        let mut partial = PartialFile::open(&dst, &target, &source, true).unwrap();
+        partial.write(&vec![9u8; 1000]).unwrap(); // corrupt prefix
+        drop(partial);
+        let (_, summary) = transfer(from.path(), "photos", to.path(), OPTIONS).await;
+        assert_eq!(summary.errors, vec![]);
+        assert_eq!(
+            std::fs::read(to.path().join("photos/a.bin")).unwrap(),
+            vec![7u8; 700_000]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_existing_different_file_is_refused_without_force_and_replaced_with_it() {
+        let from = tempfile::tempdir().unwrap();
+        let to = tempfile::tempdir().unwrap();
+        tree(from.path());
+        std::fs::create_dir(to.path().join("photos")).unwrap();
+        std::fs::write(to.path().join("photos/empty"), b"mine").unwrap();
+        let (wants, summary) = transfer(from.path(), "photos", to.path(), OPTIONS).await;
+        assert!(wants
+            .iter()
+            .any(|w| matches!(&w.action, WantAction::Refuse { code, .. } if code == "exists")));
+        assert_eq!(summary.files, 2);
+        assert_eq!(
+            std::fs::read(to.path().join("photos/empty")).unwrap(),
+            b"mine"
+        );
+        let force = ReceiveOptions {
+            force: true,
+            ..OPTIONS
+        };
+        transfer(from.path(), "photos", to.path(), force).await;
+        assert_eq!(std::fs::read(to.path().join("photos/empty")).unwrap(), b"");
+    }
+
+    #[tokio::test]
+    async fn hostile_entry_paths_are_refused_and_nothing_lands_outside() {
+        let outer = tempfile::tempdir().unwrap();
+        let to = outer.path().join("dest");
+        std::fs::create_dir(&to).unwrap();
+        let dst = Arc::new(Root::new(&to).unwrap());
+        let file = |p: &[u8]| Entry {
+            kind: EntryKind::File,
+            path: super::super::wire::WirePath::from_bytes(p),
+            file_size: 1,
+            mode: 0o644,
+            mtime: 0,
+            mtime_ns: 0,
+        };
+        let entries = vec![
+            file(b"../escape"),
+            file(b"/abs"),
+            file(b"a\0b"),
+            file(b".ferry-partial-x"),
+            file(b""),
+        ];
+        let (_, wants) = ReceivePlan::new(dst, &RelPath::root(), entries, OPTIONS);
+        assert_eq!(wants.len(), 5);
+        for want in &wants {
+            assert!(
+                matches!(&want.action, WantAction::Refuse { code, .. } if code == "bad_path"),
+                "{want:?}"
+            );
+        }
+        assert_eq!(std::fs::read_dir(outer.path()).unwrap().count(), 1);
+    }
+}
