@@ -88,6 +88,10 @@ pub enum Error {
     /// The server sent something the protocol does not allow.
     #[error("the server broke the protocol: {0}")]
     Protocol(String),
+    /// A file operation failed on this side (a local file to send, a
+    /// destination directory).
+    #[error("{0}")]
+    Files(crate::services::files::error::FileError),
     /// A local IO error (stdin, stdout, a file).
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -106,7 +110,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => EXIT_USAGE,
-            Error::Remote(_) | Error::Io(_) | Error::Startup(_) => EXIT_REMOTE,
+            Error::Remote(_) | Error::Io(_) | Error::Startup(_) | Error::Files(_) => EXIT_REMOTE,
             Error::Connect { .. }
             | Error::Tls { .. }
             | Error::FingerprintChanged { .. }

@@ -40,6 +40,10 @@ pub struct Limits {
     /// [`crate::protocol::codec::BODY_READ_BYTES`]), this bounds the memory
     /// one connection can hold.
     pub max_write_buffer_bytes: usize,
+    /// Largest manifest, wants list or directory listing, in bytes. About
+    /// 100 bytes a file, so 64 MiB covers trees of over half a million
+    /// files while bounding what one request can make the server hold.
+    pub max_list_bytes: usize,
 }
 
 impl Default for Limits {
@@ -53,6 +57,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
             max_write_buffer_bytes: 256 * 1024,
+            max_list_bytes: 64 * 1024 * 1024,
         }
     }
 }

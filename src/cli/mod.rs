@@ -4,7 +4,9 @@
 //! fingerprint / authentication.
 
 mod echo;
+mod files;
 mod output;
+mod progress;
 mod serve;
 
 use std::io::IsTerminal;
@@ -83,6 +85,18 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Send text to the echo service and print the answer.
     Echo(echo::EchoArgs),
+    /// Upload files (and with -r, directories).
+    Put(files::PutArgs),
+    /// Download files (and with -r, directories).
+    Get(files::GetArgs),
+    /// List a remote directory.
+    Ls(files::LsArgs),
+    /// Describe a remote path: kind, size, mode, mtime, and BLAKE3 on request.
+    Stat(files::StatArgs),
+    /// Create a remote directory.
+    Mkdir(files::MkdirArgs),
+    /// Remove remote files (and with -r, directories).
+    Rm(files::RmArgs),
 }
 
 /// Parses, runs, and maps the outcome to an exit status.
@@ -90,11 +104,16 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let serving = matches!(cli.command, Command::Serve(_));
     init_logging(&cli.global, serving);
+    let global = &cli.global;
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args, &cli.global),
-        Command::Echo(args) => {
-            client_runtime().and_then(|rt| rt.block_on(echo::run(args, &cli.global)))
-        }
+        Command::Serve(args) => serve::run(args, global),
+        Command::Echo(args) => run_client(echo::run(args, global)),
+        Command::Put(args) => run_client(files::put(args, global)),
+        Command::Get(args) => run_client(files::get(args, global)),
+        Command::Ls(args) => run_client(files::ls(args, global)),
+        Command::Stat(args) => run_client(files::stat(args, global)),
+        Command::Mkdir(args) => run_client(files::mkdir(args, global)),
+        Command::Rm(args) => run_client(files::rm(args, global)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -141,11 +160,13 @@ fn init_logging(global: &GlobalArgs, serving: bool) {
         .init();
 }
 
-/// Clients do little work and start often: one thread starts fastest.
-fn client_runtime() -> Result<tokio::runtime::Runtime, Error> {
-    Ok(tokio::runtime::Builder::new_current_thread()
+/// Runs a client command. Clients start often and do their heavy file work
+/// on blocking threads: one runtime thread starts fastest.
+fn run_client(command: impl std::future::Future<Output = Result<(), Error>>) -> Result<(), Error> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?)
+        .build()?
+        .block_on(command)
 }
 
 /// The state directory of a server on this machine: `FERRY_STATE`, else the

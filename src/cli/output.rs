@@ -44,9 +44,39 @@ pub fn print_peer_bytes(bytes: &[u8]) -> io::Result<()> {
     out.flush()
 }
 
+/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS` in UTC, for `ls -l` and
+/// `stat` (calendar arithmetic after Howard Hinnant's `civil_from_days`).
+pub fn format_utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_dates_are_right_across_eras() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00");
+        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(format_utc(1_764_165_789), "2025-11-26 14:03:09");
+        assert_eq!(format_utc(-1), "1969-12-31 23:59:59");
+    }
 
     #[test]
     fn control_characters_and_bad_utf8_are_escaped() {

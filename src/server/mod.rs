@@ -111,6 +111,10 @@ impl Server {
         let root = std::fs::canonicalize(&config.root)
             .map_err(|err| Error::Startup(format!("{}: {err}", config.root.display())))?;
 
+        let root_handle = crate::services::files::root::Root::new(&root).map_err(|err| {
+            Error::Startup(format!("cannot open the root {}: {err}", root.display()))
+        })?;
+
         let tls = if config.plaintext {
             None
         } else {
@@ -128,13 +132,17 @@ impl Server {
         }
         raise_open_file_limit(config.limits.max_connections);
 
+        let max_list_bytes = config.limits.max_list_bytes;
         let shared = Arc::new(Shared {
             token: state.token.clone(),
             tls,
             handshakes: Arc::new(Semaphore::new(config.limits.max_handshakes)),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             limits: config.limits,
-            services: ServiceContext { root: root.clone() },
+            services: ServiceContext {
+                root: Arc::new(root_handle),
+                max_list_bytes,
+            },
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),
         });

@@ -6,7 +6,7 @@
 pub mod echo;
 pub mod files;
 
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +15,7 @@ use crate::protocol::{ErrorCode, ErrorReply, Header};
 use crate::transport::Stream;
 
 /// The `cmd`s this build serves, in the order `hello` lists them.
-pub const SERVICES: &[&str] = &["echo"];
+pub const SERVICES: &[&str] = &["echo", "get", "put", "ls", "stat", "mkdir", "rm"];
 
 /// A request, parsed from its header by `cmd`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +23,18 @@ pub const SERVICES: &[&str] = &["echo"];
 pub enum Request {
     /// Return the body, optionally upper-cased.
     Echo(echo::EchoRequest),
+    /// Send files or a tree to the client.
+    Get(files::GetRequest),
+    /// Receive files or a tree from the client.
+    Put(files::PutRequest),
+    /// List a directory.
+    Ls(files::ops::LsRequest),
+    /// Describe one path.
+    Stat(files::ops::StatRequest),
+    /// Create a directory.
+    Mkdir(files::ops::MkdirRequest),
+    /// Remove a file or tree.
+    Rm(files::ops::RmRequest),
 }
 
 impl Request {
@@ -67,8 +79,10 @@ impl Request {
 /// What the services need from the server.
 #[derive(Debug, Clone)]
 pub struct ServiceContext {
-    /// The directory the file service serves.
-    pub root: PathBuf,
+    /// The directory the file service serves, held open.
+    pub root: Arc<files::root::Root>,
+    /// Cap on a manifest, wants list or listing body.
+    pub max_list_bytes: usize,
 }
 
 /// How a request ended, for the server's log.
@@ -84,7 +98,7 @@ pub enum Outcome {
 pub async fn handle(
     conn: &mut Connection<Stream>,
     header: Header,
-    _context: &ServiceContext,
+    context: &ServiceContext,
 ) -> Result<Outcome, ConnectionError> {
     let request = match Request::parse(&header) {
         Ok(request) => request,
@@ -97,8 +111,21 @@ pub async fn handle(
             return Ok(Outcome::Refused(code));
         }
     };
+    // Only `echo` and `put` carry a request body; the rest must not.
+    if header.size() > 0 && !matches!(request, Request::Echo(_) | Request::Put(_)) {
+        let refusal = ErrorReply::new(ErrorCode::BadRequest, "this request carries no body");
+        conn.send_error(&refusal).await?;
+        conn.reader().discard_body().await?;
+        return Ok(Outcome::Refused(ErrorCode::BadRequest));
+    }
     match request {
         Request::Echo(request) => echo::serve(conn, request, header.size()).await,
+        Request::Get(request) => files::get(conn, context, request).await,
+        Request::Put(request) => files::put(conn, context, request, header.size()).await,
+        Request::Ls(request) => files::ops::ls(conn, context, request).await,
+        Request::Stat(request) => files::ops::stat(conn, context, request).await,
+        Request::Mkdir(request) => files::ops::mkdir(conn, context, request).await,
+        Request::Rm(request) => files::ops::rm(conn, context, request).await,
     }
 }
 

@@ -5,11 +5,272 @@
 //! - `atomic.rs`: partial file, hash, seal, publish by rename.
 //! - `wire.rs`: the messages of both transfer directions, as pure code.
 //! - `manifest.rs`: what a transfer sends, walked from the root or local paths.
+//! - `transfer.rs`: the data phase, shared by client and server.
+//! - `ops.rs`: ls, stat, mkdir and rm.
 //! - `error.rs`: the service's error: a wire code and a message.
 
 pub mod atomic;
 pub mod error;
 pub mod manifest;
+pub mod ops;
 pub mod root;
 pub mod transfer;
 pub mod wire;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::connection::{Connection, ConnectionError, FrameReader};
+use crate::protocol::message::ok_header;
+use crate::protocol::{ErrorCode, ErrorReply};
+use crate::transport::Stream;
+
+use super::{Outcome, ServiceContext};
+use error::FileError;
+use manifest::Manifest;
+use root::RelPath;
+use transfer::{NoProgress, ReceiveOptions, ReceivePlan, TransferError};
+use wire::{from_json_lines, to_json_lines, Entry, Want, WirePath};
+
+/// `{"cmd": "get", "path": P, "recursive": bool}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetRequest {
+    /// What to send, relative to the root; empty for the root itself.
+    #[serde(flatten)]
+    pub path: WirePath,
+    /// Send a directory and everything under it.
+    #[serde(default)]
+    pub recursive: bool,
+}
+
+/// The ok reply to `get`; its body is the manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetReply {
+    /// Entries in the manifest.
+    pub entries: u64,
+    /// Bytes of all files in it.
+    pub total_bytes: u64,
+    /// Paths left out (not regular files or directories).
+    #[serde(default)]
+    pub skipped: u64,
+}
+
+/// The client's answer to a `get` manifest: `{"wants": true}`, body of
+/// JSON-lines [`Want`]s.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WantsFrame {
+    /// Always true; marks the frame.
+    pub wants: bool,
+}
+
+/// `{"cmd": "put", "path": DIR, ...}`, body the manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutRequest {
+    /// The destination directory, relative to the root; created if missing.
+    #[serde(flatten)]
+    pub path: WirePath,
+    /// Overwrite files that exist and differ.
+    #[serde(default)]
+    pub force: bool,
+    /// Continue from partial files of an earlier attempt.
+    #[serde(default)]
+    pub resume: bool,
+    /// Keep the sender's modes and mtimes.
+    #[serde(default)]
+    pub preserve: bool,
+}
+
+/// The final reply to `put`; its body lists failures as JSON lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutResult {
+    /// Files stored.
+    pub files: u64,
+    /// Bytes received.
+    pub bytes: u64,
+    /// Files already there.
+    pub skipped: u64,
+    /// Files that failed after their data was sent.
+    pub failed: u64,
+}
+
+/// Serves `get`: manifest, wants, data.
+pub async fn get(
+    conn: &mut Connection<Stream>,
+    context: &ServiceContext,
+    request: GetRequest,
+) -> Result<Outcome, ConnectionError> {
+    let rel = match parse_path(&request.path) {
+        Ok(rel) => rel,
+        Err(err) => return refuse(conn, err).await,
+    };
+    let root = context.root.clone();
+    let built = blocking(move || Manifest::from_root(&root, &rel, request.recursive)).await;
+    let manifest = match built {
+        Ok(manifest) => manifest,
+        Err(err) => return refuse(conn, err).await,
+    };
+    let body = to_json_lines(&manifest.entries);
+    if body.len() > context.max_list_bytes {
+        return refuse(conn, too_large(body.len(), context.max_list_bytes)).await;
+    }
+    let reply = GetReply {
+        entries: manifest.entries.len() as u64,
+        total_bytes: manifest.total_bytes,
+        skipped: manifest.skipped.len() as u64,
+    };
+    conn.send(ok_header(&reply), Bytes::from(body)).await?;
+
+    let (reader, writer) = conn.split();
+    let header = reader.expect_header().await?;
+    if !header.to_message::<WantsFrame>().is_ok_and(|w| w.wants) {
+        return Err(ConnectionError::Unexpected(
+            "expected the wants frame of a get".into(),
+        ));
+    }
+    let wants: Vec<Want> = read_lines(reader, header.size(), context.max_list_bytes).await?;
+    let manifest = Arc::new(manifest);
+    match transfer::send_files(
+        writer,
+        manifest,
+        Some(context.root.clone()),
+        wants,
+        &NoProgress,
+    )
+    .await
+    {
+        Ok(()) => Ok(Outcome::Ok),
+        Err(err) => Err(transfer_failed(err)),
+    }
+}
+
+/// Serves `put`: manifest, wants, data, result.
+pub async fn put(
+    conn: &mut Connection<Stream>,
+    context: &ServiceContext,
+    request: PutRequest,
+    size: u64,
+) -> Result<Outcome, ConnectionError> {
+    if size > context.max_list_bytes as u64 {
+        conn.send_error(&too_large(size as usize, context.max_list_bytes).to_reply())
+            .await?;
+        conn.reader().discard_body().await?;
+        return Ok(Outcome::Refused(ErrorCode::TooLarge));
+    }
+    let body = conn.reader().read_body().await?;
+    let entries: Vec<Entry> = match from_json_lines(&body) {
+        Ok(entries) => entries,
+        Err(message) => {
+            let err = FileError::new(ErrorCode::BadRequest, format!("bad manifest: {message}"));
+            return refuse(conn, err).await;
+        }
+    };
+    drop(body);
+    let base = match parse_path(&request.path) {
+        Ok(base) => base,
+        Err(err) => return refuse(conn, err).await,
+    };
+    let root = context.root.clone();
+    let options = ReceiveOptions {
+        force: request.force,
+        resume: request.resume,
+        preserve: request.preserve,
+    };
+    let planned = blocking(move || {
+        if !base.is_root() {
+            root.mkdir_all(&base, 0o755)
+                .map_err(|e| FileError::io(&base.to_bytes(), &e))?;
+        }
+        Ok(ReceivePlan::new(root, &base, entries, options))
+    })
+    .await;
+    let (plan, wants) = match planned {
+        Ok(planned) => planned,
+        Err(err) => return refuse(conn, err).await,
+    };
+    conn.send(
+        ok_header(&serde_json::json!({})),
+        Bytes::from(to_json_lines(&wants)),
+    )
+    .await?;
+    let summary = plan
+        .receive(conn.reader(), &NoProgress)
+        .await
+        .map_err(transfer_failed)?;
+    let result = PutResult {
+        files: summary.files,
+        bytes: summary.bytes,
+        skipped: summary.skipped,
+        failed: summary.errors.len() as u64,
+    };
+    conn.send(
+        ok_header(&result),
+        Bytes::from(to_json_lines(&summary.errors)),
+    )
+    .await?;
+    Ok(Outcome::Ok)
+}
+
+/// A path from a request, checked for what can never be valid.
+pub fn parse_path(path: &WirePath) -> Result<RelPath, FileError> {
+    let bytes = path
+        .to_bytes()
+        .map_err(|m| FileError::new(ErrorCode::BadPath, m))?;
+    let rel = RelPath::parse(&bytes)?;
+    if rel.names().iter().any(|n| atomic::is_reserved_name(n)) {
+        return Err(FileError::new(ErrorCode::BadPath, "reserved name"));
+    }
+    Ok(rel)
+}
+
+/// Answers a request with its error; the connection goes on.
+pub(crate) async fn refuse(
+    conn: &mut Connection<Stream>,
+    err: FileError,
+) -> Result<Outcome, ConnectionError> {
+    conn.send_error(&ErrorReply::new(err.code, err.message))
+        .await?;
+    Ok(Outcome::Refused(err.code))
+}
+
+fn too_large(len: usize, cap: usize) -> FileError {
+    FileError::new(
+        ErrorCode::TooLarge,
+        format!("a listing of {len} bytes is over the cap of {cap}; transfer the tree in parts"),
+    )
+}
+
+/// Mid-transfer failures cannot be answered in band: the peer may be
+/// sending data frames. The session closes the connection with a message.
+fn transfer_failed(err: TransferError) -> ConnectionError {
+    match err {
+        TransferError::Connection(err) => err,
+        TransferError::Protocol(message) => ConnectionError::Unexpected(message),
+        TransferError::Local(err) => ConnectionError::Unexpected(err.message),
+    }
+}
+
+/// Reads a JSON-lines body of at most `cap` bytes.
+pub(crate) async fn read_lines<T: serde::de::DeserializeOwned, R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+    size: u64,
+    cap: usize,
+) -> Result<Vec<T>, ConnectionError> {
+    if size > cap as u64 {
+        return Err(ConnectionError::Unexpected(format!(
+            "a body of {size} bytes is over the cap of {cap}"
+        )));
+    }
+    let body = reader.read_body().await?;
+    from_json_lines(&body).map_err(ConnectionError::Unexpected)
+}
+
+/// Runs filesystem work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, FileError> + Send + 'static,
+) -> Result<T, FileError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|err| Err(FileError::new(ErrorCode::Internal, err.to_string())))
+}

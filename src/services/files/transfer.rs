@@ -54,6 +54,8 @@ pub enum TransferError {
 
 /// Told about a transfer's progress; the CLI draws a bar from it.
 pub trait Progress: Send + Sync {
+    /// The transfer's data phase starts; `total_bytes` will move.
+    fn begin(&self, _total_bytes: u64) {}
     /// A file starts; `size` bytes of it will move.
     fn file_started(&self, _path: &[u8], _size: u64) {}
     /// Some bytes moved.
@@ -450,8 +452,9 @@ impl ReceivePlan {
         let (tx, rx) = mpsc::channel::<Op>(CHANNEL_CHUNKS);
         let sizes: Vec<u64> = self.entries.iter().map(|e| e.file_size).collect();
         let kinds: Vec<EntryKind> = self.entries.iter().map(|e| e.kind).collect();
+        let names: Vec<Vec<u8>> = self.entries.iter().map(entry_name).collect();
         let writer = tokio::task::spawn_blocking(move || self.write_all(rx));
-        let result = forward_frames(reader, &tx, &sizes, &kinds, progress).await;
+        let result = forward_frames(reader, &tx, &sizes, &kinds, &names, progress).await;
         drop(tx);
         let summary = writer.await.map_err(|err| {
             FileError::new(ErrorCode::Internal, format!("file writer failed: {err}"))
@@ -653,6 +656,11 @@ impl ReceivePlan {
     }
 }
 
+/// The path an entry names, for progress and messages.
+fn entry_name(entry: &Entry) -> Vec<u8> {
+    entry.path.to_bytes().unwrap_or_default()
+}
+
 /// What the receiver does with one manifest entry.
 enum Step {
     /// A directory, now present.
@@ -683,6 +691,7 @@ async fn forward_frames<R: AsyncRead + Unpin>(
     tx: &mpsc::Sender<Op>,
     sizes: &[u64],
     kinds: &[EntryKind],
+    names: &[Vec<u8>],
     progress: &dyn Progress,
 ) -> Result<(), TransferError> {
     let stopped = || TransferError::Protocol("the file writer stopped".into());
@@ -703,7 +712,7 @@ async fn forward_frames<R: AsyncRead + Unpin>(
                     header.size()
                 )));
             }
-            progress.file_started(b"", header.size());
+            progress.file_started(&names[i], header.size());
             let start = Op::Start {
                 i: head.file,
                 offset: head.offset,

@@ -1,0 +1,406 @@
+//! `ferry put`, `get`, `ls`, `stat`, `mkdir` and `rm`. Only what was asked
+//! for goes to stdout; progress, summaries and per-file failures go to
+//! stderr. Across many paths each failure is reported and the work goes on;
+//! the exit status says whether everything succeeded.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Args;
+use ferry::client::files::{TransferOptions, TransferReport};
+use ferry::services::files::ops::FileInfo;
+use ferry::Error;
+use serde::Serialize;
+
+use super::output::{escape_line, format_utc, print_peer_bytes};
+use super::progress::TransferBar;
+use super::{connect, GlobalArgs};
+
+/// Flags shared by `put` and `get`.
+#[derive(Debug, Args)]
+pub struct TransferFlags {
+    /// Copy directories and everything under them.
+    #[arg(short = 'r', long)]
+    recursive: bool,
+    /// Overwrite destination files that exist and differ.
+    #[arg(long)]
+    force: bool,
+    /// Start over instead of continuing an interrupted transfer.
+    #[arg(long)]
+    no_resume: bool,
+    /// Do not keep permission bits and modification times.
+    #[arg(long)]
+    no_preserve: bool,
+}
+
+impl TransferFlags {
+    fn options(&self) -> TransferOptions {
+        TransferOptions {
+            recursive: self.recursive,
+            force: self.force,
+            resume: !self.no_resume,
+            preserve: !self.no_preserve,
+        }
+    }
+}
+
+/// `ferry put` arguments.
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// Local files (and with -r, directories) to upload.
+    #[arg(required = true, value_name = "LOCAL")]
+    local: Vec<PathBuf>,
+    /// Remote directory to store into [default: the served root]; created
+    /// with its parents if missing.
+    #[arg(long, value_name = "REMOTE_DIR")]
+    to: Option<OsString>,
+    #[command(flatten)]
+    flags: TransferFlags,
+}
+
+/// `ferry get` arguments.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Remote files (and with -r, directories) to download.
+    #[arg(required = true, value_name = "REMOTE")]
+    remote: Vec<OsString>,
+    /// Local directory to store into; created if missing.
+    #[arg(long, value_name = "LOCAL_DIR", default_value = ".")]
+    to: PathBuf,
+    #[command(flatten)]
+    flags: TransferFlags,
+}
+
+/// `ferry ls` arguments.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Remote directory or file [default: the served root].
+    #[arg(value_name = "REMOTE_PATH")]
+    path: Option<OsString>,
+    /// Long format: mode, size, modification time (UTC), name.
+    #[arg(short = 'l', long)]
+    long: bool,
+    /// One JSON object per entry, one per line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `ferry stat` arguments.
+#[derive(Debug, Args)]
+pub struct StatArgs {
+    /// Remote path to describe.
+    #[arg(value_name = "REMOTE")]
+    path: OsString,
+    /// Also compute the file's BLAKE3 on the server.
+    #[arg(long)]
+    blake3: bool,
+    /// One JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `ferry mkdir` arguments.
+#[derive(Debug, Args)]
+pub struct MkdirArgs {
+    /// Remote directory to create.
+    #[arg(value_name = "REMOTE")]
+    path: OsString,
+    /// Create missing parents; an existing directory is not an error.
+    #[arg(short = 'p', long)]
+    parents: bool,
+}
+
+/// `ferry rm` arguments.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Remote paths to remove.
+    #[arg(required = true, value_name = "REMOTE")]
+    paths: Vec<OsString>,
+    /// Remove directories and everything under them.
+    #[arg(short = 'r', long)]
+    recursive: bool,
+}
+
+/// Runs `ferry put`.
+pub async fn put(args: PutArgs, global: &GlobalArgs) -> Result<(), Error> {
+    let mut client = connect(global).await?;
+    let bar = Arc::new(TransferBar::new(global.quiet));
+    let started = Instant::now();
+    let to = args
+        .to
+        .as_ref()
+        .map(|t| t.as_bytes().to_vec())
+        .unwrap_or_default();
+    let report = client
+        .put(&args.local, &to, args.flags.options(), bar.clone())
+        .await;
+    bar.finish();
+    client.close().await;
+    finish_transfer("sent", report?, started, global)
+}
+
+/// Runs `ferry get`.
+pub async fn get(args: GetArgs, global: &GlobalArgs) -> Result<(), Error> {
+    let mut client = connect(global).await?;
+    let bar = Arc::new(TransferBar::new(global.quiet));
+    let started = Instant::now();
+    let mut total = TransferReport::default();
+    for remote in &args.remote {
+        match client
+            .get(
+                remote.as_bytes(),
+                &args.to,
+                args.flags.options(),
+                bar.clone(),
+            )
+            .await
+        {
+            Ok(report) => {
+                total.files += report.files;
+                total.bytes += report.bytes;
+                total.skipped += report.skipped;
+                total.left_out += report.left_out;
+                total.failures.extend(report.failures);
+            }
+            // A refusal of one path (not found, a directory without -r)
+            // is reported and the others still go.
+            Err(Error::Remote(reply)) => total.failures.push(ferry::client::files::Failure {
+                path: remote.as_bytes().to_vec(),
+                code: reply.code,
+                message: reply.message,
+            }),
+            Err(other) => {
+                bar.finish();
+                return Err(other);
+            }
+        }
+    }
+    bar.finish();
+    client.close().await;
+    finish_transfer("received", total, started, global)
+}
+
+fn finish_transfer(
+    verb: &str,
+    report: TransferReport,
+    started: Instant,
+    global: &GlobalArgs,
+) -> Result<(), Error> {
+    for failure in &report.failures {
+        eprintln!(
+            "ferry: {}: {}",
+            escape_line(&String::from_utf8_lossy(&failure.path)),
+            escape_line(&failure.message)
+        );
+    }
+    if !global.quiet {
+        let secs = started.elapsed().as_secs_f64();
+        let mut line = format!(
+            "ferry: {verb} {} file{}, {} in {:.2} s ({}/s)",
+            report.files,
+            if report.files == 1 { "" } else { "s" },
+            human_bytes(report.bytes),
+            secs,
+            human_bytes((report.bytes as f64 / secs.max(1e-6)) as u64)
+        );
+        if report.skipped > 0 {
+            line.push_str(&format!("; {} already up to date", report.skipped));
+        }
+        if report.left_out > 0 {
+            line.push_str(&format!(
+                "; {} left out (not regular files or directories)",
+                report.left_out
+            ));
+        }
+        eprintln!("{line}");
+    }
+    if report.failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Remote(ferry::protocol::ErrorReply {
+            code: report.failures[0].code.clone(),
+            message: format!("{} of the files failed", report.failures.len()),
+        }))
+    }
+}
+
+/// `1.5 MiB`-style sizes for people.
+fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
+
+/// An entry as `ls --json` and `stat --json` print it: sizes in bytes,
+/// times as integer seconds, names as text or `name_b64`.
+#[derive(Debug, Serialize)]
+struct JsonInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name_b64: Option<String>,
+    kind: String,
+    size: u64,
+    mode: u32,
+    mtime: i64,
+    mtime_ns: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blake3: Option<String>,
+}
+
+impl From<&FileInfo> for JsonInfo {
+    fn from(info: &FileInfo) -> JsonInfo {
+        JsonInfo {
+            name: info.name.path.clone(),
+            name_b64: info.name.path_b64.clone(),
+            kind: info.kind.clone(),
+            size: info.file_size,
+            mode: info.mode,
+            mtime: info.mtime,
+            mtime_ns: info.mtime_ns,
+            blake3: info.blake3.clone(),
+        }
+    }
+}
+
+fn name_of(info: &FileInfo) -> Vec<u8> {
+    info.name.to_bytes().unwrap_or_default()
+}
+
+/// Runs `ferry ls`.
+pub async fn ls(args: LsArgs, global: &GlobalArgs) -> Result<(), Error> {
+    let mut client = connect(global).await?;
+    let path = args
+        .path
+        .as_ref()
+        .map(|p| p.as_bytes().to_vec())
+        .unwrap_or_default();
+    let infos = client.ls(&path).await?;
+    client.close().await;
+    for info in &infos {
+        if args.json {
+            let line = serde_json::to_string(&JsonInfo::from(info)).unwrap_or_default();
+            print_peer_bytes(line.as_bytes())?;
+        } else if args.long {
+            let mut line = format!(
+                "{} {:>12} {} ",
+                mode_string(&info.kind, info.mode),
+                info.file_size,
+                format_utc(info.mtime)
+            )
+            .into_bytes();
+            line.extend_from_slice(&name_of(info));
+            print_peer_bytes(&line)?;
+        } else {
+            print_peer_bytes(&name_of(info))?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `ferry stat`.
+pub async fn stat(args: StatArgs, global: &GlobalArgs) -> Result<(), Error> {
+    let mut client = connect(global).await?;
+    let info = client.stat(args.path.as_bytes(), args.blake3).await?;
+    client.close().await;
+    if args.json {
+        let doc = serde_json::to_string(&JsonInfo::from(&info)).unwrap_or_default();
+        return Ok(print_peer_bytes(doc.as_bytes())?);
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(b"path:   ");
+    out.extend_from_slice(&name_of(&info));
+    out.extend_from_slice(
+        format!(
+            "\nkind:   {}\nsize:   {} bytes\nmode:   {:04o} ({})\nmtime:  {} ({}.{:09})",
+            info.kind,
+            info.file_size,
+            info.mode,
+            mode_string(&info.kind, info.mode),
+            format_utc(info.mtime),
+            info.mtime,
+            info.mtime_ns
+        )
+        .as_bytes(),
+    );
+    if let Some(hash) = &info.blake3 {
+        out.extend_from_slice(format!("\nblake3: {hash}").as_bytes());
+    }
+    Ok(print_peer_bytes(&out)?)
+}
+
+/// Runs `ferry mkdir`.
+pub async fn mkdir(args: MkdirArgs, global: &GlobalArgs) -> Result<(), Error> {
+    let mut client = connect(global).await?;
+    client.mkdir(args.path.as_bytes(), args.parents).await?;
+    client.close().await;
+    Ok(())
+}
+
+/// Runs `ferry rm`: every path is tried; each failure is reported.
+pub async fn rm(args: RmArgs, global: &GlobalArgs) -> Result<(), Error> {
+    let mut client = connect(global).await?;
+    let mut last_error = None;
+    for path in &args.paths {
+        match client.rm(path.as_bytes(), args.recursive).await {
+            Ok(_) => {}
+            Err(Error::Remote(reply)) => {
+                eprintln!("ferry: {}", escape_line(&reply.message));
+                last_error = Some(reply);
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    client.close().await;
+    match last_error {
+        None => Ok(()),
+        Some(reply) => Err(Error::Remote(ferry::protocol::ErrorReply {
+            code: reply.code,
+            message: "some paths could not be removed".into(),
+        })),
+    }
+}
+
+/// `drwxr-xr-x` for a kind and permission bits.
+fn mode_string(kind: &str, mode: u32) -> String {
+    let mut s = String::with_capacity(10);
+    s.push(match kind {
+        "dir" => 'd',
+        "symlink" => 'l',
+        "special" => '?',
+        _ => '-',
+    });
+    for shift in [6, 3, 0] {
+        let bits = (mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_and_sizes_read_like_ls() {
+        assert_eq!(mode_string("dir", 0o755), "drwxr-xr-x");
+        assert_eq!(mode_string("file", 0o640), "-rw-r-----");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+}

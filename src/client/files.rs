@@ -1,0 +1,379 @@
+//! The client side of the file service. The client trusts the server no
+//! more than the server trusts it: a `get` names output files from its own
+//! request (every entry must sit under the requested name), writes them
+//! beneath the local destination through the same confined root and atomic
+//! partial files the server uses, and checks every file's BLAKE3.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{expect_ok, Client};
+use crate::error::Error;
+use crate::protocol::message::request_header;
+use crate::protocol::Header;
+use crate::services::files::error::show;
+use crate::services::files::manifest::Manifest;
+use crate::services::files::ops::{
+    FileInfo, LsReply, LsRequest, MkdirRequest, RmReply, RmRequest, StatRequest,
+};
+use crate::services::files::root::{RelPath, Root};
+use crate::services::files::transfer::{self, Progress, ReceiveOptions, ReceivePlan};
+use crate::services::files::wire::{
+    from_json_lines, to_json_lines, Entry, EntryError, Want, WantAction, WirePath,
+};
+use crate::services::files::{GetReply, GetRequest, PutRequest, PutResult, WantsFrame};
+
+/// Largest listing or manifest the client accepts from a server.
+pub const MAX_LIST_BYTES: u64 = 256 * 1024 * 1024;
+
+/// How a transfer treats the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransferOptions {
+    /// Directories and everything under them.
+    pub recursive: bool,
+    /// Overwrite files that exist and differ.
+    pub force: bool,
+    /// Continue from partial files of an earlier attempt.
+    pub resume: bool,
+    /// Keep modes and mtimes.
+    pub preserve: bool,
+}
+
+/// One file that did not make it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Its path in the transfer.
+    pub path: Vec<u8>,
+    /// A stable error code.
+    pub code: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// What a transfer did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransferReport {
+    /// Files written.
+    pub files: u64,
+    /// Bytes moved (resumed bytes not counted).
+    pub bytes: u64,
+    /// Files already in place.
+    pub skipped: u64,
+    /// Files that failed.
+    pub failures: Vec<Failure>,
+    /// Paths the sender left out (not regular files or directories).
+    pub left_out: u64,
+}
+
+impl Client {
+    /// Uploads local files and, with `recursive`, directories into `to`
+    /// (relative to the server's root, created if missing).
+    pub async fn put(
+        &mut self,
+        locals: &[PathBuf],
+        to: &[u8],
+        options: TransferOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<TransferReport, Error> {
+        let owned = locals.to_vec();
+        let manifest =
+            tokio::task::spawn_blocking(move || Manifest::from_local(&owned, options.recursive))
+                .await
+                .map_err(|e| Error::Protocol(e.to_string()))?
+                .map_err(Error::Files)?;
+        let request = PutRequest {
+            path: WirePath::from_bytes(to),
+            force: options.force,
+            resume: options.resume,
+            preserve: options.preserve,
+        };
+        let body = Bytes::from(to_json_lines(&manifest.entries));
+        self.connection()
+            .send(request_header("put", &request), body)
+            .await?;
+        let reader = self.connection().reader();
+        let reply = expect_ok(reader.expect_header().await?)?;
+        let wants: Vec<Want> = read_lines(reader, &reply).await?;
+        let mut report = TransferReport {
+            left_out: manifest.skipped.len() as u64,
+            ..TransferReport::default()
+        };
+        report.failures.extend(refusals(&manifest.entries, &wants));
+        report.skipped = wants
+            .iter()
+            .filter(|w| matches!(w.action, WantAction::Skip))
+            .count() as u64;
+        progress.begin(bytes_wanted(&manifest.entries, &wants));
+        let (_, writer) = self.connection().split();
+        transfer::send_files(
+            writer,
+            Arc::new(manifest.clone()),
+            None,
+            wants,
+            progress.as_ref(),
+        )
+        .await
+        .map_err(transfer_error)?;
+        let reader = self.connection().reader();
+        let result = expect_ok(reader.expect_header().await?)?;
+        let errors: Vec<EntryError> = read_lines(reader, &result).await?;
+        let result: PutResult = result
+            .to_message()
+            .map_err(|e| Error::Protocol(format!("bad put result: {e}")))?;
+        report.files = result.files;
+        report.bytes = result.bytes;
+        report
+            .failures
+            .extend(errors.into_iter().map(|e| failure(&manifest.entries, e)));
+        Ok(report)
+    }
+
+    /// Downloads `remote` (a file, or with `recursive` a directory) into the
+    /// local directory `to`, created if missing.
+    pub async fn get(
+        &mut self,
+        remote: &[u8],
+        to: &Path,
+        options: TransferOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<TransferReport, Error> {
+        let requested =
+            RelPath::parse(remote).map_err(|e| Error::Usage(format!("{}: {e}", show(remote))))?;
+        let request = GetRequest {
+            path: WirePath::from_bytes(remote),
+            recursive: options.recursive,
+        };
+        self.connection()
+            .send(request_header("get", &request), Bytes::new())
+            .await?;
+        let reader = self.connection().reader();
+        let reply_header = expect_ok(reader.expect_header().await?)?;
+        let entries: Vec<Entry> = read_lines(reader, &reply_header).await?;
+        let reply: GetReply = reply_header
+            .to_message()
+            .map_err(|e| Error::Protocol(format!("bad get reply: {e}")))?;
+        check_names(&requested, &entries)?;
+
+        std::fs::create_dir_all(to)?;
+        let dest = Arc::new(Root::new(to)?);
+        let receive_options = ReceiveOptions {
+            force: options.force,
+            resume: options.resume,
+            preserve: options.preserve,
+        };
+        let planned_entries = entries.clone();
+        let (plan, wants) = tokio::task::spawn_blocking(move || {
+            ReceivePlan::new(dest, &RelPath::root(), planned_entries, receive_options)
+        })
+        .await
+        .map_err(|e| Error::Protocol(e.to_string()))?;
+        let mut report = TransferReport {
+            left_out: reply.skipped,
+            ..TransferReport::default()
+        };
+        report.failures.extend(refusals(&entries, &wants));
+        report.skipped = wants
+            .iter()
+            .filter(|w| matches!(w.action, WantAction::Skip))
+            .count() as u64;
+        progress.begin(bytes_wanted(&entries, &wants));
+        let header = Header::from_message(&WantsFrame { wants: true });
+        self.connection()
+            .send(header, Bytes::from(to_json_lines(&wants)))
+            .await?;
+        let summary = plan
+            .receive(self.connection().reader(), progress.as_ref())
+            .await
+            .map_err(transfer_error)?;
+        report.files = summary.files;
+        report.bytes = summary.bytes;
+        report
+            .failures
+            .extend(summary.errors.into_iter().map(|e| failure(&entries, e)));
+        Ok(report)
+    }
+
+    /// Lists a directory (or describes a file) on the server.
+    pub async fn ls(&mut self, path: &[u8]) -> Result<Vec<FileInfo>, Error> {
+        let request = LsRequest {
+            path: WirePath::from_bytes(path),
+        };
+        self.connection()
+            .send(request_header("ls", &request), Bytes::new())
+            .await?;
+        let reader = self.connection().reader();
+        let reply = expect_ok(reader.expect_header().await?)?;
+        let infos: Vec<FileInfo> = read_lines(reader, &reply).await?;
+        let expected = reply
+            .to_message::<LsReply>()
+            .map(|r| r.entries)
+            .unwrap_or(0);
+        if infos.len() as u64 != expected {
+            return Err(Error::Protocol(
+                "the listing's length does not match its header".into(),
+            ));
+        }
+        Ok(infos)
+    }
+
+    /// Describes one path on the server, with its BLAKE3 if asked.
+    pub async fn stat(&mut self, path: &[u8], blake3: bool) -> Result<FileInfo, Error> {
+        let request = StatRequest {
+            path: WirePath::from_bytes(path),
+            blake3,
+        };
+        let reply = self.call("stat", &request).await?;
+        reply
+            .to_message()
+            .map_err(|e| Error::Protocol(format!("bad stat reply: {e}")))
+    }
+
+    /// Creates a directory on the server (and its parents, with `parents`).
+    pub async fn mkdir(&mut self, path: &[u8], parents: bool) -> Result<(), Error> {
+        let request = MkdirRequest {
+            path: WirePath::from_bytes(path),
+            parents,
+        };
+        self.call("mkdir", &request).await.map(drop)
+    }
+
+    /// Removes a file, or with `recursive` a tree; returns entries removed.
+    pub async fn rm(&mut self, path: &[u8], recursive: bool) -> Result<u64, Error> {
+        let request = RmRequest {
+            path: WirePath::from_bytes(path),
+            recursive,
+        };
+        let reply = self.call("rm", &request).await?;
+        Ok(reply
+            .to_message::<RmReply>()
+            .map(|r| r.removed)
+            .unwrap_or(0))
+    }
+
+    /// One request without a body, one reply without a body.
+    async fn call<T: serde::Serialize>(&mut self, cmd: &str, request: &T) -> Result<Header, Error> {
+        self.connection()
+            .send(request_header(cmd, request), Bytes::new())
+            .await?;
+        let reply = expect_ok(self.connection().reader().expect_header().await?)?;
+        if reply.size() != 0 {
+            return Err(Error::Protocol(format!(
+                "unexpected body in the {cmd} reply"
+            )));
+        }
+        Ok(reply)
+    }
+}
+
+/// Every entry a server sends for `get` must lie under the name the client
+/// asked for, so a hostile server cannot choose where files land.
+fn check_names(requested: &RelPath, entries: &[Entry]) -> Result<(), Error> {
+    let Some(name) = requested.file_name() else {
+        return Ok(()); // the root: entries land directly in the destination
+    };
+    let name = std::os::unix::ffi::OsStrExt::as_bytes(name);
+    for entry in entries {
+        let path = entry.path.to_bytes().map_err(Error::Protocol)?;
+        let under = path == name || (path.starts_with(name) && path.get(name.len()) == Some(&b'/'));
+        if !under {
+            return Err(Error::Protocol(format!(
+                "the server sent {} for a request of {}",
+                show(&path),
+                show(name)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Bytes the sender will send: each wanted file from its offset.
+fn bytes_wanted(entries: &[Entry], wants: &[Want]) -> u64 {
+    wants
+        .iter()
+        .filter_map(|w| match w.action {
+            WantAction::Send { offset, .. } => entries
+                .get(w.i as usize)
+                .map(|e| e.file_size.saturating_sub(offset)),
+            _ => None,
+        })
+        .sum()
+}
+
+fn refusals(entries: &[Entry], wants: &[Want]) -> Vec<Failure> {
+    wants
+        .iter()
+        .filter_map(|w| match &w.action {
+            WantAction::Refuse { code, message } => Some(Failure {
+                path: entry_path(entries, w.i),
+                code: code.clone(),
+                message: message.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+fn failure(entries: &[Entry], error: EntryError) -> Failure {
+    Failure {
+        path: entry_path(entries, error.i),
+        code: error.code,
+        message: error.message,
+    }
+}
+
+fn entry_path(entries: &[Entry], i: u64) -> Vec<u8> {
+    entries
+        .get(i as usize)
+        .and_then(|e| e.path.to_bytes().ok())
+        .unwrap_or_default()
+}
+
+async fn read_lines<T: serde::de::DeserializeOwned, R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut crate::connection::FrameReader<R>,
+    header: &Header,
+) -> Result<Vec<T>, Error> {
+    if header.size() > MAX_LIST_BYTES {
+        return Err(Error::Protocol(format!(
+            "a listing of {} bytes is over the client's cap of {MAX_LIST_BYTES}",
+            header.size()
+        )));
+    }
+    let body = reader.read_body().await?;
+    from_json_lines(&body).map_err(Error::Protocol)
+}
+
+fn transfer_error(err: transfer::TransferError) -> Error {
+    match err {
+        transfer::TransferError::Connection(err) => Error::Connection(err),
+        transfer::TransferError::Protocol(message) => Error::Protocol(message),
+        transfer::TransferError::Local(err) => Error::Files(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str) -> Entry {
+        Entry {
+            kind: crate::services::files::wire::EntryKind::File,
+            path: WirePath::from_bytes(path.as_bytes()),
+            file_size: 0,
+            mode: 0o644,
+            mtime: 0,
+            mtime_ns: 0,
+        }
+    }
+
+    #[test]
+    fn entries_must_lie_under_the_requested_name() {
+        let req = RelPath::parse(b"some/dir/photos").unwrap();
+        assert!(check_names(&req, &[entry("photos"), entry("photos/a")]).is_ok());
+        assert!(check_names(&req, &[entry("photosx")]).is_err());
+        assert!(check_names(&req, &[entry("other/a")]).is_err());
+        assert!(check_names(&req, &[entry(".bashrc")]).is_err());
+        assert!(check_names(&RelPath::root(), &[entry("anything")]).is_ok());
+    }
+}
