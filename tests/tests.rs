@@ -1,0 +1,7 @@
+//! ferry's one integration-test binary: it links once, and every test file is
+//! a module of it. `util` is the harness; each other module covers one
+//! feature against the real `ferry` binary.
+
+mod util;
+
+mod foundation;
