@@ -4,6 +4,7 @@
 //! concern; the helpers they share are here.
 
 mod echo;
+mod frames;
 mod trust;
 
 use std::os::unix::fs::PermissionsExt;
