@@ -5,12 +5,15 @@
 
 mod echo;
 mod frames;
+mod limits;
 mod trust;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::util::Run;
+
+pub(super) const MIB: u64 = 1024 * 1024;
 
 /// Asserts a client run succeeded with exactly `stdout`.
 #[track_caller]

@@ -1,0 +1,170 @@
+//! Deadlines, connection limits, and the memory a busy, abused server holds.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ferry::client::{Client, ClientOptions};
+use serde_json::json;
+
+use super::frames::check_malformed_frames;
+use super::{assert_answered, assert_refused, MIB};
+use crate::util::{ferry, frame_bytes, hello_header, Raw, Sandbox, Server, DEADLINE};
+
+#[test]
+fn a_connection_that_never_says_hello_is_closed_with_timeout() {
+    let sandbox = Sandbox::new();
+    let socket = format!("unix:{}", sandbox.path().join("ferry.sock").display());
+    let server = Server::start_in(
+        &sandbox,
+        &[
+            "--hello-timeout",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--listen",
+            &socket,
+        ],
+    );
+    let started = Instant::now();
+    let mut silent = Raw::connect(&socket);
+    let mut half_hello = Raw::connect(&socket);
+    half_hello.send(&frame_bytes(&hello_header(&server.token()), b"")[..10]);
+    // Over TCP the deadline covers the TLS handshake too.
+    let mut no_tls = Raw::connect(server.addr());
+
+    let message = silent.expect_error("timeout");
+    assert!(message.contains("hello"), "{message}");
+    silent.expect_closed();
+    half_hello.expect_error("timeout");
+    half_hello.expect_closed();
+    no_tls.expect_closed();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed after {waited:?}"
+    );
+}
+
+#[test]
+fn an_idle_connection_is_closed_with_timeout() {
+    let server = Server::start(&["--plaintext", "--idle-timeout", "1"]);
+    let mut raw = Raw::hello(&server);
+    raw.echo("then nothing");
+    let started = Instant::now();
+    let message = raw.expect_error("timeout");
+    let waited = started.elapsed();
+    assert!(message.contains("idle"), "{message}");
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed after {waited:?}"
+    );
+    raw.expect_closed();
+}
+
+/// Starts `clients` library clients that wait on a barrier, then all connect
+/// over TLS and echo a text of their own; asserts every answer.
+async fn echo_from_clients_at_once(server: &Server, clients: usize) {
+    let options = ClientOptions {
+        token: Some(server.token()),
+        fingerprint: Some(server.fingerprint().parse().unwrap()),
+        known_hosts: None,
+        state_dir: None,
+        ..ClientOptions::new(server.addr().parse().unwrap())
+    };
+    let barrier = Arc::new(tokio::sync::Barrier::new(clients));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..clients {
+        let (options, barrier) = (options.clone(), barrier.clone());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            let mut client = Client::connect(&options).await?;
+            let text = format!("client {i} says hello");
+            let upper = i % 2 == 1;
+            let answer = client.echo(Bytes::from(text.clone()), upper).await?;
+            client.close().await;
+            let expected = if upper { text.to_uppercase() } else { text };
+            Ok::<_, ferry::Error>((answer, expected))
+        });
+    }
+    let results = tokio::time::timeout(Duration::from_secs(60), tasks.join_all())
+        .await
+        .expect("all clients done within 60 s");
+    let mut failures = Vec::new();
+    for result in results {
+        match result {
+            Ok((answer, expected)) => assert_eq!(answer, expected.as_bytes()),
+            Err(err) => failures.push(err.to_string()),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {clients} failed: {failures:#?}",
+        failures.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_clients_connecting_at_once_all_get_their_echo() {
+    let server = Server::start(&[]);
+    echo_from_clients_at_once(&server, 200).await;
+}
+
+#[test]
+fn a_client_past_max_connections_is_told_busy_until_a_slot_frees() {
+    let server = Server::start(&["--plaintext", "--max-connections", "2"]);
+    let first = Raw::hello(&server);
+    let _second = Raw::hello(&server);
+
+    let mut third = Raw::connect(server.addr());
+    third.send_frame(&hello_header(&server.token()), b"");
+    let message = third.expect_error("busy");
+    assert!(message.contains("2 connections"), "{message}");
+    third.expect_closed();
+    let run = ferry(&server, &["--plaintext", "echo", "hi"]);
+    assert_refused(&run, &["limit of 2 connections", "try again"]);
+
+    drop(first);
+    server.wait_for_log("end=peer closed");
+    assert_answered(&ferry(&server, &["--plaintext", "echo", "hi"]), "hi\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peak_memory_stays_under_100_mib_after_malformed_input_and_200_clients() {
+    let sandbox = Sandbox::new();
+    let socket = format!("unix:{}", sandbox.path().join("ferry.sock").display());
+    let server = Server::start_in(&sandbox, &["--listen", "127.0.0.1:0", "--listen", &socket]);
+
+    // Hostile and broken input first, raw over the Unix socket.
+    check_malformed_frames(&server, &socket);
+    // A refused frame that announces a 16 EiB body, then hangs up.
+    let mut huge = Raw::hello_at(&server, &socket);
+    huge.send_frame(&json!({"cmd": "launch", "size": u64::MAX}), &[0; 64 * 1024]);
+    huge.expect_error("unknown_cmd");
+    drop(huge);
+
+    // A body more than twice the memory budget streams through: a server
+    // that held it whole would blow the budget.
+    let mut big = Raw::hello_at(&server, &socket);
+    let (chunk, chunks) = (MIB as usize, 256);
+    let mut writer = big.try_clone();
+    let writer = thread::spawn(move || {
+        writer.send_frame(&json!({"cmd": "echo", "size": chunk * chunks}), b"");
+        for _ in 0..chunks {
+            writer.send(&vec![b'm'; chunk]);
+        }
+    });
+    let head = big.next_header(DEADLINE).expect("the echo reply's header");
+    assert_eq!(head["size"], chunk * chunks, "{head:?}");
+    for _ in 0..chunks {
+        assert!(big.read_body(chunk).iter().all(|b| *b == b'm'));
+    }
+    writer.join().unwrap();
+
+    echo_from_clients_at_once(&server, 200).await;
+
+    let peak = server.peak_rss_bytes();
+    eprintln!("server peak RSS: {:.1} MiB", peak as f64 / MIB as f64);
+    assert!(peak < 100 * MIB, "server peak RSS {} MiB", peak / MIB);
+}
