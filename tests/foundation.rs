@@ -6,6 +6,7 @@
 mod echo;
 mod frames;
 mod limits;
+mod shutdown;
 mod trust;
 
 use std::os::unix::fs::PermissionsExt;

@@ -1,0 +1,115 @@
+//! SIGTERM and SIGINT: idle connections are told, requests in flight finish
+//! within the drain deadline, the server exits 0, and a new one can take its
+//! port at once.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+use serde_json::json;
+
+use super::MIB;
+use crate::util::{ferry, frame_bytes, Raw, Server, DEADLINE};
+
+#[test]
+fn sigterm_closes_idle_connections_at_once_and_finishes_requests_in_flight() {
+    let mut server = Server::start(&["--plaintext"]);
+    let mut idle = Raw::hello(&server);
+    let mut busy = Raw::hello(&server);
+
+    // More than the server's 256 KiB write buffer, so the reply starts
+    // while the request is still coming in.
+    let half = 512 * 1024;
+    let body: Vec<u8> = (0..2 * half).map(|i| (i % 251) as u8).collect();
+    let (go, wait_for_go) = mpsc::channel::<()>();
+    let mut writer = busy.try_clone();
+    let to_send = body.clone();
+    let writer = thread::spawn(move || {
+        writer.send_frame(
+            &json!({"cmd": "echo", "size": to_send.len()}),
+            &to_send[..half],
+        );
+        wait_for_go.recv().unwrap();
+        writer.send(&to_send[half..]);
+    });
+    let head = busy.next_header(DEADLINE).expect("the echo reply's header");
+    assert_eq!(head["ok"], true, "{head:?}");
+    assert_eq!(head["size"], body.len(), "{head:?}");
+
+    server.terminate();
+    idle.expect_error("shutting_down");
+    idle.expect_closed();
+    // Nobody new is served.
+    let late = ferry(&server, &["--plaintext", "echo", "late"]);
+    assert_ne!(late.code, 0, "{late:?}");
+    assert_eq!(late.stdout, "", "{late:?}");
+
+    go.send(()).unwrap();
+    assert!(
+        busy.read_body(body.len()) == body,
+        "the reply in flight was not the request's body"
+    );
+    writer.join().unwrap();
+    busy.expect_error("shutting_down");
+    busy.expect_closed();
+    server.assert_exits_0_within(DEADLINE);
+}
+
+#[test]
+fn a_stalled_request_keeps_the_server_no_longer_than_the_drain_timeout() {
+    let mut server = Server::start(&["--plaintext", "--drain-timeout", "1"]);
+    let mut stalled = Raw::hello(&server);
+    // Part of a body, never the rest; enough that the reply has begun, so
+    // the request is surely in flight.
+    let mut writer = stalled.try_clone();
+    let writer = thread::spawn(move || {
+        let mut bytes = frame_bytes(&json!({"cmd": "echo", "size": MIB}), b"");
+        bytes.extend(vec![b'z'; 300 * 1024]);
+        // Fails once the server is gone, if the server stopped reading.
+        let _ = writer.try_send(&bytes);
+    });
+    let head = stalled
+        .next_header(DEADLINE)
+        .expect("the echo reply's header");
+    assert_eq!(head["ok"], true, "{head:?}");
+
+    let signalled = Instant::now();
+    server.terminate();
+    server.assert_exits_0_within(DEADLINE);
+    let took = signalled.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "exited after {took:?}, without draining"
+    );
+    writer.join().unwrap();
+}
+
+#[test]
+fn sigint_shuts_down_like_sigterm() {
+    let mut server = Server::start(&["--plaintext"]);
+    let mut idle = Raw::hello(&server);
+    server.signal(Signal::INT);
+    idle.expect_error("shutting_down");
+    idle.expect_closed();
+    server.assert_exits_0_within(DEADLINE);
+}
+
+#[test]
+fn a_server_restarted_on_the_port_of_one_just_stopped_binds_at_once() {
+    let mut first = Server::start(&["--plaintext"]);
+    let mut conn = Raw::hello(&first);
+    conn.echo("before");
+    first.terminate();
+    conn.expect_error("shutting_down");
+    // The server closed first, so its end of this connection now sits in
+    // TIME_WAIT on the port.
+    conn.expect_closed();
+    drop(conn);
+    first.assert_exits_0_within(DEADLINE);
+
+    let addr = first.addr().to_string();
+    let second = Server::start_in(&first.sandbox, &["--plaintext", "--listen", &addr]);
+    assert_eq!(second.addr(), addr);
+    Raw::hello(&second).echo("after");
+}
