@@ -86,6 +86,24 @@ fn a_stalled_request_keeps_the_server_no_longer_than_the_drain_timeout() {
 }
 
 #[test]
+#[ignore = "bug: on SIGTERM, a connection that has not finished TLS + hello is not told \
+            `shutting_down`; it holds the server for the whole hello or drain timeout (10 s)"]
+fn sigterm_closes_a_connection_that_has_not_said_hello_at_once() {
+    let mut server = Server::start(&["--plaintext"]);
+    let mut silent = Raw::connect(server.addr());
+    server.wait_for_log("connection opened");
+    server.terminate();
+    // Well under the 10 s hello and drain timeouts: nothing is in flight.
+    let frame = silent.next_frame(Duration::from_secs(3));
+    assert!(
+        matches!(&frame, Ok(f) if f.code() == Some("shutting_down")),
+        "3 s after SIGTERM: {frame:?}"
+    );
+    silent.expect_closed();
+    server.assert_exits_0_within(Duration::from_secs(3));
+}
+
+#[test]
 fn sigint_shuts_down_like_sigterm() {
     let mut server = Server::start(&["--plaintext"]);
     let mut idle = Raw::hello(&server);
