@@ -15,7 +15,7 @@ use ferry::services::files::ops::FileInfo;
 use ferry::Error;
 use serde::Serialize;
 
-use super::output::{escape_line, format_utc, print_peer_bytes};
+use super::output::{escape_line, format_utc, print_escaped_line, print_peer_bytes};
 use super::progress::TransferBar;
 use super::{connect, GlobalArgs};
 
@@ -36,6 +36,15 @@ pub struct TransferFlags {
     no_preserve: bool,
 }
 
+/// `get`'s own flags.
+#[derive(Debug, Args)]
+pub struct GetOnlyFlags {
+    /// Print each received file's md5 on stdout, in `md5sum` format (the
+    /// server computes it while sending, as the tutorial's header carries it).
+    #[arg(long)]
+    md5: bool,
+}
+
 impl TransferFlags {
     fn options(&self) -> TransferOptions {
         TransferOptions {
@@ -43,6 +52,7 @@ impl TransferFlags {
             force: self.force,
             resume: !self.no_resume,
             preserve: !self.no_preserve,
+            md5: false,
         }
     }
 }
@@ -72,6 +82,8 @@ pub struct GetArgs {
     to: PathBuf,
     #[command(flatten)]
     flags: TransferFlags,
+    #[command(flatten)]
+    get_flags: GetOnlyFlags,
 }
 
 /// `ferry ls` arguments.
@@ -302,9 +314,9 @@ pub async fn ls(args: LsArgs, global: &GlobalArgs) -> Result<(), Error> {
             )
             .into_bytes();
             line.extend_from_slice(&name_of(info));
-            print_peer_bytes(&line)?;
+            print_escaped_line(&line)?;
         } else {
-            print_peer_bytes(&name_of(info))?;
+            print_escaped_line(&name_of(info))?;
         }
     }
     Ok(())
@@ -319,12 +331,11 @@ pub async fn stat(args: StatArgs, global: &GlobalArgs) -> Result<(), Error> {
         let doc = serde_json::to_string(&JsonInfo::from(&info)).unwrap_or_default();
         return Ok(print_peer_bytes(doc.as_bytes())?);
     }
+    print_escaped_line(&[b"path:   ".as_slice(), &name_of(&info)].concat())?;
     let mut out = Vec::new();
-    out.extend_from_slice(b"path:   ");
-    out.extend_from_slice(&name_of(&info));
     out.extend_from_slice(
         format!(
-            "\nkind:   {}\nsize:   {} bytes\nmode:   {:04o} ({})\nmtime:  {} ({}.{:09})",
+            "kind:   {}\nsize:   {} bytes\nmode:   {:04o} ({})\nmtime:  {} ({}.{:09})",
             info.kind,
             info.file_size,
             info.mode,

@@ -29,6 +29,16 @@ pub fn escape_line(text: &str) -> String {
     escape_for_terminal(text.as_bytes()).replace('\n', "\\n")
 }
 
+/// Writes a line of peer text (names, listings) to stdout with control
+/// characters always escaped, so a hostile name cannot forge lines or
+/// drive the terminal; `--json` output is the lossless form.
+pub fn print_escaped_line(bytes: &[u8]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(escape_line(&String::from_utf8_lossy(bytes)).as_bytes())?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
 /// Writes peer bytes and a newline to stdout: escaped when stdout is a
 /// terminal, exact otherwise.
 pub fn print_peer_bytes(bytes: &[u8]) -> io::Result<()> {

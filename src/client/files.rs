@@ -39,6 +39,8 @@ pub struct TransferOptions {
     pub resume: bool,
     /// Keep modes and mtimes.
     pub preserve: bool,
+    /// Ask the sender for each file's md5 (get only).
+    pub md5: bool,
 }
 
 /// One file that did not make it.
@@ -65,6 +67,8 @@ pub struct TransferReport {
     pub failures: Vec<Failure>,
     /// Paths the sender left out (not regular files or directories).
     pub left_out: u64,
+    /// Each written file's path and md5, when asked for.
+    pub md5s: Vec<(Vec<u8>, String)>,
 }
 
 impl Client {
@@ -112,6 +116,7 @@ impl Client {
             Arc::new(manifest.clone()),
             None,
             wants,
+            false,
             progress.as_ref(),
         )
         .await
@@ -144,6 +149,7 @@ impl Client {
         let request = GetRequest {
             path: WirePath::from_bytes(remote),
             recursive: options.recursive,
+            md5: options.md5,
         };
         self.connection()
             .send(request_header("get", &request), Bytes::new())
@@ -189,6 +195,11 @@ impl Client {
             .map_err(transfer_error)?;
         report.files = summary.files;
         report.bytes = summary.bytes;
+        report.md5s = summary
+            .md5s
+            .into_iter()
+            .map(|(i, md5)| (entry_path(&entries, i), md5))
+            .collect();
         report
             .failures
             .extend(summary.errors.into_iter().map(|e| failure(&entries, e)));

@@ -43,6 +43,9 @@ pub struct GetRequest {
     /// Send a directory and everything under it.
     #[serde(default)]
     pub recursive: bool,
+    /// Also send each file's md5, as the tutorial's header does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub md5: bool,
 }
 
 /// The ok reply to `get`; its body is the manifest.
@@ -136,6 +139,7 @@ pub async fn get(
         manifest,
         Some(context.root.clone()),
         wants,
+        request.md5,
         &NoProgress,
     )
     .await

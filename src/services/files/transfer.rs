@@ -78,6 +78,8 @@ pub struct ReceiveSummary {
     pub skipped: u64,
     /// Entries that failed, with why.
     pub errors: Vec<EntryError>,
+    /// The md5 the sender gave for each file written, when it was asked.
+    pub md5s: Vec<(u64, String)>,
 }
 
 /// How to treat files already at the destination.
@@ -104,6 +106,7 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
     manifest: Arc<Manifest>,
     root: Option<Arc<Root>>,
     wants: Vec<Want>,
+    md5: bool,
     progress: &dyn Progress,
 ) -> Result<(), TransferError> {
     let (tx, mut rx) = mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
@@ -117,14 +120,13 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
             else {
                 continue;
             };
-            if !read_one(
-                &reading_manifest,
-                root.as_deref(),
-                want.i,
+            let asked = Asked {
+                i: want.i,
                 offset,
-                prefix_blake3,
-                &tx,
-            ) {
+                prefix: prefix_blake3,
+                md5,
+            };
+            if !read_one(&reading_manifest, root.as_deref(), asked, &tx) {
                 return; // the connection side is gone
             }
         }
@@ -154,16 +156,50 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// One file the receiver asked for.
+struct Asked {
+    i: u64,
+    offset: u64,
+    prefix: Option<String>,
+    md5: bool,
+}
+
+/// Both hashes a sender may compute while reading.
+struct Hashes {
+    blake3: blake3::Hasher,
+    md5: Option<md5::Md5>,
+}
+
+impl Hashes {
+    fn new(md5: bool) -> Hashes {
+        Hashes {
+            blake3: blake3::Hasher::new(),
+            md5: md5.then(md5::Md5::default),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        self.blake3.update(bytes);
+        if let Some(md5) = &mut self.md5 {
+            md5::Digest::update(md5, bytes);
+        }
+    }
+}
+
 /// Reads one file into the channel: head, data, end. Returns false when the
 /// receiving side of the channel is gone.
 fn read_one(
     manifest: &Manifest,
     root: Option<&Root>,
-    i: u64,
-    offset: u64,
-    prefix: Option<String>,
+    asked: Asked,
     tx: &mpsc::Sender<Chunk>,
 ) -> bool {
+    let Asked {
+        i,
+        offset,
+        prefix,
+        md5,
+    } = asked;
     let fail = |message: String| {
         tx.blocking_send(Chunk::End(FileEnd {
             file_end: i,
@@ -194,7 +230,7 @@ fn read_one(
     if changed(&file) {
         return fail("the file changed since the listing".into());
     }
-    let mut hasher = blake3::Hasher::new();
+    let mut hasher = Hashes::new(md5);
     let mut offset = offset.min(entry.file_size);
     if offset > 0 {
         let matches = hash_prefix(&mut file, offset, &mut hasher).ok()
@@ -202,7 +238,7 @@ fn read_one(
         if !matches {
             // The receiver's partial is not a prefix of this file: resend all.
             offset = 0;
-            hasher = blake3::Hasher::new();
+            hasher = Hashes::new(md5);
             if file.seek(SeekFrom::Start(0)).is_err() {
                 return fail("cannot seek".into());
             }
@@ -239,8 +275,8 @@ fn read_one(
     }
     tx.blocking_send(Chunk::End(FileEnd {
         file_end: i,
-        blake3: Some(hasher.finalize().to_hex().to_string()),
-        md5: None,
+        blake3: Some(hasher.blake3.finalize().to_hex().to_string()),
+        md5: hasher.md5.map(|m| hex(&md5::Digest::finalize(m))),
         error: None,
     }))
     .is_ok()
@@ -256,7 +292,11 @@ fn open_source(root: Option<&Root>, source: &SourceRef) -> io::Result<File> {
     }
 }
 
-fn hash_prefix(file: &mut File, len: u64, hasher: &mut blake3::Hasher) -> io::Result<blake3::Hash> {
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hash_prefix(file: &mut File, len: u64, hasher: &mut Hashes) -> io::Result<blake3::Hash> {
     let mut buf = vec![0u8; CHUNK_BYTES];
     let mut left = len;
     while left > 0 {
@@ -268,7 +308,7 @@ fn hash_prefix(file: &mut File, len: u64, hasher: &mut blake3::Hasher) -> io::Re
         hasher.update(&buf[..got]);
         left -= got as u64;
     }
-    Ok(hasher.finalize())
+    Ok(hasher.blake3.finalize())
 }
 
 fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
@@ -489,6 +529,9 @@ impl ReceivePlan {
                     };
                     match self.finish_file(i, opened, &end) {
                         Ok(sealed) => {
+                            if let Some(md5) = &end.md5 {
+                                summary.md5s.push((i, md5.clone()));
+                            }
                             pending_bytes += self.entries[i as usize].file_size;
                             pending.push(sealed);
                             if pending.len() >= PUBLISH_BATCH_FILES
@@ -778,6 +821,7 @@ mod tests {
                 Arc::new(manifest),
                 Some(src),
                 sent_wants,
+                true,
                 &NoProgress,
             )
             .await
@@ -825,6 +869,16 @@ mod tests {
         let (_, summary) = transfer(from.path(), "photos", to.path(), OPTIONS).await;
         assert_eq!(summary.errors, vec![]);
         assert_eq!((summary.files, summary.bytes), (3, 700_005));
+        let md5s: Vec<&str> = summary.md5s.iter().map(|(_, m)| m.as_str()).collect();
+        // md5("hello") and md5("") from coreutils' md5sum.
+        assert!(
+            md5s.contains(&"5d41402abc4b2a76b9719d911017c592"),
+            "{md5s:?}"
+        );
+        assert!(
+            md5s.contains(&"d41d8cd98f00b204e9800998ecf8427e"),
+            "{md5s:?}"
+        );
         assert_eq!(
             entries_of(to.path()),
             ["photos/a.bin", "photos/b/ünï code.txt", "photos/empty"]
