@@ -218,6 +218,7 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(10);
     loop {
         let permit = tokio::select! {
+            biased;
             _ = shared.cancel.cancelled() => return,
             permit = shared.handshakes.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
@@ -225,6 +226,7 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
             },
         };
         let accepted = tokio::select! {
+            biased;
             _ = shared.cancel.cancelled() => return,
             accepted = listener.accept() => accepted,
         };

@@ -77,9 +77,18 @@ async fn serve(
     let slot = shared.connections.clone().try_acquire_owned().ok();
     let deadline = tokio::time::Instant::now() + limits.hello_timeout;
 
+    // The handshake and hello stop at the hello deadline or at shutdown,
+    // whichever comes first: a silent client must not hold a server that
+    // is draining.
     let stream = match (stream, &shared.tls) {
         (Stream::Tcp(tcp), Some(acceptor)) => {
-            match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+            let handshake = tokio::time::timeout_at(deadline, acceptor.accept(tcp));
+            let accepted = tokio::select! {
+                biased;
+                _ = shared.cancel.cancelled() => return End::ShutDown,
+                accepted = handshake => accepted,
+            };
+            match accepted {
                 Ok(Ok(tls)) => Stream::ServerTls(Box::new(tls)),
                 Ok(Err(err)) => {
                     return End::Failed(format!(
@@ -93,7 +102,15 @@ async fn serve(
     };
     let mut conn = Connection::new(stream, limits.into());
 
-    let hello = match tokio::time::timeout_at(deadline, conn.read_header()).await {
+    let first = tokio::select! {
+        biased;
+        _ = shared.cancel.cancelled() => {
+            return refuse(conn, ErrorCode::ShuttingDown, "the server is shutting down".into())
+                .await;
+        }
+        first = tokio::time::timeout_at(deadline, conn.read_header()) => first,
+    };
+    let hello = match first {
         Err(_) => {
             let message = format!("no hello within {:?}", limits.hello_timeout);
             return refuse(conn, ErrorCode::Timeout, message).await;

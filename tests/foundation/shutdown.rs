@@ -86,8 +86,6 @@ fn a_stalled_request_keeps_the_server_no_longer_than_the_drain_timeout() {
 }
 
 #[test]
-#[ignore = "bug: on SIGTERM, a connection that has not finished TLS + hello is not told \
-            `shutting_down`; it holds the server for the whole hello or drain timeout (10 s)"]
 fn sigterm_closes_a_connection_that_has_not_said_hello_at_once() {
     let mut server = Server::start(&["--plaintext"]);
     let mut silent = Raw::connect(server.addr());
