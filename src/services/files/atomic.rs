@@ -109,7 +109,12 @@ pub struct PartialFile {
     final_name: OsString,
     file: File,
     hasher: blake3::Hasher,
+    /// Bytes accepted, `flushed` plus `tail`.
     len: u64,
+    /// Bytes written or seeked over: the file position.
+    flushed: u64,
+    /// The start of a block not yet complete.
+    tail: Vec<u8>,
     resumed: u64,
 }
 
@@ -151,6 +156,8 @@ impl PartialFile {
             file: File::from(fd),
             hasher: blake3::Hasher::new(),
             len: 0,
+            flushed: 0,
+            tail: Vec::new(),
             resumed: 0,
         };
         if resume && st.len > 0 && st.len <= source.file_size {
@@ -177,6 +184,7 @@ impl PartialFile {
             return self.restart();
         }
         self.resumed = len;
+        self.flushed = len;
         self.file.seek(SeekFrom::Start(len))?;
         Ok(())
     }
@@ -198,6 +206,8 @@ impl PartialFile {
         self.file.seek(SeekFrom::Start(0))?;
         self.hasher = blake3::Hasher::new();
         self.len = 0;
+        self.flushed = 0;
+        self.tail.clear();
         self.resumed = 0;
         Ok(())
     }
@@ -216,23 +226,67 @@ impl PartialFile {
     /// could never complete, and it holds space the user needs.
     pub fn write(&mut self, chunk: &[u8]) -> Result<(), WriteError> {
         self.hasher.update(chunk);
-        let result = if chunk.len() >= HOLE_BYTES
-            && self.len.is_multiple_of(HOLE_BYTES as u64)
-            && is_all_zero(chunk)
-        {
-            self.file
-                .seek(SeekFrom::Current(chunk.len() as i64))
-                .map(drop)
-        } else {
-            self.file.write_all(chunk)
-        };
-        if let Err(err) = result {
+        if let Err(err) = self.write_sparse(chunk) {
             if err.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
                 self.remove();
             }
             return Err(err.into());
         }
         self.len += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Writes `chunk` at the end, seeking over every aligned [`HOLE_BYTES`]
+    /// block that is all zeros. Socket reads do not arrive aligned, so the
+    /// unaligned end of a chunk waits in `tail` until its block is complete.
+    fn write_sparse(&mut self, mut chunk: &[u8]) -> io::Result<()> {
+        if !self.tail.is_empty() {
+            let room = self.block_room() - self.tail.len();
+            let take = room.min(chunk.len());
+            self.tail.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
+            if self.tail.len() < self.block_room() {
+                return Ok(());
+            }
+            let block = std::mem::take(&mut self.tail);
+            self.emit(&block)?;
+            self.tail = block;
+            self.tail.clear();
+        }
+        while chunk.len() >= self.block_room() {
+            // The longest run of whole blocks of one kind, in one call.
+            let first = self.block_room();
+            let zeros = first == HOLE_BYTES && is_all_zero(&chunk[..first]);
+            let mut run = first;
+            while run + HOLE_BYTES <= chunk.len()
+                && is_all_zero(&chunk[run..run + HOLE_BYTES]) == zeros
+            {
+                run += HOLE_BYTES;
+            }
+            self.emit_run(&chunk[..run], zeros)?;
+            chunk = &chunk[run..];
+        }
+        self.tail.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    /// Bytes from the file position to the next block boundary.
+    fn block_room(&self) -> usize {
+        HOLE_BYTES - (self.flushed % HOLE_BYTES as u64) as usize
+    }
+
+    fn emit(&mut self, block: &[u8]) -> io::Result<()> {
+        let zeros = block.len() == HOLE_BYTES && is_all_zero(block);
+        self.emit_run(block, zeros)
+    }
+
+    fn emit_run(&mut self, bytes: &[u8], zeros: bool) -> io::Result<()> {
+        if zeros {
+            self.file.seek(SeekFrom::Current(bytes.len() as i64))?;
+        } else {
+            self.file.write_all(bytes)?;
+        }
+        self.flushed += bytes.len() as u64;
         Ok(())
     }
 
@@ -248,6 +302,8 @@ impl PartialFile {
             self.remove();
             return Err(WriteError::HashMismatch);
         }
+        let tail = std::mem::take(&mut self.tail);
+        self.file.write_all(&tail)?;
         // A trailing hole is not written; the length makes it part of the file.
         self.file.set_len(self.len)?;
         let mode = meta.map_or(0o644, |m| m.mode) & PRESERVED_MODE_BITS;
@@ -272,6 +328,15 @@ impl PartialFile {
             file: self.file,
             hash,
         })
+    }
+
+    /// Keeps what arrived for a later resume: writes out the block still
+    /// being assembled and closes the file. Call it when a transfer stops
+    /// early; a partial file that is only dropped may lose its last few KiB
+    /// (a resume then sends them again).
+    pub fn suspend(mut self) {
+        let tail = std::mem::take(&mut self.tail);
+        let _ = self.file.write_all(&tail);
     }
 
     /// Removes the partial file (best effort: it is being given up on).
@@ -397,7 +462,7 @@ mod tests {
         let (tmp, root) = setup();
         let mut first = PartialFile::open(&root, &rel("f"), &SOURCE, true).unwrap();
         first.write(b"hello").unwrap();
-        drop(first); // the connection died
+        first.suspend(); // the connection died
         assert!(!tmp.path().join("f").exists());
         let mut again = PartialFile::open(&root, &rel("f"), &SOURCE, true).unwrap();
         assert_eq!(again.resumed_len(), 5);
@@ -413,7 +478,7 @@ mod tests {
         let (_tmp, root) = setup();
         let mut first = PartialFile::open(&root, &rel("f"), &SOURCE, true).unwrap();
         first.write(b"hello").unwrap();
-        drop(first);
+        first.suspend();
         let other = SourceId {
             mtime: (1, 0),
             ..SOURCE
@@ -466,6 +531,39 @@ mod tests {
             "{} blocks allocated",
             md.blocks()
         );
+    }
+
+    #[test]
+    fn holes_are_found_whatever_the_chunk_edges() {
+        let (tmp, root) = setup();
+        let mut content = vec![1u8; 1000];
+        content.extend(vec![0u8; 2 * 1024 * 1024]);
+        content.extend(vec![2u8; 5000]);
+        content.extend(vec![0u8; 1024 * 1024]);
+        let source = SourceId {
+            file_size: content.len() as u64,
+            mtime: (0, 0),
+        };
+        let mut partial = PartialFile::open(&root, &rel("odd"), &source, true).unwrap();
+        // Chunks of odd sizes, as socket reads come.
+        let mut pos = 0;
+        for size in [1, 4095, 4097, 7777, 65_521].iter().cycle() {
+            if pos >= content.len() {
+                break;
+            }
+            let end = (pos + size).min(content.len());
+            partial.write(&content[pos..end]).unwrap();
+            pos = end;
+        }
+        partial
+            .seal(&blake3::hash(&content), None)
+            .unwrap()
+            .publish(false)
+            .unwrap();
+        let path = tmp.path().join("odd");
+        assert_eq!(std::fs::read(&path).unwrap(), content);
+        let allocated = std::fs::metadata(&path).unwrap().blocks() * 512;
+        assert!(allocated < 256 * 1024, "{allocated} bytes allocated");
     }
 
     #[test]

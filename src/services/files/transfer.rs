@@ -546,6 +546,10 @@ impl ReceivePlan {
                 }
             }
         }
+        // The stream ended inside a file: keep what came, for a resume.
+        if let Some((_, Ok(partial))) = current {
+            partial.suspend();
+        }
         self.publish(&mut pending, &mut summary);
         if self.options.preserve {
             self.apply_dir_meta();
@@ -918,7 +922,7 @@ mod tests {
         let target = RelPath::parse(b"photos/a.bin").unwrap();
         let mut partial = PartialFile::open(&dst, &target, &source, true).unwrap();
         partial.write(&vec![7u8; 300_000]).unwrap();
-        drop(partial);
+        partial.suspend();
         let (wants, summary) = transfer(from.path(), "photos", to.path(), OPTIONS).await;
         assert!(wants.iter().any(|w| matches!(
             w.action,
@@ -951,7 +955,7 @@ mod tests {
         let target = RelPath::parse(b"photos/a.bin").unwrap();
         let mut partial = PartialFile::open(&dst, &target, &source, true).unwrap();
         partial.write(&vec![9u8; 1000]).unwrap(); // corrupt prefix
-        drop(partial);
+        partial.suspend();
         let (_, summary) = transfer(from.path(), "photos", to.path(), OPTIONS).await;
         assert_eq!(summary.errors, vec![]);
         assert_eq!(
