@@ -17,8 +17,9 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
 
 use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags, Timespec, Timestamps};
 
@@ -91,12 +92,9 @@ pub fn partial_name(final_name: &OsStr, source: &SourceId) -> OsString {
 
 /// Whether a non-empty partial file of `source` exists for `target`, without
 /// creating one: only then is it worth opening (and hashing) to resume.
-pub fn has_partial(root: &Root, target: &RelPath, source: &SourceId) -> bool {
-    let Ok((dir, final_name)) = root.parent_of(target) else {
-        return false;
-    };
+pub fn has_partial(dir: &OwnedFd, final_name: &OsStr, source: &SourceId) -> bool {
     let name = partial_name(final_name, source);
-    rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW)
+    rustix::fs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW)
         .map(|st| st.st_size > 0)
         .unwrap_or(false)
 }
@@ -104,7 +102,7 @@ pub fn has_partial(root: &Root, target: &RelPath, source: &SourceId) -> bool {
 /// A file being received under its partial name.
 #[derive(Debug)]
 pub struct PartialFile {
-    dir: OwnedFd,
+    dir: Arc<OwnedFd>,
     name: OsString,
     final_name: OsString,
     file: File,
@@ -115,6 +113,8 @@ pub struct PartialFile {
     flushed: u64,
     /// The start of a block not yet complete.
     tail: Vec<u8>,
+    /// Whether the last bytes were seeked over, so the length must be set.
+    hole_at_end: bool,
     resumed: u64,
 }
 
@@ -130,6 +130,17 @@ impl PartialFile {
         resume: bool,
     ) -> Result<PartialFile, WriteError> {
         let (dir, final_name) = root.parent_of(target)?;
+        PartialFile::open_in(Arc::new(dir), final_name, source, resume)
+    }
+
+    /// [`PartialFile::open`] for `final_name` in an open directory, so a
+    /// tree's files can share one handle on their directory.
+    pub fn open_in(
+        dir: Arc<OwnedFd>,
+        final_name: &OsStr,
+        source: &SourceId,
+        resume: bool,
+    ) -> Result<PartialFile, WriteError> {
         if is_reserved_name(final_name) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "reserved file name").into());
         }
@@ -158,11 +169,12 @@ impl PartialFile {
             len: 0,
             flushed: 0,
             tail: Vec::new(),
+            hole_at_end: false,
             resumed: 0,
         };
         if resume && st.len > 0 && st.len <= source.file_size {
             partial.hash_existing(st.len)?;
-        } else {
+        } else if st.len > 0 {
             partial.restart()?;
         }
         Ok(partial)
@@ -208,6 +220,7 @@ impl PartialFile {
         self.len = 0;
         self.flushed = 0;
         self.tail.clear();
+        self.hole_at_end = false;
         self.resumed = 0;
         Ok(())
     }
@@ -286,6 +299,7 @@ impl PartialFile {
         } else {
             self.file.write_all(bytes)?;
         }
+        self.hole_at_end = zeros;
         self.flushed += bytes.len() as u64;
         Ok(())
     }
@@ -303,9 +317,13 @@ impl PartialFile {
             return Err(WriteError::HashMismatch);
         }
         let tail = std::mem::take(&mut self.tail);
-        self.file.write_all(&tail)?;
-        // A trailing hole is not written; the length makes it part of the file.
-        self.file.set_len(self.len)?;
+        if !tail.is_empty() {
+            self.file.write_all(&tail)?;
+        } else if self.hole_at_end {
+            // A trailing hole is not written; the length makes it part of
+            // the file.
+            self.file.set_len(self.len)?;
+        }
         let mode = meta.map_or(0o644, |m| m.mode) & PRESERVED_MODE_BITS;
         rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode))?;
         if let Some(meta) = meta {
@@ -354,7 +372,7 @@ fn is_all_zero(chunk: &[u8]) -> bool {
 /// published.
 #[derive(Debug)]
 pub struct SealedFile {
-    dir: OwnedFd,
+    dir: Arc<OwnedFd>,
     name: OsString,
     final_name: OsString,
     file: File,
@@ -383,8 +401,8 @@ impl SealedFile {
         Ok(())
     }
 
-    /// The destination directory's handle, for a batched `syncfs`.
-    pub fn dir(&self) -> impl AsFd + '_ {
+    /// The handle on the destination directory.
+    pub fn dir(&self) -> &Arc<OwnedFd> {
         &self.dir
     }
 }

@@ -188,7 +188,8 @@ pub struct Stat {
 }
 
 impl Stat {
-    fn from_raw(st: &rustix::fs::Stat) -> Stat {
+    /// Reads a raw `stat` result.
+    pub fn from_raw(st: &rustix::fs::Stat) -> Stat {
         Stat {
             kind: Kind::of(st.st_mode),
             len: if Kind::of(st.st_mode) == Kind::File {

@@ -8,9 +8,11 @@
 //! connection's buffer; no step waits for a reply per file.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::AsFd;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -36,6 +38,8 @@ pub const CHANNEL_CHUNKS: usize = 4;
 const PUBLISH_BATCH_FILES: usize = 2048;
 /// Bytes sealed before one `syncfs` and their renames.
 const PUBLISH_BATCH_BYTES: u64 = 1 << 30;
+/// Directories sealed files may span before they are published.
+const PUBLISH_BATCH_DIRS: usize = 256;
 
 /// Why a transfer stopped as a whole (per-file failures are reported in
 /// the summary instead).
@@ -109,9 +113,10 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
     md5: bool,
     progress: &dyn Progress,
 ) -> Result<(), TransferError> {
-    let (tx, mut rx) = mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
+    let (tx, mut rx) = mpsc::channel::<Vec<Chunk>>(CHANNEL_CHUNKS);
     let reading_manifest = manifest.clone();
     let reader = tokio::task::spawn_blocking(move || {
+        let mut out = Batcher::new(tx);
         for want in wants {
             let WantAction::Send {
                 offset,
@@ -126,24 +131,27 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
                 prefix: prefix_blake3,
                 md5,
             };
-            if !read_one(&reading_manifest, root.as_deref(), asked, &tx) {
+            if !read_one(&reading_manifest, root.as_deref(), asked, &mut out) {
                 return; // the connection side is gone
             }
         }
+        out.flush();
     });
-    while let Some(chunk) = rx.recv().await {
-        match chunk {
-            Chunk::Head { file, offset, size } => {
-                let entry = &manifest.entries[file as usize];
-                progress.file_started(&entry.path.to_bytes().unwrap_or_default(), size);
-                let head = Header::from_message(&FileHead { file, offset }).with_size(size);
-                writer.send_header(&head).await?;
+    while let Some(batch) = rx.recv().await {
+        for chunk in batch {
+            match chunk {
+                Chunk::Head { file, offset, size } => {
+                    let entry = &manifest.entries[file as usize];
+                    progress.file_started(&entry.path.to_bytes().unwrap_or_default(), size);
+                    let head = Header::from_message(&FileHead { file, offset }).with_size(size);
+                    writer.send_header(&head).await?;
+                }
+                Chunk::Data(bytes) => {
+                    progress.advanced(bytes.len() as u64);
+                    writer.send_body(bytes).await?;
+                }
+                Chunk::End(end) => writer.send_header(&Header::from_message(&end)).await?,
             }
-            Chunk::Data(bytes) => {
-                progress.advanced(bytes.len() as u64);
-                writer.send_body(bytes).await?;
-            }
-            Chunk::End(end) => writer.send_header(&Header::from_message(&end)).await?,
         }
     }
     reader
@@ -154,6 +162,49 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
         .await?;
     writer.flush().await?;
     Ok(())
+}
+
+/// Most items in one batch, so a flood of empty files still moves along.
+const MAX_BATCH_ITEMS: usize = 1024;
+
+/// Groups chunks so that many small files cross from the file thread to the
+/// connection in one message, and so one wakeup, instead of three each.
+struct Batcher<T> {
+    tx: mpsc::Sender<Vec<T>>,
+    batch: Vec<T>,
+    bytes: usize,
+}
+
+impl<T> Batcher<T> {
+    fn new(tx: mpsc::Sender<Vec<T>>) -> Batcher<T> {
+        Batcher {
+            tx,
+            batch: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Adds an item carrying `bytes` of data; sends the batch once it holds
+    /// a chunk's worth. False when the other side is gone.
+    fn push(&mut self, item: T, bytes: usize) -> bool {
+        self.batch.push(item);
+        self.bytes += bytes;
+        if self.bytes >= CHUNK_BYTES / 2 || self.batch.len() >= MAX_BATCH_ITEMS {
+            return self.flush();
+        }
+        true
+    }
+
+    /// Sends what is batched (blocking while the channel is full).
+    fn flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        self.bytes = 0;
+        self.tx
+            .blocking_send(std::mem::take(&mut self.batch))
+            .is_ok()
+    }
 }
 
 /// One file the receiver asked for.
@@ -192,7 +243,7 @@ fn read_one(
     manifest: &Manifest,
     root: Option<&Root>,
     asked: Asked,
-    tx: &mpsc::Sender<Chunk>,
+    out: &mut Batcher<Chunk>,
 ) -> bool {
     let Asked {
         i,
@@ -200,24 +251,24 @@ fn read_one(
         prefix,
         md5,
     } = asked;
-    let fail = |message: String| {
-        tx.blocking_send(Chunk::End(FileEnd {
+    let fail = |out: &mut Batcher<Chunk>, message: String| {
+        let end = FileEnd {
             file_end: i,
             blake3: None,
             md5: None,
             error: Some(message),
-        }))
-        .is_ok()
+        };
+        out.push(Chunk::End(end), 0)
     };
     let (Some(entry), Some(Some(source))) = (
         manifest.entries.get(i as usize),
         manifest.sources.get(i as usize),
     ) else {
-        return fail("no such file in the manifest".into());
+        return fail(out, "no such file in the manifest".into());
     };
     let mut file = match open_source(root, source) {
         Ok(file) => file,
-        Err(err) => return fail(format!("cannot open: {err}")),
+        Err(err) => return fail(out, format!("cannot open: {err}")),
     };
     let changed = |file: &File| match fstat(file.as_fd()) {
         Ok(st) => {
@@ -228,7 +279,7 @@ fn read_one(
         Err(_) => true,
     };
     if changed(&file) {
-        return fail("the file changed since the listing".into());
+        return fail(out, "the file changed since the listing".into());
     }
     let mut hasher = Hashes::new(md5);
     let mut offset = offset.min(entry.file_size);
@@ -240,19 +291,19 @@ fn read_one(
             offset = 0;
             hasher = Hashes::new(md5);
             if file.seek(SeekFrom::Start(0)).is_err() {
-                return fail("cannot seek".into());
+                return fail(out, "cannot seek".into());
             }
         }
     }
     let size = entry.file_size - offset;
-    if tx
-        .blocking_send(Chunk::Head {
+    if !out.push(
+        Chunk::Head {
             file: i,
             offset,
             size,
-        })
-        .is_err()
-    {
+        },
+        0,
+    ) {
         return false;
     }
     let mut left = size;
@@ -266,20 +317,20 @@ fn read_one(
         short |= got < want;
         hasher.update(&buf[..got]);
         left -= want as u64;
-        if tx.blocking_send(Chunk::Data(buf.freeze())).is_err() {
+        if !out.push(Chunk::Data(buf.freeze()), want) {
             return false;
         }
     }
     if short || changed(&file) {
-        return fail("the file changed while it was being sent".into());
+        return fail(out, "the file changed while it was being sent".into());
     }
-    tx.blocking_send(Chunk::End(FileEnd {
+    let end = FileEnd {
         file_end: i,
         blake3: Some(hasher.blake3.finalize().to_hex().to_string()),
         md5: hasher.md5.map(|m| hex(&md5::Digest::finalize(m))),
         error: None,
-    }))
-    .is_ok()
+    };
+    out.push(Chunk::End(end), 0)
 }
 
 fn open_source(root: Option<&Root>, source: &SourceRef) -> io::Result<File> {
@@ -328,6 +379,7 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 #[derive(Debug)]
 pub struct ReceivePlan {
     dest: Arc<Root>,
+    dirs: DirCache,
     entries: Vec<Entry>,
     targets: Vec<Option<RelPath>>,
     partials: HashMap<u64, PartialFile>,
@@ -349,6 +401,7 @@ impl ReceivePlan {
     ) -> (ReceivePlan, Vec<Want>) {
         let mut plan = ReceivePlan {
             dest,
+            dirs: DirCache::default(),
             targets: Vec::with_capacity(entries.len()),
             entries: Vec::new(),
             partials: HashMap::new(),
@@ -389,8 +442,14 @@ impl ReceivePlan {
     /// attempt (hashed once here, and held open until its data comes).
     fn fetch(&mut self, i: u64, target: &RelPath, entry: &Entry) -> WantAction {
         let source = source_id(entry);
-        if self.options.resume && has_partial(&self.dest, target, &source) {
-            if let Ok(partial) = PartialFile::open(&self.dest, target, &source, true) {
+        let Ok((dir, name)) = self.dirs.parent(&self.dest, target) else {
+            return WantAction::Send {
+                offset: 0,
+                prefix_blake3: None,
+            };
+        };
+        if self.options.resume && has_partial(&dir, name, &source) {
+            if let Ok(partial) = PartialFile::open_in(dir, name, &source, true) {
                 let offset = partial.resumed_len();
                 let prefix = partial.resumed_hash().to_hex().to_string();
                 self.partials.insert(i, partial);
@@ -407,7 +466,7 @@ impl ReceivePlan {
     }
 
     /// Where an entry goes and what to do about it.
-    fn plan_one(&self, base: &RelPath, entry: &Entry) -> Result<(RelPath, Step), FileError> {
+    fn plan_one(&mut self, base: &RelPath, entry: &Entry) -> Result<(RelPath, Step), FileError> {
         let raw = entry
             .path
             .to_bytes()
@@ -424,7 +483,7 @@ impl ReceivePlan {
             target = target.join(name)?;
         }
         let shown = target.to_bytes();
-        let existing = match self.dest.lstat(&target) {
+        let existing = match self.dirs.lstat(&self.dest, &target) {
             Ok(st) => Some(st),
             Err(err) if err.kind() == io::ErrorKind::NotFound => None,
             Err(err) => return Err(FileError::io(&shown, &err)),
@@ -489,7 +548,7 @@ impl ReceivePlan {
         reader: &mut FrameReader<R>,
         progress: &dyn Progress,
     ) -> Result<ReceiveSummary, TransferError> {
-        let (tx, rx) = mpsc::channel::<Op>(CHANNEL_CHUNKS);
+        let (tx, rx) = mpsc::channel::<Vec<Op>>(CHANNEL_CHUNKS);
         let sizes: Vec<u64> = self.entries.iter().map(|e| e.file_size).collect();
         let kinds: Vec<EntryKind> = self.entries.iter().map(|e| e.kind).collect();
         let names: Vec<Vec<u8>> = self.entries.iter().map(entry_name).collect();
@@ -502,61 +561,73 @@ impl ReceivePlan {
         result.map(|()| summary)
     }
 
-    fn write_all(mut self, mut rx: mpsc::Receiver<Op>) -> ReceiveSummary {
-        let mut summary = ReceiveSummary::default();
-        let mut current: Option<(u64, Result<PartialFile, FileError>)> = None;
-        let mut pending: Vec<SealedFile> = Vec::new();
-        let mut pending_bytes = 0u64;
-        while let Some(op) = rx.blocking_recv() {
-            match op {
-                Op::Start { i, offset } => {
-                    let opened = self.start_file(i, offset);
-                    current = Some((i, opened));
-                }
-                Op::Data(chunk) => {
-                    if let Some((i, Ok(partial))) = &mut current {
-                        if let Err(err) = partial.write(&chunk) {
-                            let path = self.shown(*i);
-                            current = Some((*i, Err(FileError::write(&path, &err))));
-                        } else {
-                            summary.bytes += chunk.len() as u64;
-                        }
-                    }
-                }
-                Op::End(end) => {
-                    let Some((i, opened)) = current.take() else {
-                        continue;
-                    };
-                    match self.finish_file(i, opened, &end) {
-                        Ok(sealed) => {
-                            if let Some(md5) = &end.md5 {
-                                summary.md5s.push((i, md5.clone()));
-                            }
-                            pending_bytes += self.entries[i as usize].file_size;
-                            pending.push(sealed);
-                            if pending.len() >= PUBLISH_BATCH_FILES
-                                || pending_bytes >= PUBLISH_BATCH_BYTES
-                            {
-                                self.publish(&mut pending, &mut summary);
-                                pending_bytes = 0;
-                            }
-                        }
-                        Err(err) => self.fail(i, err),
-                    }
-                }
+    fn write_all(mut self, mut rx: mpsc::Receiver<Vec<Op>>) -> ReceiveSummary {
+        let mut state = WriteState::default();
+        while let Some(ops) = rx.blocking_recv() {
+            for op in ops {
+                self.apply(op, &mut state);
             }
         }
         // The stream ended inside a file: keep what came, for a resume.
-        if let Some((_, Ok(partial))) = current {
+        if let Some((_, Ok(partial))) = state.current.take() {
             partial.suspend();
         }
-        self.publish(&mut pending, &mut summary);
+        self.publish(&mut state.pending, &mut state.summary);
         if self.options.preserve {
             self.apply_dir_meta();
         }
+        let mut summary = state.summary;
         summary.skipped = self.skipped;
         summary.errors = std::mem::take(&mut self.errors);
         summary
+    }
+
+    fn apply(&mut self, op: Op, state: &mut WriteState) {
+        match op {
+            Op::Start { i, offset } => {
+                let opened = self.start_file(i, offset);
+                state.current = Some((i, opened));
+            }
+            Op::Data(chunk) => {
+                if let Some((i, Ok(partial))) = &mut state.current {
+                    if let Err(err) = partial.write(&chunk) {
+                        let path = self.shown(*i);
+                        state.current = Some((*i, Err(FileError::write(&path, &err))));
+                    } else {
+                        state.summary.bytes += chunk.len() as u64;
+                    }
+                }
+            }
+            Op::End(end) => {
+                let Some((i, opened)) = state.current.take() else {
+                    return;
+                };
+                match self.finish_file(i, opened, &end) {
+                    Ok(sealed) => {
+                        if let Some(md5) = &end.md5 {
+                            state.summary.md5s.push((i, md5.clone()));
+                        }
+                        state.pending_bytes += self.entries[i as usize].file_size;
+                        let new_dir = state
+                            .pending
+                            .last()
+                            .is_none_or(|last| !Arc::ptr_eq(last.dir(), sealed.dir()));
+                        state.pending_dirs += usize::from(new_dir);
+                        state.pending.push(sealed);
+                        // Each pending directory holds a descriptor.
+                        if state.pending.len() >= PUBLISH_BATCH_FILES
+                            || state.pending_bytes >= PUBLISH_BATCH_BYTES
+                            || state.pending_dirs >= PUBLISH_BATCH_DIRS
+                        {
+                            state.pending_dirs = 0;
+                            self.publish(&mut state.pending, &mut state.summary);
+                            state.pending_bytes = 0;
+                        }
+                    }
+                    Err(err) => self.fail(i, err),
+                }
+            }
+        }
     }
 
     fn shown(&self, i: u64) -> Vec<u8> {
@@ -573,13 +644,15 @@ impl ReceivePlan {
             .ok_or_else(|| FileError::new(ErrorCode::BadPath, "refused entry"))?;
         let mut partial = match self.partials.remove(&i) {
             Some(partial) => partial,
-            None => PartialFile::open(
-                &self.dest,
-                &target,
-                &source_id(&self.entries[i as usize]),
-                false,
-            )
-            .map_err(|e| FileError::write(&shown, &e))?,
+            None => {
+                let (dir, name) = self
+                    .dirs
+                    .parent(&self.dest, &target)
+                    .map_err(|e| FileError::io(&shown, &e))?;
+                let source = source_id(&self.entries[i as usize]);
+                PartialFile::open_in(dir, name, &source, false)
+                    .map_err(|e| FileError::write(&shown, &e))?
+            }
         };
         if offset != partial.resumed_len() {
             if offset != 0 {
@@ -731,20 +804,86 @@ enum Op {
     End(FileEnd),
 }
 
+/// The file thread's progress through the data phase.
+#[derive(Default)]
+struct WriteState {
+    /// The file being written, or why it cannot be.
+    current: Option<(u64, Result<PartialFile, FileError>)>,
+    /// Sealed files waiting for the next durable publish.
+    pending: Vec<SealedFile>,
+    pending_bytes: u64,
+    /// Distinct directories among `pending`, each holding a descriptor.
+    pending_dirs: usize,
+    summary: ReceiveSummary,
+}
+
+/// The last directory a file went into, held open: files of a tree arrive
+/// grouped by directory, so one handle serves most of them and the parent
+/// is not resolved again for every file.
+#[derive(Debug, Default)]
+struct DirCache {
+    last: Option<(RelPath, Arc<OwnedFd>)>,
+}
+
+impl DirCache {
+    /// A handle on `target`'s parent and `target`'s last name.
+    fn parent<'t>(
+        &mut self,
+        root: &Root,
+        target: &'t RelPath,
+    ) -> io::Result<(Arc<OwnedFd>, &'t OsStr)> {
+        let name = target.file_name().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the root itself cannot be the target",
+            )
+        })?;
+        let parent = target.parent();
+        if let Some((cached, dir)) = &self.last {
+            if *cached == parent {
+                return Ok((dir.clone(), name));
+            }
+        }
+        let dir = Arc::new(root.open_dir(&parent)?);
+        self.last = Some((parent, dir.clone()));
+        Ok((dir, name))
+    }
+
+    /// Facts about `target` itself (a symlink is not followed).
+    fn lstat(&mut self, root: &Root, target: &RelPath) -> io::Result<super::root::Stat> {
+        let (dir, name) = self.parent(root, target)?;
+        let st = rustix::fs::statat(&*dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+        Ok(super::root::Stat::from_raw(&st))
+    }
+}
+
 /// Reads data frames off the connection and hands them to the file thread,
 /// checking that each file's size is the one its manifest entry gave.
 async fn forward_frames<R: AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
-    tx: &mpsc::Sender<Op>,
+    tx: &mpsc::Sender<Vec<Op>>,
     sizes: &[u64],
     kinds: &[EntryKind],
     names: &[Vec<u8>],
     progress: &dyn Progress,
 ) -> Result<(), TransferError> {
+    // Ops cross to the file thread in batches of about a chunk, so small
+    // files do not cost a wakeup each.
+    let mut batch: Vec<Op> = Vec::new();
+    let mut batch_bytes = 0usize;
     let stopped = || TransferError::Protocol("the file writer stopped".into());
     loop {
+        if batch_bytes >= CHUNK_BYTES / 2 || batch.len() >= MAX_BATCH_ITEMS {
+            tx.send(std::mem::take(&mut batch))
+                .await
+                .map_err(|_| stopped())?;
+            batch_bytes = 0;
+        }
         let header = reader.expect_header().await?;
         if header.get("end") == Some(&serde_json::Value::Bool(true)) {
+            if !batch.is_empty() {
+                tx.send(batch).await.map_err(|_| stopped())?;
+            }
             return Ok(());
         }
         if let Ok(head) = header.to_message::<FileHead>() {
@@ -760,17 +899,23 @@ async fn forward_frames<R: AsyncRead + Unpin>(
                 )));
             }
             progress.file_started(&names[i], header.size());
-            let start = Op::Start {
+            batch.push(Op::Start {
                 i: head.file,
                 offset: head.offset,
-            };
-            tx.send(start).await.map_err(|_| stopped())?;
+            });
             while let Some(chunk) = reader.read_body_chunk().await? {
                 progress.advanced(chunk.len() as u64);
-                tx.send(Op::Data(chunk)).await.map_err(|_| stopped())?;
+                batch_bytes += chunk.len();
+                batch.push(Op::Data(chunk));
+                if batch_bytes >= CHUNK_BYTES / 2 {
+                    tx.send(std::mem::take(&mut batch))
+                        .await
+                        .map_err(|_| stopped())?;
+                    batch_bytes = 0;
+                }
             }
         } else if let Ok(end) = header.to_message::<FileEnd>() {
-            tx.send(Op::End(end)).await.map_err(|_| stopped())?;
+            batch.push(Op::End(end));
         } else {
             return Err(TransferError::Protocol(
                 "expected a file head, file end or end frame".into(),
