@@ -322,12 +322,17 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let buffer = &mut self.buffer;
         let io = &mut self.io;
         let deadline = self.timeout;
-        match tokio::time::timeout(deadline, io.write_all_buf(buffer)).await {
+        // One buffer goes out with write(2): writev of a single slice costs
+        // more in the kernel for nothing.
+        match tokio::time::timeout(deadline, io.write_all(&self.buffer)).await {
             Err(_) => Err(ConnectionError::Timeout(deadline)),
-            Ok(result) => Ok(result?),
+            Ok(result) => {
+                result?;
+                self.buffer.clear();
+                Ok(())
+            }
         }
     }
 
