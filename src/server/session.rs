@@ -144,6 +144,11 @@ async fn serve(
     }
     drop(handshake);
 
+    // One timer for the whole connection, moved forward before each wait:
+    // extending a registered deadline is cheap, registering a new timer for
+    // every request is not.
+    let idle = tokio::time::sleep(limits.idle_timeout);
+    tokio::pin!(idle);
     loop {
         let next = tokio::select! {
             biased;
@@ -151,7 +156,7 @@ async fn serve(
                 return refuse(conn, ErrorCode::ShuttingDown, "the server is shutting down".into())
                     .await;
             }
-            next = next_request(&mut conn, limits.idle_timeout) => next,
+            next = next_request(&mut conn, idle.as_mut(), limits.idle_timeout) => next,
         };
         let header = match next {
             Err(_) => {
@@ -186,18 +191,29 @@ async fn serve(
     }
 }
 
-/// Waits for the next request header, handing back buffers if the wait
-/// lasts. `Err` when the idle timeout passes.
+/// Waits for the next request header on the connection's one timer,
+/// handing back buffers if the wait lasts. `Err(())` when the idle timeout
+/// passes.
 async fn next_request(
     conn: &mut Connection<Stream>,
+    mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
     idle_timeout: Duration,
-) -> Result<Result<Option<Header>, ConnectionError>, tokio::time::error::Elapsed> {
+) -> Result<Result<Option<Header>, ConnectionError>, ()> {
     let linger = IDLE_BUFFER_LINGER.min(idle_timeout);
-    if let Ok(next) = tokio::time::timeout(linger, conn.read_header()).await {
-        return Ok(next);
+    let start = tokio::time::Instant::now();
+    timer.as_mut().reset(start + linger);
+    tokio::select! {
+        biased;
+        next = conn.read_header() => return Ok(next),
+        _ = timer.as_mut() => {}
     }
     conn.release_idle_buffers();
-    tokio::time::timeout(idle_timeout - linger, conn.read_header()).await
+    timer.as_mut().reset(start + idle_timeout);
+    tokio::select! {
+        biased;
+        next = conn.read_header() => Ok(next),
+        _ = timer => Err(()),
+    }
 }
 
 /// Checks a first frame: it must be a body-less `hello` of our version with
