@@ -207,6 +207,7 @@ pub struct Server {
     fingerprint: String,
     token_path: PathBuf,
     state_dir: PathBuf,
+    root: PathBuf,
     log: Arc<Log>,
 }
 
@@ -236,10 +237,15 @@ impl Server {
                 sandbox.default_state_dir()
             }
         };
-        if !args.contains(&"--root") {
-            full.push("--root".into());
-            full.push(sandbox.path().join("root").display().to_string());
-        }
+        let root = match args.iter().position(|a| *a == "--root") {
+            // Relative to the server's working directory, the sandbox.
+            Some(i) => sandbox.path().join(args[i + 1]),
+            None => {
+                full.push("--root".into());
+                full.push(sandbox.path().join("root").display().to_string());
+                sandbox.path().join("root")
+            }
+        };
 
         let mut cmd = sandbox.command(&full);
         cmd.stdin(Stdio::null())
@@ -292,6 +298,7 @@ impl Server {
             fingerprint: fingerprint.expect("a `fingerprint` line before `listening`"),
             token_path: token_path.expect("a `token in` line before `listening`"),
             state_dir,
+            root,
             log,
         }
     }
@@ -327,6 +334,11 @@ impl Server {
     /// The server's state directory.
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
+    }
+
+    /// The directory the server serves (`--root`).
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The server's process id.
@@ -491,6 +503,22 @@ impl Invocation {
     pub fn env_remove(mut self, key: &str) -> Invocation {
         self.cmd.env_remove(key);
         self
+    }
+
+    /// Runs the client in `dir` instead of the sandbox directory.
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Invocation {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    /// Starts the binary without waiting for it, stdin and output discarded,
+    /// for tests that interrupt a client in the middle of its work.
+    pub fn spawn(mut self) -> Process {
+        self.cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Process::spawn(&mut self.cmd)
     }
 
     /// Bytes for the client's stdin (empty by default).
