@@ -286,6 +286,36 @@ fn a_file_whose_data_does_not_hash_to_its_claimed_blake3_is_not_kept() {
 }
 
 #[test]
+#[ignore = "bug: the get receiver writes data for entries it answered `skip`: \
+            ReceivePlan::new (src/services/files/transfer.rs) records a target for skipped \
+            entries and start_file/finish_file accept a file head for any entry with a target, \
+            so a server that sends a file the client said it already has replaces it without \
+            --force (dl/name \"mine\" becomes \"evil\", exit 0)"]
+fn a_file_the_client_did_not_ask_for_is_not_written() {
+    let (sandbox, dl, outside) = sandbox();
+    fs::write(dl.join("name"), b"mine").unwrap();
+    super::set_mtime(&dl.join("name"), 1_600_000_000);
+    let mtime = 1_600_000_000;
+    let entries = [
+        json!({"kind": "file", "path": "name", "file_size": 4, "mode": 0o644,
+                          "mtime": mtime, "mtime_ns": 123_456_789}),
+    ];
+    let fake = Fake::start(1, move |peer| {
+        peer.hello();
+        peer.manifest(&entries);
+        let wants = peer.wants();
+        assert_eq!(wants, [json!({"i": 0, "action": "skip"})]);
+        peer.file(0, b"evil", &blake3::hash(b"evil"));
+        peer.end();
+    });
+    let run = fake.client(&sandbox, &["get", "name", "--to", arg(&dl)]);
+    fake.join();
+    assert_eq!(fs::read(dl.join("name")).unwrap(), b"mine", "{run:?}");
+    assert_ne!(run.code, 0, "{run:?}");
+    outside.assert_untouched();
+}
+
+#[test]
 fn control_characters_from_the_server_never_reach_the_terminal_raw() {
     let sandbox = Sandbox::new();
     let names = ["\u{1b}[31mred", "bell\u{7}", "two\nlines", "csi\u{9b}2J"];
