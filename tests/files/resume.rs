@@ -161,6 +161,29 @@ fn no_resume_starts_over_and_sends_the_whole_file() {
     assert_no_partials(server.root());
 }
 
+#[test]
+#[ignore = "bug: a partial file whose source changed is never removed: partial_name \
+            (src/services/files/atomic.rs) derives the name from the source's size and mtime, \
+            so after an interrupted put, a put of the changed source writes a new partial, \
+            publishes it, and leaves the old .ferry-partial-* in the directory for good \
+            (hidden by ls, and rm refuses reserved names, so no client can remove it)"]
+fn a_transfer_of_a_changed_source_leaves_no_stale_partial_behind() {
+    let server = Server::start(&["--plaintext"]);
+    let local = local_dir(&server, "local");
+    let source = local.join("big");
+    write_random_file(&source, 12, BIG);
+    let stored = server.root().join("big");
+    interrupt(&server, &["put", arg(&source)], server.root(), &stored);
+    server.wait_for_log("connection closed");
+
+    // The source changes before the user tries again.
+    let hash = write_random_file(&source, 13, BIG / 4);
+    let run = run(&server, &["put", arg(&source)]);
+    assert_transferred(&run);
+    assert_eq!(hash_file(&stored), hash);
+    assert_eq!(names_in(server.root()), ["big"], "a stale partial was left");
+}
+
 /// Runs `args` to its end while watching `final_name`, which holds `old`
 /// before and must hold it, or the whole new file of `new_len` bytes, at
 /// every look. Asserts the watch saw a partial file half written.
