@@ -69,6 +69,7 @@ impl Limits {
         crate::protocol::codec::LENGTH_PREFIX_BYTES
             + self.max_header_bytes
             + crate::protocol::codec::BODY_READ_BYTES
+            + crate::protocol::codec::HEADER_READ_AHEAD_BYTES
             + self.max_write_buffer_bytes
     }
 
