@@ -4,5 +4,5 @@
 
 mod util;
 
-mod foundation;
 mod files;
+mod foundation;

@@ -160,17 +160,19 @@ pub async fn get(args: GetArgs, global: &GlobalArgs) -> Result<(), Error> {
     let bar = Arc::new(TransferBar::new(global.quiet));
     let started = Instant::now();
     let mut total = TransferReport::default();
+    let options = TransferOptions {
+        md5: args.get_flags.md5,
+        ..args.flags.options()
+    };
     for remote in &args.remote {
         match client
-            .get(
-                remote.as_bytes(),
-                &args.to,
-                args.flags.options(),
-                bar.clone(),
-            )
+            .get(remote.as_bytes(), &args.to, options, bar.clone())
             .await
         {
             Ok(report) => {
+                for (path, md5) in &report.md5s {
+                    print_escaped_line(&[md5.as_bytes(), b"  ", path].concat())?;
+                }
                 total.files += report.files;
                 total.bytes += report.bytes;
                 total.skipped += report.skipped;

@@ -204,10 +204,6 @@ fn rm_of_several_paths_removes_the_others_when_one_fails() {
 }
 
 #[test]
-#[ignore = "bug: a file where a directory is needed answers io_error, not not_a_directory: \
-            Root::mkdir_all (src/services/files/root.rs) reports a non-directory in the way \
-            as io::Error::new(AlreadyExists, ..) with no errno, which error::code_of maps to \
-            io_error; seen for mkdir -p FILE, mkdir -p FILE/x and put --to FILE"]
 fn a_file_where_a_directory_is_needed_is_not_a_directory() {
     let server = Server::start(&["--plaintext"]);
     fs::write(server.root().join("file"), b"x").unwrap();

@@ -162,11 +162,6 @@ fn no_resume_starts_over_and_sends_the_whole_file() {
 }
 
 #[test]
-#[ignore = "bug: a partial file whose source changed is never removed: partial_name \
-            (src/services/files/atomic.rs) derives the name from the source's size and mtime, \
-            so after an interrupted put, a put of the changed source writes a new partial, \
-            publishes it, and leaves the old .ferry-partial-* in the directory for good \
-            (hidden by ls, and rm refuses reserved names, so no client can remove it)"]
 fn a_transfer_of_a_changed_source_leaves_no_stale_partial_behind() {
     let server = Server::start(&["--plaintext"]);
     let local = local_dir(&server, "local");

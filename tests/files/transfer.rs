@@ -384,9 +384,6 @@ fn md5_hex(bytes: &[u8]) -> String {
 }
 
 #[test]
-#[ignore = "bug: `ferry get --md5` prints nothing: src/cli/files.rs TransferFlags::options() \
-            always sets md5: false (GetOnlyFlags::md5 is never read), so the server is never \
-            asked for md5s, and cli::files::get never prints TransferReport::md5s"]
 fn get_md5_prints_md5sum_lines_that_match_the_files() {
     let server = Server::start(&[]);
     let one = random_bytes(4, 50_000);

@@ -9,9 +9,10 @@
 //! one fsync per file, or one `syncfs` for a whole tree before any rename.
 //!
 //! A partial file has a reserved name, `.ferry-partial-<id>`, derived from
-//! the final name and the source's size and mtime, so running the same
-//! transfer again finds it and resumes; the file service hides and refuses
-//! reserved names, so clients can never name a partial. A disconnect keeps
+//! the final name, so running the same transfer again finds it and resumes
+//! (the sender checks that its bytes are still a prefix of the source); the
+//! file service hides and refuses reserved names, so clients can never name
+//! a partial. A disconnect keeps
 //! the partial for a later resume; a hash mismatch or a full disk removes it.
 
 use std::ffi::{OsStr, OsString};
@@ -80,20 +81,21 @@ impl From<rustix::io::Errno> for WriteError {
 }
 
 /// The reserved name of the partial file for `final_name` from `source`.
-pub fn partial_name(final_name: &OsStr, source: &SourceId) -> OsString {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(final_name.as_bytes());
-    hasher.update(&source.file_size.to_le_bytes());
-    hasher.update(&source.mtime.0.to_le_bytes());
-    hasher.update(&source.mtime.1.to_le_bytes());
-    let id = hasher.finalize().to_hex();
+///
+/// The name depends on the final name alone, so there is at most one partial
+/// per target: a transfer of a changed source reuses (and restarts) it
+/// instead of leaving the old one behind. Whether its bytes still fit is
+/// settled by the sender, which compares the partial's hash with its own
+/// prefix.
+pub fn partial_name(final_name: &OsStr) -> OsString {
+    let id = blake3::hash(final_name.as_bytes()).to_hex();
     OsString::from(format!("{PARTIAL_PREFIX}{}", &id[..32]))
 }
 
-/// Whether a non-empty partial file of `source` exists for `target`, without
+/// Whether a non-empty partial file exists for `final_name`, without
 /// creating one: only then is it worth opening (and hashing) to resume.
-pub fn has_partial(dir: &OwnedFd, final_name: &OsStr, source: &SourceId) -> bool {
-    let name = partial_name(final_name, source);
+pub fn has_partial(dir: &OwnedFd, final_name: &OsStr) -> bool {
+    let name = partial_name(final_name);
     rustix::fs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW)
         .map(|st| st.st_size > 0)
         .unwrap_or(false)
@@ -144,7 +146,7 @@ impl PartialFile {
         if is_reserved_name(final_name) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "reserved file name").into());
         }
-        let name = partial_name(final_name, source);
+        let name = partial_name(final_name);
         let fd = rustix::fs::openat(
             &dir,
             &name,
@@ -492,17 +494,17 @@ mod tests {
     }
 
     #[test]
-    fn another_source_or_no_resume_starts_over() {
+    fn a_partial_longer_than_the_source_or_no_resume_starts_over() {
         let (_tmp, root) = setup();
         let mut first = PartialFile::open(&root, &rel("f"), &SOURCE, true).unwrap();
         first.write(b"hello").unwrap();
         first.suspend();
-        let other = SourceId {
-            mtime: (1, 0),
+        let shorter = SourceId {
+            file_size: 3,
             ..SOURCE
         };
         assert_eq!(
-            PartialFile::open(&root, &rel("f"), &other, true)
+            PartialFile::open(&root, &rel("f"), &shorter, true)
                 .unwrap()
                 .resumed_len(),
             0
@@ -604,7 +606,7 @@ mod tests {
 
     #[test]
     fn reserved_names_are_recognised_and_refused_as_targets() {
-        let name = partial_name(OsStr::new("f"), &SOURCE);
+        let name = partial_name(OsStr::new("f"));
         assert!(is_reserved_name(&name));
         assert!(!is_reserved_name(OsStr::new("f")));
         let (_tmp, root) = setup();

@@ -272,7 +272,15 @@ pub async fn rm(
                 format!("{} is a directory; use -r to remove it", show(&shown)),
             ));
         }
-        root.remove_all(&rel).map_err(|e| FileError::io(&shown, &e))
+        let removed = root
+            .remove_all(&rel)
+            .map_err(|e| FileError::io(&shown, &e))?;
+        // An interrupted upload's partial goes with the file it was for.
+        if let (Some(name), Ok(dir)) = (rel.file_name(), root.open_dir(&rel.parent())) {
+            let partial = super::atomic::partial_name(name);
+            let _ = rustix::fs::unlinkat(&dir, &partial, rustix::fs::AtFlags::empty());
+        }
+        Ok(removed)
     })
     .await;
     match removed {

@@ -289,10 +289,7 @@ impl Root {
                 Ok(()) => {}
                 Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
                     if self.stat(&partial)?.kind != Kind::Dir {
-                        return Err(io::Error::new(
-                            io::ErrorKind::AlreadyExists,
-                            format!("{partial:?} exists and is not a directory"),
-                        ));
+                        return Err(rustix::io::Errno::NOTDIR.into());
                     }
                 }
                 Err(err) => return Err(err),

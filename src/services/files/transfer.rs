@@ -380,6 +380,9 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 pub struct ReceivePlan {
     dest: Arc<Root>,
     dirs: DirCache,
+    /// The offset offered for each file asked for; data for anything else
+    /// is refused, so a sender cannot write what the receiver skipped.
+    offered: HashMap<u64, u64>,
     entries: Vec<Entry>,
     targets: Vec<Option<RelPath>>,
     partials: HashMap<u64, PartialFile>,
@@ -402,6 +405,7 @@ impl ReceivePlan {
         let mut plan = ReceivePlan {
             dest,
             dirs: DirCache::default(),
+            offered: HashMap::new(),
             targets: Vec::with_capacity(entries.len()),
             entries: Vec::new(),
             partials: HashMap::new(),
@@ -421,7 +425,13 @@ impl ReceivePlan {
                             plan.skipped += 1;
                             WantAction::Skip
                         }
-                        Step::Fetch => plan.fetch(i, &target, entry),
+                        Step::Fetch => {
+                            let action = plan.fetch(i, &target, entry);
+                            if let WantAction::Send { offset, .. } = action {
+                                plan.offered.insert(i, offset);
+                            }
+                            action
+                        }
                     }
                 }
                 Err(err) => {
@@ -448,7 +458,7 @@ impl ReceivePlan {
                 prefix_blake3: None,
             };
         };
-        if self.options.resume && has_partial(&dir, name, &source) {
+        if self.options.resume && has_partial(&dir, name) {
             if let Ok(partial) = PartialFile::open_in(dir, name, &source, true) {
                 let offset = partial.resumed_len();
                 let prefix = partial.resumed_hash().to_hex().to_string();
@@ -639,6 +649,24 @@ impl ReceivePlan {
 
     fn start_file(&mut self, i: u64, offset: u64) -> Result<PartialFile, FileError> {
         let shown = self.shown(i);
+        match self.offered.get(&i) {
+            Some(&offered) if offset == offered || offset == 0 => {}
+            Some(_) => {
+                return Err(FileError::new(
+                    ErrorCode::BadRequest,
+                    format!("{}: sent from an offset that was not offered", show(&shown)),
+                ))
+            }
+            None => {
+                return Err(FileError::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "{}: data sent for a file that was not asked for",
+                        show(&shown)
+                    ),
+                ))
+            }
+        }
         let target = self.targets[i as usize]
             .clone()
             .ok_or_else(|| FileError::new(ErrorCode::BadPath, "refused entry"))?;
