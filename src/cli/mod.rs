@@ -43,7 +43,7 @@ struct Cli {
 #[derive(Debug, Args)]
 struct GlobalArgs {
     /// Server to talk to: HOST:PORT, [IPV6]:PORT or unix:PATH.
-    #[arg(long, global = true, env = "FERRY_SERVER", value_name = "ADDR",
+    #[arg(long, global = true, help_heading = "Global options", env = "FERRY_SERVER", value_name = "ADDR",
           default_value = ferry::server::DEFAULT_LISTEN)]
     server: Endpoint,
 
@@ -51,6 +51,7 @@ struct GlobalArgs {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "FERRY_TOKEN",
         hide_env_values = true,
         value_name = "TOKEN"
@@ -61,21 +62,27 @@ struct GlobalArgs {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "FERRY_FINGERPRINT",
         value_name = "SHA256:..."
     )]
     fingerprint: Option<Fingerprint>,
 
     /// Speak plain TCP instead of TLS (the server allows it on loopback only).
-    #[arg(long, global = true, env = "FERRY_PLAINTEXT")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "FERRY_PLAINTEXT"
+    )]
     plaintext: bool,
 
     /// Log more (-v, -vv); RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, help_heading = "Global options", action = clap::ArgAction::Count)]
     verbose: u8,
 
     /// Print nothing but the requested output and errors.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     quiet: bool,
 }
 
