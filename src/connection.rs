@@ -325,6 +325,12 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             .await
     }
 
+    /// Sets how long a write may wait for the peer; returns the old value.
+    /// Exec raises it: a client that pauses its pager is not an error.
+    pub fn set_timeout(&mut self, timeout: Duration) -> Duration {
+        std::mem::replace(&mut self.timeout, timeout)
+    }
+
     /// Body bytes still owed for the last header sent.
     pub fn body_owed(&self) -> u64 {
         self.codec.encode_remaining()

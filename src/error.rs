@@ -79,6 +79,10 @@ pub enum Error {
     /// The server refused the connection at `hello`.
     #[error("the server refused the connection: {}", .0.message)]
     Refused(ErrorReply),
+    /// The server did not run a command (exec): a ferry failure, exit 3, so
+    /// a wrapper can tell it from the command's own exit status.
+    #[error("the command did not run: {}", .0.message)]
+    NotRun(ErrorReply),
     /// The server answered a request with an error.
     #[error("{}", .0.message)]
     Remote(ErrorReply),
@@ -101,7 +105,9 @@ impl Error {
     /// The wire code, when the server sent one.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            Error::Refused(reply) | Error::Remote(reply) => reply.known_code(),
+            Error::Refused(reply) | Error::Remote(reply) | Error::NotRun(reply) => {
+                reply.known_code()
+            }
             _ => None,
         }
     }
@@ -117,6 +123,7 @@ impl Error {
             | Error::FingerprintMismatch { .. }
             | Error::NoToken { .. }
             | Error::Refused(_)
+            | Error::NotRun(_)
             | Error::Connection(_)
             | Error::Protocol(_) => EXIT_CONNECT,
         }

@@ -44,6 +44,9 @@ pub struct Limits {
     /// 100 bytes a file, so 64 MiB covers trees of over half a million
     /// files while bounding what one request can make the server hold.
     pub max_list_bytes: usize,
+    /// Commands `exec` runs at once. Each holds a process and its pipes;
+    /// 16 keeps a small server responsive.
+    pub max_commands: usize,
 }
 
 impl Default for Limits {
@@ -58,6 +61,7 @@ impl Default for Limits {
             drain_timeout: Duration::from_secs(10),
             max_write_buffer_bytes: 256 * 1024,
             max_list_bytes: 64 * 1024 * 1024,
+            max_commands: 16,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! fingerprint / authentication.
 
 mod echo;
+mod exec;
 mod files;
 mod output;
 mod progress;
@@ -104,6 +105,8 @@ enum Command {
     Mkdir(files::MkdirArgs),
     /// Remove remote files (and with -r, directories).
     Rm(files::RmArgs),
+    /// Run a command on the server: ferry exec [OPTIONS] -- COMMAND [ARGS...]
+    Exec(exec::ExecArgs),
 }
 
 /// Parses, runs, and maps the outcome to an exit status.
@@ -121,6 +124,10 @@ pub fn main() -> ExitCode {
         Command::Stat(args) => run_client(files::stat(args, global)),
         Command::Mkdir(args) => run_client(files::mkdir(args, global)),
         Command::Rm(args) => run_client(files::rm(args, global)),
+        Command::Exec(args) => match run_client(exec::run(args, global)) {
+            Ok(status) => return ExitCode::from(status),
+            Err(err) => Err(err),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -168,12 +175,17 @@ fn init_logging(global: &GlobalArgs, serving: bool) {
 }
 
 /// Runs a client command. Clients start often and do their heavy file work
-/// on blocking threads: one runtime thread starts fastest.
-fn run_client(command: impl std::future::Future<Output = Result<(), Error>>) -> Result<(), Error> {
-    tokio::runtime::Builder::new_current_thread()
+/// on blocking threads: one runtime thread starts fastest. The runtime is
+/// not waited for on the way out: a read of stdin blocked on a terminal
+/// (exec forwarding stdin to a command that never read it) must not keep
+/// the process alive.
+fn run_client<T>(command: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?
-        .block_on(command)
+        .build()?;
+    let result = runtime.block_on(command);
+    runtime.shutdown_background();
+    result
 }
 
 /// The state directory of a server on this machine: `FERRY_STATE`, else the

@@ -65,6 +65,16 @@ pub struct ServeArgs {
           default_value = "10")]
     drain_timeout: Duration,
 
+    /// Run commands for `ferry exec` (as this server's user, in the root).
+    /// Off unless given: anyone with the token can then run anything.
+    #[arg(long, env = "FERRY_ALLOW_EXEC")]
+    allow_exec: bool,
+
+    /// Most commands `exec` runs at once; more are refused `exec_limit`.
+    #[arg(long, value_name = "N", env = "FERRY_MAX_COMMANDS",
+          default_value_t = Limits::default().max_commands)]
+    max_commands: usize,
+
     /// Largest frame header accepted, in bytes.
     #[arg(long, value_name = "BYTES", env = "FERRY_MAX_HEADER_BYTES",
           default_value_t = Limits::default().max_header_bytes)]
@@ -93,8 +103,10 @@ impl ServeArgs {
                 idle_timeout: self.idle_timeout,
                 request_timeout: self.request_timeout,
                 drain_timeout: self.drain_timeout,
+                max_commands: self.max_commands,
                 ..Limits::default()
             },
+            allow_exec: self.allow_exec,
         })
     }
 }

@@ -3,6 +3,7 @@
 //! print is the CLI's business, so notices such as a new pin are returned.
 
 pub mod echo;
+pub mod exec;
 pub mod files;
 pub mod known_hosts;
 

@@ -107,6 +107,10 @@ error_codes! {
         "A manifest or listing is over the server's cap.";
     IoError => "io_error", GoesOn,
         "The filesystem failed; the message says how.";
+    NotAllowed => "not_allowed", GoesOn,
+        "The server does not offer this; for `exec`, it was started without `--allow-exec`.";
+    ExecLimit => "exec_limit", GoesOn,
+        "The server is running its maximum of commands at once; try again.";
     Internal => "internal", Closes,
         "The server failed in a way that is not the client's fault; see its log.";
 }

@@ -42,6 +42,8 @@ pub struct Config {
     pub plaintext: bool,
     /// Caps and deadlines.
     pub limits: Limits,
+    /// Run commands for `exec` (off unless `--allow-exec`).
+    pub allow_exec: bool,
 }
 
 impl Config {
@@ -133,6 +135,7 @@ impl Server {
         raise_open_file_limit(config.limits.max_connections);
 
         let max_list_bytes = config.limits.max_list_bytes;
+        let max_commands = config.limits.max_commands;
         let shared = Arc::new(Shared {
             token: state.token.clone(),
             tls,
@@ -142,6 +145,9 @@ impl Server {
             services: ServiceContext {
                 root: Arc::new(root_handle),
                 max_list_bytes,
+                root_path: root.clone(),
+                allow_exec: config.allow_exec,
+                exec_slots: Arc::new(Semaphore::new(max_commands)),
             },
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),

@@ -4,6 +4,7 @@
 //! an error only when the connection cannot go on.
 
 pub mod echo;
+pub mod exec;
 pub mod files;
 
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use crate::protocol::{ErrorCode, ErrorReply, Header};
 use crate::transport::Stream;
 
 /// The `cmd`s this build serves, in the order `hello` lists them.
-pub const SERVICES: &[&str] = &["echo", "get", "put", "ls", "stat", "mkdir", "rm"];
+pub const SERVICES: &[&str] = &["echo", "get", "put", "ls", "stat", "mkdir", "rm", "exec"];
 
 /// A request, parsed from its header by `cmd`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +36,8 @@ pub enum Request {
     Mkdir(files::ops::MkdirRequest),
     /// Remove a file or tree.
     Rm(files::ops::RmRequest),
+    /// Run a command and stream its output.
+    Exec(exec::ExecRequest),
 }
 
 impl Request {
@@ -83,6 +86,12 @@ pub struct ServiceContext {
     pub root: Arc<files::root::Root>,
     /// Cap on a manifest, wants list or listing body.
     pub max_list_bytes: usize,
+    /// The served root as a path: where commands start.
+    pub root_path: std::path::PathBuf,
+    /// Whether `exec` runs commands (`--allow-exec`).
+    pub allow_exec: bool,
+    /// One permit per command running at once.
+    pub exec_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// How a request ended, for the server's log.
@@ -126,6 +135,7 @@ pub async fn handle(
         Request::Stat(request) => files::ops::stat(conn, context, request).await,
         Request::Mkdir(request) => files::ops::mkdir(conn, context, request).await,
         Request::Rm(request) => files::ops::rm(conn, context, request).await,
+        Request::Exec(request) => exec::serve(conn, context, request).await,
     }
 }
 

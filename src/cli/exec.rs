@@ -1,0 +1,112 @@
+//! `ferry exec`: run a command on the server. The client exits with the
+//! command's status (128+N for a signal, 124 after `--timeout`), and with 3
+//! when ferry itself failed, so a wrapper can tell the two apart. On
+//! success it adds nothing to the command's stdout or stderr.
+
+use std::io::{IsTerminal, Write};
+
+use clap::Args;
+use ferry::services::exec::ExecRequest;
+use ferry::Error;
+use tokio::io::AsyncBufReadExt;
+
+use super::{connect, parse_seconds, GlobalArgs};
+
+/// `ferry exec` arguments.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Working directory on the server, relative to its root (or absolute)
+    /// [default: the root].
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<String>,
+
+    /// Set a variable for the command; repeat for more.
+    #[arg(long, value_name = "K=V", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+
+    /// Kill the command (and everything it started) after this many
+    /// seconds; the client then exits 124.
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    timeout: Option<std::time::Duration>,
+
+    /// The command. One argument runs through the server's shell
+    /// (`sh -c`); several run directly, without a shell. Without a
+    /// command, each line of stdin is run (with a `>> ` prompt on a
+    /// terminal) until EOF.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("`{text}` is not K=V")),
+    }
+}
+
+impl ExecArgs {
+    fn request(&self, command: &[String]) -> ExecRequest {
+        let (shell, argv) = match command {
+            [line] => (Some(line.clone()), None),
+            argv => (None, Some(argv.to_vec())),
+        };
+        ExecRequest {
+            shell,
+            argv,
+            cwd: self.cwd.clone(),
+            env: self.env.iter().cloned().collect(),
+            timeout_secs: self.timeout.map(|t| t.as_secs_f64()),
+        }
+    }
+}
+
+/// Runs `ferry exec`; returns the exit status to leave with.
+pub async fn run(args: ExecArgs, global: &GlobalArgs) -> Result<u8, Error> {
+    let not_run = |err: Error| match err {
+        Error::Remote(reply) => Error::NotRun(reply),
+        other => other,
+    };
+    let mut client = connect(global).await?;
+    let mut stdout = tokio::io::stdout();
+    let mut stderr = tokio::io::stderr();
+    if !args.command.is_empty() {
+        let request = args.request(&args.command);
+        let stdin = Some(tokio::io::stdin());
+        let end = client
+            .exec(&request, stdin, &mut stdout, &mut stderr)
+            .await
+            .map_err(not_run)?;
+        client.close().await;
+        return Ok(end.shell_status().clamp(0, 255) as u8);
+    }
+    // The tutorial's loop: one command per line, its output, the next.
+    let interactive = std::io::stdin().is_terminal();
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin());
+    let mut line = String::new();
+    let mut status = 0;
+    loop {
+        if interactive {
+            eprint!(">> ");
+            std::io::stderr().flush()?;
+        }
+        line.clear();
+        if lines.read_line(&mut line).await? == 0 {
+            if interactive {
+                eprintln!();
+            }
+            break;
+        }
+        let command = line.trim();
+        if command.is_empty() {
+            continue;
+        }
+        let request = args.request(&[command.to_string()]);
+        let end = client
+            .exec(&request, None::<tokio::io::Empty>, &mut stdout, &mut stderr)
+            .await
+            .map_err(not_run)?;
+        status = end.shell_status().clamp(0, 255);
+    }
+    client.close().await;
+    Ok(status as u8)
+}

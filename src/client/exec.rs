@@ -1,0 +1,150 @@
+//! The client side of `exec`: send the request, then at once stream stdin
+//! up and copy the command's stdout and stderr down, each to its own place,
+//! byte for byte, until the server's end frame.
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::{expect_ok, Client};
+use crate::connection::{ConnectionError, FrameReader};
+use crate::error::Error;
+use crate::protocol::message::{request_header, StreamFrame};
+use crate::services::exec::{ExecEnd, ExecRequest, PIPE_READ_BYTES};
+
+impl Client {
+    /// Runs a command on the server. `stdin`, if given, is forwarded until
+    /// its end (then the command's stdin closes); without it the command's
+    /// stdin is closed at once. Output is written to `stdout` and `stderr`
+    /// as it arrives. Returns how the command ended.
+    pub async fn exec<I, O, E>(
+        &mut self,
+        request: &ExecRequest,
+        mut stdin: Option<I>,
+        stdout: &mut O,
+        stderr: &mut E,
+    ) -> Result<ExecEnd, Error>
+    where
+        I: AsyncRead + Unpin,
+        O: AsyncWrite + Unpin,
+        E: AsyncWrite + Unpin,
+    {
+        let conn = self.connection();
+        conn.send(request_header("exec", request), Bytes::new())
+            .await?;
+        expect_ok(conn.reader().expect_header().await?)?;
+        let (reader, writer) = conn.split();
+        let mut input = BytesMut::with_capacity(PIPE_READ_BYTES);
+        let mut channel = Channel::Stdout;
+        let mut body_left = 0u64;
+        let mut sent_end = false;
+        let end = loop {
+            tokio::select! {
+                item = next_output(reader, body_left) => {
+                    match item? {
+                        Output::Frame { to, size } => {
+                            channel = to;
+                            body_left = size;
+                        }
+                        Output::Data { chunk, left } => {
+                            body_left = left;
+                            match channel {
+                                Channel::Stdout => write_out(stdout, &chunk).await?,
+                                Channel::Stderr => write_out(stderr, &chunk).await?,
+                            }
+                        }
+                        Output::End(end) => break end,
+                    }
+                }
+                read = read_input(&mut stdin, &mut input), if stdin.is_some() => {
+                    match read {
+                        Some(chunk) => {
+                            writer.send(StreamFrame::data_header("stdin", 0), chunk).await?;
+                        }
+                        None => {
+                            stdin = None;
+                            let end = StreamFrame::end_header(&serde_json::json!({}));
+                            writer.send(end, Bytes::new()).await?;
+                            sent_end = true;
+                        }
+                    }
+                }
+            }
+        };
+        // The command ended before our stdin did (or there was none): end
+        // our stream too, so the connection is ready for the next request.
+        if stdin.is_some() || !sent_end {
+            let end_frame = StreamFrame::end_header(&serde_json::json!({}));
+            writer.send(end_frame, Bytes::new()).await?;
+        }
+        Ok(end)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Channel {
+    Stdout,
+    Stderr,
+}
+
+enum Output {
+    Frame { to: Channel, size: u64 },
+    Data { chunk: Bytes, left: u64 },
+    End(ExecEnd),
+}
+
+/// The next step of the server's output stream; one header or one chunk per
+/// call, so it is safe to drop inside a `select!`.
+async fn next_output<R: AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+    body_left: u64,
+) -> Result<Output, Error> {
+    if body_left > 0 {
+        let chunk = reader.read_body_chunk().await?.unwrap_or_default();
+        return Ok(Output::Data {
+            left: reader.body_remaining(),
+            chunk,
+        });
+    }
+    let header = reader
+        .read_header()
+        .await?
+        .ok_or(Error::Connection(ConnectionError::Closed))?;
+    match StreamFrame::from_header(header) {
+        Some(StreamFrame::Data { channel, size }) => {
+            let to = match channel.as_str() {
+                "stdout" => Channel::Stdout,
+                "stderr" => Channel::Stderr,
+                other => {
+                    return Err(Error::Protocol(format!(
+                        "output on an unknown channel {other:?}"
+                    )))
+                }
+            };
+            Ok(Output::Frame { to, size })
+        }
+        Some(StreamFrame::End(header)) => header
+            .to_message::<ExecEnd>()
+            .map(Output::End)
+            .map_err(|e| Error::Protocol(format!("bad exec end frame: {e}"))),
+        Some(StreamFrame::Error(reply)) => Err(Error::Remote(reply)),
+        None => Err(Error::Protocol("expected exec output".into())),
+    }
+}
+
+async fn read_input<I: AsyncRead + Unpin>(
+    stdin: &mut Option<I>,
+    buf: &mut BytesMut,
+) -> Option<Bytes> {
+    let input = stdin.as_mut()?;
+    buf.reserve(PIPE_READ_BYTES);
+    match input.read_buf(buf).await {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(buf.split().freeze()),
+    }
+}
+
+async fn write_out<W: AsyncWrite + Unpin>(out: &mut W, bytes: &[u8]) -> Result<(), Error> {
+    out.write_all(bytes).await?;
+    out.flush().await?;
+    Ok(())
+}

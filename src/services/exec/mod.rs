@@ -1,0 +1,415 @@
+//! `exec`: run a command on the server and stream its output back.
+//!
+//! The reply is an ok header, then a stream of `stdout` and `stderr` data
+//! frames as the command produces them, then an end frame with the exit
+//! code or signal. Meanwhile the client streams `stdin` data frames and ends
+//! them with its own end frame; after sending its end frame the server reads
+//! the client's stream to its end, so both sides stay in step for the next
+//! request. stdout and stderr are read concurrently (a chatty stderr cannot
+//! deadlock the command) and stdin is written without ever blocking them.
+//! Memory stays bounded: a client that stops reading stalls the command,
+//! whose pipes fill. A timeout or a client that leaves kills the whole
+//! process group.
+
+pub mod process;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{Outcome, ServiceContext};
+use crate::connection::{Connection, ConnectionError};
+use crate::protocol::message::{ok_header, StreamFrame};
+use crate::protocol::{ErrorCode, ErrorReply};
+use crate::transport::Stream;
+use process::Program;
+
+/// Bytes read from a pipe per data frame.
+pub const PIPE_READ_BYTES: usize = 64 * 1024;
+/// Largest stdin data frame accepted from a client.
+pub const MAX_STDIN_FRAME_BYTES: u64 = 1024 * 1024;
+/// How long a send to a client that stops reading may stall before the
+/// command is killed: long, because a paused pager is not an error.
+const STALLED_CLIENT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// `{"cmd": "exec", "shell": "ls -l"}` or `{"cmd": "exec", "argv": [...]}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// A command line for the server's shell, `sh -c`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
+    /// A program and its arguments, run without a shell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
+    /// Working directory: relative to the served root, or absolute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Variables added to the server's environment.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Seconds after which the command's process group is killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<f64>,
+}
+
+/// The fields of the end frame that closes an exec stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecEnd {
+    /// The exit code, when the command exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// Whether the timeout killed it.
+    #[serde(default)]
+    pub timed_out: bool,
+}
+
+impl ExecEnd {
+    /// The status a shell would report: the code, 128+signal, or 124 after
+    /// a timeout (as `timeout(1)` does).
+    pub fn shell_status(&self) -> i32 {
+        if self.timed_out {
+            124
+        } else if let Some(code) = self.exit_code {
+            code
+        } else {
+            128 + self.signal.unwrap_or(0)
+        }
+    }
+}
+
+impl ExecRequest {
+    fn program(&self) -> Result<Program, String> {
+        match (&self.shell, &self.argv) {
+            (Some(line), None) if !line.is_empty() => Ok(Program::Shell(line.clone())),
+            (None, Some(argv)) if !argv.is_empty() => Ok(Program::Argv(argv.clone())),
+            (Some(_), Some(_)) => Err("give `shell` or `argv`, not both".into()),
+            _ => Err("an empty command".into()),
+        }
+    }
+
+    fn timeout(&self) -> Result<Option<Duration>, String> {
+        match self.timeout_secs {
+            None => Ok(None),
+            Some(secs) if secs.is_finite() && secs > 0.0 && secs < 1e9 => {
+                Ok(Some(Duration::from_secs_f64(secs)))
+            }
+            Some(secs) => Err(format!("`timeout_secs` {secs} is not a positive number")),
+        }
+    }
+}
+
+/// Serves one `exec` request.
+pub async fn serve(
+    conn: &mut Connection<Stream>,
+    context: &ServiceContext,
+    request: ExecRequest,
+) -> Result<Outcome, ConnectionError> {
+    let refuse = |code, message: String| ErrorReply::new(code, message);
+    let checked = (|| {
+        if !context.allow_exec {
+            return Err(refuse(
+                ErrorCode::NotAllowed,
+                "this server does not run commands; start it with `ferry serve --allow-exec`"
+                    .into(),
+            ));
+        }
+        let program = request
+            .program()
+            .map_err(|m| refuse(ErrorCode::BadRequest, m))?;
+        let timeout = request
+            .timeout()
+            .map_err(|m| refuse(ErrorCode::BadRequest, m))?;
+        let cwd = match &request.cwd {
+            None => context.root_path.clone(),
+            Some(dir) => context.root_path.join(dir),
+        };
+        if !cwd.is_dir() {
+            return Err(refuse(
+                ErrorCode::NotFound,
+                format!(
+                    "working directory {:?} does not exist on the server",
+                    request.cwd.as_deref().unwrap_or(".")
+                ),
+            ));
+        }
+        let slot = context
+            .exec_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                refuse(
+                    ErrorCode::ExecLimit,
+                    "the server is running its maximum of commands at once; try again".into(),
+                )
+            })?;
+        Ok((program, timeout, cwd, slot))
+    })();
+    let (program, timeout, cwd, _slot) = match checked {
+        Ok(checked) => checked,
+        Err(reply) => {
+            conn.send_error(&reply).await?;
+            return Ok(Outcome::Refused(
+                reply.known_code().unwrap_or(ErrorCode::Internal),
+            ));
+        }
+    };
+    conn.send(ok_header(&serde_json::json!({})), Bytes::new())
+        .await?;
+    let (end, client_done) = run(conn, &program, &cwd, &request.env, timeout).await?;
+    conn.writer()
+        .send_header(&StreamFrame::end_header(&end))
+        .await?;
+    conn.writer().flush().await?;
+    if !client_done {
+        drain_stdin(conn).await?;
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Runs the command, streaming its output and its stdin, and returns how it
+/// ended and whether the client's stdin stream has ended. A failed spawn is reported as a shell would: a message on stderr
+/// and status 127 (not found) or 126 (not executable).
+async fn run(
+    conn: &mut Connection<Stream>,
+    program: &Program,
+    cwd: &std::path::Path,
+    env: &BTreeMap<String, String>,
+    timeout: Option<Duration>,
+) -> Result<(ExecEnd, bool), ConnectionError> {
+    let mut child = match process::spawn(program, cwd, env) {
+        Ok(child) => child,
+        Err(err) => {
+            let code = match err.kind() {
+                std::io::ErrorKind::NotFound => 127,
+                _ => 126,
+            };
+            let message = format!("ferry: cannot run the command: {err}\n");
+            let (_, writer) = conn.split();
+            writer
+                .send(StreamFrame::data_header("stderr", 0), Bytes::from(message))
+                .await?;
+            let end = ExecEnd {
+                exit_code: Some(code),
+                ..ExecEnd::default()
+            };
+            return Ok((end, false));
+        }
+    };
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let mut stdin = child.stdin.take();
+    let (reader, writer) = conn.split();
+    let old_timeout = writer.set_timeout(STALLED_CLIENT_TIMEOUT);
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut out_buf = BytesMut::with_capacity(PIPE_READ_BYTES);
+    let mut err_buf = BytesMut::with_capacity(PIPE_READ_BYTES);
+    let mut stdin_pending: Option<Bytes> = None;
+    let mut stdin_body_left = 0u64;
+    let mut client_done = false;
+    let mut status = None;
+    let mut timed_out = false;
+
+    let outcome: Result<(), ConnectionError> = async {
+        while stdout.is_some() || stderr.is_some() || status.is_none() {
+            tokio::select! {
+                read = read_pipe(&mut stdout, &mut out_buf), if stdout.is_some() => {
+                    match read {
+                        Some(bytes) => writer.send(StreamFrame::data_header("stdout", 0), bytes).await?,
+                        None => stdout = None,
+                    }
+                }
+                read = read_pipe(&mut stderr, &mut err_buf), if stderr.is_some() => {
+                    match read {
+                        Some(bytes) => writer.send(StreamFrame::data_header("stderr", 0), bytes).await?,
+                        None => stderr = None,
+                    }
+                }
+                exited = child.wait(), if status.is_none() => {
+                    status = Some(exited?);
+                }
+                written = write_stdin(&mut stdin, &mut stdin_pending), if stdin_pending.is_some() => {
+                    if written.is_err() {
+                        // The command closed its stdin: drop the rest.
+                        stdin = None;
+                        stdin_pending = None;
+                    }
+                }
+                item = next_stdin(reader, stdin_body_left), if !client_done && stdin_pending.is_none() => {
+                    match item? {
+                        StdinItem::Data { chunk, left } => {
+                            stdin_body_left = left;
+                            if stdin.is_some() && !chunk.is_empty() {
+                                stdin_pending = Some(chunk);
+                            }
+                        }
+                        StdinItem::Frame(size) => stdin_body_left = size,
+                        StdinItem::Eof => {
+                            client_done = true;
+                            stdin = None; // closes the command's stdin
+                        }
+                    }
+                }
+                _ = sleep_until(deadline), if deadline.is_some() && !timed_out => {
+                    timed_out = true;
+                    process::kill_group(&child);
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if outcome.is_err() {
+        // The client is gone or broke the stream: nobody will read the
+        // output, so the command must not outlive the connection.
+        process::kill_group(&child);
+        let _ = child.wait().await;
+    } else if timed_out {
+        process::kill_group(&child);
+    }
+    conn.writer().set_timeout(old_timeout);
+    outcome?;
+    let (exit_code, signal) = status.map(process::describe).unwrap_or((None, None));
+    let end = ExecEnd {
+        exit_code,
+        signal,
+        timed_out,
+    };
+    Ok((end, client_done))
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads what a pipe has, up to [`PIPE_READ_BYTES`]; `None` at its end.
+async fn read_pipe<R: tokio::io::AsyncRead + Unpin>(
+    pipe: &mut Option<R>,
+    buf: &mut BytesMut,
+) -> Option<Bytes> {
+    let pipe = pipe.as_mut()?;
+    buf.reserve(PIPE_READ_BYTES);
+    match pipe.read_buf(buf).await {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(buf.split().freeze()),
+    }
+}
+
+async fn write_stdin(
+    stdin: &mut Option<tokio::process::ChildStdin>,
+    pending: &mut Option<Bytes>,
+) -> std::io::Result<()> {
+    let (Some(pipe), Some(bytes)) = (stdin.as_mut(), pending.as_mut()) else {
+        *pending = None;
+        return Ok(());
+    };
+    let n = pipe.write(bytes).await?;
+    if n == bytes.len() {
+        *pending = None;
+    } else {
+        let _ = bytes.split_to(n);
+    }
+    Ok(())
+}
+
+/// One step of the client's stdin stream.
+enum StdinItem {
+    /// A data frame's header: this many body bytes follow.
+    Frame(u64),
+    /// Part of a data frame's body, and how much of it is left.
+    Data { chunk: Bytes, left: u64 },
+    /// The client's end frame: its stdin is closed.
+    Eof,
+}
+
+/// Reads the next step of the client's stdin stream. Each call reads one
+/// header or one chunk, so it is safe to drop inside a `select!`.
+async fn next_stdin<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut crate::connection::FrameReader<R>,
+    body_left: u64,
+) -> Result<StdinItem, ConnectionError> {
+    if body_left > 0 {
+        let chunk = reader.read_body_chunk().await?.unwrap_or_default();
+        return Ok(StdinItem::Data {
+            left: reader.body_remaining(),
+            chunk,
+        });
+    }
+    let header = reader.read_header().await?.ok_or(ConnectionError::Closed)?;
+    match StreamFrame::from_header(header.clone()) {
+        Some(StreamFrame::Data { channel, size }) if channel == "stdin" => {
+            if size > MAX_STDIN_FRAME_BYTES {
+                return Err(ConnectionError::Unexpected(format!(
+                    "a stdin frame of {size} bytes is over the cap of {MAX_STDIN_FRAME_BYTES}"
+                )));
+            }
+            Ok(StdinItem::Frame(size))
+        }
+        Some(StreamFrame::End(_)) => Ok(StdinItem::Eof),
+        _ => Err(ConnectionError::Unexpected(
+            "expected stdin data or the end of stdin during exec".into(),
+        )),
+    }
+}
+
+/// After the server's end frame, reads the client's stdin stream to its
+/// end frame (the client sends one once it sees ours), discarding data.
+async fn drain_stdin(conn: &mut Connection<Stream>) -> Result<(), ConnectionError> {
+    let reader = conn.reader();
+    loop {
+        let header = reader.expect_header().await?;
+        match StreamFrame::from_header(header) {
+            Some(StreamFrame::Data { channel, .. }) if channel == "stdin" => {
+                reader.discard_body().await?
+            }
+            Some(StreamFrame::End(_)) => return Ok(()),
+            _ => {
+                return Err(ConnectionError::Unexpected(
+                    "expected stdin data or the end of stdin after exec".into(),
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_read_as_a_shell_reports_them() {
+        let end = |exit_code, signal, timed_out| ExecEnd {
+            exit_code,
+            signal,
+            timed_out,
+        };
+        assert_eq!(end(Some(3), None, false).shell_status(), 3);
+        assert_eq!(end(None, Some(9), false).shell_status(), 137);
+        assert_eq!(end(None, Some(9), true).shell_status(), 124);
+    }
+
+    #[test]
+    fn a_request_names_one_program() {
+        let mut request = ExecRequest {
+            shell: Some("ls".into()),
+            ..ExecRequest::default()
+        };
+        assert_eq!(request.program(), Ok(Program::Shell("ls".into())));
+        request.argv = Some(vec!["ls".into()]);
+        assert!(request.program().is_err());
+        assert!(ExecRequest::default().program().is_err());
+        let bad_timeout = ExecRequest {
+            timeout_secs: Some(-1.0),
+            ..ExecRequest::default()
+        };
+        assert!(bad_timeout.timeout().is_err());
+    }
+}
