@@ -7,6 +7,7 @@ use std::io::{IsTerminal, Write};
 
 use clap::Args;
 use ferry::services::exec::ExecRequest;
+use ferry::transport::Endpoint;
 use ferry::Error;
 use tokio::io::AsyncBufReadExt;
 
@@ -28,6 +29,29 @@ pub struct ExecArgs {
     /// seconds; the client then exits 124.
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     timeout: Option<std::time::Duration>,
+
+    /// Run the command on each of these servers at once (HOST:PORT,...),
+    /// each output line prefixed by its host, then a summary.
+    #[arg(
+        long,
+        value_name = "ADDR,...",
+        value_delimiter = ',',
+        conflicts_with = "hosts_file"
+    )]
+    hosts: Vec<Endpoint>,
+
+    /// Like --hosts, from a file of one address per line (# comments).
+    #[arg(long, value_name = "FILE")]
+    hosts_file: Option<std::path::PathBuf>,
+
+    /// With --hosts: how many servers to run on at once.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    parallel: usize,
+
+    /// With --hosts: print one JSON record per host on stdout (exit code,
+    /// signal, duration); the command's output goes to stderr.
+    #[arg(long)]
+    json: bool,
 
     /// The command. One argument runs through the server's shell
     /// (`sh -c`); several run directly, without a shell. Without a
@@ -62,6 +86,17 @@ impl ExecArgs {
 
 /// Runs `ferry exec`; returns the exit status to leave with.
 pub async fn run(args: ExecArgs, global: &GlobalArgs) -> Result<u8, Error> {
+    let hosts = match &args.hosts_file {
+        Some(path) => super::exec_hosts::read_hosts_file(path)?,
+        None => args.hosts.clone(),
+    };
+    if !hosts.is_empty() || args.hosts_file.is_some() {
+        if args.command.is_empty() {
+            return Err(Error::Usage("--hosts needs a command: -- COMMAND".into()));
+        }
+        let request = args.request(&args.command);
+        return super::exec_hosts::run(hosts, request, args.parallel, args.json, global).await;
+    }
     let not_run = |err: Error| match err {
         Error::Remote(reply) => Error::NotRun(reply),
         other => other,

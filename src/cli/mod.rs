@@ -5,6 +5,7 @@
 
 mod echo;
 mod exec;
+mod exec_hosts;
 mod files;
 mod output;
 mod progress;
