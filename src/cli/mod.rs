@@ -10,6 +10,7 @@ mod files;
 mod output;
 mod progress;
 mod serve;
+mod shell;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -108,6 +109,8 @@ enum Command {
     Rm(files::RmArgs),
     /// Run a command on the server: ferry exec [OPTIONS] -- COMMAND [ARGS...]
     Exec(exec::ExecArgs),
+    /// Open an interactive login shell on the server, like `ssh host`.
+    Shell(shell::ShellArgs),
 }
 
 /// Parses, runs, and maps the outcome to an exit status.
@@ -126,6 +129,10 @@ pub fn main() -> ExitCode {
         Command::Mkdir(args) => run_client(files::mkdir(args, global)),
         Command::Rm(args) => run_client(files::rm(args, global)),
         Command::Exec(args) => match run_client(exec::run(args, global)) {
+            Ok(status) => return ExitCode::from(status),
+            Err(err) => Err(err),
+        },
+        Command::Shell(args) => match run_client(shell::run(args, global)) {
             Ok(status) => return ExitCode::from(status),
             Err(err) => Err(err),
         },

@@ -9,7 +9,10 @@ use super::{expect_ok, Client};
 use crate::connection::{ConnectionError, FrameReader};
 use crate::error::Error;
 use crate::protocol::message::{request_header, StreamFrame};
+use crate::protocol::Header;
+use crate::services::exec::pty::ShellRequest;
 use crate::services::exec::{ExecEnd, ExecRequest, PIPE_READ_BYTES};
+use tokio::sync::mpsc;
 
 impl Client {
     /// Runs a command on the server. `stdin`, if given, is forwarded until
@@ -19,7 +22,7 @@ impl Client {
     pub async fn exec<I, O, E>(
         &mut self,
         request: &ExecRequest,
-        mut stdin: Option<I>,
+        stdin: Option<I>,
         stdout: &mut O,
         stderr: &mut E,
     ) -> Result<ExecEnd, Error>
@@ -28,9 +31,47 @@ impl Client {
         O: AsyncWrite + Unpin,
         E: AsyncWrite + Unpin,
     {
+        let header = request_header("exec", request);
+        self.relay(header, stdin, stdout, stderr, None).await
+    }
+
+    /// Opens an interactive login shell on a pseudo-terminal on the server:
+    /// `stdin` carries the keys, `stdout` gets the terminal's output, and
+    /// each size sent on `resizes` (rows, columns) resizes the remote window.
+    pub async fn shell<I, O>(
+        &mut self,
+        request: &ShellRequest,
+        stdin: I,
+        stdout: &mut O,
+        resizes: mpsc::Receiver<(u16, u16)>,
+    ) -> Result<ExecEnd, Error>
+    where
+        I: AsyncRead + Unpin,
+        O: AsyncWrite + Unpin,
+    {
+        let header = request_header("shell", request);
+        let mut no_stderr = tokio::io::sink();
+        self.relay(header, Some(stdin), stdout, &mut no_stderr, Some(resizes))
+            .await
+    }
+
+    /// Sends a request whose reply is an output stream, and relays: stdin
+    /// (and window sizes) up, stdout and stderr down, until the end frame.
+    async fn relay<I, O, E>(
+        &mut self,
+        header: Header,
+        mut stdin: Option<I>,
+        stdout: &mut O,
+        stderr: &mut E,
+        mut resizes: Option<mpsc::Receiver<(u16, u16)>>,
+    ) -> Result<ExecEnd, Error>
+    where
+        I: AsyncRead + Unpin,
+        O: AsyncWrite + Unpin,
+        E: AsyncWrite + Unpin,
+    {
         let conn = self.connection();
-        conn.send(request_header("exec", request), Bytes::new())
-            .await?;
+        conn.send(header, Bytes::new()).await?;
         expect_ok(conn.reader().expect_header().await?)?;
         let (reader, writer) = conn.split();
         let mut input = BytesMut::with_capacity(PIPE_READ_BYTES);
@@ -53,6 +94,18 @@ impl Client {
                             }
                         }
                         Output::End(end) => break end,
+                    }
+                }
+                size = next_size(&mut resizes), if resizes.is_some() => {
+                    match size {
+                        Some((rows, cols)) => {
+                            let mut resize = Header::default();
+                            resize.insert("resize", true);
+                            resize.insert("rows", rows);
+                            resize.insert("cols", cols);
+                            writer.send(resize, Bytes::new()).await?;
+                        }
+                        None => resizes = None,
                     }
                 }
                 read = read_input(&mut stdin, &mut input), if stdin.is_some() => {
@@ -129,6 +182,10 @@ async fn next_output<R: AsyncRead + Unpin>(
         Some(StreamFrame::Error(reply)) => Err(Error::Remote(reply)),
         None => Err(Error::Protocol("expected exec output".into())),
     }
+}
+
+async fn next_size(resizes: &mut Option<mpsc::Receiver<(u16, u16)>>) -> Option<(u16, u16)> {
+    resizes.as_mut()?.recv().await
 }
 
 async fn read_input<I: AsyncRead + Unpin>(

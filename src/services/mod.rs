@@ -16,7 +16,9 @@ use crate::protocol::{ErrorCode, ErrorReply, Header};
 use crate::transport::Stream;
 
 /// The `cmd`s this build serves, in the order `hello` lists them.
-pub const SERVICES: &[&str] = &["echo", "get", "put", "ls", "stat", "mkdir", "rm", "exec"];
+pub const SERVICES: &[&str] = &[
+    "echo", "get", "put", "ls", "stat", "mkdir", "rm", "exec", "shell",
+];
 
 /// A request, parsed from its header by `cmd`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +40,8 @@ pub enum Request {
     Rm(files::ops::RmRequest),
     /// Run a command and stream its output.
     Exec(exec::ExecRequest),
+    /// An interactive login shell on a pseudo-terminal.
+    Shell(exec::pty::ShellRequest),
 }
 
 impl Request {
@@ -136,6 +140,7 @@ pub async fn handle(
         Request::Mkdir(request) => files::ops::mkdir(conn, context, request).await,
         Request::Rm(request) => files::ops::rm(conn, context, request).await,
         Request::Exec(request) => exec::serve(conn, context, request).await,
+        Request::Shell(request) => exec::pty::serve(conn, context, request).await,
     }
 }
 

@@ -12,6 +12,7 @@
 //! process group.
 
 pub mod process;
+pub mod pty;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -249,6 +250,7 @@ async fn run(
                             }
                         }
                         StdinItem::Frame(size) => stdin_body_left = size,
+                        StdinItem::Resize { .. } => {}
                         StdinItem::Eof => {
                             client_done = true;
                             stdin = None; // closes the command's stdin
@@ -321,18 +323,20 @@ async fn write_stdin(
 }
 
 /// One step of the client's stdin stream.
-enum StdinItem {
+pub(crate) enum StdinItem {
     /// A data frame's header: this many body bytes follow.
     Frame(u64),
     /// Part of a data frame's body, and how much of it is left.
     Data { chunk: Bytes, left: u64 },
+    /// The client's window changed size (`shell` only).
+    Resize { rows: u16, cols: u16 },
     /// The client's end frame: its stdin is closed.
     Eof,
 }
 
 /// Reads the next step of the client's stdin stream. Each call reads one
 /// header or one chunk, so it is safe to drop inside a `select!`.
-async fn next_stdin<R: tokio::io::AsyncRead + Unpin>(
+pub(crate) async fn next_stdin<R: tokio::io::AsyncRead + Unpin>(
     reader: &mut crate::connection::FrameReader<R>,
     body_left: u64,
 ) -> Result<StdinItem, ConnectionError> {
@@ -344,7 +348,19 @@ async fn next_stdin<R: tokio::io::AsyncRead + Unpin>(
         });
     }
     let header = reader.read_header().await?.ok_or(ConnectionError::Closed)?;
-    match StreamFrame::from_header(header.clone()) {
+    if header.get("resize") == Some(&serde_json::Value::Bool(true)) {
+        let number = |key| {
+            header
+                .get(key)
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        };
+        return Ok(StdinItem::Resize {
+            rows: number("rows").min(u16::MAX as u64) as u16,
+            cols: number("cols").min(u16::MAX as u64) as u16,
+        });
+    }
+    match StreamFrame::from_header(header) {
         Some(StreamFrame::Data { channel, size }) if channel == "stdin" => {
             if size > MAX_STDIN_FRAME_BYTES {
                 return Err(ConnectionError::Unexpected(format!(
@@ -362,10 +378,13 @@ async fn next_stdin<R: tokio::io::AsyncRead + Unpin>(
 
 /// After the server's end frame, reads the client's stdin stream to its
 /// end frame (the client sends one once it sees ours), discarding data.
-async fn drain_stdin(conn: &mut Connection<Stream>) -> Result<(), ConnectionError> {
+pub(crate) async fn drain_stdin(conn: &mut Connection<Stream>) -> Result<(), ConnectionError> {
     let reader = conn.reader();
     loop {
         let header = reader.expect_header().await?;
+        if header.get("resize") == Some(&serde_json::Value::Bool(true)) {
+            continue;
+        }
         match StreamFrame::from_header(header) {
             Some(StreamFrame::Data { channel, .. }) if channel == "stdin" => {
                 reader.discard_body().await?

@@ -1,0 +1,85 @@
+//! `ferry shell`: an interactive login shell on the server, like `ssh host`.
+//! The local terminal goes into raw mode (restored on the way out, however
+//! the session ends), window size changes are forwarded, and keys such as
+//! Ctrl-C pass through to the remote terminal.
+
+use std::io::IsTerminal;
+
+use clap::Args;
+use ferry::services::exec::pty::ShellRequest;
+use ferry::Error;
+use rustix::termios::{self, OptionalActions, Termios};
+use tokio::signal::unix::{signal, SignalKind};
+
+use super::{connect, GlobalArgs};
+
+/// `ferry shell` arguments.
+#[derive(Debug, Args)]
+pub struct ShellArgs {}
+
+/// Puts stdin's terminal in raw mode and restores it when dropped.
+struct RawMode {
+    saved: Termios,
+}
+
+impl RawMode {
+    /// Raw mode for a terminal stdin; `None` when stdin is not a terminal.
+    fn enter() -> std::io::Result<Option<RawMode>> {
+        let stdin = std::io::stdin();
+        if !stdin.is_terminal() {
+            return Ok(None);
+        }
+        let saved = termios::tcgetattr(&stdin)?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        termios::tcsetattr(&stdin, OptionalActions::Now, &raw)?;
+        Ok(Some(RawMode { saved }))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(std::io::stdin(), OptionalActions::Now, &self.saved);
+    }
+}
+
+/// The local window size, if stdout is a terminal.
+fn window_size() -> Option<(u16, u16)> {
+    let size = termios::tcgetwinsize(std::io::stdout()).ok()?;
+    (size.ws_row > 0 && size.ws_col > 0).then_some((size.ws_row, size.ws_col))
+}
+
+/// Runs `ferry shell`; returns the remote shell's exit status.
+pub async fn run(_args: ShellArgs, global: &GlobalArgs) -> Result<u8, Error> {
+    let mut client = connect(global).await?;
+    let (rows, cols) = window_size().unwrap_or((24, 80));
+    let request = ShellRequest {
+        term: std::env::var("TERM").ok(),
+        rows,
+        cols,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut winch = signal(SignalKind::window_change())?;
+    let watcher = tokio::spawn(async move {
+        while winch.recv().await.is_some() {
+            if let Some(size) = window_size() {
+                if tx.send(size).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let raw = RawMode::enter()?;
+    let mut stdout = tokio::io::stdout();
+    let ended = client
+        .shell(&request, tokio::io::stdin(), &mut stdout, rx)
+        .await;
+    drop(raw);
+    watcher.abort();
+    let end = ended.map_err(|err| match err {
+        Error::Remote(reply) => Error::NotRun(reply),
+        other => other,
+    })?;
+    client.close().await;
+    Ok(end.shell_status().clamp(0, 255) as u8)
+}
