@@ -6,3 +6,4 @@ mod util;
 
 mod files;
 mod foundation;
+mod shell;
