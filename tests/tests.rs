@@ -4,6 +4,7 @@
 
 mod util;
 
+mod exec;
 mod files;
 mod foundation;
 mod shell;

@@ -16,7 +16,7 @@ pub use raw::{frame_bytes, hello_header, Raw};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -166,8 +166,19 @@ impl Process {
         self.status
     }
 
-    fn take_stdout(&mut self) -> Option<ChildStdout> {
+    /// The write end of the process's stdin, if it was piped and not taken.
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.child.stdin.take()
+    }
+
+    /// The read end of the process's stdout, if it was piped and not taken.
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
         self.child.stdout.take()
+    }
+
+    /// The read end of the process's stderr, if it was piped and not taken.
+    pub fn take_stderr(&mut self) -> Option<ChildStderr> {
+        self.child.stderr.take()
     }
 }
 
@@ -417,14 +428,24 @@ impl Server {
 
     /// The server's peak resident memory so far (`VmHWM`), in bytes.
     pub fn peak_rss_bytes(&self) -> u64 {
+        self.memory_bytes("VmHWM")
+    }
+
+    /// The server's resident memory now (`VmRSS`), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        self.memory_bytes("VmRSS")
+    }
+
+    /// A `kB` line of `/proc/PID/status` of the server, in bytes.
+    fn memory_bytes(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .expect("read /proc/PID/status of the server");
         let kib: u64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.trim().strip_suffix("kB"))
             .and_then(|v| v.trim().parse().ok())
-            .expect("a VmHWM line in kB");
+            .unwrap_or_else(|| panic!("a {field} line in kB"));
         kib * 1024
     }
 
@@ -521,6 +542,25 @@ impl Invocation {
         Process::spawn(&mut self.cmd)
     }
 
+    /// Starts the binary without waiting for it, with stdin, stdout and
+    /// stderr piped for the test to take ([`Process::take_stdin`] and the
+    /// like), for tests that talk to a client while it runs.
+    pub fn spawn_piped(mut self) -> Process {
+        self.cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Process::spawn(&mut self.cmd)
+    }
+
+    /// Starts the binary without waiting for it, with `stdin` and `stdout`
+    /// as given (a terminal, a full device) and stderr piped for the test
+    /// to take.
+    pub fn spawn_with(mut self, stdin: Stdio, stdout: Stdio) -> Process {
+        self.cmd.stdin(stdin).stdout(stdout).stderr(Stdio::piped());
+        Process::spawn(&mut self.cmd)
+    }
+
     /// Bytes for the client's stdin (empty by default).
     pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Invocation {
         self.stdin = bytes.into();
@@ -529,13 +569,24 @@ impl Invocation {
 
     /// Runs the binary to its end (killing it after a deadline) and returns
     /// what it did.
-    pub fn run(mut self) -> Run {
+    pub fn run(self) -> Run {
+        let output = self.output_within(CLIENT_DEADLINE);
+        Run {
+            code: output.code,
+            stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),
+            stderr: String::from_utf8(output.stderr).expect("UTF-8 stderr"),
+        }
+    }
+
+    /// Runs the binary to its end and returns what it did, its output as
+    /// bytes; panics (killing it) if it still runs after `within`.
+    pub fn output_within(mut self, within: Duration) -> Output {
         self.cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut process = Process::spawn(&mut self.cmd);
-        let mut stdin = process.child.stdin.take().expect("piped stdin");
+        let mut stdin = process.take_stdin().expect("piped stdin");
         let input = std::mem::take(&mut self.stdin);
         // Written from a thread: a client that answers as it reads could
         // otherwise fill its stdout pipe while we are still writing.
@@ -543,28 +594,46 @@ impl Invocation {
             let _ = stdin.write_all(&input);
         });
         let stdout = read_all_in_background(process.take_stdout().expect("piped stdout"));
-        let stderr = read_all_in_background(process.child.stderr.take().expect("piped stderr"));
-        let status = process.wait_within(CLIENT_DEADLINE);
+        let stderr = read_all_in_background(process.take_stderr().expect("piped stderr"));
+        let status = process.wait_within(within);
         let Some(status) = status else {
             drop(process);
             panic!(
-                "ferry {:?} still running after {CLIENT_DEADLINE:?}; stderr:\n{}",
+                "ferry {:?} still running after {within:?}; stderr:\n{}",
                 self.cmd.get_args().collect::<Vec<_>>(),
                 String::from_utf8_lossy(&stderr.join().unwrap())
             );
         };
         writer.join().unwrap();
-        let run = Run {
+        let output = Output {
             code: status.code().unwrap_or(-1),
-            stdout: String::from_utf8(stdout.join().unwrap()).expect("UTF-8 stdout"),
-            stderr: String::from_utf8(stderr.join().unwrap()).expect("UTF-8 stderr"),
+            stdout: stdout.join().unwrap(),
+            stderr: stderr.join().unwrap(),
         };
+        // Shown when a test fails; a long output only by its start.
+        let show =
+            |bytes: &[u8]| String::from_utf8_lossy(&bytes[..bytes.len().min(2000)]).into_owned();
         eprintln!(
-            "[ferry] {:?} -> {run:?}",
-            self.cmd.get_args().collect::<Vec<_>>()
+            "[ferry] {:?} -> exit {}, stdout ({} bytes) {:?}, stderr {:?}",
+            self.cmd.get_args().collect::<Vec<_>>(),
+            output.code,
+            output.stdout.len(),
+            show(&output.stdout),
+            show(&output.stderr)
         );
-        run
+        output
     }
+}
+
+/// What a `ferry` client run ended with, its output as bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// The exit code (`-1` if a signal ended it).
+    pub code: i32,
+    /// Everything written to stdout.
+    pub stdout: Vec<u8>,
+    /// Everything written to stderr.
+    pub stderr: Vec<u8>,
 }
 
 fn read_all_in_background(mut out: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
