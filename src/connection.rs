@@ -336,30 +336,44 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         self.codec.encode_remaining()
     }
 
+    /// Writes out the buffer. Cancel-safe: each write(2) either completes
+    /// and is taken off the buffer before the next await, or writes
+    /// nothing, so a dropped flush never sends a byte twice.
     async fn write_buffered(&mut self) -> Result<()> {
-        if self.buffer.is_empty() {
-            return Ok(());
-        }
         // Usually the socket takes it all at once: try one write(2) before
         // arming a timer. (One buffer goes out with write, not writev: writev
-        // of a single slice costs more in the kernel for nothing.) A single
-        // write that is not ready writes nothing, so retrying is exact.
+        // of a single slice costs more in the kernel for nothing.)
         if let Some(written) = self.io.write(&self.buffer).now_or_never() {
             self.buffer.advance(written?);
-            if self.buffer.is_empty() {
-                return Ok(());
-            }
         }
-        let io = &mut self.io;
         let deadline = self.timeout;
-        match tokio::time::timeout(deadline, io.write_all(&self.buffer)).await {
-            Err(_) => Err(ConnectionError::Timeout(deadline)),
-            Ok(result) => {
-                result?;
-                self.buffer.clear();
-                Ok(())
+        while !self.buffer.is_empty() {
+            let written = tokio::time::timeout(deadline, self.io.write(&self.buffer))
+                .await
+                .map_err(|_| ConnectionError::Timeout(deadline))??;
+            if written == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
             }
+            self.buffer.advance(written);
         }
+        Ok(())
+    }
+
+    /// Queues a whole frame (header and body) in the buffer without any IO;
+    /// [`FrameWriter::flush`] sends it. With [`FrameWriter::buffered`] this
+    /// lets a caller that must keep reading (exec's stdin relay) send in
+    /// steps that are safe to interrupt.
+    pub fn queue(&mut self, header: Header, body: &[u8]) -> Result<()> {
+        self.codec
+            .encode_header(&header.with_size(body.len() as u64), &mut self.buffer)?;
+        self.codec.account_body(body.len())?;
+        self.buffer.extend_from_slice(body);
+        Ok(())
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
     }
 
     async fn with_deadline<'a, F, Fut>(&'a mut self, op: F) -> Result<()>

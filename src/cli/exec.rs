@@ -27,7 +27,7 @@ pub struct ExecArgs {
 
     /// Kill the command (and everything it started) after this many
     /// seconds; the client then exits 124.
-    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     timeout: Option<std::time::Duration>,
 
     /// Run the command on each of these servers at once (HOST:PORT,...),
@@ -59,6 +59,13 @@ pub struct ExecArgs {
     /// terminal) until EOF.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
+}
+
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    match parse_seconds(text)? {
+        zero if zero.is_zero() => Err("the timeout must be more than 0 seconds".into()),
+        timeout => Ok(timeout),
+    }
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {
@@ -117,7 +124,7 @@ pub async fn run(args: ExecArgs, global: &GlobalArgs) -> Result<u8, Error> {
     // The tutorial's loop: one command per line, its output, the next.
     let interactive = std::io::stdin().is_terminal();
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin());
-    let mut line = String::new();
+    let mut line = Vec::new();
     let mut status = 0;
     loop {
         if interactive {
@@ -125,13 +132,21 @@ pub async fn run(args: ExecArgs, global: &GlobalArgs) -> Result<u8, Error> {
             std::io::stderr().flush()?;
         }
         line.clear();
-        if lines.read_line(&mut line).await? == 0 {
+        if lines.read_until(b'\n', &mut line).await? == 0 {
             if interactive {
                 eprintln!();
             }
             break;
         }
-        let command = line.trim();
+        // Running the lines after one that cannot be sent could do harm in
+        // a script: stop there.
+        let Ok(command) = std::str::from_utf8(&line) else {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "a command line is not UTF-8; stopped before running it",
+            )));
+        };
+        let command = command.trim();
         if command.is_empty() {
             continue;
         }

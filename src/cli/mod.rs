@@ -128,18 +128,29 @@ pub fn main() -> ExitCode {
         Command::Stat(args) => run_client(files::stat(args, global)),
         Command::Mkdir(args) => run_client(files::mkdir(args, global)),
         Command::Rm(args) => run_client(files::rm(args, global)),
-        Command::Exec(args) => match run_client(exec::run(args, global)) {
-            Ok(status) => return ExitCode::from(status),
-            Err(err) => Err(err),
-        },
-        Command::Shell(args) => match run_client(shell::run(args, global)) {
-            Ok(status) => return ExitCode::from(status),
-            Err(err) => Err(err),
-        },
+        Command::Exec(args) => return exit_with_status(run_client(exec::run(args, global))),
+        Command::Shell(args) => return exit_with_status(run_client(shell::run(args, global))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => report(&err),
+    }
+}
+
+/// For commands that exit with a remote command's status (0-255), every
+/// failure of ferry's own is 3, whatever its kind: a wrapper reads any
+/// other status as the command's, and `ferry:` on stderr says which it is.
+fn exit_with_status(result: Result<u8, Error>) -> ExitCode {
+    match result {
+        Ok(status) => ExitCode::from(status),
+        Err(err) => {
+            let code = report(&err);
+            if code == ExitCode::SUCCESS || matches!(err, Error::Usage(_)) {
+                code
+            } else {
+                ExitCode::from(ferry::error::EXIT_CONNECT)
+            }
+        }
     }
 }
 

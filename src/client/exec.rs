@@ -14,6 +14,9 @@ use crate::services::exec::pty::ShellRequest;
 use crate::services::exec::{ExecEnd, ExecRequest, PIPE_READ_BYTES};
 use tokio::sync::mpsc;
 
+/// Stdin bytes queued for the server before the client stops reading more.
+const MAX_QUEUED_INPUT: usize = 256 * 1024;
+
 impl Client {
     /// Runs a command on the server. `stdin`, if given, is forwarded until
     /// its end (then the command's stdin closes); without it the command's
@@ -74,11 +77,21 @@ impl Client {
         conn.send(header, Bytes::new()).await?;
         expect_ok(conn.reader().expect_header().await?)?;
         let (reader, writer) = conn.split();
+        let end_frame = || StreamFrame::end_header(&serde_json::json!({}));
+        // No stdin: the command's stdin closes at once.
+        let mut sent_end = stdin.is_none();
+        if sent_end {
+            writer.send(end_frame(), Bytes::new()).await?;
+        }
         let mut input = BytesMut::with_capacity(PIPE_READ_BYTES);
         let mut channel = Channel::Stdout;
         let mut body_left = 0u64;
-        let mut sent_end = false;
+        // Stdin frames are queued and flushed in steps that are safe to
+        // interrupt, so output is read all the while: a server blocked on
+        // sending output must never wait for a client blocked on stdin.
         let end = loop {
+            let pending = writer.buffered() > 0;
+            let room = writer.buffered() < MAX_QUEUED_INPUT;
             tokio::select! {
                 item = next_output(reader, body_left) => {
                     match item? {
@@ -96,39 +109,37 @@ impl Client {
                         Output::End(end) => break end,
                     }
                 }
-                size = next_size(&mut resizes), if resizes.is_some() => {
+                flushed = writer.flush(), if pending => flushed?,
+                size = next_size(&mut resizes), if resizes.is_some() && room => {
                     match size {
                         Some((rows, cols)) => {
                             let mut resize = Header::default();
                             resize.insert("resize", true);
                             resize.insert("rows", rows);
                             resize.insert("cols", cols);
-                            writer.send(resize, Bytes::new()).await?;
+                            writer.queue(resize, &[])?;
                         }
                         None => resizes = None,
                     }
                 }
-                read = read_input(&mut stdin, &mut input), if stdin.is_some() => {
+                read = read_input(&mut stdin, &mut input), if stdin.is_some() && room => {
                     match read {
-                        Some(chunk) => {
-                            writer.send(StreamFrame::data_header("stdin", 0), chunk).await?;
-                        }
+                        Some(chunk) => writer.queue(StreamFrame::data_header("stdin", 0), &chunk)?,
                         None => {
                             stdin = None;
-                            let end = StreamFrame::end_header(&serde_json::json!({}));
-                            writer.send(end, Bytes::new()).await?;
+                            writer.queue(end_frame(), &[])?;
                             sent_end = true;
                         }
                     }
                 }
             }
         };
-        // The command ended before our stdin did (or there was none): end
-        // our stream too, so the connection is ready for the next request.
-        if stdin.is_some() || !sent_end {
-            let end_frame = StreamFrame::end_header(&serde_json::json!({}));
-            writer.send(end_frame, Bytes::new()).await?;
+        // The command ended before our stdin did: end our stream too, so the
+        // connection is ready for the next request.
+        if !sent_end {
+            writer.queue(end_frame(), &[])?;
         }
+        writer.flush().await?;
         Ok(end)
     }
 }

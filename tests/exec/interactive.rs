@@ -32,10 +32,6 @@ fn the_loop_exits_with_the_status_of_its_last_command() {
 }
 
 #[test]
-#[ignore = "bug: src/client/exec.rs Client::relay with stdin None (the loop of cli/exec.rs) \
-            sends its end-of-stdin frame only after the server's end frame, so the command's \
-            stdin stays open: `printf 'cat\\necho after\\n' | ferry exec` hangs in `cat` \
-            forever instead of giving cat an empty stdin as the doc comment promises"]
 fn a_command_in_the_loop_has_an_empty_stdin() {
     let server = exec_server(&[]);
     let out = exec(&server, &[])

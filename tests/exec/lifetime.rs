@@ -118,11 +118,6 @@ fn killing_the_client_kills_the_command_and_all_it_started() {
 }
 
 #[test]
-#[ignore = "bug: src/services/exec/mod.rs run() stops reading the connection once the \
-            client's stdin end frame arrived (client_done) and only notices a vanished \
-            client when a write fails; `ferry exec -- 'sleep 300 & ...; wait' </dev/null`, \
-            SIGKILLed, leaves the shell and its sleeper running (and the exec slot taken) \
-            until the command ends by itself"]
 fn killing_a_client_whose_stdin_had_ended_kills_the_command_too() {
     let server = exec_server(&[]);
     let pids = server.sandbox.path().join("pids");
@@ -158,10 +153,6 @@ fn a_client_whose_stdout_closes_ends_the_command() {
 }
 
 #[test]
-#[ignore = "bug: on SIGTERM, once --drain-timeout passes, ferry serve exits and its runtime \
-            drops the exec task; tokio's kill_on_drop (src/services/exec/process.rs spawn) \
-            kills only the shell, not its process group, so `sleep 300 & wait` leaves the \
-            sleeper running after the server is gone"]
 fn a_server_that_shuts_down_leaves_no_command_running() {
     let mut server = exec_server(&["--plaintext", "--drain-timeout", "0.5"]);
     let pids = server.sandbox.path().join("pids");

@@ -168,10 +168,6 @@ fn several_arguments_run_without_a_shell_and_one_runs_through_it() {
 }
 
 #[test]
-#[ignore = "bug: a local failure of the client exits 1, a status any command may exit with, \
-            not 3: src/error.rs Error::exit_code maps Error::Io to EXIT_REMOTE and \
-            src/cli/exec.rs run() does not remap it, so `ferry exec -- 'echo hi' >/dev/full` \
-            (ENOSPC) and a loop line of invalid UTF-8 both exit 1"]
 fn a_local_failure_of_the_client_exits_3_not_a_command_status() {
     let server = exec_server(&[]);
     // stdout cannot be written.

@@ -202,6 +202,7 @@ async fn run(
             return Ok((end, false));
         }
     };
+    let guard = process::GroupGuard::new(&child);
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let mut stdin = child.stdin.take();
@@ -241,7 +242,10 @@ async fn run(
                         stdin_pending = None;
                     }
                 }
-                item = next_stdin(reader, stdin_body_left), if !client_done && stdin_pending.is_none() => {
+                // After the client's end of stdin this watches the
+                // connection, so a client that goes away is noticed even
+                // while the command writes nothing.
+                item = next_stdin(reader, stdin_body_left, client_done), if client_done || stdin_pending.is_none() => {
                     match item? {
                         StdinItem::Data { chunk, left } => {
                             stdin_body_left = left;
@@ -276,6 +280,7 @@ async fn run(
     }
     conn.writer().set_timeout(old_timeout);
     outcome?;
+    guard.disarm();
     let (exit_code, signal) = status.map(process::describe).unwrap_or((None, None));
     let end = ExecEnd {
         exit_code,
@@ -339,7 +344,16 @@ pub(crate) enum StdinItem {
 pub(crate) async fn next_stdin<R: tokio::io::AsyncRead + Unpin>(
     reader: &mut crate::connection::FrameReader<R>,
     body_left: u64,
+    ended: bool,
 ) -> Result<StdinItem, ConnectionError> {
+    if ended {
+        // A client that ended its stdin sends nothing more until our end
+        // frame: anything now means it is gone or broke the protocol.
+        return Err(match reader.read_header().await? {
+            None => ConnectionError::Closed,
+            Some(_) => ConnectionError::Unexpected("a frame after the end of stdin".into()),
+        });
+    }
     if body_left > 0 {
         let chunk = reader.read_body_chunk().await?.unwrap_or_default();
         return Ok(StdinItem::Data {

@@ -59,6 +59,38 @@ pub fn kill_group(child: &Child) {
     }
 }
 
+/// Kills a command's process group when dropped, unless disarmed: a task
+/// dropped without finishing (the server's drain deadline passed) must not
+/// leave the command and its children running.
+#[derive(Debug)]
+pub struct GroupGuard {
+    group: Option<rustix::process::Pid>,
+}
+
+impl GroupGuard {
+    /// Guards `child`'s process group (the child leads it).
+    pub fn new(child: &Child) -> GroupGuard {
+        GroupGuard {
+            group: child
+                .id()
+                .and_then(|id| rustix::process::Pid::from_raw(id as i32)),
+        }
+    }
+
+    /// The command ended in order: leave its group alone.
+    pub fn disarm(mut self) {
+        self.group = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(group) = self.group {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+    }
+}
+
 /// An exit status as the protocol reports it: the code, or the signal.
 pub fn describe(status: std::process::ExitStatus) -> (Option<i32>, Option<i32>) {
     use std::os::unix::process::ExitStatusExt;

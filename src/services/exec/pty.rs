@@ -74,6 +74,7 @@ pub async fn serve(
             return Ok(Outcome::Refused(ErrorCode::IoError));
         }
     };
+    let guard = process::GroupGuard::new(&child);
     conn.send(ok_header(&serde_json::json!({})), Bytes::new())
         .await?;
     let (reader, writer) = conn.split();
@@ -97,7 +98,7 @@ pub async fn serve(
                         keys = None;
                     }
                 }
-                item = next_stdin(reader, body_left), if !client_done && keys.is_none() => {
+                item = next_stdin(reader, body_left, client_done), if client_done || keys.is_none() => {
                     match item? {
                         StdinItem::Frame(size) => body_left = size,
                         StdinItem::Data { chunk, left } => {
@@ -121,6 +122,7 @@ pub async fn serve(
     }
     conn.writer().set_timeout(old_timeout);
     relayed?;
+    guard.disarm();
     let (exit_code, signal) = status.map(process::describe).unwrap_or((None, None));
     let end = ExecEnd {
         exit_code,
