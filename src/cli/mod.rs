@@ -57,6 +57,7 @@ struct GlobalArgs {
         help_heading = "Global options",
         env = "FERRY_TOKEN",
         hide_env_values = true,
+        allow_hyphen_values = true,
         value_name = "TOKEN"
     )]
     token: Option<String>,
@@ -290,6 +291,12 @@ mod tests {
             assert!(cli.global.plaintext);
             assert_eq!(cli.global.server.to_string(), "[::1]:7");
         }
+    }
+
+    #[test]
+    fn a_token_may_start_with_a_hyphen() {
+        let cli = Cli::try_parse_from(["ferry", "--token", "-kX3", "echo", "x"]).unwrap();
+        assert_eq!(cli.global.token.as_deref(), Some("-kX3"));
     }
 
     #[test]

@@ -97,7 +97,9 @@ fn create_token(path: &Path) -> io::Result<String> {
     let mut bytes = [0u8; 32];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
         .map_err(|_| io::Error::other("the system random source failed"))?;
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    // Hex, so a token never starts with `-` and `--token $(cat token)`
+    // cannot be read as another flag.
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     write_private(path, format!("{token}\n").as_bytes())?;
     Ok(token)
 }
@@ -176,6 +178,7 @@ mod tests {
         }
         assert_eq!(fs::metadata(&state_dir).unwrap().mode() & 0o777, 0o700);
         assert!(first.token.len() >= 40);
+        assert!(first.token.chars().all(|c| c.is_ascii_hexdigit()));
         let second = ServerState::load_or_create(&state_dir).unwrap();
         assert_eq!(first.fingerprint(), second.fingerprint());
         assert_eq!(first.token, second.token);
