@@ -8,6 +8,7 @@
 //! nothing outlived what should have ended it; and whatever is still alive
 //! when a test fails is killed by PID on the way out.
 
+mod hosts;
 mod interactive;
 mod lifetime;
 mod status;
