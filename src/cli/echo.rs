@@ -1,13 +1,11 @@
 //! `ferry echo`: one answer for TEXT, or the tutorial's client loop over
 //! stdin lines.
 
-use std::io::{IsTerminal, Write};
-
 use bytes::Bytes;
 use clap::Args;
 use ferry::Error;
-use tokio::io::AsyncBufReadExt;
 
+use super::prompt::PromptedLines;
 use super::{connect, output, GlobalArgs};
 
 /// `ferry echo` arguments.
@@ -36,26 +34,8 @@ pub async fn run(args: EchoArgs, global: &GlobalArgs) -> Result<(), Error> {
         client.close().await;
         return Ok(());
     }
-    let interactive = std::io::stdin().is_terminal();
-    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
-    let mut line = Vec::new();
-    loop {
-        if interactive {
-            eprint!(">> ");
-            std::io::stderr().flush()?;
-        }
-        line.clear();
-        if stdin.read_until(b'\n', &mut line).await? == 0 {
-            if interactive {
-                eprintln!();
-            }
-            break;
-        }
-        let text = line.strip_suffix(b"\n").unwrap_or(&line);
-        let text = text.strip_suffix(b"\r").unwrap_or(text);
-        if text.trim_ascii().is_empty() {
-            continue;
-        }
+    let mut lines = PromptedLines::new();
+    while let Some(text) = lines.next().await? {
         let answer = client
             .echo(Bytes::copy_from_slice(text), args.upper)
             .await?;

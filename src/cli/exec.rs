@@ -3,14 +3,12 @@
 //! when ferry itself failed, so a wrapper can tell the two apart. On
 //! success it adds nothing to the command's stdout or stderr.
 
-use std::io::{IsTerminal, Write};
-
 use clap::Args;
 use ferry::services::exec::ExecRequest;
 use ferry::transport::Endpoint;
 use ferry::Error;
-use tokio::io::AsyncBufReadExt;
 
+use super::prompt::PromptedLines;
 use super::{connect, parse_seconds, GlobalArgs};
 
 /// `ferry exec` arguments.
@@ -122,35 +120,18 @@ pub async fn run(args: ExecArgs, global: &GlobalArgs) -> Result<u8, Error> {
         return Ok(end.shell_status().clamp(0, 255) as u8);
     }
     // The tutorial's loop: one command per line, its output, the next.
-    let interactive = std::io::stdin().is_terminal();
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin());
-    let mut line = Vec::new();
+    let mut lines = PromptedLines::new();
     let mut status = 0;
-    loop {
-        if interactive {
-            eprint!(">> ");
-            std::io::stderr().flush()?;
-        }
-        line.clear();
-        if lines.read_until(b'\n', &mut line).await? == 0 {
-            if interactive {
-                eprintln!();
-            }
-            break;
-        }
+    while let Some(line) = lines.next().await? {
         // Running the lines after one that cannot be sent could do harm in
         // a script: stop there.
-        let Ok(command) = std::str::from_utf8(&line) else {
+        let Ok(command) = std::str::from_utf8(line) else {
             return Err(Error::Io(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 "a command line is not UTF-8; stopped before running it",
             )));
         };
-        let command = command.trim();
-        if command.is_empty() {
-            continue;
-        }
-        let request = args.request(&[command.to_string()]);
+        let request = args.request(&[command.trim().to_string()]);
         let end = client
             .exec(&request, None::<tokio::io::Empty>, &mut stdout, &mut stderr)
             .await

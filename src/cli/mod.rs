@@ -9,6 +9,7 @@ mod exec_hosts;
 mod files;
 mod output;
 mod progress;
+mod prompt;
 mod serve;
 mod shell;
 

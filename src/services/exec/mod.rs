@@ -113,13 +113,7 @@ pub async fn serve(
 ) -> Result<Outcome, ConnectionError> {
     let refuse = |code, message: String| ErrorReply::new(code, message);
     let checked = (|| {
-        if !context.allow_exec {
-            return Err(refuse(
-                ErrorCode::NotAllowed,
-                "this server does not run commands; start it with `ferry serve --allow-exec`"
-                    .into(),
-            ));
-        }
+        let slot = admit(context)?;
         let program = request
             .program()
             .map_err(|m| refuse(ErrorCode::BadRequest, m))?;
@@ -139,16 +133,6 @@ pub async fn serve(
                 ),
             ));
         }
-        let slot = context
-            .exec_slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| {
-                refuse(
-                    ErrorCode::ExecLimit,
-                    "the server is running its maximum of commands at once; try again".into(),
-                )
-            })?;
         Ok((program, timeout, cwd, slot))
     })();
     let (program, timeout, cwd, _slot) = match checked {
@@ -163,8 +147,38 @@ pub async fn serve(
     conn.send(ok_header(&serde_json::json!({})), Bytes::new())
         .await?;
     let (end, client_done) = run(conn, &program, &cwd, &request.env, timeout).await?;
+    finish(conn, &end, client_done).await
+}
+
+/// Whether this server runs commands now: `--allow-exec`, and a free slot
+/// under `--max-commands` (held until the returned permit is dropped).
+pub(crate) fn admit(
+    context: &ServiceContext,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ErrorReply> {
+    if !context.allow_exec {
+        return Err(ErrorReply::new(
+            ErrorCode::NotAllowed,
+            "this server does not run commands; start it with `ferry serve --allow-exec`",
+        ));
+    }
+    context.exec_slots.clone().try_acquire_owned().map_err(|_| {
+        ErrorReply::new(
+            ErrorCode::ExecLimit,
+            "the server is running its maximum of commands at once; try again",
+        )
+    })
+}
+
+/// Ends an output stream: the end frame, then (unless it came already)
+/// the client's stdin stream up to its end, so the connection is ready
+/// for the next request.
+pub(crate) async fn finish(
+    conn: &mut Connection<Stream>,
+    end: &ExecEnd,
+    client_done: bool,
+) -> Result<Outcome, ConnectionError> {
     conn.writer()
-        .send_header(&StreamFrame::end_header(&end))
+        .send_header(&StreamFrame::end_header(end))
         .await?;
     conn.writer().flush().await?;
     if !client_done {

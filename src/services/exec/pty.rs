@@ -19,7 +19,7 @@ use rustix::termios::Winsize;
 use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 
-use super::{drain_stdin, next_stdin, process, ExecEnd, StdinItem, PIPE_READ_BYTES};
+use super::{admit, finish, next_stdin, process, ExecEnd, StdinItem, PIPE_READ_BYTES};
 use crate::connection::{Connection, ConnectionError};
 use crate::protocol::message::{ok_header, StreamFrame};
 use crate::protocol::{ErrorCode, ErrorReply};
@@ -49,21 +49,14 @@ pub async fn serve(
     context: &ServiceContext,
     request: ShellRequest,
 ) -> Result<Outcome, ConnectionError> {
-    if !context.allow_exec {
-        let reply = ErrorReply::new(
-            ErrorCode::NotAllowed,
-            "this server does not run commands; start it with `ferry serve --allow-exec`",
-        );
-        conn.send_error(&reply).await?;
-        return Ok(Outcome::Refused(ErrorCode::NotAllowed));
-    }
-    let Ok(_slot) = context.exec_slots.clone().try_acquire_owned() else {
-        let reply = ErrorReply::new(
-            ErrorCode::ExecLimit,
-            "the server is running its maximum of commands at once; try again",
-        );
-        conn.send_error(&reply).await?;
-        return Ok(Outcome::Refused(ErrorCode::ExecLimit));
+    let _slot = match admit(context) {
+        Ok(slot) => slot,
+        Err(reply) => {
+            conn.send_error(&reply).await?;
+            return Ok(Outcome::Refused(
+                reply.known_code().unwrap_or(ErrorCode::Internal),
+            ));
+        }
     };
     let started = open_and_spawn(&request, &context.root_path);
     let (master, mut child) = match started {
@@ -129,14 +122,7 @@ pub async fn serve(
         signal,
         timed_out: false,
     };
-    conn.writer()
-        .send_header(&StreamFrame::end_header(&end))
-        .await?;
-    conn.writer().flush().await?;
-    if !client_done {
-        drain_stdin(conn).await?;
-    }
-    Ok(Outcome::Ok)
+    finish(conn, &end, client_done).await
 }
 
 /// Opens a PTY and starts the login shell on its terminal side.
