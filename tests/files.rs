@@ -12,6 +12,7 @@ mod distrust;
 mod ops;
 mod resume;
 mod scale;
+mod space;
 mod transfer;
 
 use std::collections::BTreeMap;
