@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal};
 use serde_json::{Map, Value};
 
+pub(super) use crate::util::poll_until;
 use crate::util::{Invocation, Output, Raw, Server};
 
 pub(super) const MIB: usize = 1024 * 1024;
@@ -129,28 +130,6 @@ pub(super) fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
 /// A path as a `&str`, for a command line.
 pub(super) fn arg(path: &Path) -> &str {
     path.to_str().expect("test paths are UTF-8")
-}
-
-/// Polls `check` every millisecond until it gives a value, for at most
-/// `within`; panics naming `what` if it never does. For what no event
-/// announces: a file a remote command writes, a process dying.
-#[track_caller]
-pub(super) fn poll_until<T>(
-    what: &str,
-    within: Duration,
-    mut check: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "gave up after {within:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// A process a remote command started, known by its PID and its start time,

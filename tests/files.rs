@@ -22,8 +22,9 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
+pub(super) use crate::util::poll_until;
 use crate::util::{Invocation, Run, Server};
 
 pub(super) const MIB: u64 = 1024 * 1024;
@@ -310,25 +311,6 @@ impl Outside {
             self.names,
             "something appeared beside the root"
         );
-    }
-}
-
-/// Polls `check` every millisecond until it gives a value, for at most
-/// `within`; panics naming `what` if it never does. For conditions no event
-/// announces (a file growing on disk).
-#[track_caller]
-pub(super) fn poll_until<T>(
-    what: &str,
-    within: Duration,
-    mut check: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

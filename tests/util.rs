@@ -648,3 +648,21 @@ fn read_all_in_background(mut out: impl Read + Send + 'static) -> thread::JoinHa
 pub fn ferry(server: &Server, args: &[&str]) -> Run {
     server.client(args).run()
 }
+
+/// Polls `check` every millisecond until it gives a value, for at most
+/// `within`; panics naming `what` if it never does. For what no event
+/// announces: a file growing on disk, a process dying.
+#[track_caller]
+pub fn poll_until<T>(what: &str, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up after {within:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}

@@ -3,7 +3,7 @@
 //! byte for byte, until the server's end frame.
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{expect_ok, Client};
 use crate::connection::{ConnectionError, FrameReader};
@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::protocol::message::{request_header, StreamFrame};
 use crate::protocol::Header;
 use crate::services::exec::pty::ShellRequest;
-use crate::services::exec::{ExecEnd, ExecRequest, PIPE_READ_BYTES};
+use crate::services::exec::{read_chunk, ExecEnd, ExecRequest, PIPE_READ_BYTES};
 use tokio::sync::mpsc;
 
 /// Stdin bytes queued for the server before the client stops reading more.
@@ -122,7 +122,7 @@ impl Client {
                         None => resizes = None,
                     }
                 }
-                read = read_input(&mut stdin, &mut input), if stdin.is_some() && room => {
+                read = read_chunk(&mut stdin, &mut input), if stdin.is_some() && room => {
                     match read {
                         Some(chunk) => writer.queue(StreamFrame::data_header("stdin", 0), &chunk)?,
                         None => {
@@ -197,18 +197,6 @@ async fn next_output<R: AsyncRead + Unpin>(
 
 async fn next_size(resizes: &mut Option<mpsc::Receiver<(u16, u16)>>) -> Option<(u16, u16)> {
     resizes.as_mut()?.recv().await
-}
-
-async fn read_input<I: AsyncRead + Unpin>(
-    stdin: &mut Option<I>,
-    buf: &mut BytesMut,
-) -> Option<Bytes> {
-    let input = stdin.as_mut()?;
-    buf.reserve(PIPE_READ_BYTES);
-    match input.read_buf(buf).await {
-        Ok(0) | Err(_) => None,
-        Ok(_) => Some(buf.split().freeze()),
-    }
 }
 
 async fn write_out<W: AsyncWrite + Unpin>(out: &mut W, bytes: &[u8]) -> Result<(), Error> {

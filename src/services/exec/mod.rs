@@ -234,13 +234,13 @@ async fn run(
     let outcome: Result<(), ConnectionError> = async {
         while stdout.is_some() || stderr.is_some() || status.is_none() {
             tokio::select! {
-                read = read_pipe(&mut stdout, &mut out_buf), if stdout.is_some() => {
+                read = read_chunk(&mut stdout, &mut out_buf), if stdout.is_some() => {
                     match read {
                         Some(bytes) => writer.send(StreamFrame::data_header("stdout", 0), bytes).await?,
                         None => stdout = None,
                     }
                 }
-                read = read_pipe(&mut stderr, &mut err_buf), if stderr.is_some() => {
+                read = read_chunk(&mut stderr, &mut err_buf), if stderr.is_some() => {
                     match read {
                         Some(bytes) => writer.send(StreamFrame::data_header("stderr", 0), bytes).await?,
                         None => stderr = None,
@@ -311,8 +311,10 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Reads what a pipe has, up to [`PIPE_READ_BYTES`]; `None` at its end.
-async fn read_pipe<R: tokio::io::AsyncRead + Unpin>(
+/// Reads what a pipe or stream has, up to [`PIPE_READ_BYTES`]; `None` at
+/// its end, on an error, or when there is none. Both ends use it: the
+/// server for a command's output, the client for its stdin.
+pub async fn read_chunk<R: tokio::io::AsyncRead + Unpin>(
     pipe: &mut Option<R>,
     buf: &mut BytesMut,
 ) -> Option<Bytes> {

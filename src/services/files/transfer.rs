@@ -1009,6 +1009,22 @@ mod tests {
         (wants, summary)
     }
 
+    /// Leaves `bytes` in `to` as the partial file an interrupted transfer
+    /// of `photos/a.bin` from `from` would have kept.
+    fn keep_partial(from: &std::path::Path, to: &std::path::Path, bytes: &[u8]) {
+        let dst = Root::new(to).unwrap();
+        let src_md = std::fs::metadata(from.join("photos/a.bin")).unwrap();
+        let source = SourceId {
+            file_size: src_md.len(),
+            mtime: (src_md.mtime(), src_md.mtime_nsec() as u32),
+        };
+        std::fs::create_dir(to.join("photos")).unwrap();
+        let target = RelPath::parse(b"photos/a.bin").unwrap();
+        let mut partial = PartialFile::open(&dst, &target, &source, true).unwrap();
+        partial.write(bytes).unwrap();
+        partial.suspend();
+    }
+
     fn tree(dir: &std::path::Path) {
         std::fs::create_dir_all(dir.join("photos/b")).unwrap();
         std::fs::write(dir.join("photos/a.bin"), vec![7u8; 700_000]).unwrap();
@@ -1085,17 +1101,7 @@ mod tests {
         let to = tempfile::tempdir().unwrap();
         tree(from.path());
         // An earlier attempt kept the first 300,000 bytes.
-        let dst = Root::new(to.path()).unwrap();
-        let src_md = std::fs::metadata(from.path().join("photos/a.bin")).unwrap();
-        let source = SourceId {
-            file_size: 700_000,
-            mtime: (src_md.mtime(), src_md.mtime_nsec() as u32),
-        };
-        std::fs::create_dir(to.path().join("photos")).unwrap();
-        let target = RelPath::parse(b"photos/a.bin").unwrap();
-        let mut partial = PartialFile::open(&dst, &target, &source, true).unwrap();
-        partial.write(&vec![7u8; 300_000]).unwrap();
-        partial.suspend();
+        keep_partial(from.path(), to.path(), &vec![7u8; 300_000]);
         let (wants, summary) = transfer(from.path(), "photos", to.path(), OPTIONS).await;
         assert!(wants.iter().any(|w| matches!(
             w.action,
@@ -1118,17 +1124,7 @@ mod tests {
         let from = tempfile::tempdir().unwrap();
         let to = tempfile::tempdir().unwrap();
         tree(from.path());
-        let dst = Root::new(to.path()).unwrap();
-        let src_md = std::fs::metadata(from.path().join("photos/a.bin")).unwrap();
-        let source = SourceId {
-            file_size: 700_000,
-            mtime: (src_md.mtime(), src_md.mtime_nsec() as u32),
-        };
-        std::fs::create_dir(to.path().join("photos")).unwrap();
-        let target = RelPath::parse(b"photos/a.bin").unwrap();
-        let mut partial = PartialFile::open(&dst, &target, &source, true).unwrap();
-        partial.write(&vec![9u8; 1000]).unwrap(); // corrupt prefix
-        partial.suspend();
+        keep_partial(from.path(), to.path(), &vec![9u8; 1000]); // corrupt prefix
         let (_, summary) = transfer(from.path(), "photos", to.path(), OPTIONS).await;
         assert_eq!(summary.errors, vec![]);
         assert_eq!(
