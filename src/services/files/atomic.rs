@@ -4,7 +4,9 @@
 //!
 //! Data goes to a partial file *in the destination directory* (so the final
 //! rename stays on one filesystem and is atomic), hashed with BLAKE3 as it is
-//! written. Sealing checks the hash and sets mode and mtime; publishing
+//! written — here, or by a caller that took the hasher with
+//! [`PartialFile::detach_hasher`] to hash on another thread while this one
+//! writes. Sealing checks the hash and sets mode and mtime; publishing
 //! renames into place. Between the two the caller makes the data durable:
 //! one fsync per file, or one `syncfs` for a whole tree before any rename.
 //!
@@ -108,7 +110,9 @@ pub struct PartialFile {
     name: OsString,
     final_name: OsString,
     file: File,
-    hasher: blake3::Hasher,
+    /// Hashes what is written; `None` once a caller took it to hash the
+    /// data itself ([`PartialFile::detach_hasher`]).
+    hasher: Option<blake3::Hasher>,
     /// Bytes accepted, `flushed` plus `tail`.
     len: u64,
     /// Bytes written or seeked over: the file position.
@@ -167,7 +171,7 @@ impl PartialFile {
             name,
             final_name: final_name.to_os_string(),
             file: File::from(fd),
-            hasher: blake3::Hasher::new(),
+            hasher: Some(blake3::Hasher::new()),
             len: 0,
             flushed: 0,
             tail: Vec::new(),
@@ -191,7 +195,9 @@ impl PartialFile {
             if n == 0 {
                 break;
             }
-            self.hasher.update(&buf[..n]);
+            if let Some(hasher) = &mut self.hasher {
+                hasher.update(&buf[..n]);
+            }
             self.len += n as u64;
         }
         if self.len != len {
@@ -211,14 +217,27 @@ impl PartialFile {
     /// The BLAKE3 of the bytes kept from an earlier attempt, for the sender
     /// to compare with its own prefix.
     pub fn resumed_hash(&self) -> blake3::Hash {
-        self.hasher.finalize()
+        match &self.hasher {
+            Some(hasher) => hasher.finalize(),
+            None => blake3::Hasher::new().finalize(),
+        }
+    }
+
+    /// Hands the hasher (holding the resumed prefix) to the caller, who
+    /// from now on hashes every byte it writes here and passes the result
+    /// to [`PartialFile::seal_hashed`]. A receiver does this to hash on the
+    /// thread that reads the socket while another writes the file.
+    pub fn detach_hasher(&mut self) -> blake3::Hasher {
+        self.hasher.take().unwrap_or_default()
     }
 
     /// Drops whatever was kept and starts from byte 0.
     pub fn restart(&mut self) -> io::Result<()> {
         self.file.set_len(0)?;
         self.file.seek(SeekFrom::Start(0))?;
-        self.hasher = blake3::Hasher::new();
+        if self.hasher.is_some() {
+            self.hasher = Some(blake3::Hasher::new());
+        }
         self.len = 0;
         self.flushed = 0;
         self.tail.clear();
@@ -240,7 +259,9 @@ impl PartialFile {
     /// Appends `chunk`, hashing it. A full disk removes the partial: it
     /// could never complete, and it holds space the user needs.
     pub fn write(&mut self, chunk: &[u8]) -> Result<(), WriteError> {
-        self.hasher.update(chunk);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(chunk);
+        }
         if let Err(err) = self.write_sparse(chunk) {
             if err.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
                 self.remove();
@@ -313,7 +334,24 @@ impl PartialFile {
         expected: &blake3::Hash,
         meta: Option<&FileMeta>,
     ) -> Result<SealedFile, WriteError> {
-        let hash = self.hasher.finalize();
+        let Some(hasher) = self.hasher.take() else {
+            // The caller detached the hasher and so must say what it got.
+            self.remove();
+            return Err(io::Error::other("sealed without the hash of the data").into());
+        };
+        self.seal_hashed(&hasher.finalize(), expected, meta)
+    }
+
+    /// [`PartialFile::seal`] for a caller that hashed the data itself
+    /// (after [`PartialFile::detach_hasher`]): `received` is its hash of
+    /// every byte, the resumed prefix included.
+    pub fn seal_hashed(
+        mut self,
+        received: &blake3::Hash,
+        expected: &blake3::Hash,
+        meta: Option<&FileMeta>,
+    ) -> Result<SealedFile, WriteError> {
+        let hash = *received;
         if &hash != expected {
             self.remove();
             return Err(WriteError::HashMismatch);
@@ -491,6 +529,41 @@ mod tests {
         let sealed = again.seal(&blake3::hash(b"hello world"), None).unwrap();
         sealed.publish(false).unwrap();
         assert_eq!(std::fs::read(tmp.path().join("f")).unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn a_detached_hasher_carries_the_prefix_and_the_caller_seals_with_its_hash() {
+        let (tmp, root) = setup();
+        let mut first = PartialFile::open(&root, &rel("f"), &SOURCE, true).unwrap();
+        first.write(b"hello").unwrap();
+        first.suspend();
+        let mut again = PartialFile::open(&root, &rel("f"), &SOURCE, true).unwrap();
+        let mut hasher = again.detach_hasher();
+        hasher.update(b" world");
+        again.write(b" world").unwrap();
+        let expected = blake3::hash(b"hello world");
+        assert_eq!(hasher.finalize(), expected, "the prefix was in the hasher");
+        let sealed = again
+            .seal_hashed(&hasher.finalize(), &expected, None)
+            .unwrap();
+        sealed.publish(false).unwrap();
+        assert_eq!(std::fs::read(tmp.path().join("f")).unwrap(), b"hello world");
+
+        // A hash that does not match removes the partial, as `seal` does.
+        let mut other = PartialFile::open(&root, &rel("g"), &SOURCE, true).unwrap();
+        other.detach_hasher();
+        other.write(b"data").unwrap();
+        let wrong = blake3::hash(b"other");
+        assert!(matches!(
+            other.seal_hashed(&wrong, &blake3::hash(b"data"), None),
+            Err(WriteError::HashMismatch)
+        ));
+        // Sealing without saying the hash, once it was detached, is refused.
+        let mut third = PartialFile::open(&root, &rel("h"), &SOURCE, true).unwrap();
+        third.detach_hasher();
+        third.write(b"data").unwrap();
+        assert!(third.seal(&blake3::hash(b"data"), None).is_err());
+        assert_eq!(names(&tmp), ["f"], "no partial left behind");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::os::fd::AsFd;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rustix::fs::{Mode, OFlags};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -117,6 +117,7 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
     let reading_manifest = manifest.clone();
     let reader = tokio::task::spawn_blocking(move || {
         let mut out = Batcher::new(tx);
+        let pool = Arc::new(ChunkPool::default());
         for want in wants {
             let WantAction::Send {
                 offset,
@@ -131,7 +132,8 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
                 prefix: prefix_blake3,
                 md5,
             };
-            if !read_one(&reading_manifest, root.as_deref(), asked, &mut out) {
+            let source = (&*reading_manifest, root.as_deref());
+            if !read_one(source, asked, &mut out, &pool) {
                 return; // the connection side is gone
             }
         }
@@ -162,6 +164,53 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
         .await?;
     writer.flush().await?;
     Ok(())
+}
+
+/// Chunk buffers handed back once the connection has sent them, so a large
+/// file is read through the same few warm buffers instead of a fresh
+/// allocation (and fresh pages from the kernel) per chunk.
+#[derive(Debug, Default)]
+struct ChunkPool {
+    free: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+/// Buffers kept for reuse: the chunks that can be in flight at once.
+const POOLED_CHUNKS: usize = CHANNEL_CHUNKS + 4;
+
+impl ChunkPool {
+    /// A buffer of [`CHUNK_BYTES`], recycled when there is one.
+    fn take(self: &Arc<ChunkPool>) -> PooledChunk {
+        let recycled = self.free.lock().ok().and_then(|mut free| free.pop());
+        PooledChunk {
+            bytes: recycled.unwrap_or_else(|| vec![0; CHUNK_BYTES]),
+            len: 0,
+            pool: self.clone(),
+        }
+    }
+}
+
+/// A chunk's bytes (`bytes[..len]`) that go back to their pool when the
+/// last `Bytes` referring to them is dropped.
+struct PooledChunk {
+    bytes: Vec<u8>,
+    len: usize,
+    pool: Arc<ChunkPool>,
+}
+
+impl AsRef<[u8]> for PooledChunk {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl Drop for PooledChunk {
+    fn drop(&mut self) {
+        if let Ok(mut free) = self.pool.free.lock() {
+            if free.len() < POOLED_CHUNKS {
+                free.push(std::mem::take(&mut self.bytes));
+            }
+        }
+    }
 }
 
 /// Most items in one batch, so a flood of empty files still moves along.
@@ -240,10 +289,10 @@ impl Hashes {
 /// Reads one file into the channel: head, data, end. Returns false when the
 /// receiving side of the channel is gone.
 fn read_one(
-    manifest: &Manifest,
-    root: Option<&Root>,
+    (manifest, root): (&Manifest, Option<&Root>),
     asked: Asked,
     out: &mut Batcher<Chunk>,
+    pool: &Arc<ChunkPool>,
 ) -> bool {
     let Asked {
         i,
@@ -306,29 +355,42 @@ fn read_one(
     ) {
         return false;
     }
-    let mut left = size;
     let mut short = false;
+    let mut left = size;
     while left > 0 {
         let want = left.min(CHUNK_BYTES as u64) as usize;
-        let mut buf = BytesMut::zeroed(want);
-        let got = read_full(&mut file, &mut buf).unwrap_or(0);
+        let mut buf = pool.take();
+        let got = read_full(&mut file, &mut buf.bytes[..want]).unwrap_or(0);
         // A file that shrank mid-read still owes the announced bytes; the
         // zeros are sent and the end frame says the file changed.
         short |= got < want;
-        hasher.update(&buf[..got]);
+        buf.bytes[got..want].fill(0);
+        hasher.update(&buf.bytes[..got]);
+        buf.len = want;
         left -= want as u64;
-        if !out.push(Chunk::Data(buf.freeze()), want) {
+        if !out.push(Chunk::Data(Bytes::from_owner(buf)), want) {
             return false;
         }
     }
-    if short || changed(&file) {
-        return fail(out, "the file changed while it was being sent".into());
-    }
-    let end = FileEnd {
-        file_end: i,
-        blake3: Some(hasher.blake3.finalize().to_hex().to_string()),
-        md5: hasher.md5.map(|m| hex(&md5::Digest::finalize(m))),
-        error: None,
+    finish_read(i, short || changed(&file), hasher, out)
+}
+
+/// Ends one file: its hashes, or why it cannot be trusted.
+fn finish_read(i: u64, changed: bool, hasher: Hashes, out: &mut Batcher<Chunk>) -> bool {
+    let end = if changed {
+        FileEnd {
+            file_end: i,
+            blake3: None,
+            md5: None,
+            error: Some("the file changed while it was being sent".into()),
+        }
+    } else {
+        FileEnd {
+            file_end: i,
+            blake3: Some(hasher.blake3.finalize().to_hex().to_string()),
+            md5: hasher.md5.map(|m| hex(&md5::Digest::finalize(m))),
+            error: None,
+        }
     };
     out.push(Chunk::End(end), 0)
 }
@@ -553,17 +615,28 @@ impl ReceivePlan {
 
     /// Receives the data frames of the wanted files, writing each through a
     /// partial file, until the end frame. Returns what was done.
+    ///
+    /// Data is hashed here, on the task that reads the socket, while the
+    /// file thread only writes: the two costs run on two cores instead of
+    /// adding up on one.
     pub async fn receive<R: AsyncRead + Unpin>(
-        self,
+        mut self,
         reader: &mut FrameReader<R>,
         progress: &dyn Progress,
     ) -> Result<ReceiveSummary, TransferError> {
         let (tx, rx) = mpsc::channel::<Vec<Op>>(CHANNEL_CHUNKS);
-        let sizes: Vec<u64> = self.entries.iter().map(|e| e.file_size).collect();
-        let kinds: Vec<EntryKind> = self.entries.iter().map(|e| e.kind).collect();
-        let names: Vec<Vec<u8>> = self.entries.iter().map(entry_name).collect();
+        let expected = Expected {
+            sizes: self.entries.iter().map(|e| e.file_size).collect(),
+            kinds: self.entries.iter().map(|e| e.kind).collect(),
+            names: self.entries.iter().map(entry_name).collect(),
+            prefixes: self
+                .partials
+                .iter_mut()
+                .map(|(&i, partial)| (i, partial.detach_hasher()))
+                .collect(),
+        };
         let writer = tokio::task::spawn_blocking(move || self.write_all(rx));
-        let result = forward_frames(reader, &tx, &sizes, &kinds, &names, progress).await;
+        let result = forward_frames(reader, &tx, expected, progress).await;
         drop(tx);
         let summary = writer.await.map_err(|err| {
             FileError::new(ErrorCode::Internal, format!("file writer failed: {err}"))
@@ -608,11 +681,11 @@ impl ReceivePlan {
                     }
                 }
             }
-            Op::End(end) => {
+            Op::End(end, received) => {
                 let Some((i, opened)) = state.current.take() else {
                     return;
                 };
-                match self.finish_file(i, opened, &end) {
+                match self.finish_file(i, opened, &end, received) {
                     Ok(sealed) => {
                         if let Some(md5) = &end.md5 {
                             state.summary.md5s.push((i, md5.clone()));
@@ -682,6 +755,9 @@ impl ReceivePlan {
                     .map_err(|e| FileError::write(&shown, &e))?
             }
         };
+        // The socket side hashes the data (see `receive`); a resumed
+        // partial's hasher was taken before the data phase began.
+        partial.detach_hasher();
         if offset != partial.resumed_len() {
             if offset != 0 {
                 return Err(FileError::new(
@@ -702,6 +778,7 @@ impl ReceivePlan {
         i: u64,
         opened: Result<PartialFile, FileError>,
         end: &FileEnd,
+        received: Option<blake3::Hash>,
     ) -> Result<SealedFile, FileError> {
         let shown = self.shown(i);
         let mut partial = opened?;
@@ -736,8 +813,15 @@ impl ReceivePlan {
             mtime: (entry.mtime, entry.mtime_ns),
         };
         let meta = self.options.preserve.then_some(&meta);
+        let Some(received) = received else {
+            partial.remove();
+            return Err(FileError::new(
+                ErrorCode::BadRequest,
+                format!("{}: a file end without its data", show(&shown)),
+            ));
+        };
         partial
-            .seal(&hash, meta)
+            .seal_hashed(&received, &hash, meta)
             .map_err(|e| FileError::write(&shown, &e))
     }
 
@@ -827,9 +911,24 @@ fn source_id(entry: &Entry) -> SourceId {
 }
 
 enum Op {
-    Start { i: u64, offset: u64 },
+    Start {
+        i: u64,
+        offset: u64,
+    },
     Data(Bytes),
-    End(FileEnd),
+    /// The sender's end frame, and the hash of what arrived since `Start`
+    /// (with the resumed prefix), if a `Start` came first.
+    End(FileEnd, Option<blake3::Hash>),
+}
+
+/// What the socket side of a receive checks and hashes against.
+struct Expected {
+    /// Each entry's size, kind and name, by index.
+    sizes: Vec<u64>,
+    kinds: Vec<EntryKind>,
+    names: Vec<Vec<u8>>,
+    /// The hash state of each resumed partial's kept prefix.
+    prefixes: HashMap<u64, blake3::Hasher>,
 }
 
 /// The file thread's progress through the data phase.
@@ -890,11 +989,17 @@ impl DirCache {
 async fn forward_frames<R: AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
     tx: &mpsc::Sender<Vec<Op>>,
-    sizes: &[u64],
-    kinds: &[EntryKind],
-    names: &[Vec<u8>],
+    expected: Expected,
     progress: &dyn Progress,
 ) -> Result<(), TransferError> {
+    let Expected {
+        sizes,
+        kinds,
+        names,
+        mut prefixes,
+    } = expected;
+    // The file whose data is arriving, hashed as it comes.
+    let mut hashing: Option<blake3::Hasher> = None;
     // Ops cross to the file thread in batches of about a chunk, so small
     // files do not cost a wakeup each.
     let mut batch: Vec<Op> = Vec::new();
@@ -931,7 +1036,14 @@ async fn forward_frames<R: AsyncRead + Unpin>(
                 i: head.file,
                 offset: head.offset,
             });
+            // From an offset, the data continues the resumed prefix; an
+            // offset that was not offered fails in the writer either way.
+            let mut hasher = match head.offset {
+                0 => blake3::Hasher::new(),
+                _ => prefixes.remove(&head.file).unwrap_or_default(),
+            };
             while let Some(chunk) = reader.read_body_chunk().await? {
+                hasher.update(&chunk);
                 progress.advanced(chunk.len() as u64);
                 batch_bytes += chunk.len();
                 batch.push(Op::Data(chunk));
@@ -942,8 +1054,10 @@ async fn forward_frames<R: AsyncRead + Unpin>(
                     batch_bytes = 0;
                 }
             }
+            hashing = Some(hasher);
         } else if let Ok(end) = header.to_message::<FileEnd>() {
-            batch.push(Op::End(end));
+            let received = hashing.take().map(|hasher| hasher.finalize());
+            batch.push(Op::End(end, received));
         } else {
             return Err(TransferError::Protocol(
                 "expected a file head, file end or end frame".into(),
@@ -1083,6 +1197,28 @@ mod tests {
         let dst_md = std::fs::metadata(to.path().join("photos/a.bin")).unwrap();
         assert_eq!(src_md.mtime(), dst_md.mtime());
         assert_eq!(src_md.mtime_nsec(), dst_md.mtime_nsec());
+    }
+
+    #[test]
+    fn sent_chunk_buffers_come_back_for_the_next_chunk() {
+        let pool = Arc::new(ChunkPool::default());
+        let mut chunk = pool.take();
+        let first = chunk.bytes.as_ptr();
+        chunk.bytes[..3].copy_from_slice(b"abc");
+        chunk.len = 3;
+        let bytes = Bytes::from_owner(chunk);
+        let shared = bytes.slice(1..);
+        assert_eq!(&shared[..], b"bc");
+        drop(bytes);
+        assert!(pool.free.lock().unwrap().is_empty(), "still referenced");
+        drop(shared);
+        let again = pool.take();
+        assert_eq!(again.bytes.as_ptr(), first, "the same buffer, reused");
+        assert_eq!(again.bytes.len(), CHUNK_BYTES);
+        // More buffers than can be in flight are not kept.
+        let many: Vec<PooledChunk> = (0..POOLED_CHUNKS * 2).map(|_| pool.take()).collect();
+        drop(many);
+        assert_eq!(pool.free.lock().unwrap().len(), POOLED_CHUNKS);
     }
 
     #[tokio::test]
