@@ -132,7 +132,10 @@ impl Client {
         let stream = match (raw, &options.server) {
             (Stream::Tcp(tcp), Endpoint::Tcp { host, .. }) if !options.plaintext => {
                 let connector = tokio_rustls::TlsConnector::from(tls::client_config());
-                let handshake = connector.connect(tls::server_name(host), tcp);
+                let handshake = connector.connect(
+                    tls::server_name(host),
+                    crate::transport::ReadAhead::new(tcp),
+                );
                 let tls_stream = tokio::time::timeout(options.connect_timeout, handshake)
                     .await
                     .unwrap_or_else(|_| {

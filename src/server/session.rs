@@ -82,7 +82,10 @@ async fn serve(
     // is draining.
     let stream = match (stream, &shared.tls) {
         (Stream::Tcp(tcp), Some(acceptor)) => {
-            let handshake = tokio::time::timeout_at(deadline, acceptor.accept(tcp));
+            let handshake = tokio::time::timeout_at(
+                deadline,
+                acceptor.accept(crate::transport::ReadAhead::new(tcp)),
+            );
             let accepted = tokio::select! {
                 biased;
                 _ = shared.cancel.cancelled() => return End::ShutDown,

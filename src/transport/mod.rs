@@ -3,10 +3,12 @@
 
 pub mod endpoint;
 pub mod listener;
+pub mod read_ahead;
 pub mod stream;
 pub mod tls;
 
 pub use endpoint::Endpoint;
 pub use listener::Listener;
+pub use read_ahead::ReadAhead;
 pub use stream::Stream;
 pub use tls::Fingerprint;

@@ -8,6 +8,8 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
+use super::ReadAhead;
+
 /// A connected byte stream.
 #[derive(Debug)]
 pub enum Stream {
@@ -16,9 +18,9 @@ pub enum Stream {
     /// A Unix-domain socket.
     Unix(UnixStream),
     /// The server's end of a TLS connection.
-    ServerTls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    ServerTls(Box<tokio_rustls::server::TlsStream<ReadAhead<TcpStream>>>),
     /// The client's end of a TLS connection.
-    ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    ClientTls(Box<tokio_rustls::client::TlsStream<ReadAhead<TcpStream>>>),
 }
 
 macro_rules! delegate {
