@@ -1,0 +1,329 @@
+//! The data phase of a transfer, shared by both ends: the server sends for
+//! `get` and receives for `put`, the client the other way round.
+//!
+//! File IO and hashing run on a blocking thread, joined to the connection by
+//! a bounded channel of chunks: the disk, the hash and the socket work at
+//! once, and at most [`CHANNEL_CHUNKS`] × [`CHUNK_BYTES`] sit between them,
+//! whatever the file size. Small files are batched into large writes by the
+//! connection's buffer; no step waits for a reply per file.
+//!
+//! [`send`] reads and hashes files for the connection; [`receive`] plans
+//! where entries go, hashes what arrives and writes it through partial
+//! files.
+
+mod receive;
+mod send;
+
+pub use receive::ReceivePlan;
+pub use send::send_files;
+
+use crate::connection::ConnectionError;
+
+use super::error::FileError;
+use super::wire::EntryError;
+
+/// Bytes read from a file per chunk.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+/// Chunks in flight between the file thread and the connection.
+pub const CHANNEL_CHUNKS: usize = 4;
+/// Most items in one batch, so a flood of empty files still moves along.
+const MAX_BATCH_ITEMS: usize = 1024;
+
+/// Why a transfer stopped as a whole (per-file failures are reported in
+/// the summary instead).
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The connection failed.
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    /// The peer broke the transfer protocol.
+    #[error("{0}")]
+    Protocol(String),
+    /// The local file thread failed as a whole.
+    #[error(transparent)]
+    Local(#[from] FileError),
+}
+
+/// Told about a transfer's progress; the CLI draws a bar from it.
+pub trait Progress: Send + Sync {
+    /// The transfer's data phase starts; `total_bytes` will move.
+    fn begin(&self, _total_bytes: u64) {}
+    /// A file starts; `size` bytes of it will move.
+    fn file_started(&self, _path: &[u8], _size: u64) {}
+    /// Some bytes moved.
+    fn advanced(&self, _bytes: u64) {}
+}
+
+/// No progress reporting.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// What the receiving side did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReceiveSummary {
+    /// Files written and published.
+    pub files: u64,
+    /// Bytes received into them (resumed bytes not counted).
+    pub bytes: u64,
+    /// Files already there (same size and mtime).
+    pub skipped: u64,
+    /// Entries that failed, with why.
+    pub errors: Vec<EntryError>,
+    /// The md5 the sender gave for each file written, when it was asked.
+    pub md5s: Vec<(u64, String)>,
+}
+
+/// How to treat files already at the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiveOptions {
+    /// Overwrite targets that differ.
+    pub force: bool,
+    /// Continue from partial files of an earlier attempt.
+    pub resume: bool,
+    /// Keep mode and mtime from the sender.
+    pub preserve: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::{Connection, ConnectionConfig};
+    use crate::services::files::atomic::{PartialFile, SourceId};
+    use crate::services::files::manifest::Manifest;
+    use crate::services::files::root::{RelPath, Root};
+    use crate::services::files::wire::{Entry, EntryKind, Want, WantAction};
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn config() -> ConnectionConfig {
+        ConnectionConfig {
+            max_header_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(10),
+            max_write_buffer_bytes: 256 * 1024,
+        }
+    }
+
+    const OPTIONS: ReceiveOptions = ReceiveOptions {
+        force: false,
+        resume: true,
+        preserve: true,
+    };
+
+    /// Sends `path` beneath `from` to `base` beneath `to` over an in-memory
+    /// pipe, through the same planning and data phases the services use.
+    async fn transfer(
+        from: &std::path::Path,
+        path: &str,
+        to: &std::path::Path,
+        options: ReceiveOptions,
+    ) -> (Vec<Want>, ReceiveSummary) {
+        let src = Arc::new(Root::new(from).unwrap());
+        let dst = Arc::new(Root::new(to).unwrap());
+        let manifest =
+            Manifest::from_root(&src, &RelPath::parse(path.as_bytes()).unwrap(), true).unwrap();
+        let (plan, wants) =
+            ReceivePlan::new(dst, &RelPath::root(), manifest.entries.clone(), options);
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let mut sender = Connection::new(a, config());
+        let mut receiver = Connection::new(b, config());
+        let sent_wants = wants.clone();
+        let send = tokio::spawn(async move {
+            let (_, writer) = sender.split();
+            send_files(
+                writer,
+                Arc::new(manifest),
+                Some(src),
+                sent_wants,
+                true,
+                &NoProgress,
+            )
+            .await
+            .unwrap();
+        });
+        let summary = plan.receive(receiver.reader(), &NoProgress).await.unwrap();
+        send.await.unwrap();
+        (wants, summary)
+    }
+
+    /// Leaves `bytes` in `to` as the partial file an interrupted transfer
+    /// of `photos/a.bin` from `from` would have kept.
+    fn keep_partial(from: &std::path::Path, to: &std::path::Path, bytes: &[u8]) {
+        let dst = Root::new(to).unwrap();
+        let src_md = std::fs::metadata(from.join("photos/a.bin")).unwrap();
+        let source = SourceId {
+            file_size: src_md.len(),
+            mtime: (src_md.mtime(), src_md.mtime_nsec() as u32),
+        };
+        std::fs::create_dir(to.join("photos")).unwrap();
+        let target = RelPath::parse(b"photos/a.bin").unwrap();
+        let mut partial = PartialFile::open(&dst, &target, &source, true).unwrap();
+        partial.write(bytes).unwrap();
+        partial.suspend();
+    }
+
+    fn tree(dir: &std::path::Path) {
+        std::fs::create_dir_all(dir.join("photos/b")).unwrap();
+        std::fs::write(dir.join("photos/a.bin"), vec![7u8; 700_000]).unwrap();
+        std::fs::write(dir.join("photos/b/ünï code.txt"), b"hello").unwrap();
+        std::fs::write(dir.join("photos/empty"), b"").unwrap();
+        std::fs::set_permissions(
+            dir.join("photos/b/ünï code.txt"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o4750),
+        )
+        .unwrap();
+    }
+
+    fn entries_of(dir: &std::path::Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().unwrap().is_dir() {
+                for sub in entries_of(&entry.path()) {
+                    out.push(format!("{name}/{sub}"));
+                }
+            } else {
+                out.push(name);
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_tree_arrives_whole_with_modes_and_times_and_nothing_else() {
+        let from = tempfile::tempdir().unwrap();
+        let to = tempfile::tempdir().unwrap();
+        tree(from.path());
+        let (_, summary) = transfer(from.path(), "photos", to.path(), OPTIONS).await;
+        assert_eq!(summary.errors, vec![]);
+        assert_eq!((summary.files, summary.bytes), (3, 700_005));
+        let md5s: Vec<&str> = summary.md5s.iter().map(|(_, m)| m.as_str()).collect();
+        // md5("hello") and md5("") from coreutils' md5sum.
+        assert!(
+            md5s.contains(&"5d41402abc4b2a76b9719d911017c592"),
+            "{md5s:?}"
+        );
+        assert!(
+            md5s.contains(&"d41d8cd98f00b204e9800998ecf8427e"),
+            "{md5s:?}"
+        );
+        assert_eq!(
+            entries_of(to.path()),
+            ["photos/a.bin", "photos/b/ünï code.txt", "photos/empty"]
+        );
+        let a = to.path().join("photos/b/ünï code.txt");
+        assert_eq!(std::fs::read(&a).unwrap(), b"hello");
+        assert_eq!(std::fs::metadata(&a).unwrap().mode() & 0o7777, 0o750);
+        let src_md = std::fs::metadata(from.path().join("photos/a.bin")).unwrap();
+        let dst_md = std::fs::metadata(to.path().join("photos/a.bin")).unwrap();
+        assert_eq!(src_md.mtime(), dst_md.mtime());
+        assert_eq!(src_md.mtime_nsec(), dst_md.mtime_nsec());
+    }
+
+    #[tokio::test]
+    async fn a_second_run_skips_what_is_already_there() {
+        let from = tempfile::tempdir().unwrap();
+        let to = tempfile::tempdir().unwrap();
+        tree(from.path());
+        transfer(from.path(), "photos", to.path(), OPTIONS).await;
+        let (_, summary) = transfer(from.path(), "photos", to.path(), OPTIONS).await;
+        assert_eq!((summary.files, summary.skipped, summary.bytes), (0, 3, 0));
+    }
+
+    #[tokio::test]
+    async fn a_partial_file_is_resumed_from_its_end() {
+        let from = tempfile::tempdir().unwrap();
+        let to = tempfile::tempdir().unwrap();
+        tree(from.path());
+        // An earlier attempt kept the first 300,000 bytes.
+        keep_partial(from.path(), to.path(), &vec![7u8; 300_000]);
+        let (wants, summary) = transfer(from.path(), "photos", to.path(), OPTIONS).await;
+        assert!(wants.iter().any(|w| matches!(
+            w.action,
+            WantAction::Send {
+                offset: 300_000,
+                ..
+            }
+        )));
+        assert_eq!(summary.errors, vec![]);
+        assert_eq!(summary.bytes, 400_005, "only the rest moved");
+        assert_eq!(
+            std::fs::read(to.path().join("photos/a.bin")).unwrap(),
+            vec![7u8; 700_000]
+        );
+        assert_eq!(entries_of(to.path()).len(), 3, "no partial left");
+    }
+
+    #[tokio::test]
+    async fn a_partial_that_is_not_a_prefix_is_resent_whole() {
+        let from = tempfile::tempdir().unwrap();
+        let to = tempfile::tempdir().unwrap();
+        tree(from.path());
+        keep_partial(from.path(), to.path(), &vec![9u8; 1000]); // corrupt prefix
+        let (_, summary) = transfer(from.path(), "photos", to.path(), OPTIONS).await;
+        assert_eq!(summary.errors, vec![]);
+        assert_eq!(
+            std::fs::read(to.path().join("photos/a.bin")).unwrap(),
+            vec![7u8; 700_000]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_existing_different_file_is_refused_without_force_and_replaced_with_it() {
+        let from = tempfile::tempdir().unwrap();
+        let to = tempfile::tempdir().unwrap();
+        tree(from.path());
+        std::fs::create_dir(to.path().join("photos")).unwrap();
+        std::fs::write(to.path().join("photos/empty"), b"mine").unwrap();
+        let (wants, summary) = transfer(from.path(), "photos", to.path(), OPTIONS).await;
+        assert!(wants
+            .iter()
+            .any(|w| matches!(&w.action, WantAction::Refuse { code, .. } if code == "exists")));
+        assert_eq!(summary.files, 2);
+        assert_eq!(
+            std::fs::read(to.path().join("photos/empty")).unwrap(),
+            b"mine"
+        );
+        let force = ReceiveOptions {
+            force: true,
+            ..OPTIONS
+        };
+        transfer(from.path(), "photos", to.path(), force).await;
+        assert_eq!(std::fs::read(to.path().join("photos/empty")).unwrap(), b"");
+    }
+
+    #[tokio::test]
+    async fn hostile_entry_paths_are_refused_and_nothing_lands_outside() {
+        let outer = tempfile::tempdir().unwrap();
+        let to = outer.path().join("dest");
+        std::fs::create_dir(&to).unwrap();
+        let dst = Arc::new(Root::new(&to).unwrap());
+        let file = |p: &[u8]| Entry {
+            kind: EntryKind::File,
+            path: super::super::wire::WirePath::from_bytes(p),
+            file_size: 1,
+            mode: 0o644,
+            mtime: 0,
+            mtime_ns: 0,
+        };
+        let entries = vec![
+            file(b"../escape"),
+            file(b"/abs"),
+            file(b"a\0b"),
+            file(b".ferry-partial-x"),
+            file(b""),
+        ];
+        let (_, wants) = ReceivePlan::new(dst, &RelPath::root(), entries, OPTIONS);
+        assert_eq!(wants.len(), 5);
+        for want in &wants {
+            assert!(
+                matches!(&want.action, WantAction::Refuse { code, .. } if code == "bad_path"),
+                "{want:?}"
+            );
+        }
+        assert_eq!(std::fs::read_dir(outer.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,666 @@
+//! The receiving side: a plan that answers the sender's manifest, then
+//! the data phase, hashed on the socket's task and written through
+//! partial files on a blocking thread, published in durable batches.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rustix::fs::Mode;
+use tokio::io::AsyncRead;
+use tokio::sync::mpsc;
+
+use crate::connection::FrameReader;
+use crate::protocol::ErrorCode;
+
+use super::super::atomic::{
+    has_partial, is_reserved_name, FileMeta, PartialFile, SealedFile, SourceId,
+};
+use super::super::error::{show, FileError};
+use super::super::root::{Kind, RelPath, Root};
+use super::super::wire::{
+    parse_hash, Entry, EntryError, EntryKind, FileEnd, FileHead, Want, WantAction,
+};
+use super::{
+    Progress, ReceiveOptions, ReceiveSummary, TransferError, CHANNEL_CHUNKS, CHUNK_BYTES,
+    MAX_BATCH_ITEMS,
+};
+
+/// Files sealed before one `syncfs` and their renames.
+const PUBLISH_BATCH_FILES: usize = 2048;
+/// Bytes sealed before one `syncfs` and their renames.
+const PUBLISH_BATCH_BYTES: u64 = 1 << 30;
+/// Directories sealed files may span before they are published.
+const PUBLISH_BATCH_DIRS: usize = 256;
+
+/// The receiving side, between its answer to the manifest and the data.
+#[derive(Debug)]
+pub struct ReceivePlan {
+    dest: Arc<Root>,
+    dirs: DirCache,
+    /// The offset offered for each file asked for; data for anything else
+    /// is refused, so a sender cannot write what the receiver skipped.
+    offered: HashMap<u64, u64>,
+    entries: Vec<Entry>,
+    targets: Vec<Option<RelPath>>,
+    partials: HashMap<u64, PartialFile>,
+    options: ReceiveOptions,
+    errors: Vec<EntryError>,
+    skipped: u64,
+}
+
+impl ReceivePlan {
+    /// Answers a manifest: creates its directories beneath `base`, and for
+    /// each file decides to skip it, refuse it, or want it (from the offset
+    /// of a partial file kept by an earlier attempt). Returns the plan and
+    /// the answer for the sender, which lists refusals too. Blocking.
+    pub fn new(
+        dest: Arc<Root>,
+        base: &RelPath,
+        entries: Vec<Entry>,
+        options: ReceiveOptions,
+    ) -> (ReceivePlan, Vec<Want>) {
+        let mut plan = ReceivePlan {
+            dest,
+            dirs: DirCache::default(),
+            offered: HashMap::new(),
+            targets: Vec::with_capacity(entries.len()),
+            entries: Vec::new(),
+            partials: HashMap::new(),
+            options,
+            errors: Vec::new(),
+            skipped: 0,
+        };
+        let mut wants = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let i = i as u64;
+            let action = match plan.plan_one(base, entry) {
+                Ok((target, step)) => {
+                    plan.targets.push(Some(target.clone()));
+                    match step {
+                        Step::Dir => continue,
+                        Step::Skip => {
+                            plan.skipped += 1;
+                            WantAction::Skip
+                        }
+                        Step::Fetch => {
+                            let action = plan.fetch(i, &target, entry);
+                            if let WantAction::Send { offset, .. } = action {
+                                plan.offered.insert(i, offset);
+                            }
+                            action
+                        }
+                    }
+                }
+                Err(err) => {
+                    plan.targets.push(None);
+                    WantAction::Refuse {
+                        code: err.code.as_str().to_string(),
+                        message: err.message,
+                    }
+                }
+            };
+            wants.push(Want { i, action });
+        }
+        plan.entries = entries;
+        (plan, wants)
+    }
+
+    /// Wants a file whole, or from the end of a partial kept by an earlier
+    /// attempt (hashed once here, and held open until its data comes).
+    fn fetch(&mut self, i: u64, target: &RelPath, entry: &Entry) -> WantAction {
+        let source = source_id(entry);
+        let Ok((dir, name)) = self.dirs.parent(&self.dest, target) else {
+            return WantAction::Send {
+                offset: 0,
+                prefix_blake3: None,
+            };
+        };
+        if self.options.resume && has_partial(&dir, name) {
+            if let Ok(partial) = PartialFile::open_in(dir, name, &source, true) {
+                let offset = partial.resumed_len();
+                let prefix = partial.resumed_hash().to_hex().to_string();
+                self.partials.insert(i, partial);
+                return WantAction::Send {
+                    offset,
+                    prefix_blake3: (offset > 0).then_some(prefix),
+                };
+            }
+        }
+        WantAction::Send {
+            offset: 0,
+            prefix_blake3: None,
+        }
+    }
+
+    /// Where an entry goes and what to do about it.
+    fn plan_one(&mut self, base: &RelPath, entry: &Entry) -> Result<(RelPath, Step), FileError> {
+        let raw = entry
+            .path
+            .to_bytes()
+            .map_err(|m| FileError::new(ErrorCode::BadPath, m))?;
+        let rel = RelPath::parse(&raw)?;
+        if rel.is_root() || rel.names().iter().any(|n| is_reserved_name(n)) {
+            return Err(FileError::new(
+                ErrorCode::BadPath,
+                format!("{}: not a name a file can be stored under", show(&raw)),
+            ));
+        }
+        let mut target = base.clone();
+        for name in rel.names() {
+            target = target.join(name)?;
+        }
+        let shown = target.to_bytes();
+        let existing = match self.dirs.lstat(&self.dest, &target) {
+            Ok(st) => Some(st),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => None,
+            Err(err) => return Err(FileError::io(&shown, &err)),
+        };
+        if entry.kind == EntryKind::Dir {
+            match existing {
+                Some(st) if st.kind == Kind::Dir => {}
+                Some(_) => {
+                    return Err(FileError::new(
+                        ErrorCode::NotADirectory,
+                        format!("{} exists and is not a directory", show(&shown)),
+                    ))
+                }
+                None => self
+                    .dest
+                    .mkdir_all(&target, 0o755)
+                    .map_err(|e| FileError::io(&shown, &e))?,
+            }
+            return Ok((target, Step::Dir));
+        }
+        let step = match existing {
+            None => Step::Fetch,
+            Some(st) if st.kind == Kind::Dir => {
+                return Err(FileError::new(
+                    ErrorCode::IsADirectory,
+                    format!("{} is a directory", show(&shown)),
+                ))
+            }
+            Some(st) if st.kind == Kind::Special => {
+                return Err(FileError::new(
+                    ErrorCode::NotRegular,
+                    format!("{} is not a regular file", show(&shown)),
+                ))
+            }
+            // rsync's quick check: same size and mtime is the same file.
+            Some(st)
+                if self.options.preserve
+                    && st.kind == Kind::File
+                    && st.len == entry.file_size
+                    && st.mtime == (entry.mtime, entry.mtime_ns) =>
+            {
+                Step::Skip
+            }
+            Some(_) if self.options.force => Step::Fetch,
+            Some(_) => {
+                return Err(FileError::new(
+                    ErrorCode::Exists,
+                    format!(
+                        "{} exists and differs; use --force to overwrite it",
+                        show(&shown)
+                    ),
+                ))
+            }
+        };
+        Ok((target, step))
+    }
+
+    /// Receives the data frames of the wanted files, writing each through a
+    /// partial file, until the end frame. Returns what was done.
+    ///
+    /// Data is hashed here, on the task that reads the socket, while the
+    /// file thread only writes: the two costs run on two cores instead of
+    /// adding up on one.
+    pub async fn receive<R: AsyncRead + Unpin>(
+        mut self,
+        reader: &mut FrameReader<R>,
+        progress: &dyn Progress,
+    ) -> Result<ReceiveSummary, TransferError> {
+        let (tx, rx) = mpsc::channel::<Vec<Op>>(CHANNEL_CHUNKS);
+        let expected = Expected {
+            sizes: self.entries.iter().map(|e| e.file_size).collect(),
+            kinds: self.entries.iter().map(|e| e.kind).collect(),
+            names: self.entries.iter().map(entry_name).collect(),
+            prefixes: self
+                .partials
+                .iter_mut()
+                .map(|(&i, partial)| (i, partial.detach_hasher()))
+                .collect(),
+        };
+        let writer = tokio::task::spawn_blocking(move || self.write_all(rx));
+        let result = forward_frames(reader, &tx, expected, progress).await;
+        drop(tx);
+        let summary = writer.await.map_err(|err| {
+            FileError::new(ErrorCode::Internal, format!("file writer failed: {err}"))
+        })?;
+        result.map(|()| summary)
+    }
+
+    fn write_all(mut self, mut rx: mpsc::Receiver<Vec<Op>>) -> ReceiveSummary {
+        let mut state = WriteState::default();
+        while let Some(ops) = rx.blocking_recv() {
+            for op in ops {
+                self.apply(op, &mut state);
+            }
+        }
+        // The stream ended inside a file: keep what came, for a resume.
+        if let Some((_, Ok(partial))) = state.current.take() {
+            partial.suspend();
+        }
+        self.publish(&mut state.pending, &mut state.summary);
+        if self.options.preserve {
+            self.apply_dir_meta();
+        }
+        let mut summary = state.summary;
+        summary.skipped = self.skipped;
+        summary.errors = std::mem::take(&mut self.errors);
+        summary
+    }
+
+    fn apply(&mut self, op: Op, state: &mut WriteState) {
+        match op {
+            Op::Start { i, offset } => {
+                let opened = self.start_file(i, offset);
+                state.current = Some((i, opened));
+            }
+            Op::Data(chunk) => {
+                if let Some((i, Ok(partial))) = &mut state.current {
+                    if let Err(err) = partial.write(&chunk) {
+                        let path = self.shown(*i);
+                        state.current = Some((*i, Err(FileError::write(&path, &err))));
+                    } else {
+                        state.summary.bytes += chunk.len() as u64;
+                    }
+                }
+            }
+            Op::End(end, received) => {
+                let Some((i, opened)) = state.current.take() else {
+                    return;
+                };
+                match self.finish_file(i, opened, &end, received) {
+                    Ok(sealed) => {
+                        if let Some(md5) = &end.md5 {
+                            state.summary.md5s.push((i, md5.clone()));
+                        }
+                        state.pending_bytes += self.entries[i as usize].file_size;
+                        let new_dir = state
+                            .pending
+                            .last()
+                            .is_none_or(|last| !Arc::ptr_eq(last.dir(), sealed.dir()));
+                        state.pending_dirs += usize::from(new_dir);
+                        state.pending.push(sealed);
+                        // Each pending directory holds a descriptor.
+                        if state.pending.len() >= PUBLISH_BATCH_FILES
+                            || state.pending_bytes >= PUBLISH_BATCH_BYTES
+                            || state.pending_dirs >= PUBLISH_BATCH_DIRS
+                        {
+                            state.pending_dirs = 0;
+                            self.publish(&mut state.pending, &mut state.summary);
+                            state.pending_bytes = 0;
+                        }
+                    }
+                    Err(err) => self.fail(i, err),
+                }
+            }
+        }
+    }
+
+    fn shown(&self, i: u64) -> Vec<u8> {
+        self.targets[i as usize]
+            .as_ref()
+            .map(RelPath::to_bytes)
+            .unwrap_or_default()
+    }
+
+    fn start_file(&mut self, i: u64, offset: u64) -> Result<PartialFile, FileError> {
+        let shown = self.shown(i);
+        match self.offered.get(&i) {
+            Some(&offered) if offset == offered || offset == 0 => {}
+            Some(_) => {
+                return Err(FileError::new(
+                    ErrorCode::BadRequest,
+                    format!("{}: sent from an offset that was not offered", show(&shown)),
+                ))
+            }
+            None => {
+                return Err(FileError::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "{}: data sent for a file that was not asked for",
+                        show(&shown)
+                    ),
+                ))
+            }
+        }
+        let target = self.targets[i as usize]
+            .clone()
+            .ok_or_else(|| FileError::new(ErrorCode::BadPath, "refused entry"))?;
+        let mut partial = match self.partials.remove(&i) {
+            Some(partial) => partial,
+            None => {
+                let (dir, name) = self
+                    .dirs
+                    .parent(&self.dest, &target)
+                    .map_err(|e| FileError::io(&shown, &e))?;
+                let source = source_id(&self.entries[i as usize]);
+                PartialFile::open_in(dir, name, &source, false)
+                    .map_err(|e| FileError::write(&shown, &e))?
+            }
+        };
+        // The socket side hashes the data (see `receive`); a resumed
+        // partial's hasher was taken before the data phase began.
+        partial.detach_hasher();
+        if offset != partial.resumed_len() {
+            if offset != 0 {
+                return Err(FileError::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "{}: resumed from an offset that was not offered",
+                        show(&shown)
+                    ),
+                ));
+            }
+            partial.restart().map_err(|e| FileError::io(&shown, &e))?;
+        }
+        Ok(partial)
+    }
+
+    fn finish_file(
+        &mut self,
+        i: u64,
+        opened: Result<PartialFile, FileError>,
+        end: &FileEnd,
+        received: Option<blake3::Hash>,
+    ) -> Result<SealedFile, FileError> {
+        let shown = self.shown(i);
+        let mut partial = opened?;
+        if let Some(error) = &end.error {
+            partial.remove();
+            return Err(FileError::new(
+                ErrorCode::Changed,
+                format!("{}: {error}", show(&shown)),
+            ));
+        }
+        let entry = &self.entries[i as usize];
+        if partial.len() != entry.file_size {
+            partial.remove();
+            return Err(FileError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "{}: {} bytes received for a file of {}",
+                    show(&shown),
+                    partial.len(),
+                    entry.file_size
+                ),
+            ));
+        }
+        let hash = end
+            .blake3
+            .as_deref()
+            .ok_or_else(|| "no blake3 in the end frame".to_string())
+            .and_then(parse_hash)
+            .map_err(|m| FileError::new(ErrorCode::BadRequest, m))?;
+        let meta = FileMeta {
+            mode: entry.mode,
+            mtime: (entry.mtime, entry.mtime_ns),
+        };
+        let meta = self.options.preserve.then_some(&meta);
+        let Some(received) = received else {
+            partial.remove();
+            return Err(FileError::new(
+                ErrorCode::BadRequest,
+                format!("{}: a file end without its data", show(&shown)),
+            ));
+        };
+        partial
+            .seal_hashed(&received, &hash, meta)
+            .map_err(|e| FileError::write(&shown, &e))
+    }
+
+    /// Makes sealed files durable, then renames them into place: one fsync
+    /// for a single file, one `syncfs` for a batch, so no file gets its final
+    /// name before its data is on disk.
+    fn publish(&mut self, pending: &mut Vec<SealedFile>, summary: &mut ReceiveSummary) {
+        let durable = match pending.len() {
+            0 => return,
+            1 => pending[0].sync(),
+            _ => rustix::fs::syncfs(self.dest.handle()).map_err(io::Error::from),
+        };
+        let single = pending.len() == 1;
+        for sealed in pending.drain(..) {
+            let result = durable
+                .as_ref()
+                .map_err(|e| io::Error::new(e.kind(), e.to_string()))
+                .and_then(|()| sealed.publish(single));
+            match result {
+                Ok(()) => summary.files += 1,
+                Err(err) => self.errors.push(EntryError {
+                    i: u64::MAX,
+                    code: super::super::error::code_of(&err).as_str().into(),
+                    message: format!("cannot publish: {err}"),
+                }),
+            }
+        }
+        if !single {
+            let _ = rustix::fs::syncfs(self.dest.handle());
+        }
+    }
+
+    /// Sets directories' modes and mtimes last, deepest first, so writing
+    /// their files did not disturb them and a read-only mode did not block
+    /// the writes.
+    fn apply_dir_meta(&self) {
+        for (entry, target) in self.entries.iter().zip(&self.targets).rev() {
+            let (EntryKind::Dir, Some(target)) = (entry.kind, target) else {
+                continue;
+            };
+            if let Ok(fd) = self.dest.open_dir(target) {
+                let _ = rustix::fs::fchmod(&fd, Mode::from_raw_mode(entry.mode & 0o777));
+                let time = rustix::fs::Timespec {
+                    tv_sec: entry.mtime,
+                    tv_nsec: entry.mtime_ns as _,
+                };
+                let _ = rustix::fs::futimens(
+                    &fd,
+                    &rustix::fs::Timestamps {
+                        last_access: time,
+                        last_modification: time,
+                    },
+                );
+            }
+        }
+    }
+
+    fn fail(&mut self, i: u64, err: FileError) {
+        self.errors.push(EntryError {
+            i,
+            code: err.code.as_str().to_string(),
+            message: err.message,
+        });
+    }
+}
+
+/// The path an entry names, for progress and messages.
+fn entry_name(entry: &Entry) -> Vec<u8> {
+    entry.path.to_bytes().unwrap_or_default()
+}
+
+/// What the receiver does with one manifest entry.
+enum Step {
+    /// A directory, now present.
+    Dir,
+    /// A file already there.
+    Skip,
+    /// A file to receive.
+    Fetch,
+}
+
+fn source_id(entry: &Entry) -> SourceId {
+    SourceId {
+        file_size: entry.file_size,
+        mtime: (entry.mtime, entry.mtime_ns),
+    }
+}
+
+enum Op {
+    Start {
+        i: u64,
+        offset: u64,
+    },
+    Data(Bytes),
+    /// The sender's end frame, and the hash of what arrived since `Start`
+    /// (with the resumed prefix), if a `Start` came first.
+    End(FileEnd, Option<blake3::Hash>),
+}
+
+/// What the socket side of a receive checks and hashes against.
+struct Expected {
+    /// Each entry's size, kind and name, by index.
+    sizes: Vec<u64>,
+    kinds: Vec<EntryKind>,
+    names: Vec<Vec<u8>>,
+    /// The hash state of each resumed partial's kept prefix.
+    prefixes: HashMap<u64, blake3::Hasher>,
+}
+
+/// The file thread's progress through the data phase.
+#[derive(Default)]
+struct WriteState {
+    /// The file being written, or why it cannot be.
+    current: Option<(u64, Result<PartialFile, FileError>)>,
+    /// Sealed files waiting for the next durable publish.
+    pending: Vec<SealedFile>,
+    pending_bytes: u64,
+    /// Distinct directories among `pending`, each holding a descriptor.
+    pending_dirs: usize,
+    summary: ReceiveSummary,
+}
+
+/// The last directory a file went into, held open: files of a tree arrive
+/// grouped by directory, so one handle serves most of them and the parent
+/// is not resolved again for every file.
+#[derive(Debug, Default)]
+struct DirCache {
+    last: Option<(RelPath, Arc<OwnedFd>)>,
+}
+
+impl DirCache {
+    /// A handle on `target`'s parent and `target`'s last name.
+    fn parent<'t>(
+        &mut self,
+        root: &Root,
+        target: &'t RelPath,
+    ) -> io::Result<(Arc<OwnedFd>, &'t OsStr)> {
+        let name = target.file_name().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the root itself cannot be the target",
+            )
+        })?;
+        let parent = target.parent();
+        if let Some((cached, dir)) = &self.last {
+            if *cached == parent {
+                return Ok((dir.clone(), name));
+            }
+        }
+        let dir = Arc::new(root.open_dir(&parent)?);
+        self.last = Some((parent, dir.clone()));
+        Ok((dir, name))
+    }
+
+    /// Facts about `target` itself (a symlink is not followed).
+    fn lstat(&mut self, root: &Root, target: &RelPath) -> io::Result<super::super::root::Stat> {
+        let (dir, name) = self.parent(root, target)?;
+        let st = rustix::fs::statat(&*dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+        Ok(super::super::root::Stat::from_raw(&st))
+    }
+}
+
+/// Reads data frames off the connection and hands them to the file thread,
+/// checking that each file's size is the one its manifest entry gave.
+async fn forward_frames<R: AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+    tx: &mpsc::Sender<Vec<Op>>,
+    expected: Expected,
+    progress: &dyn Progress,
+) -> Result<(), TransferError> {
+    let Expected {
+        sizes,
+        kinds,
+        names,
+        mut prefixes,
+    } = expected;
+    // The file whose data is arriving, hashed as it comes.
+    let mut hashing: Option<blake3::Hasher> = None;
+    // Ops cross to the file thread in batches of about a chunk, so small
+    // files do not cost a wakeup each.
+    let mut batch: Vec<Op> = Vec::new();
+    let mut batch_bytes = 0usize;
+    let stopped = || TransferError::Protocol("the file writer stopped".into());
+    loop {
+        if batch_bytes >= CHUNK_BYTES / 2 || batch.len() >= MAX_BATCH_ITEMS {
+            tx.send(std::mem::take(&mut batch))
+                .await
+                .map_err(|_| stopped())?;
+            batch_bytes = 0;
+        }
+        let header = reader.expect_header().await?;
+        if header.get("end") == Some(&serde_json::Value::Bool(true)) {
+            if !batch.is_empty() {
+                tx.send(batch).await.map_err(|_| stopped())?;
+            }
+            return Ok(());
+        }
+        if let Ok(head) = header.to_message::<FileHead>() {
+            let i = head.file as usize;
+            let expected = sizes
+                .get(i)
+                .filter(|_| kinds[i] == EntryKind::File)
+                .and_then(|size| size.checked_sub(head.offset));
+            if expected != Some(header.size()) {
+                return Err(TransferError::Protocol(format!(
+                    "file {i}: {} bytes sent where the manifest says otherwise",
+                    header.size()
+                )));
+            }
+            progress.file_started(&names[i], header.size());
+            batch.push(Op::Start {
+                i: head.file,
+                offset: head.offset,
+            });
+            // From an offset, the data continues the resumed prefix; an
+            // offset that was not offered fails in the writer either way.
+            let mut hasher = match head.offset {
+                0 => blake3::Hasher::new(),
+                _ => prefixes.remove(&head.file).unwrap_or_default(),
+            };
+            while let Some(chunk) = reader.read_body_chunk().await? {
+                hasher.update(&chunk);
+                progress.advanced(chunk.len() as u64);
+                batch_bytes += chunk.len();
+                batch.push(Op::Data(chunk));
+                if batch_bytes >= CHUNK_BYTES / 2 {
+                    tx.send(std::mem::take(&mut batch))
+                        .await
+                        .map_err(|_| stopped())?;
+                    batch_bytes = 0;
+                }
+            }
+            hashing = Some(hasher);
+        } else if let Ok(end) = header.to_message::<FileEnd>() {
+            let received = hashing.take().map(|hasher| hasher.finalize());
+            batch.push(Op::End(end, received));
+        } else {
+            return Err(TransferError::Protocol(
+                "expected a file head, file end or end frame".into(),
+            ));
+        }
+    }
+}

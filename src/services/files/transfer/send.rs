@@ -1,0 +1,386 @@
+//! The sending side: files are read and hashed on a blocking thread and
+//! handed to the connection in recycled chunk buffers.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rustix::fs::{Mode, OFlags};
+use tokio::io::AsyncWrite;
+use tokio::sync::mpsc;
+
+use crate::connection::FrameWriter;
+use crate::protocol::message::StreamFrame;
+use crate::protocol::{ErrorCode, Header};
+
+use super::super::error::FileError;
+use super::super::manifest::{Manifest, SourceRef};
+use super::super::root::{fstat, Kind, Root};
+use super::super::wire::{parse_hash, FileEnd, FileHead, Want, WantAction};
+use super::{Progress, TransferError, CHANNEL_CHUNKS, CHUNK_BYTES, MAX_BATCH_ITEMS};
+
+enum Chunk {
+    Head { file: u64, offset: u64, size: u64 },
+    Data(Bytes),
+    End(FileEnd),
+}
+
+/// Sends the wanted files of `manifest`, then an end frame. Files are read
+/// beneath `root` or from local paths, as the manifest's sources say.
+pub async fn send_files<W: AsyncWrite + Unpin>(
+    writer: &mut FrameWriter<W>,
+    manifest: Arc<Manifest>,
+    root: Option<Arc<Root>>,
+    wants: Vec<Want>,
+    md5: bool,
+    progress: &dyn Progress,
+) -> Result<(), TransferError> {
+    let (tx, mut rx) = mpsc::channel::<Vec<Chunk>>(CHANNEL_CHUNKS);
+    let reading_manifest = manifest.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut out = Batcher::new(tx);
+        let pool = Arc::new(ChunkPool::default());
+        for want in wants {
+            let WantAction::Send {
+                offset,
+                prefix_blake3,
+            } = want.action
+            else {
+                continue;
+            };
+            let asked = Asked {
+                i: want.i,
+                offset,
+                prefix: prefix_blake3,
+                md5,
+            };
+            let source = (&*reading_manifest, root.as_deref());
+            if !read_one(source, asked, &mut out, &pool) {
+                return; // the connection side is gone
+            }
+        }
+        out.flush();
+    });
+    while let Some(batch) = rx.recv().await {
+        for chunk in batch {
+            match chunk {
+                Chunk::Head { file, offset, size } => {
+                    let entry = &manifest.entries[file as usize];
+                    progress.file_started(&entry.path.to_bytes().unwrap_or_default(), size);
+                    let head = Header::from_message(&FileHead { file, offset }).with_size(size);
+                    writer.send_header(&head).await?;
+                }
+                Chunk::Data(bytes) => {
+                    progress.advanced(bytes.len() as u64);
+                    writer.send_body(bytes).await?;
+                }
+                Chunk::End(end) => writer.send_header(&Header::from_message(&end)).await?,
+            }
+        }
+    }
+    reader
+        .await
+        .map_err(|err| FileError::new(ErrorCode::Internal, format!("file reader failed: {err}")))?;
+    writer
+        .send_header(&StreamFrame::end_header(&serde_json::json!({})))
+        .await?;
+    writer.flush().await?;
+    Ok(())
+}
+
+/// Chunk buffers handed back once the connection has sent them, so a large
+/// file is read through the same few warm buffers instead of a fresh
+/// allocation (and fresh pages from the kernel) per chunk.
+#[derive(Debug, Default)]
+struct ChunkPool {
+    free: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+/// Buffers kept for reuse: the chunks that can be in flight at once.
+const POOLED_CHUNKS: usize = CHANNEL_CHUNKS + 4;
+
+impl ChunkPool {
+    /// A buffer of [`CHUNK_BYTES`], recycled when there is one.
+    fn take(self: &Arc<ChunkPool>) -> PooledChunk {
+        let recycled = self.free.lock().ok().and_then(|mut free| free.pop());
+        PooledChunk {
+            bytes: recycled.unwrap_or_else(|| vec![0; CHUNK_BYTES]),
+            len: 0,
+            pool: self.clone(),
+        }
+    }
+}
+
+/// A chunk's bytes (`bytes[..len]`) that go back to their pool when the
+/// last `Bytes` referring to them is dropped.
+struct PooledChunk {
+    bytes: Vec<u8>,
+    len: usize,
+    pool: Arc<ChunkPool>,
+}
+
+impl AsRef<[u8]> for PooledChunk {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl Drop for PooledChunk {
+    fn drop(&mut self) {
+        if let Ok(mut free) = self.pool.free.lock() {
+            if free.len() < POOLED_CHUNKS {
+                free.push(std::mem::take(&mut self.bytes));
+            }
+        }
+    }
+}
+
+/// Groups chunks so that many small files cross from the file thread to the
+/// connection in one message, and so one wakeup, instead of three each.
+struct Batcher<T> {
+    tx: mpsc::Sender<Vec<T>>,
+    batch: Vec<T>,
+    bytes: usize,
+}
+
+impl<T> Batcher<T> {
+    fn new(tx: mpsc::Sender<Vec<T>>) -> Batcher<T> {
+        Batcher {
+            tx,
+            batch: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Adds an item carrying `bytes` of data; sends the batch once it holds
+    /// a chunk's worth. False when the other side is gone.
+    fn push(&mut self, item: T, bytes: usize) -> bool {
+        self.batch.push(item);
+        self.bytes += bytes;
+        if self.bytes >= CHUNK_BYTES / 2 || self.batch.len() >= MAX_BATCH_ITEMS {
+            return self.flush();
+        }
+        true
+    }
+
+    /// Sends what is batched (blocking while the channel is full).
+    fn flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        self.bytes = 0;
+        self.tx
+            .blocking_send(std::mem::take(&mut self.batch))
+            .is_ok()
+    }
+}
+
+/// One file the receiver asked for.
+struct Asked {
+    i: u64,
+    offset: u64,
+    prefix: Option<String>,
+    md5: bool,
+}
+
+/// Both hashes a sender may compute while reading.
+struct Hashes {
+    blake3: blake3::Hasher,
+    md5: Option<md5::Md5>,
+}
+
+impl Hashes {
+    fn new(md5: bool) -> Hashes {
+        Hashes {
+            blake3: blake3::Hasher::new(),
+            md5: md5.then(md5::Md5::default),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        self.blake3.update(bytes);
+        if let Some(md5) = &mut self.md5 {
+            md5::Digest::update(md5, bytes);
+        }
+    }
+}
+
+/// Reads one file into the channel: head, data, end. Returns false when the
+/// receiving side of the channel is gone.
+fn read_one(
+    (manifest, root): (&Manifest, Option<&Root>),
+    asked: Asked,
+    out: &mut Batcher<Chunk>,
+    pool: &Arc<ChunkPool>,
+) -> bool {
+    let Asked {
+        i,
+        offset,
+        prefix,
+        md5,
+    } = asked;
+    let fail = |out: &mut Batcher<Chunk>, message: String| {
+        let end = FileEnd {
+            file_end: i,
+            blake3: None,
+            md5: None,
+            error: Some(message),
+        };
+        out.push(Chunk::End(end), 0)
+    };
+    let (Some(entry), Some(Some(source))) = (
+        manifest.entries.get(i as usize),
+        manifest.sources.get(i as usize),
+    ) else {
+        return fail(out, "no such file in the manifest".into());
+    };
+    let mut file = match open_source(root, source) {
+        Ok(file) => file,
+        Err(err) => return fail(out, format!("cannot open: {err}")),
+    };
+    let changed = |file: &File| match fstat(file.as_fd()) {
+        Ok(st) => {
+            st.kind != Kind::File
+                || st.len != entry.file_size
+                || st.mtime != (entry.mtime, entry.mtime_ns)
+        }
+        Err(_) => true,
+    };
+    if changed(&file) {
+        return fail(out, "the file changed since the listing".into());
+    }
+    let mut hasher = Hashes::new(md5);
+    let mut offset = offset.min(entry.file_size);
+    if offset > 0 {
+        let matches = hash_prefix(&mut file, offset, &mut hasher).ok()
+            == prefix.as_deref().and_then(|p| parse_hash(p).ok());
+        if !matches {
+            // The receiver's partial is not a prefix of this file: resend all.
+            offset = 0;
+            hasher = Hashes::new(md5);
+            if file.seek(SeekFrom::Start(0)).is_err() {
+                return fail(out, "cannot seek".into());
+            }
+        }
+    }
+    let size = entry.file_size - offset;
+    if !out.push(
+        Chunk::Head {
+            file: i,
+            offset,
+            size,
+        },
+        0,
+    ) {
+        return false;
+    }
+    let mut short = false;
+    let mut left = size;
+    while left > 0 {
+        let want = left.min(CHUNK_BYTES as u64) as usize;
+        let mut buf = pool.take();
+        let got = read_full(&mut file, &mut buf.bytes[..want]).unwrap_or(0);
+        // A file that shrank mid-read still owes the announced bytes; the
+        // zeros are sent and the end frame says the file changed.
+        short |= got < want;
+        buf.bytes[got..want].fill(0);
+        hasher.update(&buf.bytes[..got]);
+        buf.len = want;
+        left -= want as u64;
+        if !out.push(Chunk::Data(Bytes::from_owner(buf)), want) {
+            return false;
+        }
+    }
+    finish_read(i, short || changed(&file), hasher, out)
+}
+
+/// Ends one file: its hashes, or why it cannot be trusted.
+fn finish_read(i: u64, changed: bool, hasher: Hashes, out: &mut Batcher<Chunk>) -> bool {
+    let end = if changed {
+        FileEnd {
+            file_end: i,
+            blake3: None,
+            md5: None,
+            error: Some("the file changed while it was being sent".into()),
+        }
+    } else {
+        FileEnd {
+            file_end: i,
+            blake3: Some(hasher.blake3.finalize().to_hex().to_string()),
+            md5: hasher.md5.map(|m| hex(&md5::Digest::finalize(m))),
+            error: None,
+        }
+    };
+    out.push(Chunk::End(end), 0)
+}
+
+fn open_source(root: Option<&Root>, source: &SourceRef) -> io::Result<File> {
+    match (source, root) {
+        (SourceRef::InRoot(rel), Some(root)) => {
+            Ok(File::from(root.open(rel, OFlags::RDONLY, Mode::empty())?))
+        }
+        (SourceRef::Local(path), _) => File::open(path),
+        (SourceRef::InRoot(_), None) => Err(io::Error::other("no root to read from")),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hash_prefix(file: &mut File, len: u64, hasher: &mut Hashes) -> io::Result<blake3::Hash> {
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(CHUNK_BYTES as u64) as usize;
+        let got = read_full(file, &mut buf[..want])?;
+        if got < want {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        hasher.update(&buf[..got]);
+        left -= got as u64;
+    }
+    Ok(hasher.blake3.finalize())
+}
+
+fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sent_chunk_buffers_come_back_for_the_next_chunk() {
+        let pool = Arc::new(ChunkPool::default());
+        let mut chunk = pool.take();
+        let first = chunk.bytes.as_ptr();
+        chunk.bytes[..3].copy_from_slice(b"abc");
+        chunk.len = 3;
+        let bytes = Bytes::from_owner(chunk);
+        let shared = bytes.slice(1..);
+        assert_eq!(&shared[..], b"bc");
+        drop(bytes);
+        assert!(pool.free.lock().unwrap().is_empty(), "still referenced");
+        drop(shared);
+        let again = pool.take();
+        assert_eq!(again.bytes.as_ptr(), first, "the same buffer, reused");
+        assert_eq!(again.bytes.len(), CHUNK_BYTES);
+        // More buffers than can be in flight are not kept.
+        let many: Vec<PooledChunk> = (0..POOLED_CHUNKS * 2).map(|_| pool.take()).collect();
+        drop(many);
+        assert_eq!(pool.free.lock().unwrap().len(), POOLED_CHUNKS);
+    }
+}
