@@ -79,3 +79,29 @@ pub(crate) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoints(addrs: &[&str]) -> Vec<Endpoint> {
+        addrs.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn only_loopback_tcp_is_allowed() {
+        assert!(validate(&endpoints(&["127.0.0.1:9003", "[::1]:0"]))
+            .await
+            .is_ok());
+        for bad in [
+            "0.0.0.0:9003",
+            "[::]:0",
+            "192.0.2.1:9003",
+            "unix:/tmp/x.sock",
+        ] {
+            let err = validate(&endpoints(&[bad])).await.unwrap_err();
+            assert!(matches!(err, Error::Usage(_)), "{bad}: {err}");
+            assert!(err.to_string().contains("127.0.0.1"), "{bad}: {err}");
+        }
+    }
+}

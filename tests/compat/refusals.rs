@@ -96,6 +96,11 @@ fn get_refuses_paths_that_leave_the_root_and_the_connection_goes_on() {
     let server = compat_server(&[]);
     let victim = victims(&server);
     fs::write(server.root().join("ok.txt"), b"fine").unwrap();
+    let mkfifo = std::process::Command::new("mkfifo")
+        .arg(server.root().join("fifo"))
+        .status()
+        .unwrap();
+    assert!(mkfifo.success());
     let mut stream = connect(&server);
     let absolute = format!("get {}", victim.display());
     for request in [
@@ -104,6 +109,7 @@ fn get_refuses_paths_that_leave_the_root_and_the_connection_goes_on() {
         "get link",
         "get dirlink/victim",
         "get .",
+        "get fifo",
         "get",
     ] {
         stream.write_all(request.as_bytes()).unwrap();
@@ -115,7 +121,7 @@ fn get_refuses_paths_that_leave_the_root_and_the_connection_goes_on() {
     stream.write_all(b"get ok.txt").unwrap();
     let (header, data) = read_reply(&mut stream);
     assert_eq!(data, b"fine", "{header}");
-    server.wait_for_log_lines("seed-compat get refused", 6);
+    server.wait_for_log_lines("seed-compat get refused", 7);
 }
 
 #[test]
@@ -255,4 +261,38 @@ fn allow_exec_with_seed_compat_warns_at_start() {
         .log()
         .iter()
         .any(|l| l.contains("any local user can run commands")));
+}
+
+#[test]
+fn a_client_that_leaves_kills_its_command() {
+    let server = compat_server(&["--allow-exec"]);
+    let pidfile = server.sandbox.path().join("sleeper.pid");
+    let mut stream = connect(&server);
+    let command = format!("sleep 60 & echo $! > {}; wait", pidfile.display());
+    stream.write_all(command.as_bytes()).unwrap();
+    let pid: i32 = crate::util::poll_until("the command to start", DEADLINE, || {
+        fs::read_to_string(&pidfile).ok()?.trim().parse().ok()
+    });
+    drop(stream);
+    crate::util::poll_until(
+        "the sleeper to die",
+        DEADLINE,
+        || match fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => Some(()),
+            Ok(s) if s.split_whitespace().nth(2) == Some("Z") => Some(()),
+            Ok(_) => None,
+        },
+    );
+    server.wait_for_log("seed-compat connection closed");
+}
+
+#[test]
+fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let server = compat_server(&["--idle-timeout", "0.5"]);
+    let mut stream = connect(&server);
+    stream.write_all(b"get nothing-here").unwrap();
+    let (header, _) = read_reply(&mut stream);
+    assert!(header["error"].is_string());
+    assert_closed(&mut stream);
+    server.wait_for_log("idle for");
 }

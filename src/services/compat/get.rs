@@ -114,8 +114,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
 fn open_and_hash(root: &Root, name: &str) -> Result<Hashed, FileError> {
     let rel = files::parse_path(&WirePath::from_bytes(name.as_bytes()))?;
     let shown = rel.to_bytes();
+    // Non-blocking, so that opening a FIFO returns at once (to be refused
+    // below) instead of waiting for a writer; reads of a regular file are
+    // unaffected.
     let fd = root
-        .open(&rel, OFlags::RDONLY, Mode::empty())
+        .open(&rel, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())
         .map_err(|err| FileError::io(&shown, &err))?;
     let stat = fstat(&fd).map_err(|err| FileError::io(&shown, &err))?;
     match stat.kind {
