@@ -296,3 +296,14 @@ fn an_idle_connection_is_closed_after_the_idle_timeout() {
     assert_closed(&mut stream);
     server.wait_for_log("idle for");
 }
+
+#[test]
+fn shutdown_closes_an_open_compat_connection_and_exits_0() {
+    let mut server = compat_server(&[]);
+    fs::write(server.root().join("a.txt"), b"a").unwrap();
+    let mut stream = connect(&server);
+    stream.write_all(b"get a.txt").unwrap();
+    assert_eq!(read_reply(&mut stream).1, b"a");
+    server.stop();
+    assert_closed(&mut stream);
+}
