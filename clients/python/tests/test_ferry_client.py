@@ -5,8 +5,8 @@ integration test `compat::python_client` (cargo test), which passes:
     FERRY_TEST_TLS_PORT, FERRY_TEST_FINGERPRINT, FERRY_TEST_TLS_ROOT
     FERRY_TEST_PLAIN_PORT, FERRY_TEST_PLAIN_TOKEN, FERRY_TEST_PLAIN_ROOT
 
-Both servers run with --allow-exec. put needs the blake3 module, which
-.ci/run installs.
+Both servers run with --allow-exec. The blake3 module, which .ci/run
+installs, is what the pure-Python BLAKE3 is checked against.
 """
 
 import os
@@ -95,18 +95,48 @@ class Common:
         big = self.ferry.exec("seq 1 100000")
         self.assertEqual(big.stdout, "".join("%d\n" % n for n in range(1, 100001)).encode())
 
-    def test_put_without_the_blake3_module_says_what_to_install(self):
-        path = self.local("x.txt", b"x")
+    def test_put_without_the_blake3_module_uses_the_pure_hash(self):
+        # 33 chunks and a bit: a tree with merges on the way; the server
+        # keeps the file only if its own BLAKE3 agrees.
+        data = os.urandom(33 * 1024 + 100)
+        path = self.local("pure.bin", data)
         with mock.patch.object(ferry_client, "_blake3", None):
-            with self.assertRaises(FerryError) as caught:
-                self.ferry.put(path, "nob3")
-        self.assertIn("pip install blake3", str(caught.exception))
-        self.assertFalse(os.path.exists(os.path.join(self.root, "nob3")))
+            result = self.ferry.put(path, "pure/%s" % self.id())
+        self.assertEqual((result["files"], result["failed"]), (1, 0))
+        with open(os.path.join(self.root, "pure", self.id(), "pure.bin"), "rb") as f:
+            self.assertEqual(f.read(), data)
 
     def test_a_wrong_token_is_refused(self):
         with self.assertRaises(FerryError) as caught:
             self.connect(token="not-the-token")
         self.assertEqual(caught.exception.code, "bad_token")
+
+
+class PureBlake3(unittest.TestCase):
+    """The fallback BLAKE3 against published values and the module."""
+
+    @staticmethod
+    def pure(data, step=None):
+        hasher = ferry_client._PureBlake3()
+        step = step or max(1, len(data))
+        for start in range(0, max(1, len(data)), step):
+            hasher.update(data[start:start + step])
+        return hasher.hexdigest()
+
+    def test_published_values(self):
+        self.assertEqual(self.pure(b""),
+                         "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262")
+        self.assertEqual(self.pure(b"abc"),
+                         "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85")
+
+    def test_agrees_with_the_module_across_block_chunk_and_tree_edges(self):
+        self.assertIsNotNone(ferry_client._blake3,
+                             "the blake3 module is missing: pip install blake3 (.ci/run does)")
+        for n in [1, 63, 64, 65, 1023, 1024, 1025, 2048, 2049, 3072, 4097, 8193, 16384, 31745]:
+            data = bytes(i % 251 for i in range(n))
+            expected = ferry_client._blake3.blake3(data).hexdigest()
+            self.assertEqual(self.pure(data), expected, n)
+            self.assertEqual(self.pure(data, step=777), expected, (n, "in pieces"))
 
 
 class OverTls(Common, unittest.TestCase):
