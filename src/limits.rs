@@ -101,6 +101,14 @@ impl Limits {
     }
 }
 
+/// Largest output (stdout and stderr together) of a command run through
+/// the seed-compat listener. Its reply header carries the total size, so
+/// the output is held in memory until the command ends; 8 MiB is far more
+/// than the tutorial's commands print, and with at most `max_commands`
+/// running it bounds what they can make the server hold (128 MiB by
+/// default). Past it the command is killed and the client told why.
+pub const MAX_COMPAT_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +123,12 @@ mod tests {
         );
         assert!(limits.drain_timeout <= Duration::from_secs(10));
         assert!(limits.validate().is_ok());
+    }
+
+    #[test]
+    fn compat_output_held_by_all_commands_stays_bounded() {
+        let held = MAX_COMPAT_OUTPUT_BYTES * Limits::default().max_commands;
+        assert!(held <= 128 * 1024 * 1024, "{held} bytes");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod util;
 
+mod compat;
 mod exec;
 mod files;
 mod foundation;

@@ -208,6 +208,16 @@ pub struct Listening {
     pub mode: String,
 }
 
+/// Flags that each add one more `listening` line after the framed ones.
+const EXTRA_LISTENER_FLAGS: &[&str] = &["--seed-compat"];
+
+/// How many `listening` lines the flags in `args` add beyond `--listen`.
+fn extra_listeners(args: &[&str]) -> usize {
+    args.iter()
+        .filter(|a| EXTRA_LISTENER_FLAGS.contains(a))
+        .count()
+}
+
 /// A running `ferry serve`, killed when dropped.
 #[derive(Debug)]
 pub struct Server {
@@ -236,7 +246,8 @@ impl Server {
     pub fn start_in(sandbox: &Arc<Sandbox>, args: &[&str]) -> Server {
         let mut full: Vec<String> = vec!["serve".into()];
         full.extend(args.iter().map(|a| a.to_string()));
-        let listeners = args.iter().filter(|a| **a == "--listen").count().max(1);
+        let listeners =
+            args.iter().filter(|a| **a == "--listen").count().max(1) + extra_listeners(args);
         if !args.contains(&"--listen") {
             full.extend(["--listen".into(), "127.0.0.1:0".into()]);
         }

@@ -75,6 +75,17 @@ pub struct ServeArgs {
           default_value_t = Limits::default().max_commands)]
     max_commands: usize,
 
+    /// Also listen on ADDR for the socket tutorial's own clients: plaintext,
+    /// no token, loopback only. Serves `get NAME`, put frames, and (with
+    /// --allow-exec) shell commands, each logged. Repeatable.
+    #[arg(
+        long = "seed-compat",
+        value_name = "ADDR",
+        env = "FERRY_SEED_COMPAT",
+        value_delimiter = ','
+    )]
+    seed_compat: Vec<Endpoint>,
+
     /// Largest frame header accepted, in bytes.
     #[arg(long, value_name = "BYTES", env = "FERRY_MAX_HEADER_BYTES",
           default_value_t = Limits::default().max_header_bytes)]
@@ -107,6 +118,7 @@ impl ServeArgs {
                 ..Limits::default()
             },
             allow_exec: self.allow_exec,
+            seed_compat: self.seed_compat.clone(),
         })
     }
 }
@@ -155,6 +167,12 @@ fn announce(server: &Server) -> Result<(), Error> {
             (_, false) => "plaintext",
         };
         writeln!(out, "listening {endpoint} ({mode})")?;
+    }
+    for endpoint in server.compat_endpoints() {
+        writeln!(
+            out,
+            "listening {endpoint} (seed-compat, plaintext, no token)"
+        )?;
     }
     out.flush()?;
     Ok(())

@@ -5,6 +5,7 @@
 //! idle connections close at once), close the task tracker, and wait for
 //! requests in flight up to the drain deadline.
 
+mod compat;
 pub mod session;
 pub mod state;
 
@@ -44,6 +45,9 @@ pub struct Config {
     pub limits: Limits,
     /// Run commands for `exec` (off unless `--allow-exec`).
     pub allow_exec: bool,
+    /// Addresses of seed-compat listeners (`--seed-compat`): the socket
+    /// tutorial's formats, plaintext and without a token; loopback only.
+    pub seed_compat: Vec<Endpoint>,
 }
 
 impl Config {
@@ -54,6 +58,7 @@ impl Config {
             return Err(Error::Usage("no address to listen on".into()));
         }
         self.limits.validate().map_err(Error::Usage)?;
+        compat::validate(&self.seed_compat).await?;
         if self.plaintext {
             for endpoint in &self.listen {
                 let local = endpoint.is_local().await.map_err(|err| {
@@ -87,6 +92,7 @@ pub(crate) struct Shared {
 /// run.
 pub struct Server {
     listeners: Vec<Listener>,
+    compat_listeners: Vec<Listener>,
     shared: Arc<Shared>,
     fingerprint: Fingerprint,
     token_path: PathBuf,
@@ -132,6 +138,19 @@ impl Server {
                 .map_err(|err| Error::Startup(format!("cannot listen on {endpoint}: {err}")))?;
             listeners.extend(bound);
         }
+        let mut compat_listeners = Vec::new();
+        for endpoint in &config.seed_compat {
+            let bound = Listener::bind(endpoint).await.map_err(|err| {
+                Error::Startup(format!("cannot listen on --seed-compat {endpoint}: {err}"))
+            })?;
+            compat_listeners.extend(bound);
+        }
+        if config.allow_exec && !compat_listeners.is_empty() {
+            warn!(
+                "--allow-exec with --seed-compat: the seed-compat listener takes no token, so \
+                 any local user can run commands through it as this server's user"
+            );
+        }
         raise_open_file_limit(config.limits.max_connections);
 
         let max_list_bytes = config.limits.max_list_bytes;
@@ -154,6 +173,7 @@ impl Server {
         });
         Ok(Server {
             listeners,
+            compat_listeners,
             shared,
             fingerprint: state.fingerprint(),
             token_path: state.token_path,
@@ -169,6 +189,14 @@ impl Server {
                 let tls = l.is_tcp() && self.shared.tls.is_some();
                 l.local_endpoint().ok().map(|e| (e, tls))
             })
+            .collect()
+    }
+
+    /// Each bound seed-compat address.
+    pub fn compat_endpoints(&self) -> Vec<Endpoint> {
+        self.compat_listeners
+            .iter()
+            .filter_map(|l| l.local_endpoint().ok())
             .collect()
     }
 
@@ -195,6 +223,13 @@ impl Server {
         for listener in self.listeners {
             let shared = shared.clone();
             shared.tracker.clone().spawn(accept_loop(listener, shared));
+        }
+        for listener in self.compat_listeners {
+            let shared = shared.clone();
+            shared
+                .tracker
+                .clone()
+                .spawn(compat::accept_loop(listener, shared));
         }
         shutdown.await;
         let open = shared.limits.max_connections - shared.connections.available_permits();
@@ -255,7 +290,7 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
     }
 }
 
-fn is_resource_exhaustion(err: &std::io::Error) -> bool {
+pub(crate) fn is_resource_exhaustion(err: &std::io::Error) -> bool {
     matches!(
         err.raw_os_error(),
         Some(libc_errno::EMFILE | libc_errno::ENFILE | libc_errno::ENOBUFS | libc_errno::ENOMEM)

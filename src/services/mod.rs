@@ -3,6 +3,7 @@
 //! service. Services answer with ok or error frames themselves; they return
 //! an error only when the connection cannot go on.
 
+pub mod compat;
 pub mod echo;
 pub mod exec;
 pub mod files;

@@ -388,6 +388,16 @@ impl PartialFile {
         })
     }
 
+    /// [`PartialFile::seal`] for a sender that sends no hash (the socket
+    /// tutorial's put frame): there is nothing to check, and the hash of
+    /// what arrived is the file's.
+    pub fn seal_as_received(self, meta: Option<&FileMeta>) -> Result<SealedFile, WriteError> {
+        let Some(hash) = self.hasher.as_ref().map(blake3::Hasher::finalize) else {
+            return self.seal(&blake3::Hasher::new().finalize(), meta); // refused: no hash
+        };
+        self.seal_hashed(&hash, &hash, meta)
+    }
+
     /// Keeps what arrived for a later resume: writes out the block still
     /// being assembled and closes the file. Call it when a transfer stops
     /// early; a partial file that is only dropped may lose its last few KiB

@@ -1,0 +1,175 @@
+"""Tests of ferry_client.py against real servers, started by the Rust
+integration test `compat::python_client` (cargo test), which passes:
+
+    FERRY_TEST_HOST, FERRY_TEST_TOKEN
+    FERRY_TEST_TLS_PORT, FERRY_TEST_FINGERPRINT, FERRY_TEST_TLS_ROOT
+    FERRY_TEST_PLAIN_PORT, FERRY_TEST_PLAIN_TOKEN, FERRY_TEST_PLAIN_ROOT
+
+Both servers run with --allow-exec. The blake3 module, which .ci/run
+installs, is what the pure-Python BLAKE3 is checked against.
+"""
+
+import os
+import tempfile
+import unittest
+from unittest import mock
+
+import ferry_client
+from ferry_client import Client, FerryError, FingerprintMismatch
+
+ENV = os.environ
+
+
+class Common:
+    """The same tests over TLS and plaintext; subclasses say how to connect."""
+
+    root = None
+
+    def connect(self, token=None):
+        raise NotImplementedError
+
+    def setUp(self):
+        self.ferry = self.connect()
+        self.addCleanup(self.ferry.close)
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+
+    def local(self, name, data):
+        path = os.path.join(self.tmp.name, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+
+    def test_hello_lists_the_services(self):
+        self.assertIn("exec", self.ferry.welcome["services"])
+
+    def test_echo_returns_the_bytes_upper_cased(self):
+        self.assertEqual(self.ferry.echo(b"hello \x00\xff", upper=True), b"HELLO \x00\xff")
+        self.assertEqual(self.ferry.echo(b"Same"), b"Same")
+        self.assertEqual(self.ferry.echo(b""), b"")
+
+    def test_put_ls_get_round_trip(self):
+        data = os.urandom(700_000)
+        path = self.local("blob.bin", data)
+        result = self.ferry.put(path, "up/%s" % self.id())
+        self.assertEqual((result["files"], result["bytes"]), (1, len(data)))
+        with open(os.path.join(self.root, "up", self.id(), "blob.bin"), "rb") as f:
+            self.assertEqual(f.read(), data)
+        entries = self.ferry.ls("up/%s" % self.id())
+        self.assertEqual([(e["path"], e["kind"], e["file_size"]) for e in entries],
+                         [("blob.bin", "file", len(data))])
+        back = os.path.join(self.tmp.name, "back.bin")
+        self.assertEqual(self.ferry.get("up/%s/blob.bin" % self.id(), back), len(data))
+        with open(back, "rb") as f:
+            self.assertEqual(f.read(), data)
+        # Requests go on over the same connection.
+        self.assertEqual(self.ferry.echo(b"still here"), b"still here")
+
+    def test_get_names_the_file_from_the_request(self):
+        sub = os.path.join(self.root, "named")
+        os.makedirs(sub, exist_ok=True)
+        with open(os.path.join(sub, "a.txt"), "wb") as f:
+            f.write(b"alpha")
+        self.ferry.get("named/a.txt", self.tmp.name)
+        self.assertEqual(os.listdir(self.tmp.name), ["a.txt"])
+
+    def test_errors_carry_the_servers_code_and_the_connection_goes_on(self):
+        with self.assertRaises(FerryError) as caught:
+            self.ferry.get("no/such/file", os.path.join(self.tmp.name, "x"))
+        self.assertEqual(caught.exception.code, "not_found")
+        with self.assertRaises(FerryError) as caught:
+            self.ferry.ls("../outside")
+        self.assertEqual(caught.exception.code, "bad_path")
+        self.assertEqual(os.listdir(self.tmp.name), [], "nothing half-written")
+        self.assertEqual(self.ferry.echo(b"ok"), b"ok")
+
+    def test_exec_keeps_stdout_stderr_and_status_apart(self):
+        result = self.ferry.exec("echo out; echo err >&2; exit 3")
+        self.assertEqual(result.stdout, b"out\n")
+        self.assertEqual(result.stderr, b"err\n")
+        self.assertEqual(result.exit_status, 3)
+        result = self.ferry.exec(["cat"], stdin=b"piped in")
+        self.assertEqual((result.stdout, result.exit_status), (b"piped in", 0))
+        result = self.ferry.exec("kill -9 $$")
+        self.assertEqual((result.signal, result.exit_status), (9, 137))
+        big = self.ferry.exec("seq 1 100000")
+        self.assertEqual(big.stdout, "".join("%d\n" % n for n in range(1, 100001)).encode())
+
+    def test_put_without_the_blake3_module_uses_the_pure_hash(self):
+        # 33 chunks and a bit: a tree with merges on the way; the server
+        # keeps the file only if its own BLAKE3 agrees.
+        data = os.urandom(33 * 1024 + 100)
+        path = self.local("pure.bin", data)
+        with mock.patch.object(ferry_client, "_blake3", None):
+            result = self.ferry.put(path, "pure/%s" % self.id())
+        self.assertEqual((result["files"], result["failed"]), (1, 0))
+        with open(os.path.join(self.root, "pure", self.id(), "pure.bin"), "rb") as f:
+            self.assertEqual(f.read(), data)
+
+    def test_a_wrong_token_is_refused(self):
+        with self.assertRaises(FerryError) as caught:
+            self.connect(token="not-the-token")
+        self.assertEqual(caught.exception.code, "bad_token")
+
+
+class PureBlake3(unittest.TestCase):
+    """The fallback BLAKE3 against published values and the module."""
+
+    @staticmethod
+    def pure(data, step=None):
+        hasher = ferry_client._PureBlake3()
+        step = step or max(1, len(data))
+        for start in range(0, max(1, len(data)), step):
+            hasher.update(data[start:start + step])
+        return hasher.hexdigest()
+
+    def test_published_values(self):
+        self.assertEqual(self.pure(b""),
+                         "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262")
+        self.assertEqual(self.pure(b"abc"),
+                         "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85")
+
+    def test_agrees_with_the_module_across_block_chunk_and_tree_edges(self):
+        self.assertIsNotNone(ferry_client._blake3,
+                             "the blake3 module is missing: pip install blake3 (.ci/run does)")
+        for n in [1, 63, 64, 65, 1023, 1024, 1025, 2048, 2049, 3072, 4097, 8193, 16384, 31745]:
+            data = bytes(i % 251 for i in range(n))
+            expected = ferry_client._blake3.blake3(data).hexdigest()
+            self.assertEqual(self.pure(data), expected, n)
+            self.assertEqual(self.pure(data, step=777), expected, (n, "in pieces"))
+
+
+class OverTls(Common, unittest.TestCase):
+    root = ENV.get("FERRY_TEST_TLS_ROOT")
+
+    def connect(self, token=None):
+        return Client.connect(ENV["FERRY_TEST_HOST"], int(ENV["FERRY_TEST_TLS_PORT"]),
+                              token=token or ENV["FERRY_TEST_TOKEN"],
+                              fingerprint=ENV["FERRY_TEST_FINGERPRINT"])
+
+    def test_a_wrong_pin_stops_before_the_token_is_sent(self):
+        wrong = "SHA256:" + "A" * 43
+        with self.assertRaises(FingerprintMismatch):
+            Client.connect(ENV["FERRY_TEST_HOST"], int(ENV["FERRY_TEST_TLS_PORT"]),
+                           token=ENV["FERRY_TEST_TOKEN"], fingerprint=wrong)
+
+    def test_tls_without_a_pin_is_refused_locally(self):
+        with self.assertRaises(ValueError):
+            Client.connect(ENV["FERRY_TEST_HOST"], int(ENV["FERRY_TEST_TLS_PORT"]),
+                           token=ENV["FERRY_TEST_TOKEN"])
+
+    def test_the_fingerprint_is_the_servers(self):
+        der = self.ferry._sock.getpeercert(binary_form=True)
+        self.assertEqual(ferry_client.fingerprint_of(der), ENV["FERRY_TEST_FINGERPRINT"])
+
+
+class OverPlaintext(Common, unittest.TestCase):
+    root = ENV.get("FERRY_TEST_PLAIN_ROOT")
+
+    def connect(self, token=None):
+        return Client.connect(ENV["FERRY_TEST_HOST"], int(ENV["FERRY_TEST_PLAIN_PORT"]),
+                              token=token or ENV["FERRY_TEST_PLAIN_TOKEN"], plaintext=True)
+
+
+if __name__ == "__main__":
+    unittest.main()

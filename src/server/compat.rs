@@ -1,0 +1,107 @@
+//! The seed-compat listeners: plaintext, unauthenticated, loopback only.
+//! Each accepted connection takes one of the server's connection permits
+//! (before `accept`, so a burst past `max_connections` waits in the
+//! kernel's queue) and is served by `services::compat` under the server's
+//! task tracker, so shutdown drains it like any other connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{error, warn};
+
+use super::{is_resource_exhaustion, Shared};
+use crate::error::Error;
+use crate::services::compat;
+use crate::transport::{Endpoint, Listener};
+
+/// Checks that every seed-compat address is TCP on loopback: the listener
+/// has no TLS and no token, so anyone who can reach it can use it.
+pub(crate) async fn validate(endpoints: &[Endpoint]) -> Result<(), Error> {
+    for endpoint in endpoints {
+        if !endpoint.is_tcp() {
+            return Err(Error::Usage(format!(
+                "--seed-compat {endpoint}: the tutorial's clients speak TCP; give a loopback \
+                 address such as 127.0.0.1:9003"
+            )));
+        }
+        let local = endpoint.is_local().await.map_err(|err| {
+            Error::Usage(format!("cannot resolve --seed-compat {endpoint}: {err}"))
+        })?;
+        if !local {
+            return Err(Error::Usage(format!(
+                "--seed-compat is plaintext and takes no token, so it is only allowed on loopback \
+                 addresses, and {endpoint} is not one; listen on 127.0.0.1 or [::1]"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Accepts seed-compat connections until cancelled.
+pub(crate) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let permit = tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => return,
+            permit = shared.connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
+        let accepted = tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(10);
+                let shared = shared.clone();
+                shared.tracker.clone().spawn(async move {
+                    compat::serve(
+                        stream,
+                        &peer,
+                        &shared.services,
+                        &shared.limits,
+                        &shared.cancel,
+                    )
+                    .await;
+                    drop(permit);
+                });
+            }
+            Err(err) if is_resource_exhaustion(&err) => {
+                error!("seed-compat accept failed: {err}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            Err(err) => warn!("seed-compat accept failed: {err}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoints(addrs: &[&str]) -> Vec<Endpoint> {
+        addrs.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn only_loopback_tcp_is_allowed() {
+        assert!(validate(&endpoints(&["127.0.0.1:9003", "[::1]:0"]))
+            .await
+            .is_ok());
+        for bad in [
+            "0.0.0.0:9003",
+            "[::]:0",
+            "192.0.2.1:9003",
+            "unix:/tmp/x.sock",
+        ] {
+            let err = validate(&endpoints(&[bad])).await.unwrap_err();
+            assert!(matches!(err, Error::Usage(_)), "{bad}: {err}");
+            assert!(err.to_string().contains("127.0.0.1"), "{bad}: {err}");
+        }
+    }
+}

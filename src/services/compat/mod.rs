@@ -1,0 +1,213 @@
+//! The seed-compat service: the socket tutorial's own formats, so that its
+//! Python clients (no hello, no token, no TLS) work unchanged against
+//! `ferry serve --seed-compat ADDR`.
+//!
+//! A connection serves requests one after another until the client closes
+//! it, as the tutorial's server does: a shell command (`exec.rs`), `get
+//! NAME` (`get.rs`), or a put frame (`put.rs`); `request.rs` tells them
+//! apart and builds the replies. Everything that guards the framed server
+//! guards this one too: the file service's confinement (`files::root`,
+//! `files::atomic`), `--allow-exec` and the command slots, the header cap,
+//! and the idle and request timeouts. Every request is logged, because
+//! nobody authenticated it.
+
+mod exec;
+mod get;
+mod put;
+pub mod request;
+
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::ServiceContext;
+use crate::limits::Limits;
+use request::{FrameError, Request, LENGTH_PREFIX_BYTES};
+
+/// Bytes written to the socket per write, so the request timeout measures
+/// progress and not the whole reply.
+const WRITE_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Why a connection (or a request) cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum End {
+    /// The client closed the connection between requests.
+    #[error("peer closed")]
+    PeerClosed,
+    /// The client left or the socket failed in the middle of a request.
+    #[error("peer gone: {0}")]
+    Gone(std::io::Error),
+    /// Nothing arrived within the idle timeout.
+    #[error("idle for {0:?}")]
+    Idle(std::time::Duration),
+    /// A request made no progress within the request timeout.
+    #[error("no progress for {0:?}")]
+    Stalled(std::time::Duration),
+    /// A put frame that cannot be served; see [`FrameError`].
+    #[error("refused a put frame: {0}")]
+    BadFrame(#[from] FrameError),
+    /// A put that was refused or failed; the format cannot say so.
+    #[error("{0}")]
+    PutFailed(String),
+    /// The server is shutting down.
+    #[error("server shutting down")]
+    ShutDown,
+}
+
+/// One seed-compat connection.
+pub struct Session<'a, S> {
+    stream: S,
+    /// Bytes read and not yet used: at most a put frame's prefix and
+    /// header cap.
+    buf: BytesMut,
+    peer: &'a str,
+    context: &'a ServiceContext,
+    limits: &'a Limits,
+}
+
+/// Serves one accepted connection until the client closes it, it idles
+/// out, a put frame is refused, or the server shuts down (between
+/// requests; one in flight finishes). Logs the connection's end.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    peer: &str,
+    context: &ServiceContext,
+    limits: &Limits,
+    cancel: &CancellationToken,
+) {
+    info!(%peer, "seed-compat connection opened");
+    let mut session = Session {
+        stream,
+        buf: BytesMut::new(),
+        peer,
+        context,
+        limits,
+    };
+    let mut requests = 0u64;
+    let end = loop {
+        let next = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break End::ShutDown,
+            next = session.next_request() => next,
+        };
+        let request = match next {
+            Ok(request) => request,
+            Err(end) => break end,
+        };
+        requests += 1;
+        if let Err(end) = session.handle(request).await {
+            break end;
+        }
+    };
+    let _ = session.stream.shutdown().await;
+    match end {
+        End::PeerClosed | End::ShutDown => {
+            info!(%peer, requests, %end, "seed-compat connection closed")
+        }
+        end => warn!(%peer, requests, %end, "seed-compat connection closed"),
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
+    /// The most bytes the session buffers: a put frame's length and header.
+    fn max_buffered(&self) -> usize {
+        LENGTH_PREFIX_BYTES + self.limits.max_header_bytes
+    }
+
+    /// Reads until a request is complete: the idle timeout waits for its
+    /// first bytes, the request timeout for the rest of a put header.
+    async fn next_request(&mut self) -> Result<Request, End> {
+        loop {
+            let max = self.limits.max_header_bytes;
+            if let Some(decoded) = request::decode(&self.buf, max)? {
+                self.buf.advance(decoded.consumed);
+                return Ok(decoded.request);
+            }
+            let (wait, end) = if self.buf.is_empty() {
+                let idle = self.limits.idle_timeout;
+                (idle, End::Idle(idle))
+            } else {
+                let request = self.limits.request_timeout;
+                (request, End::Stalled(request))
+            };
+            let read = tokio::time::timeout(wait, self.read_more()).await;
+            match read {
+                Err(_) => return Err(end),
+                Ok(Ok(0)) if self.buf.is_empty() => return Err(End::PeerClosed),
+                Ok(Ok(0)) => return Err(End::Gone(std::io::ErrorKind::UnexpectedEof.into())),
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => return Err(End::Gone(err)),
+            }
+        }
+    }
+
+    /// One read into the buffer, up to its cap; `Ok(0)` at end of stream.
+    /// With the buffer full (only possible while a command runs and the
+    /// client sends more) it waits forever, so the caller's other branches
+    /// decide. Cancel-safe: bytes count only once they have arrived.
+    async fn read_more(&mut self) -> std::io::Result<usize> {
+        let room = self.max_buffered().saturating_sub(self.buf.len());
+        if room == 0 {
+            return std::future::pending().await;
+        }
+        // Room for a whole text command, so the bytes of one send arrive
+        // in one read.
+        self.buf.reserve(room);
+        (&mut self.stream)
+            .take(room as u64)
+            .read_buf(&mut self.buf)
+            .await
+    }
+
+    async fn handle(&mut self, request: Request) -> Result<(), End> {
+        let started = Instant::now();
+        let peer = self.peer;
+        match request {
+            Request::Get { name } => self.get(&name, started).await,
+            Request::BadGet { name, message } => {
+                warn!(%peer, name = ?name, "seed-compat get refused: {message}");
+                self.send(&request::get_error_head(&name, &message)).await
+            }
+            Request::Exec { command } => self.exec(&command, started).await,
+            Request::BadCommand { message } => {
+                warn!(%peer, "seed-compat command refused: {}", message.trim_end());
+                self.send_error_output("", &message).await
+            }
+            Request::Put { filename, filesize } => self.put(&filename, filesize, started).await,
+        }
+    }
+
+    /// Writes `bytes` in chunks, each within the request timeout.
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), End> {
+        for chunk in bytes.chunks(WRITE_CHUNK_BYTES) {
+            self.write_within(chunk).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_within(&mut self, chunk: &[u8]) -> Result<(), End> {
+        let wait = self.limits.request_timeout;
+        match tokio::time::timeout(wait, self.stream.write_all(chunk)).await {
+            Err(_) => Err(End::Stalled(wait)),
+            Ok(Err(err)) => Err(End::Gone(err)),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    /// A command reply whose output is ferry's own message.
+    async fn send_error_output(&mut self, command: &str, message: &str) -> Result<(), End> {
+        let md5 = request::md5_hex(message.as_bytes());
+        let head = request::output_head(
+            command,
+            &md5,
+            message.len() as u64,
+            Some(message.trim_end()),
+        );
+        self.send(&head).await?;
+        self.send(message.as_bytes()).await?;
+        self.stream.flush().await.map_err(End::Gone)
+    }
+}
