@@ -1,10 +1,10 @@
 //! The data phase of a transfer, shared by both ends: the server sends for
 //! `get` and receives for `put`, the client the other way round.
 //!
-//! File IO and hashing run on a blocking thread, joined to the connection by
-//! a bounded channel of chunks: the disk, the hash and the socket work at
-//! once, and at most [`CHANNEL_CHUNKS`] × [`CHUNK_BYTES`] sit between them,
-//! whatever the file size. Small files are batched into large writes by the
+//! File IO runs on a blocking thread, joined to the connection by a bounded
+//! channel: the disk, the hash and the socket work at once, and a few MiB
+//! at most sit between them, whatever the file size ([`CHANNEL_CHUNKS`] ×
+//! [`CHUNK_BYTES`] sending; two 1 MiB batches receiving). Small files are batched into large writes by the
 //! connection's buffer; no step waits for a reply per file.
 //!
 //! [`send`] reads and hashes files for the connection; [`receive`] plans

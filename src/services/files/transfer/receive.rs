@@ -24,11 +24,16 @@ use super::super::root::{Kind, RelPath, Root};
 use super::super::wire::{
     parse_hash, Entry, EntryError, EntryKind, FileEnd, FileHead, Want, WantAction,
 };
-use super::{
-    Progress, ReceiveOptions, ReceiveSummary, TransferError, CHANNEL_CHUNKS, CHUNK_BYTES,
-    MAX_BATCH_ITEMS,
-};
+use super::{Progress, ReceiveOptions, ReceiveSummary, TransferError, MAX_BATCH_ITEMS};
 
+/// Data handed to the file thread at once. Each hand-off wakes that
+/// thread: at 128 KiB a plaintext put of 1 GiB cost the server 0.76-0.90 s
+/// of CPU, at 1 MiB 0.70-0.80 s, and its median time fell from 0.85 to
+/// 0.78 s (five runs each, interleaved, tmpfs to tmpfs).
+const RECEIVE_BATCH_BYTES: usize = 1024 * 1024;
+/// Batches queued for the file thread: with the one being filled, a
+/// receiving transfer holds at most 3 MiB of data in memory.
+const RECEIVE_QUEUE_BATCHES: usize = 2;
 /// Files sealed before one `syncfs` and their renames.
 const PUBLISH_BATCH_FILES: usize = 2048;
 /// Bytes sealed before one `syncfs` and their renames.
@@ -223,7 +228,7 @@ impl ReceivePlan {
         reader: &mut FrameReader<R>,
         progress: &dyn Progress,
     ) -> Result<ReceiveSummary, TransferError> {
-        let (tx, rx) = mpsc::channel::<Vec<Op>>(CHANNEL_CHUNKS);
+        let (tx, rx) = mpsc::channel::<Vec<Op>>(RECEIVE_QUEUE_BATCHES);
         let expected = Expected {
             sizes: self.entries.iter().map(|e| e.file_size).collect(),
             kinds: self.entries.iter().map(|e| e.kind).collect(),
@@ -605,7 +610,7 @@ async fn forward_frames<R: AsyncRead + Unpin>(
     let mut batch_bytes = 0usize;
     let stopped = || TransferError::Protocol("the file writer stopped".into());
     loop {
-        if batch_bytes >= CHUNK_BYTES / 2 || batch.len() >= MAX_BATCH_ITEMS {
+        if batch_bytes >= RECEIVE_BATCH_BYTES || batch.len() >= MAX_BATCH_ITEMS {
             tx.send(std::mem::take(&mut batch))
                 .await
                 .map_err(|_| stopped())?;
@@ -646,7 +651,7 @@ async fn forward_frames<R: AsyncRead + Unpin>(
                 progress.advanced(chunk.len() as u64);
                 batch_bytes += chunk.len();
                 batch.push(Op::Data(chunk));
-                if batch_bytes >= CHUNK_BYTES / 2 {
+                if batch_bytes >= RECEIVE_BATCH_BYTES {
                     tx.send(std::mem::take(&mut batch))
                         .await
                         .map_err(|_| stopped())?;
