@@ -35,6 +35,22 @@ pub enum Error {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// A datagram service did not answer; UDP may have lost the datagrams.
+    #[error("no reply from {endpoint} after {tries} tries")]
+    NoReply {
+        /// Where we asked.
+        endpoint: String,
+        /// Datagrams sent.
+        tries: u32,
+    },
+    /// A datagram service answered with an error line.
+    #[error("{endpoint} answered: {message}")]
+    DatagramError {
+        /// Who answered.
+        endpoint: String,
+        /// Its error line, without the `error: ` prefix.
+        message: String,
+    },
     /// The TLS handshake failed.
     #[error("TLS handshake with {endpoint} failed: {source}")]
     Tls {
@@ -116,8 +132,13 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => EXIT_USAGE,
-            Error::Remote(_) | Error::Io(_) | Error::Startup(_) | Error::Files(_) => EXIT_REMOTE,
+            Error::Remote(_)
+            | Error::Io(_)
+            | Error::Startup(_)
+            | Error::Files(_)
+            | Error::DatagramError { .. } => EXIT_REMOTE,
             Error::Connect { .. }
+            | Error::NoReply { .. }
             | Error::Tls { .. }
             | Error::FingerprintChanged { .. }
             | Error::FingerprintMismatch { .. }
@@ -135,6 +156,11 @@ impl Error {
             Error::Connect { .. } => {
                 Some("is `ferry serve` running there? Check --server (or FERRY_SERVER)".into())
             }
+            Error::NoReply { .. } => Some(
+                "is `ferry serve` running there with this service on? (the time service is on \
+                 127.0.0.1:9000 unless --udp-time or --no-udp-time say otherwise)"
+                    .into(),
+            ),
             Error::Tls { .. } => {
                 Some("if the server runs with --plaintext, pass --plaintext here too".into())
             }

@@ -14,6 +14,8 @@
 //! - [`services`]: one module per `cmd`, and the request dispatch.
 //! - [`server`]: listeners, one task per connection, limits, shutdown.
 //! - [`client`]: connect, pin, hello, and one file per service.
+//! - [`udp`]: the datagram services (time, SNTP, echo): one socket loop
+//!   and pure reply builders.
 //! - [`limits`]: every cap and deadline, with its reason.
 //! - [`error`]: the library's error, its exit code and hint.
 //!
@@ -27,5 +29,6 @@ pub mod protocol;
 pub mod server;
 pub mod services;
 pub mod transport;
+pub mod udp;
 
 pub use error::Error;

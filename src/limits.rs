@@ -109,6 +109,39 @@ impl Limits {
 /// default). Past it the command is killed and the client told why.
 pub const MAX_COMPAT_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
 
+/// Bytes every UDP service reads a datagram into. The largest UDP payload
+/// (65,507 bytes over IPv4) fits, so nothing is cut silently as the
+/// tutorial's `recvfrom(1024)` cuts it; a service that takes less refuses
+/// larger datagrams explicitly.
+pub const UDP_RECEIVE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Largest UDP datagram payload that can be sent over IPv4: the most an
+/// echo reply may be.
+pub const UDP_MAX_PAYLOAD_BYTES: usize = 65_507;
+
+/// SNTP requests a source may send at once before it is told to slow down
+/// (Kiss-o'-Death `RATE`). A client's `iburst` start sends 4 to 8.
+pub const SNTP_BURST: u32 = 8;
+
+/// After its burst, a source may send one SNTP request per this interval;
+/// real clients poll every 64 s or slower.
+pub const SNTP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Sources whose SNTP rate is tracked; past this the least recently seen
+/// is forgotten, so a flood of spoofed sources costs bounded memory.
+pub const SNTP_MAX_SOURCES: usize = 4096;
+
+// Checked when the crate compiles: the caps fit together.
+const _: () = {
+    assert!(UDP_MAX_PAYLOAD_BYTES < UDP_RECEIVE_BUFFER_BYTES);
+    assert!(crate::udp::time::MAX_FORMAT_BYTES < UDP_RECEIVE_BUFFER_BYTES);
+    assert!(SNTP_BURST >= 4, "a client's iburst start must get through");
+    assert!(
+        SNTP_MAX_SOURCES * 64 < 1024 * 1024,
+        "rate state under 1 MiB"
+    );
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,3 +9,4 @@ mod exec;
 mod files;
 mod foundation;
 mod shell;
+mod udp;

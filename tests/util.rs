@@ -209,7 +209,13 @@ pub struct Listening {
 }
 
 /// Flags that each add one more `listening` line after the framed ones.
-const EXTRA_LISTENER_FLAGS: &[&str] = &["--seed-compat"];
+const EXTRA_LISTENER_FLAGS: &[&str] = &[
+    "--seed-compat",
+    "--udp-time",
+    "--sntp",
+    "--udp-echo",
+    "--tcp-echo",
+];
 
 /// How many `listening` lines the flags in `args` add beyond `--listen`.
 fn extra_listeners(args: &[&str]) -> usize {
@@ -250,6 +256,11 @@ impl Server {
             args.iter().filter(|a| **a == "--listen").count().max(1) + extra_listeners(args);
         if !args.contains(&"--listen") {
             full.extend(["--listen".into(), "127.0.0.1:0".into()]);
+        }
+        // The time service is on by default on a fixed port; tests that run
+        // at once would fight over it, so only those that ask get one.
+        if !args.contains(&"--udp-time") {
+            full.push("--no-udp-time".into());
         }
         let state_dir = match args.iter().position(|a| *a == "--state") {
             Some(i) => PathBuf::from(args[i + 1]),
@@ -333,6 +344,16 @@ impl Server {
     /// Every `listening` line, in order.
     pub fn listening(&self) -> &[Listening] {
         &self.listening
+    }
+
+    /// The address of the service named in its `listening` line, e.g.
+    /// `udp time` or `tcp echo`.
+    pub fn service_addr(&self, service: &str) -> &str {
+        self.listening
+            .iter()
+            .find(|l| l.mode == service)
+            .map(|l| l.addr.as_str())
+            .unwrap_or_else(|| panic!("no {service} in {:?}", self.listening))
     }
 
     /// The certificate fingerprint the server printed, `SHA256:...`.

@@ -3,6 +3,7 @@
 //! server answered with an error, 2 usage, 3 cannot connect / TLS /
 //! fingerprint / authentication.
 
+mod datagram;
 mod echo;
 mod exec;
 mod exec_hosts;
@@ -46,10 +47,22 @@ struct Cli {
 /// Options every command accepts, before or after its name.
 #[derive(Debug, Args)]
 struct GlobalArgs {
-    /// Server to talk to: HOST:PORT, [IPV6]:PORT or unix:PATH.
-    #[arg(long, global = true, help_heading = "Global options", env = "FERRY_SERVER", value_name = "ADDR",
-          default_value = ferry::server::DEFAULT_LISTEN)]
-    server: Endpoint,
+    /// Server to talk to: HOST:PORT, [IPV6]:PORT or unix:PATH [default:
+    /// 127.0.0.1:9001; for `time`, 127.0.0.1:9000; for `udp-echo`,
+    /// 127.0.0.1:7].
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "FERRY_SERVER",
+        value_name = "ADDR"
+    )]
+    server: Option<Endpoint>,
+
+    /// Whether `--server` came from the command line (not FERRY_SERVER),
+    /// which the datagram commands need to know.
+    #[arg(skip)]
+    server_on_command_line: bool,
 
     /// Access token [default: the token file of a server on this machine].
     #[arg(
@@ -113,11 +126,20 @@ enum Command {
     Exec(exec::ExecArgs),
     /// Open an interactive login shell on the server, like `ssh host`.
     Shell(shell::ShellArgs),
+    /// Ask the UDP time service for the time, in a strftime format.
+    Time(datagram::TimeArgs),
+    /// Send text to a UDP echo service and print the answer.
+    UdpEcho(datagram::UdpEchoArgs),
 }
 
 /// Parses, runs, and maps the outcome to an exit status.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
+    cli.global.server_on_command_line = server_on_command_line(&matches);
     let serving = matches!(cli.command, Command::Serve(_));
     init_logging(&cli.global, serving);
     let global = &cli.global;
@@ -132,11 +154,22 @@ pub fn main() -> ExitCode {
         Command::Rm(args) => run_client(files::rm(args, global)),
         Command::Exec(args) => return exit_with_status(run_client(exec::run(args, global))),
         Command::Shell(args) => return exit_with_status(run_client(shell::run(args, global))),
+        Command::Time(args) => run_client(datagram::time(args, global)),
+        Command::UdpEcho(args) => run_client(datagram::udp_echo(args, global)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => report(&err),
     }
+}
+
+/// Whether `--server` was given on the command line, before or after the
+/// command name (a global option is recorded on the command's matches).
+fn server_on_command_line(matches: &clap::ArgMatches) -> bool {
+    let given = |m: &clap::ArgMatches| {
+        m.value_source("server") == Some(clap::parser::ValueSource::CommandLine)
+    };
+    given(matches) || matches.subcommand().is_some_and(|(_, sub)| given(sub))
 }
 
 /// For commands that exit with a remote command's status (0-255), every
@@ -226,8 +259,17 @@ fn client_options(global: &GlobalArgs) -> ClientOptions {
         plaintext: global.plaintext,
         known_hosts: known_hosts::default_path().map(KnownHosts::new),
         state_dir: local_state_dir(),
-        ..ClientOptions::new(global.server.clone())
+        ..ClientOptions::new(framed_server(global))
     }
+}
+
+/// The framed server: `--server` or FERRY_SERVER, else the default.
+fn framed_server(global: &GlobalArgs) -> Endpoint {
+    global.server.clone().unwrap_or_else(|| {
+        ferry::server::DEFAULT_LISTEN
+            .parse()
+            .expect("the default address parses")
+    })
 }
 
 /// Connects and reports notices (a new pin) on stderr.
@@ -290,7 +332,7 @@ mod tests {
                 .unwrap();
         for cli in [before, after] {
             assert!(cli.global.plaintext);
-            assert_eq!(cli.global.server.to_string(), "[::1]:7");
+            assert_eq!(cli.global.server.unwrap().to_string(), "[::1]:7");
         }
     }
 

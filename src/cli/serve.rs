@@ -86,6 +86,56 @@ pub struct ServeArgs {
     )]
     seed_compat: Vec<Endpoint>,
 
+    /// The tutorial's UDP time service: a datagram holding a strftime
+    /// format gets the local time in it (empty: `%Y-%m-%d %X`).
+    #[arg(long, value_name = "ADDR", env = "FERRY_UDP_TIME",
+          default_value = ferry::udp::time::DEFAULT_ADDR, help_heading = "Datagram and echo services")]
+    udp_time: Endpoint,
+
+    /// Do not run the UDP time service.
+    #[arg(
+        long,
+        env = "FERRY_NO_UDP_TIME",
+        help_heading = "Datagram and echo services"
+    )]
+    no_udp_time: bool,
+
+    /// An SNTP server (RFC 4330) that NTP clients can ask for the time.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "FERRY_SNTP",
+        help_heading = "Datagram and echo services"
+    )]
+    sntp: Option<Endpoint>,
+
+    /// A UDP echo service (RFC 862): each datagram comes back.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "FERRY_UDP_ECHO",
+        help_heading = "Datagram and echo services"
+    )]
+    udp_echo: Option<Endpoint>,
+
+    /// A raw TCP echo service (RFC 862): no framing, no TLS, no token.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "FERRY_TCP_ECHO",
+        help_heading = "Datagram and echo services"
+    )]
+    tcp_echo: Option<Endpoint>,
+
+    /// Upper-case what the echo services send back, as the tutorial's
+    /// servers do.
+    #[arg(
+        long,
+        env = "FERRY_ECHO_UPPER",
+        help_heading = "Datagram and echo services"
+    )]
+    echo_upper: bool,
+
     /// Largest frame header accepted, in bytes.
     #[arg(long, value_name = "BYTES", env = "FERRY_MAX_HEADER_BYTES",
           default_value_t = Limits::default().max_header_bytes)]
@@ -119,7 +169,22 @@ impl ServeArgs {
             },
             allow_exec: self.allow_exec,
             seed_compat: self.seed_compat.clone(),
+            tcp_echo: self.tcp_echo.iter().cloned().collect(),
+            udp: self.udp_services(),
+            echo_upper: self.echo_upper,
         })
+    }
+
+    /// The UDP services the flags ask for, each with its address.
+    fn udp_services(&self) -> Vec<(ferry::udp::Service, Endpoint)> {
+        use ferry::udp::Service;
+        let time = (!self.no_udp_time).then(|| (Service::Time, self.udp_time.clone()));
+        let sntp = self.sntp.clone().map(|e| (Service::Sntp, e));
+        let echo = self.udp_echo.clone().map(|e| {
+            let upper = self.echo_upper;
+            (Service::Echo { upper }, e)
+        });
+        time.into_iter().chain(sntp).chain(echo).collect()
     }
 }
 
@@ -135,7 +200,12 @@ pub fn run(args: ServeArgs, global: &GlobalArgs) -> Result<(), Error> {
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
         let server = Server::bind(config).await?;
-        announce(&server)?;
+        match announce(&server) {
+            // Whoever started the server stopped reading its stdout (say,
+            // `ferry serve | head -1`): that is no reason to stop serving.
+            Err(Error::Io(err)) if err.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other?,
+        }
         server
             .run(async move {
                 tokio::select! {
@@ -168,11 +238,8 @@ fn announce(server: &Server) -> Result<(), Error> {
         };
         writeln!(out, "listening {endpoint} ({mode})")?;
     }
-    for endpoint in server.compat_endpoints() {
-        writeln!(
-            out,
-            "listening {endpoint} (seed-compat, plaintext, no token)"
-        )?;
+    for (endpoint, service) in server.service_endpoints() {
+        writeln!(out, "listening {endpoint} ({service})")?;
     }
     out.flush()?;
     Ok(())

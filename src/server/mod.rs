@@ -5,9 +5,9 @@
 //! idle connections close at once), close the task tracker, and wait for
 //! requests in flight up to the drain deadline.
 
-mod compat;
 pub mod session;
 pub mod state;
+mod unframed;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -24,6 +24,9 @@ use crate::error::Error;
 use crate::limits::Limits;
 use crate::services::ServiceContext;
 use crate::transport::{tls, Endpoint, Fingerprint, Listener};
+use crate::udp;
+use tokio::net::UdpSocket;
+use unframed::Unframed;
 
 /// The address `ferry serve` listens on without `--listen`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9001";
@@ -48,6 +51,13 @@ pub struct Config {
     /// Addresses of seed-compat listeners (`--seed-compat`): the socket
     /// tutorial's formats, plaintext and without a token; loopback only.
     pub seed_compat: Vec<Endpoint>,
+    /// Raw TCP echo listeners (`--tcp-echo`).
+    pub tcp_echo: Vec<Endpoint>,
+    /// UDP services and the addresses they listen on (`--udp-time`,
+    /// `--sntp`, `--udp-echo`).
+    pub udp: Vec<(udp::Service, Endpoint)>,
+    /// Upper-case what the echo services send back (`--echo-upper`).
+    pub echo_upper: bool,
 }
 
 impl Config {
@@ -58,7 +68,15 @@ impl Config {
             return Err(Error::Usage("no address to listen on".into()));
         }
         self.limits.validate().map_err(Error::Usage)?;
-        compat::validate(&self.seed_compat).await?;
+        unframed::validate(&self.seed_compat).await?;
+        for (service, endpoint) in &self.udp {
+            if !endpoint.is_tcp() {
+                return Err(Error::Usage(format!(
+                    "the {} service needs a host and port, not {endpoint}",
+                    service.name()
+                )));
+            }
+        }
         if self.plaintext {
             for endpoint in &self.listen {
                 let local = endpoint.is_local().await.map_err(|err| {
@@ -92,7 +110,8 @@ pub(crate) struct Shared {
 /// run.
 pub struct Server {
     listeners: Vec<Listener>,
-    compat_listeners: Vec<Listener>,
+    unframed_listeners: Vec<(Listener, Unframed)>,
+    udp_sockets: Vec<(UdpSocket, udp::Service)>,
     shared: Arc<Shared>,
     fingerprint: Fingerprint,
     token_path: PathBuf,
@@ -138,14 +157,28 @@ impl Server {
                 .map_err(|err| Error::Startup(format!("cannot listen on {endpoint}: {err}")))?;
             listeners.extend(bound);
         }
-        let mut compat_listeners = Vec::new();
-        for endpoint in &config.seed_compat {
+        let mut unframed_listeners = Vec::new();
+        let unframed = config
+            .seed_compat
+            .iter()
+            .map(|e| (e, Unframed::SeedCompat, "--seed-compat"))
+            .chain(config.tcp_echo.iter().map(|e| {
+                let echo = Unframed::TcpEcho {
+                    upper: config.echo_upper,
+                };
+                (e, echo, "--tcp-echo")
+            }));
+        for (endpoint, service, flag) in unframed {
             let bound = Listener::bind(endpoint).await.map_err(|err| {
-                Error::Startup(format!("cannot listen on --seed-compat {endpoint}: {err}"))
+                Error::Startup(format!("cannot listen on {flag} {endpoint}: {err}"))
             })?;
-            compat_listeners.extend(bound);
+            unframed_listeners.extend(bound.into_iter().map(|l| (l, service)));
         }
-        if config.allow_exec && !compat_listeners.is_empty() {
+        let mut udp_sockets = Vec::new();
+        for (service, endpoint) in &config.udp {
+            udp_sockets.extend(bind_udp(endpoint, *service).await?);
+        }
+        if config.allow_exec && !config.seed_compat.is_empty() {
             warn!(
                 "--allow-exec with --seed-compat: the seed-compat listener takes no token, so \
                  any local user can run commands through it as this server's user"
@@ -173,7 +206,8 @@ impl Server {
         });
         Ok(Server {
             listeners,
-            compat_listeners,
+            unframed_listeners,
+            udp_sockets,
             shared,
             fingerprint: state.fingerprint(),
             token_path: state.token_path,
@@ -192,12 +226,18 @@ impl Server {
             .collect()
     }
 
-    /// Each bound seed-compat address.
-    pub fn compat_endpoints(&self) -> Vec<Endpoint> {
-        self.compat_listeners
+    /// Each bound address of a service other than the framed one, with
+    /// the service's name: `udp time`, `sntp`, `tcp echo`, ...
+    pub fn service_endpoints(&self) -> Vec<(Endpoint, &'static str)> {
+        let unframed = self
+            .unframed_listeners
             .iter()
-            .filter_map(|l| l.local_endpoint().ok())
-            .collect()
+            .filter_map(|(l, service)| Some((l.local_endpoint().ok()?, service.name())));
+        let datagram = self.udp_sockets.iter().filter_map(|(socket, service)| {
+            let addr = socket.local_addr().ok()?;
+            Some((Endpoint::from(addr), service.name()))
+        });
+        unframed.chain(datagram).collect()
     }
 
     /// The certificate's fingerprint.
@@ -224,12 +264,16 @@ impl Server {
             let shared = shared.clone();
             shared.tracker.clone().spawn(accept_loop(listener, shared));
         }
-        for listener in self.compat_listeners {
+        for (listener, service) in self.unframed_listeners {
             let shared = shared.clone();
             shared
                 .tracker
                 .clone()
-                .spawn(compat::accept_loop(listener, shared));
+                .spawn(unframed::accept_loop(listener, shared, service));
+        }
+        for (socket, service) in self.udp_sockets {
+            let cancel = shared.cancel.clone();
+            shared.tracker.spawn(udp::serve(socket, service, cancel));
         }
         shutdown.await;
         let open = shared.limits.max_connections - shared.connections.available_permits();
@@ -288,6 +332,36 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
             Err(err) => warn!("accept failed: {err}"),
         }
     }
+}
+
+/// Binds a UDP service on every address `endpoint` resolves to.
+async fn bind_udp(
+    endpoint: &Endpoint,
+    service: udp::Service,
+) -> Result<Vec<(UdpSocket, udp::Service)>, Error> {
+    let flag = match service {
+        udp::Service::Time => "--udp-time",
+        udp::Service::Sntp => "--sntp",
+        udp::Service::Echo { .. } => "--udp-echo",
+    };
+    let cannot = |err: std::io::Error| {
+        let hint = match service {
+            udp::Service::Time => {
+                "; the time service is on by default: give it another address with \
+                 --udp-time ADDR, or turn it off with --no-udp-time"
+            }
+            _ => "",
+        };
+        Error::Startup(format!(
+            "cannot listen on {flag} {endpoint} (udp): {err}{hint}"
+        ))
+    };
+    let mut sockets = Vec::new();
+    for addr in endpoint.resolve().await.map_err(cannot)? {
+        let socket = UdpSocket::bind(addr).await.map_err(cannot)?;
+        sockets.push((socket, service));
+    }
+    Ok(sockets)
 }
 
 pub(crate) fn is_resource_exhaustion(err: &std::io::Error) -> bool {

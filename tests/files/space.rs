@@ -14,7 +14,7 @@ fn serve_on_a_tiny_disk(sandbox: &Sandbox) -> (Process, String) {
     let root = sandbox.path().join("tiny-root");
     let state = sandbox.path().join("state");
     std::fs::create_dir_all(&root).unwrap();
-    let script = r#"mount -t tmpfs -o size=1m ferry-test "$1" && exec "$2" serve --plaintext --allow-exec --listen 127.0.0.1:0 --root "$1" --state "$3""#;
+    let script = r#"mount -t tmpfs -o size=1m ferry-test "$1" && exec "$2" serve --plaintext --allow-exec --no-udp-time --listen 127.0.0.1:0 --root "$1" --state "$3""#;
     let mut command = Command::new("unshare");
     command
         .args(["--map-root-user", "--mount", "sh", "-c", script, "sh"])

@@ -1,8 +1,9 @@
-//! The seed-compat listeners: plaintext, unauthenticated, loopback only.
-//! Each accepted connection takes one of the server's connection permits
-//! (before `accept`, so a burst past `max_connections` waits in the
-//! kernel's queue) and is served by `services::compat` under the server's
-//! task tracker, so shutdown drains it like any other connection.
+//! Listeners that speak no ferry framing, no TLS and no token: the
+//! seed-compat listener (the tutorial's formats; loopback only) and raw TCP
+//! echo. Each accepted connection takes one of the server's connection
+//! permits (before `accept`, so a burst past `max_connections` waits in the
+//! kernel's queue) and is served under the server's task tracker, so
+//! shutdown drains it like any other connection.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use tracing::{error, warn};
 
 use super::{is_resource_exhaustion, Shared};
 use crate::error::Error;
-use crate::services::compat;
+use crate::services::{compat, echo};
 use crate::transport::{Endpoint, Listener};
 
 /// Checks that every seed-compat address is TCP on loopback: the listener
@@ -37,8 +38,30 @@ pub(crate) async fn validate(endpoints: &[Endpoint]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Accepts seed-compat connections until cancelled.
-pub(crate) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
+/// What an unframed listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unframed {
+    /// The socket tutorial's formats (`--seed-compat`).
+    SeedCompat,
+    /// Raw echo, RFC 862 over TCP (`--tcp-echo`).
+    TcpEcho {
+        /// Upper-case what comes back (`--echo-upper`).
+        upper: bool,
+    },
+}
+
+impl Unframed {
+    /// The name in the server's `listening` line and logs.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Unframed::SeedCompat => "seed-compat, plaintext, no token",
+            Unframed::TcpEcho { .. } => "tcp echo",
+        }
+    }
+}
+
+/// Accepts connections for `service` until cancelled.
+pub(crate) async fn accept_loop(listener: Listener, shared: Arc<Shared>, service: Unframed) {
     let mut backoff = Duration::from_millis(10);
     loop {
         let permit = tokio::select! {
@@ -59,23 +82,34 @@ pub(crate) async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
                 backoff = Duration::from_millis(10);
                 let shared = shared.clone();
                 shared.tracker.clone().spawn(async move {
-                    compat::serve(
-                        stream,
-                        &peer,
-                        &shared.services,
-                        &shared.limits,
-                        &shared.cancel,
-                    )
-                    .await;
+                    match service {
+                        Unframed::SeedCompat => {
+                            compat::serve(
+                                stream,
+                                &peer,
+                                &shared.services,
+                                &shared.limits,
+                                &shared.cancel,
+                            )
+                            .await
+                        }
+                        Unframed::TcpEcho { upper } => {
+                            echo::serve_raw(stream, &peer, upper, &shared.limits, &shared.cancel)
+                                .await
+                        }
+                    }
                     drop(permit);
                 });
             }
             Err(err) if is_resource_exhaustion(&err) => {
-                error!("seed-compat accept failed: {err}; retrying in {backoff:?}");
+                error!(
+                    "{} accept failed: {err}; retrying in {backoff:?}",
+                    service.name()
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
-            Err(err) => warn!("seed-compat accept failed: {err}"),
+            Err(err) => warn!("{} accept failed: {err}", service.name()),
         }
     }
 }

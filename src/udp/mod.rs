@@ -1,0 +1,134 @@
+//! Datagram services, like inetd's built-ins: the tutorial's time service,
+//! an SNTP server, and echo. One socket loop serves them all; what each
+//! answers is pure code in its own module (`time`, `sntp`, `echo`), which
+//! never touches a socket or the clock.
+//!
+//! UDP is message-based: no sticky packets, but datagrams can be lost or
+//! cut. Every datagram is read into a buffer one byte larger than the
+//! service accepts, so one that is too large is seen and refused with an
+//! error datagram, never silently cut.
+
+pub mod echo;
+pub mod sntp;
+pub mod time;
+
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime};
+
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::limits::{
+    SNTP_BURST, SNTP_INTERVAL, SNTP_MAX_SOURCES, UDP_MAX_PAYLOAD_BYTES, UDP_RECEIVE_BUFFER_BYTES,
+};
+
+/// The service a UDP socket runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// A strftime format in, the local time out (the tutorial's protocol).
+    Time,
+    /// SNTP server mode.
+    Sntp,
+    /// The same bytes back, upper-cased with `upper`.
+    Echo {
+        /// Upper-case the reply, as the tutorial's servers do.
+        upper: bool,
+    },
+}
+
+impl Service {
+    /// The name in the server's `listening` line and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Time => "udp time",
+            Service::Sntp => "sntp",
+            Service::Echo { .. } => "udp echo",
+        }
+    }
+
+    /// The largest datagram the service takes.
+    pub fn max_request_bytes(self) -> usize {
+        match self {
+            Service::Time => time::MAX_FORMAT_BYTES,
+            // Extension fields and MACs are allowed and ignored.
+            Service::Sntp => UDP_RECEIVE_BUFFER_BYTES - 1,
+            Service::Echo { .. } => UDP_MAX_PAYLOAD_BYTES,
+        }
+    }
+}
+
+/// What one service keeps between datagrams.
+struct State {
+    service: Service,
+    rate: sntp::RateLimit,
+}
+
+impl State {
+    /// The reply to `request` from `from`, or `None` for silence.
+    fn answer(
+        &mut self,
+        request: &[u8],
+        from: SocketAddr,
+        received: SystemTime,
+    ) -> Option<Vec<u8>> {
+        let max = self.service.max_request_bytes();
+        if request.len() > max {
+            let refusal = format!(
+                "error: the datagram is over {max} bytes, the most the {} service takes",
+                self.service.name()
+            );
+            return Some(refusal.into_bytes());
+        }
+        match self.service {
+            Service::Time => {
+                let now = chrono::DateTime::<chrono::Local>::from(received);
+                Some(time::reply(request, &now))
+            }
+            Service::Sntp => {
+                let limited = request.len() >= sntp::PACKET_BYTES
+                    && self.rate.over(from.ip(), Instant::now());
+                match sntp::reply(request, received, SystemTime::now(), limited) {
+                    sntp::Reply::Drop => None,
+                    sntp::Reply::Time(out) | sntp::Reply::Rate(out) => Some(out.to_vec()),
+                }
+            }
+            Service::Echo { upper } => Some(echo::reply(request, upper)),
+        }
+    }
+}
+
+/// Serves `service` on `socket` until `cancel`.
+pub async fn serve(socket: UdpSocket, service: Service, cancel: CancellationToken) {
+    // One byte over the cap: a datagram that fills it was too large.
+    let mut buf = vec![0u8; (service.max_request_bytes() + 1).min(UDP_RECEIVE_BUFFER_BYTES)];
+    let mut state = State {
+        service,
+        rate: sntp::RateLimit::new(SNTP_BURST, SNTP_INTERVAL, SNTP_MAX_SOURCES),
+    };
+    loop {
+        let received = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            received = socket.recv_from(&mut buf) => received,
+        };
+        let (len, from) = match received {
+            Ok(received) => received,
+            // An ICMP error for an earlier reply (the peer went away) is
+            // reported on the next receive; it concerns nobody now.
+            Err(err) => {
+                debug!("{}: receive failed: {err}", service.name());
+                continue;
+            }
+        };
+        let at = SystemTime::now();
+        let Some(reply) = state.answer(&buf[..len], from, at) else {
+            debug!(%from, bytes = len, "{}: no reply", service.name());
+            continue;
+        };
+        debug!(%from, bytes = len, reply = reply.len(), "{}", service.name());
+        if let Err(err) = socket.send_to(&reply, from).await {
+            warn!(%from, "{}: cannot reply: {err}", service.name());
+        }
+    }
+}

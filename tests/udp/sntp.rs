@@ -1,0 +1,114 @@
+//! The SNTP server, checked by NTP clients nobody here wrote: chrony (a
+//! strict client that rejects unsynchronised or malformed replies, run so
+//! that it never touches the clock), rdate, and Python's ntplib.
+
+use std::process::Command;
+use std::time::Duration;
+
+use super::{ask, expect_silence, require};
+use crate::util::Server;
+
+fn sntp_server() -> (Server, String) {
+    let server = Server::start(&["--sntp", "127.0.0.1:0"]);
+    let port = server
+        .service_addr("sntp")
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .to_string();
+    (server, port)
+}
+
+#[test]
+fn chrony_accepts_the_server_as_a_source() {
+    let chronyd = require("chronyd");
+    let (server, port) = sntp_server();
+    let dir = server.sandbox.path().join("chrony");
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("chrony.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "pidfile {0}/chronyd.pid\ndriftfile {0}/drift\ncmdport 0\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    // -Q: measure and print the offset, never set the clock; -t: give up
+    // after 10 s.
+    let output = Command::new(chronyd)
+        .args(["-Q", "-t", "10", "-f"])
+        .arg(&conf)
+        .arg(format!("server 127.0.0.1 port {port} iburst maxsamples 1"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stderr).into_owned()
+        + &String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("System clock wrong by"),
+        "chrony measured no offset, so it did not accept a reply:\n{text}"
+    );
+}
+
+#[test]
+fn rdate_reads_the_time() {
+    let rdate = require("rdate");
+    let (_server, port) = sntp_server();
+    let output = Command::new(rdate)
+        .args(["-n", "-p", "-o", &port, "127.0.0.1"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(!output.stdout.is_empty());
+}
+
+#[test]
+fn ntplib_measures_an_offset_under_10_ms() {
+    let (_server, port) = sntp_server();
+    let script = format!(
+        "import ntplib\n\
+         r = ntplib.NTPClient().request('127.0.0.1', version=4, port={port}, timeout=5)\n\
+         print(r.offset, r.stratum, r.leap, r.mode)\n"
+    );
+    let output = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "ntplib failed (.ci/run installs it with pip): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let offset: f64 = fields[0].parse().unwrap();
+    assert!(offset.abs() < 0.010, "offset {offset} s");
+    assert_eq!(
+        &fields[1..],
+        ["1", "0", "4"],
+        "stratum 1, leap 0, server mode"
+    );
+}
+
+#[test]
+fn short_packets_get_no_reply_and_a_burst_gets_a_rate_kiss() {
+    let (server, _) = sntp_server();
+    let addr = server.service_addr("sntp");
+    expect_silence(addr, &[0x23; 47], Duration::from_millis(300));
+    let mut request = [0u8; 48];
+    request[0] = 0x23; // VN 4, client
+    request[40..48].copy_from_slice(b"origin!!");
+    let mut kissed = false;
+    for _ in 0..20 {
+        let reply = ask(addr, &request);
+        assert_eq!(reply.len(), 48, "never larger than the request");
+        assert_eq!(&reply[24..32], b"origin!!");
+        if reply[1] == 0 {
+            assert_eq!(&reply[12..16], b"RATE");
+            kissed = true;
+            break;
+        }
+    }
+    assert!(kissed, "20 requests at once went past the burst");
+}
