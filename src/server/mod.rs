@@ -273,7 +273,14 @@ impl Server {
         }
         for (socket, service) in self.udp_sockets {
             let cancel = shared.cancel.clone();
-            shared.tracker.spawn(udp::serve(socket, service, cancel));
+            match socket.into_std() {
+                Ok(socket) => {
+                    shared
+                        .tracker
+                        .spawn_blocking(move || udp::serve(socket, service, cancel));
+                }
+                Err(err) => warn!("{}: cannot serve: {err}", service.name()),
+            }
         }
         shutdown.await;
         let open = shared.limits.max_connections - shared.connections.available_permits();
