@@ -109,6 +109,21 @@ impl Limits {
 /// default). Past it the command is killed and the client told why.
 pub const MAX_COMPAT_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
 
+/// The chat hub's caps. 1024 members matches `--max-connections`; a
+/// queue of 256 events lets a reader fall a burst behind, and past it the
+/// reader is dropped instead of buffered (about 256 × 4 KiB = 1 MiB at
+/// most per member); 4 KiB is a long message; 32 bytes a long name.
+pub const CHAT: crate::services::chat::hub::ChatLimits = crate::services::chat::hub::ChatLimits {
+    max_members: 1024,
+    max_queue: 256,
+    max_text_bytes: 4096,
+    max_name_bytes: 32,
+};
+
+/// Users the UDP chat gateway keeps at once; past it a new address is
+/// told the gateway is full.
+pub const CHAT_GATEWAY_MAX_USERS: usize = 256;
+
 /// Bytes every UDP service reads a datagram into. The largest UDP payload
 /// (65,507 bytes over IPv4) fits, so nothing is cut silently as the
 /// tutorial's `recvfrom(1024)` cuts it; a service that takes less refuses

@@ -4,6 +4,7 @@
 
 mod util;
 
+mod chat;
 mod compat;
 mod exec;
 mod files;

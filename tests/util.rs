@@ -215,6 +215,7 @@ const EXTRA_LISTENER_FLAGS: &[&str] = &[
     "--sntp",
     "--udp-echo",
     "--tcp-echo",
+    "--udp-chat",
 ];
 
 /// How many `listening` lines the flags in `args` add beyond `--listen`.

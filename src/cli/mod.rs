@@ -3,6 +3,7 @@
 //! server answered with an error, 2 usage, 3 cannot connect / TLS /
 //! fingerprint / authentication.
 
+mod chat;
 mod datagram;
 mod echo;
 mod exec;
@@ -107,7 +108,7 @@ struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Send text to the echo service and print the answer.
     Echo(echo::EchoArgs),
     /// Upload files (and with -r, directories).
@@ -126,6 +127,8 @@ enum Command {
     Exec(exec::ExecArgs),
     /// Open an interactive login shell on the server, like `ssh host`.
     Shell(shell::ShellArgs),
+    /// Chat with others on the server: interactively, or --send / --listen.
+    Chat(chat::ChatArgs),
     /// Ask the UDP time service for the time, in a strftime format.
     Time(datagram::TimeArgs),
     /// Send text to a UDP echo service and print the answer.
@@ -144,7 +147,7 @@ pub fn main() -> ExitCode {
     init_logging(&cli.global, serving);
     let global = &cli.global;
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args, global),
+        Command::Serve(args) => serve::run(*args, global),
         Command::Echo(args) => run_client(echo::run(args, global)),
         Command::Put(args) => run_client(files::put(args, global)),
         Command::Get(args) => run_client(files::get(args, global)),
@@ -154,6 +157,7 @@ pub fn main() -> ExitCode {
         Command::Rm(args) => run_client(files::rm(args, global)),
         Command::Exec(args) => return exit_with_status(run_client(exec::run(args, global))),
         Command::Shell(args) => return exit_with_status(run_client(shell::run(args, global))),
+        Command::Chat(args) => run_client(chat::run(args, global)),
         Command::Time(args) => run_client(datagram::time(args, global)),
         Command::UdpEcho(args) => run_client(datagram::udp_echo(args, global)),
     };

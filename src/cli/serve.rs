@@ -127,6 +127,16 @@ pub struct ServeArgs {
     )]
     tcp_echo: Option<Endpoint>,
 
+    /// A UDP gateway into the chat hub, for plain-UDP clients such as the
+    /// tutorial's QQ client: each datagram is a chat line.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "FERRY_UDP_CHAT",
+        help_heading = "Datagram and echo services"
+    )]
+    udp_chat: Option<Endpoint>,
+
     /// Upper-case what the echo services send back, as the tutorial's
     /// servers do.
     #[arg(
@@ -172,6 +182,7 @@ impl ServeArgs {
             tcp_echo: self.tcp_echo.iter().cloned().collect(),
             udp: self.udp_services(),
             echo_upper: self.echo_upper,
+            udp_chat: self.udp_chat.iter().cloned().collect(),
         })
     }
 

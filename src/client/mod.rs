@@ -2,6 +2,7 @@
 //! call services (one file per service). No terminal code lives here; what to
 //! print is the CLI's business, so notices such as a new pin are returned.
 
+pub mod chat;
 pub mod datagram;
 pub mod echo;
 pub mod exec;

@@ -111,6 +111,10 @@ error_codes! {
         "The server does not offer this; for `exec`, it was started without `--allow-exec`.";
     ExecLimit => "exec_limit", GoesOn,
         "The server is running its maximum of commands at once; try again.";
+    NameTaken => "name_taken", GoesOn,
+        "Someone in the chat already has that name; pick another.";
+    NoSuchUser => "no_such_user", GoesOn,
+        "Nobody in the chat has that name.";
     Internal => "internal", Closes,
         "The server failed in a way that is not the client's fault; see its log.";
 }

@@ -58,6 +58,8 @@ pub struct Config {
     pub udp: Vec<(udp::Service, Endpoint)>,
     /// Upper-case what the echo services send back (`--echo-upper`).
     pub echo_upper: bool,
+    /// UDP gateways into the chat hub (`--udp-chat`).
+    pub udp_chat: Vec<Endpoint>,
 }
 
 impl Config {
@@ -69,11 +71,12 @@ impl Config {
         }
         self.limits.validate().map_err(Error::Usage)?;
         unframed::validate(&self.seed_compat).await?;
-        for (service, endpoint) in &self.udp {
+        let chat = self.udp_chat.iter().map(|e| (e, "udp chat"));
+        let datagram = self.udp.iter().map(|(s, e)| (e, s.name())).chain(chat);
+        for (endpoint, name) in datagram {
             if !endpoint.is_tcp() {
                 return Err(Error::Usage(format!(
-                    "the {} service needs a host and port, not {endpoint}",
-                    service.name()
+                    "the {name} service needs a host and port, not {endpoint}"
                 )));
             }
         }
@@ -112,6 +115,7 @@ pub struct Server {
     listeners: Vec<Listener>,
     unframed_listeners: Vec<(Listener, Unframed)>,
     udp_sockets: Vec<(UdpSocket, udp::Service)>,
+    chat_sockets: Vec<UdpSocket>,
     shared: Arc<Shared>,
     fingerprint: Fingerprint,
     token_path: PathBuf,
@@ -176,7 +180,17 @@ impl Server {
         }
         let mut udp_sockets = Vec::new();
         for (service, endpoint) in &config.udp {
-            udp_sockets.extend(bind_udp(endpoint, *service).await?);
+            let flag = match service {
+                udp::Service::Time => "--udp-time",
+                udp::Service::Sntp => "--sntp",
+                udp::Service::Echo { .. } => "--udp-echo",
+            };
+            let bound = bind_udp(endpoint, flag).await?;
+            udp_sockets.extend(bound.into_iter().map(|socket| (socket, *service)));
+        }
+        let mut chat_sockets = Vec::new();
+        for endpoint in &config.udp_chat {
+            chat_sockets.extend(bind_udp(endpoint, "--udp-chat").await?);
         }
         if config.allow_exec && !config.seed_compat.is_empty() {
             warn!(
@@ -186,6 +200,9 @@ impl Server {
         }
         raise_open_file_limit(config.limits.max_connections);
 
+        let cancel = CancellationToken::new();
+        let idle_timeout = config.limits.idle_timeout;
+        let chat = Arc::new(crate::services::chat::hub::Hub::new(crate::limits::CHAT));
         let max_list_bytes = config.limits.max_list_bytes;
         let max_commands = config.limits.max_commands;
         let shared = Arc::new(Shared {
@@ -200,14 +217,18 @@ impl Server {
                 root_path: root.clone(),
                 allow_exec: config.allow_exec,
                 exec_slots: Arc::new(Semaphore::new(max_commands)),
+                chat: chat.clone(),
+                shutdown: cancel.clone(),
+                idle_timeout,
             },
-            cancel: CancellationToken::new(),
+            cancel,
             tracker: TaskTracker::new(),
         });
         Ok(Server {
             listeners,
             unframed_listeners,
             udp_sockets,
+            chat_sockets,
             shared,
             fingerprint: state.fingerprint(),
             token_path: state.token_path,
@@ -237,7 +258,11 @@ impl Server {
             let addr = socket.local_addr().ok()?;
             Some((Endpoint::from(addr), service.name()))
         });
-        unframed.chain(datagram).collect()
+        let chat = self
+            .chat_sockets
+            .iter()
+            .filter_map(|socket| Some((Endpoint::from(socket.local_addr().ok()?), "udp chat")));
+        unframed.chain(datagram).chain(chat).collect()
     }
 
     /// The certificate's fingerprint.
@@ -281,6 +306,14 @@ impl Server {
                 }
                 Err(err) => warn!("{}: cannot serve: {err}", service.name()),
             }
+        }
+        for socket in self.chat_sockets {
+            let hub = shared.services.chat.clone();
+            let idle = shared.limits.idle_timeout;
+            let cancel = shared.cancel.clone();
+            shared
+                .tracker
+                .spawn(udp::chat::serve(socket, hub, idle, cancel));
         }
         shutdown.await;
         let open = shared.limits.max_connections - shared.connections.available_permits();
@@ -341,23 +374,14 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
     }
 }
 
-/// Binds a UDP service on every address `endpoint` resolves to.
-async fn bind_udp(
-    endpoint: &Endpoint,
-    service: udp::Service,
-) -> Result<Vec<(UdpSocket, udp::Service)>, Error> {
-    let flag = match service {
-        udp::Service::Time => "--udp-time",
-        udp::Service::Sntp => "--sntp",
-        udp::Service::Echo { .. } => "--udp-echo",
-    };
+/// Binds UDP on every address `endpoint` resolves to, for `flag`.
+async fn bind_udp(endpoint: &Endpoint, flag: &str) -> Result<Vec<UdpSocket>, Error> {
     let cannot = |err: std::io::Error| {
-        let hint = match service {
-            udp::Service::Time => {
-                "; the time service is on by default: give it another address with \
-                 --udp-time ADDR, or turn it off with --no-udp-time"
-            }
-            _ => "",
+        let hint = if flag == "--udp-time" {
+            "; the time service is on by default: give it another address with \
+             --udp-time ADDR, or turn it off with --no-udp-time"
+        } else {
+            ""
         };
         Error::Startup(format!(
             "cannot listen on {flag} {endpoint} (udp): {err}{hint}"
@@ -365,8 +389,7 @@ async fn bind_udp(
     };
     let mut sockets = Vec::new();
     for addr in endpoint.resolve().await.map_err(cannot)? {
-        let socket = UdpSocket::bind(addr).await.map_err(cannot)?;
-        sockets.push((socket, service));
+        sockets.push(UdpSocket::bind(addr).await.map_err(cannot)?);
     }
     Ok(sockets)
 }

@@ -3,6 +3,7 @@
 //! service. Services answer with ok or error frames themselves; they return
 //! an error only when the connection cannot go on.
 
+pub mod chat;
 pub mod compat;
 pub mod echo;
 pub mod exec;
@@ -18,7 +19,7 @@ use crate::transport::Stream;
 
 /// The `cmd`s this build serves, in the order `hello` lists them.
 pub const SERVICES: &[&str] = &[
-    "echo", "get", "put", "ls", "stat", "mkdir", "rm", "exec", "shell",
+    "echo", "get", "put", "ls", "stat", "mkdir", "rm", "exec", "shell", "chat",
 ];
 
 /// A request, parsed from its header by `cmd`.
@@ -43,6 +44,8 @@ pub enum Request {
     Exec(exec::ExecRequest),
     /// An interactive login shell on a pseudo-terminal.
     Shell(exec::pty::ShellRequest),
+    /// Join the chat hub.
+    Chat(chat::ChatRequest),
 }
 
 impl Request {
@@ -97,6 +100,13 @@ pub struct ServiceContext {
     pub allow_exec: bool,
     /// One permit per command running at once.
     pub exec_slots: Arc<tokio::sync::Semaphore>,
+    /// The chat hub, shared with the UDP chat gateway.
+    pub chat: Arc<chat::hub::Hub>,
+    /// Cancelled when the server shuts down: long-lived requests (chat)
+    /// end then instead of holding the drain.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// Silence after which a chat client is taken for gone.
+    pub idle_timeout: std::time::Duration,
 }
 
 /// How a request ended, for the server's log.
@@ -142,6 +152,7 @@ pub async fn handle(
         Request::Rm(request) => files::ops::rm(conn, context, request).await,
         Request::Exec(request) => exec::serve(conn, context, request).await,
         Request::Shell(request) => exec::pty::serve(conn, context, request).await,
+        Request::Chat(request) => chat::serve(conn, context, request).await,
     }
 }
 
@@ -189,10 +200,12 @@ mod tests {
     #[test]
     fn every_service_listed_parses() {
         for cmd in SERVICES {
-            assert!(
-                Request::parse(&header(json!({"cmd": cmd}))).is_ok(),
-                "{cmd}"
-            );
+            // Chat needs a name; every other service has defaults for all.
+            let request = match *cmd {
+                "chat" => json!({"cmd": cmd, "name": "alice"}),
+                _ => json!({"cmd": cmd}),
+            };
+            assert!(Request::parse(&header(request)).is_ok(), "{cmd}");
         }
     }
 }

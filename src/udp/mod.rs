@@ -1,5 +1,7 @@
 //! Datagram services, like inetd's built-ins: the tutorial's time service,
-//! an SNTP server, and echo. One socket loop serves them all; what each
+//! an SNTP server, echo, and a gateway into the chat hub (`chat`, async,
+//! as it shares the hub with framed clients). One socket loop serves the
+//! first three; what each
 //! answers is pure code in its own module (`time`, `sntp`, `echo`), which
 //! never touches a socket or the clock.
 //!
@@ -8,6 +10,7 @@
 //! service accepts, so one that is too large is seen and refused with an
 //! error datagram, never silently cut.
 
+pub mod chat;
 pub mod echo;
 pub mod sntp;
 pub mod time;

@@ -1,0 +1,204 @@
+//! The UDP gateway into the chat hub (`--udp-chat`), for plain-UDP clients
+//! such as the tutorial's QQ client: a datagram from an address is a chat
+//! line from that address, and what the hub has for it comes back as
+//! datagrams, one line each.
+//!
+//! A new address joins the default room as `udp-IP:PORT`; `/nick NAME`
+//! renames it (refused if taken), so framed clients can `/msg` it by name.
+//! An address silent for the idle timeout is dropped from the hub. The
+//! users kept, the datagrams queued and the size of one are all bounded.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::limits::{CHAT_GATEWAY_MAX_USERS, UDP_RECEIVE_BUFFER_BYTES};
+use crate::services::chat::hub::{Event, Hub, Sink, DEFAULT_ROOM};
+use crate::services::chat::line::{self, Line};
+
+/// Datagrams waiting to go out to gateway users; past it they are lost,
+/// as UDP may lose them anyway.
+const OUTGOING_QUEUE: usize = 1024;
+
+/// One line of text for a gateway user, as `ferry chat` prints it.
+pub fn render(event: &Event) -> String {
+    match event {
+        Event::Message {
+            room,
+            from,
+            text,
+            private,
+        } => {
+            let place = if *private { "private" } else { room.as_str() };
+            format!("[{place}] {from}: {text}")
+        }
+        Event::Who { room, names } => format!("* in {room}: {}", names.join(", ")),
+        Event::Joined { room } => format!("* you are in {room}"),
+        Event::Notice { text } => format!("* {text}"),
+    }
+}
+
+/// A gateway user.
+struct User {
+    name: String,
+    last_heard: Instant,
+}
+
+/// Serves the gateway on `socket` until `cancel`; gateway users leave the
+/// hub then.
+pub async fn serve(socket: UdpSocket, hub: Arc<Hub>, idle: Duration, cancel: CancellationToken) {
+    let (out, mut outgoing) = mpsc::channel::<(SocketAddr, Event)>(OUTGOING_QUEUE);
+    let mut users: HashMap<SocketAddr, User> = HashMap::new();
+    // Text over the hub's cap is refused; one byte more shows it.
+    let max = hub.limits().max_text_bytes + 64;
+    let mut buf = vec![0u8; (max + 1).min(UDP_RECEIVE_BUFFER_BYTES)];
+    let mut sweep = tokio::time::interval((idle / 4).max(Duration::from_millis(100)));
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            Some((addr, event)) = outgoing.recv() => {
+                let _ = socket.send_to(render(&event).as_bytes(), addr).await;
+            }
+            received = socket.recv_from(&mut buf) => {
+                let Ok((len, from)) = received else { continue };
+                let reply = if len > max {
+                    Some(format!("error: the datagram is over {max} bytes, the most the chat takes"))
+                } else {
+                    match std::str::from_utf8(&buf[..len]) {
+                        Ok(text) => handle(&hub, &out, &mut users, from, text.trim_end()),
+                        Err(_) => Some("error: chat lines are UTF-8 text".into()),
+                    }
+                };
+                if let Some(reply) = reply {
+                    let _ = socket.send_to(reply.as_bytes(), from).await;
+                }
+            }
+            _ = sweep.tick() => {
+                let now = Instant::now();
+                users.retain(|addr, user| {
+                    let keep = now.duration_since(user.last_heard) < idle;
+                    if !keep {
+                        debug!(%addr, name = user.name, "udp chat: silent past the idle timeout");
+                        hub.leave(&user.name);
+                    }
+                    keep
+                });
+            }
+        }
+    }
+    for user in users.values() {
+        hub.leave(&user.name);
+    }
+}
+
+/// Acts on one line from `from`; returns what to answer it directly.
+fn handle(
+    hub: &Hub,
+    out: &mpsc::Sender<(SocketAddr, Event)>,
+    users: &mut HashMap<SocketAddr, User>,
+    from: SocketAddr,
+    text: &str,
+) -> Option<String> {
+    if !users.contains_key(&from) {
+        if users.len() >= CHAT_GATEWAY_MAX_USERS {
+            return Some(format!(
+                "error: the gateway has its maximum of {CHAT_GATEWAY_MAX_USERS} users; try later"
+            ));
+        }
+        let name = format!("udp-{from}");
+        let sink = Sink::Datagram {
+            addr: from,
+            out: out.clone(),
+        };
+        if let Err(err) = hub.join(&name, DEFAULT_ROOM, sink) {
+            return Some(format!("error: {err}"));
+        }
+        users.insert(
+            from,
+            User {
+                name,
+                last_heard: Instant::now(),
+            },
+        );
+    }
+    let user = users.get_mut(&from).expect("added above");
+    user.last_heard = Instant::now();
+    let name = user.name.clone();
+    let result = match line::parse(text) {
+        Line::Say("") => Ok(None),
+        Line::Say(text) => hub.say(&name, text).map(|()| None),
+        Line::Msg { to, text } => hub.msg(&name, to, text).map(|()| None),
+        Line::Who => hub.who(&name).map(|who| Some(render(&who))),
+        Line::Join(room) => hub
+            .move_to(&name, room)
+            .map(|()| Some(format!("* you are in {room}"))),
+        Line::Nick(new) => hub.rename(&name, new).map(|()| {
+            user.name = new.to_string();
+            Some(format!("* you are now {new}"))
+        }),
+        Line::Quit => {
+            hub.leave(&name);
+            users.remove(&from);
+            Ok(Some("* bye".into()))
+        }
+        Line::Bad(why) => Ok(Some(format!("error: {why}"))),
+    };
+    match result {
+        Ok(reply) => reply,
+        Err(err) => Some(format!("error: {err}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::chat::hub::ChatLimits;
+
+    fn hub() -> Hub {
+        Hub::new(ChatLimits {
+            max_members: 10,
+            max_queue: 8,
+            max_text_bytes: 100,
+            max_name_bytes: 32,
+        })
+    }
+
+    #[test]
+    fn a_new_address_joins_and_can_take_a_name() {
+        let hub = hub();
+        let (out, mut outgoing) = mpsc::channel(16);
+        let mut users = HashMap::new();
+        let a: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:5001".parse().unwrap();
+        assert_eq!(
+            handle(&hub, &out, &mut users, a, "/nick alex"),
+            Some("* you are now alex".into())
+        );
+        assert_eq!(
+            handle(&hub, &out, &mut users, b, "/nick alex").unwrap(),
+            "error: the name \"alex\" is taken; pick another"
+        );
+        while outgoing.try_recv().is_ok() {}
+        assert_eq!(handle(&hub, &out, &mut users, b, "hello"), None);
+        let (to, event) = outgoing.try_recv().unwrap();
+        assert_eq!(to, a);
+        assert_eq!(render(&event), "[lobby] udp-127.0.0.1:5001: hello");
+        assert_eq!(
+            handle(&hub, &out, &mut users, b, "/who").unwrap(),
+            "* in lobby: alex, udp-127.0.0.1:5001"
+        );
+        assert_eq!(
+            handle(&hub, &out, &mut users, a, "/quit"),
+            Some("* bye".into())
+        );
+        assert_eq!(hub.len(), 1);
+    }
+}
