@@ -38,11 +38,11 @@ use ferry::Error;
     propagate_version = true,
     max_term_width = 100
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
     #[command(subcommand)]
-    command: Command,
+    pub(crate) command: Command,
 }
 
 /// Options every command accepts, before or after its name.
@@ -106,7 +106,7 @@ struct GlobalArgs {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+pub(crate) enum Command {
     /// Run the server.
     Serve(Box<serve::ServeArgs>),
     /// Send text to the echo service and print the answer.
@@ -137,7 +137,19 @@ enum Command {
 
 /// Parses, runs, and maps the outcome to an exit status.
 pub fn main() -> ExitCode {
-    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let mut matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let config = matches
+        .subcommand_matches("serve")
+        .and_then(|serve| Some((serve.clone(), serve.get_one::<PathBuf>("config")?.clone())));
+    if let Some((serve, file)) = config {
+        // Stage one and a half: settings from the config file become flags
+        // for whatever the command line and environment left unset.
+        let argv = match serve::with_config_file(std::env::args_os().collect(), &serve, &file) {
+            Ok(argv) => argv,
+            Err(err) => return report(&err),
+        };
+        matches = <Cli as clap::CommandFactory>::command().get_matches_from(argv);
+    }
     let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(err) => err.exit(),

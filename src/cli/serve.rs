@@ -1,11 +1,13 @@
 //! `ferry serve`: flags → validated `server::Config` → a running server that
 //! stops on SIGINT or SIGTERM.
 
+use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Args;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args};
 use ferry::limits::Limits;
 use ferry::server::{Config, Server};
 use ferry::transport::Endpoint;
@@ -14,9 +16,16 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use super::{parse_seconds, GlobalArgs};
 
-/// `ferry serve` flags. Each can also come from a `FERRY_*` variable.
+/// `ferry serve` flags. Each can also come from a `FERRY_*` variable, or
+/// from the `--config` file.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Read flags from this TOML file: one key per flag, named as the flag
+    /// (`idle-timeout = 60`, `listen = ["127.0.0.1:9001"]`, `allow-exec =
+    /// true`). Flags on the command line and FERRY_* variables win.
+    #[arg(long, value_name = "FILE", env = "FERRY_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// Address to listen on: HOST:PORT, [IPV6]:PORT or unix:PATH. Repeat it
     /// to listen on several; port 0 picks a free port. Any --listen replaces
     /// the default.
@@ -199,6 +208,69 @@ impl ServeArgs {
     }
 }
 
+/// The command line with the `--config` file's settings added for every
+/// serve flag that neither the command line nor the environment gave.
+/// `serve` is `ferry serve`'s matches, `argv` the whole command line.
+pub fn with_config_file(
+    argv: Vec<OsString>,
+    serve: &ArgMatches,
+    file: &Path,
+) -> Result<Vec<OsString>, Error> {
+    let text = std::fs::read_to_string(file).map_err(|err| {
+        Error::Usage(format!(
+            "cannot read the config file {}: {err}",
+            file.display()
+        ))
+    })?;
+    config_args(argv, serve, &text)
+        .map_err(|err| Error::Usage(format!("{}: {err}", file.display())))
+}
+
+fn config_args(
+    mut argv: Vec<OsString>,
+    serve: &ArgMatches,
+    text: &str,
+) -> Result<Vec<OsString>, String> {
+    let table: toml::Table = text
+        .parse()
+        .map_err(|err| format!("not valid TOML: {err}"))?;
+    let command = ServeArgs::augment_args(clap::Command::new("serve"));
+    for (key, value) in &table {
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(key.as_str()) && key != "config")
+            .ok_or_else(|| {
+                format!("unknown setting `{key}`; settings are named as `ferry serve` flags, e.g. `idle-timeout`")
+            })?;
+        // The command line and the environment win over the file.
+        if matches!(
+            serve.value_source(arg.get_id().as_str()),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        ) {
+            continue;
+        }
+        let flag = OsString::from(format!("--{key}"));
+        let takes_value = arg.get_action().takes_values();
+        let values = match value {
+            toml::Value::Array(items) => items.iter().collect(),
+            single => vec![single],
+        };
+        for value in values {
+            match (value, takes_value) {
+                (toml::Value::Boolean(true), false) => argv.push(flag.clone()),
+                (toml::Value::Boolean(false), false) => {}
+                (toml::Value::String(text), true) => argv.extend([flag.clone(), text.into()]),
+                (toml::Value::Integer(n), true) => {
+                    argv.extend([flag.clone(), n.to_string().into()])
+                }
+                (toml::Value::Float(x), true) => argv.extend([flag.clone(), x.to_string().into()]),
+                _ => return Err(format!("`{key}` cannot be {value}")),
+            }
+        }
+    }
+    Ok(argv)
+}
+
 /// Runs the server until SIGINT or SIGTERM, then drains and returns.
 pub fn run(args: ServeArgs, global: &GlobalArgs) -> Result<(), Error> {
     let config = args.to_config(global)?;
@@ -254,4 +326,75 @@ fn announce(server: &Server) -> Result<(), Error> {
     }
     out.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, FromArgMatches};
+
+    /// `ServeArgs` from `argv` with the config file `text` applied.
+    fn parse(argv: &[&str], text: &str) -> Result<ServeArgs, String> {
+        let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
+        let matches = crate::cli::Cli::command()
+            .try_get_matches_from(&argv)
+            .unwrap();
+        let serve = matches.subcommand_matches("serve").unwrap();
+        let argv = config_args(argv, serve, text)?;
+        let matches = crate::cli::Cli::command()
+            .try_get_matches_from(argv)
+            .map_err(|e| e.to_string())?;
+        let cli = crate::cli::Cli::from_arg_matches(&matches).unwrap();
+        match cli.command {
+            crate::cli::Command::Serve(args) => Ok(*args),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn the_file_fills_in_flags_the_command_line_did_not_give() {
+        let file = "idle-timeout = 60\nlisten = [\"127.0.0.1:0\", \"[::1]:0\"]\n\
+                    allow-exec = true\nno-udp-time = true\ntcp-echo = \"127.0.0.1:7\"\n";
+        let args = parse(&["ferry", "serve"], file).unwrap();
+        assert_eq!(args.idle_timeout, Duration::from_secs(60));
+        assert_eq!(args.listen.len(), 2);
+        assert!(args.allow_exec && args.no_udp_time);
+        assert_eq!(args.tcp_echo.unwrap().to_string(), "127.0.0.1:7");
+    }
+
+    #[test]
+    fn the_command_line_wins_over_the_file() {
+        let args = parse(
+            &["ferry", "serve", "--idle-timeout", "5"],
+            "idle-timeout = 60\n",
+        )
+        .unwrap();
+        assert_eq!(args.idle_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_file() {
+        // Only this test reads FERRY_MAX_COMMANDS.
+        std::env::set_var("FERRY_MAX_COMMANDS", "3");
+        let args = parse(&["ferry", "serve"], "max-commands = 9\n");
+        std::env::remove_var("FERRY_MAX_COMMANDS");
+        assert_eq!(args.unwrap().max_commands, 3);
+        assert_eq!(
+            parse(&["ferry", "serve"], "max-commands = 9\n")
+                .unwrap()
+                .max_commands,
+            9
+        );
+    }
+
+    #[test]
+    fn unknown_or_mistyped_settings_are_refused_by_name() {
+        let err = parse(&["ferry", "serve"], "idle-timout = 60\n").unwrap_err();
+        assert!(err.contains("unknown setting `idle-timout`"), "{err}");
+        let err = parse(&["ferry", "serve"], "allow-exec = \"yes\"\n").unwrap_err();
+        assert!(err.contains("`allow-exec` cannot be"), "{err}");
+        let err = parse(&["ferry", "serve"], "config = \"other.toml\"\n").unwrap_err();
+        assert!(err.contains("unknown setting `config`"), "{err}");
+        assert!(parse(&["ferry", "serve"], "not toml [").is_err());
+    }
 }

@@ -79,3 +79,31 @@ fn a_silent_tcp_echo_client_is_closed_after_the_idle_timeout() {
     assert!(started.elapsed() >= Duration::from_millis(400));
     server.wait_for_log("idle past the idle timeout");
 }
+
+#[test]
+fn settings_come_from_the_config_file() {
+    let sandbox = crate::util::Sandbox::new();
+    let config = sandbox.path().join("ferry.toml");
+    std::fs::write(&config, "idle-timeout = 0.5\necho-upper = true\n").unwrap();
+    let server = Server::start_in(
+        &sandbox,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--tcp-echo",
+            "127.0.0.1:0",
+        ],
+    );
+    let mut stream = connect(server.service_addr("tcp echo"));
+    stream.write_all(b"from the file").unwrap();
+    let mut back = [0u8; 13];
+    stream.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"FROM THE FILE", "echo-upper came from the file");
+    let mut buf = [0u8; 1];
+    assert_eq!(
+        stream.read(&mut buf).unwrap(),
+        0,
+        "idle-timeout came from the file"
+    );
+    server.wait_for_log("idle past the idle timeout");
+}
