@@ -188,29 +188,8 @@ fn print_event(event: &Event, json: bool) -> Result<(), Error> {
     let text = if json {
         serde_json::to_string(event).map_err(|e| Error::Protocol(e.to_string()))?
     } else {
-        match event {
-            Event::Message {
-                room,
-                from,
-                text,
-                private,
-            } => {
-                let place = if *private { "private" } else { room.as_str() };
-                format!(
-                    "[{}] {}: {}",
-                    escape_line(place),
-                    escape_line(from),
-                    escape_line(text)
-                )
-            }
-            Event::Who { room, names } => format!(
-                "* in {}: {}",
-                escape_line(room),
-                escape_line(&names.join(", "))
-            ),
-            Event::Joined { room } => format!("* you are in {}", escape_line(room)),
-            Event::Notice { text } => format!("* {}", escape_line(text)),
-        }
+        // Escaped whole: a newline in a message cannot forge a line.
+        escape_line(&event.line())
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}")?;

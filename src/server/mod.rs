@@ -336,16 +336,48 @@ impl Server {
     }
 }
 
-/// Accepts connections until cancelled. A handshake permit is taken before
-/// `accept`, so a burst past `max_handshakes` waits in the kernel's queue
-/// instead of being refused.
+/// Accepts framed connections until cancelled. A handshake permit is
+/// taken before `accept`, so a burst past `max_handshakes` waits in the
+/// kernel's queue instead of being refused.
 async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
+    let permits = shared.handshakes.clone();
+    let serving = shared.clone();
+    accept_each(
+        listener,
+        &shared,
+        permits,
+        "",
+        move |stream, peer, permit| session::run(stream, peer, serving.clone(), permit),
+    )
+    .await
+}
+
+/// The accept loop every TCP and Unix listener runs: a permit from
+/// `permits` before each `accept` (so a burst waits in the kernel's queue),
+/// each connection served by `serve` under the task tracker, backoff when
+/// the process is out of descriptors or memory, and an end at shutdown.
+/// `what` names the listener in logs.
+pub(crate) async fn accept_each<F, Fut>(
+    listener: Listener,
+    shared: &Shared,
+    permits: Arc<Semaphore>,
+    what: &str,
+    serve: F,
+) where
+    F: Fn(crate::transport::Stream, String, tokio::sync::OwnedSemaphorePermit) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let mut backoff = Duration::from_millis(10);
+    let what = if what.is_empty() {
+        String::new()
+    } else {
+        format!("{what} ")
+    };
     loop {
         let permit = tokio::select! {
             biased;
             _ = shared.cancel.cancelled() => return,
-            permit = shared.handshakes.clone().acquire_owned() => match permit {
+            permit = permits.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => return,
             },
@@ -358,18 +390,15 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
         match accepted {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
-                let shared_for_task = shared.clone();
-                shared
-                    .tracker
-                    .spawn(session::run(stream, peer, shared_for_task, permit));
+                shared.tracker.spawn(serve(stream, peer, permit));
             }
             Err(err) if is_resource_exhaustion(&err) => {
                 // Out of descriptors or memory: retrying at once would spin.
-                error!("accept failed: {err}; retrying in {backoff:?}");
+                error!("{what}accept failed: {err}; retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
-            Err(err) => warn!("accept failed: {err}"),
+            Err(err) => warn!("{what}accept failed: {err}"),
         }
     }
 }
@@ -394,7 +423,7 @@ async fn bind_udp(endpoint: &Endpoint, flag: &str) -> Result<Vec<UdpSocket>, Err
     Ok(sockets)
 }
 
-pub(crate) fn is_resource_exhaustion(err: &std::io::Error) -> bool {
+fn is_resource_exhaustion(err: &std::io::Error) -> bool {
     matches!(
         err.raw_os_error(),
         Some(libc_errno::EMFILE | libc_errno::ENFILE | libc_errno::ENOBUFS | libc_errno::ENOMEM)

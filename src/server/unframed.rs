@@ -5,15 +5,11 @@
 //! kernel's queue) and is served under the server's task tracker, so
 //! shutdown drains it like any other connection.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use tracing::{error, warn};
-
-use super::{is_resource_exhaustion, Shared};
+use super::{accept_each, Shared};
 use crate::error::Error;
 use crate::services::{compat, echo};
 use crate::transport::{Endpoint, Listener};
+use std::sync::Arc;
 
 /// Checks that every seed-compat address is TCP on loopback: the listener
 /// has no TLS and no token, so anyone who can reach it can use it.
@@ -60,58 +56,33 @@ impl Unframed {
     }
 }
 
-/// Accepts connections for `service` until cancelled.
+/// Accepts connections for `service` until cancelled; each takes one of
+/// the server's connection permits.
 pub(crate) async fn accept_loop(listener: Listener, shared: Arc<Shared>, service: Unframed) {
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        let permit = tokio::select! {
-            biased;
-            _ = shared.cancel.cancelled() => return,
-            permit = shared.connections.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
-        };
-        let accepted = tokio::select! {
-            biased;
-            _ = shared.cancel.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                backoff = Duration::from_millis(10);
-                let shared = shared.clone();
-                shared.tracker.clone().spawn(async move {
-                    match service {
-                        Unframed::SeedCompat => {
-                            compat::serve(
-                                stream,
-                                &peer,
-                                &shared.services,
-                                &shared.limits,
-                                &shared.cancel,
-                            )
-                            .await
-                        }
-                        Unframed::TcpEcho { upper } => {
-                            echo::serve_raw(stream, &peer, upper, &shared.limits, &shared.cancel)
-                                .await
-                        }
+    let permits = shared.connections.clone();
+    let serving = shared.clone();
+    accept_each(
+        listener,
+        &shared,
+        permits,
+        service.name(),
+        move |stream, peer, permit| {
+            let shared = serving.clone();
+            async move {
+                match service {
+                    Unframed::SeedCompat => {
+                        let context = &shared.services;
+                        compat::serve(stream, &peer, context, &shared.limits, &shared.cancel).await
                     }
-                    drop(permit);
-                });
+                    Unframed::TcpEcho { upper } => {
+                        echo::serve_raw(stream, &peer, upper, &shared.limits, &shared.cancel).await
+                    }
+                }
+                drop(permit);
             }
-            Err(err) if is_resource_exhaustion(&err) => {
-                error!(
-                    "{} accept failed: {err}; retrying in {backoff:?}",
-                    service.name()
-                );
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-            Err(err) => warn!("{} accept failed: {err}", service.name()),
-        }
-    }
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

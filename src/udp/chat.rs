@@ -27,24 +27,6 @@ use crate::services::chat::line::{self, Line};
 /// as UDP may lose them anyway.
 const OUTGOING_QUEUE: usize = 1024;
 
-/// One line of text for a gateway user, as `ferry chat` prints it.
-pub fn render(event: &Event) -> String {
-    match event {
-        Event::Message {
-            room,
-            from,
-            text,
-            private,
-        } => {
-            let place = if *private { "private" } else { room.as_str() };
-            format!("[{place}] {from}: {text}")
-        }
-        Event::Who { room, names } => format!("* in {room}: {}", names.join(", ")),
-        Event::Joined { room } => format!("* you are in {room}"),
-        Event::Notice { text } => format!("* {text}"),
-    }
-}
-
 /// A gateway user.
 struct User {
     name: String,
@@ -65,7 +47,7 @@ pub async fn serve(socket: UdpSocket, hub: Arc<Hub>, idle: Duration, cancel: Can
             biased;
             _ = cancel.cancelled() => break,
             Some((addr, event)) = outgoing.recv() => {
-                let _ = socket.send_to(render(&event).as_bytes(), addr).await;
+                let _ = socket.send_to(event.line().as_bytes(), addr).await;
             }
             received = socket.recv_from(&mut buf) => {
                 let Ok((len, from)) = received else { continue };
@@ -136,7 +118,7 @@ fn handle(
         Line::Say("") => Ok(None),
         Line::Say(text) => hub.say(&name, text).map(|()| None),
         Line::Msg { to, text } => hub.msg(&name, to, text).map(|()| None),
-        Line::Who => hub.who(&name).map(|who| Some(render(&who))),
+        Line::Who => hub.who(&name).map(|who| Some(who.line())),
         Line::Join(room) => hub
             .move_to(&name, room)
             .map(|()| Some(format!("* you are in {room}"))),
@@ -190,7 +172,7 @@ mod tests {
         assert_eq!(handle(&hub, &out, &mut users, b, "hello"), None);
         let (to, event) = outgoing.try_recv().unwrap();
         assert_eq!(to, a);
-        assert_eq!(render(&event), "[lobby] udp-127.0.0.1:5001: hello");
+        assert_eq!(event.line(), "[lobby] udp-127.0.0.1:5001: hello");
         assert_eq!(
             handle(&hub, &out, &mut users, b, "/who").unwrap(),
             "* in lobby: alex, udp-127.0.0.1:5001"

@@ -67,6 +67,28 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The event as one line of text, as `ferry chat` prints it and the
+    /// UDP gateway sends it: `[lobby] bob: hi`, `[private] bob: hi`,
+    /// `* in lobby: alice, bob`. Peer text is not escaped here.
+    pub fn line(&self) -> String {
+        match self {
+            Event::Message {
+                room,
+                from,
+                text,
+                private,
+            } => {
+                let place = if *private { "private" } else { room.as_str() };
+                format!("[{place}] {from}: {text}")
+            }
+            Event::Who { room, names } => format!("* in {room}: {}", names.join(", ")),
+            Event::Joined { room } => format!("* you are in {room}"),
+            Event::Notice { text } => format!("* {text}"),
+        }
+    }
+}
+
 /// Where a member's events go.
 #[derive(Debug, Clone)]
 pub enum Sink {
