@@ -41,7 +41,7 @@ for i in $(seq 1 "$clients"); do
 done
 (cd "$work/src" && sha256sum f*) >"$work/sums"
 
-"$FERRY" "${mode[@]}" serve --listen 127.0.0.1:0 --root "$work/root" \
+"$FERRY" "${mode[@]}" serve --no-udp-time --listen 127.0.0.1:0 --root "$work/root" \
     --max-connections $((clients + 50)) >"$work/server.out" 2>"$work/server.err" &
 server_pid=$!
 for _ in $(seq 1 100); do

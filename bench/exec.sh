@@ -290,7 +290,7 @@ cm_pid=$(sed -n 's/.*pid=\([0-9]*\).*/\1/p' <<<"$cm_check")
 
 # --- ferry serve ----------------------------------------------------------------
 
-"${as_user[@]}" "$ferry" serve --allow-exec --listen 127.0.0.1:0 \
+"${as_user[@]}" "$ferry" serve --allow-exec --no-udp-time --listen 127.0.0.1:0 \
     --root "$work/srv/root" --state "$work/srv/state/ferry" \
     >"$work/log/ferry.out" 2>"$work/log/ferry.err" &
 pids+=($!)

@@ -289,7 +289,7 @@ say "ferry: $FERRY ($("$FERRY" --version))"
 start_ferry() {
     local name=$1
     shift
-    spawn "$W/log/$name" "$FERRY" serve --listen 127.0.0.1:0 --root "$W/srv" --state "$W/state-$name" "$@"
+    spawn "$W/log/$name" "$FERRY" serve --no-udp-time --listen 127.0.0.1:0 --root "$W/srv" --state "$W/state-$name" "$@"
     wait_for_line "$W/log/$name.out" '^listening ' "${PIDS[-1]}"
 }
 start_ferry plain --plaintext

@@ -69,7 +69,7 @@ impl ServerProcess {
         let dir = tempfile::tempdir()?;
         let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
         command
-            .arg("serve")
+            .args(["serve", "--no-udp-time"])
             .args(["--listen", "127.0.0.1:0"])
             .arg("--root")
             .arg(dir.path().join("root"))
