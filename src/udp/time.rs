@@ -102,6 +102,13 @@ mod tests {
         assert_eq!(text(&[b'a'; MAX_FORMAT_BYTES]).len(), MAX_FORMAT_BYTES);
     }
 
+    #[test]
+    fn a_format_that_reads_like_an_error_is_still_a_format() {
+        // Found by the `datagram` fuzz target: the tutorial's protocol has
+        // no error channel, so such a reply is the rendered text.
+        assert_eq!(format(b"error: \n", &now()), Ok("error: \n".to_string()));
+    }
+
     proptest! {
         #[test]
         fn any_bytes_get_an_answer_and_never_a_panic(request in proptest::collection::vec(any::<u8>(), 0..64)) {
