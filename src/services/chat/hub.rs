@@ -344,7 +344,11 @@ impl Hub {
             return;
         };
         let dropped = match &member.sink {
-            Sink::Framed(queue) => queue.try_send(event).is_err(),
+            // A closed queue is a session on its way out; it leaves itself.
+            Sink::Framed(queue) => matches!(
+                queue.try_send(event),
+                Err(mpsc::error::TrySendError::Full(_))
+            ),
             Sink::Datagram { addr, out } => {
                 let _ = out.try_send((*addr, event)); // lost, as UDP loses
                 false
