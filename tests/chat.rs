@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use crate::util::{Process, Server, DEADLINE};
+use crate::util::{Process, Run, Server, DEADLINE};
 
 /// A `ferry chat --listen` client, its stdout lines read in the background.
 pub struct Listener {
@@ -76,4 +76,16 @@ pub fn chat_server(extra: &[&str]) -> Server {
     let mut args = vec!["--plaintext"];
     args.extend_from_slice(extra);
     Server::start(&args)
+}
+
+/// `ferry --plaintext chat ARGS` against `server`, to its end.
+pub fn chat(server: &Server, args: &[&str]) -> Run {
+    chat_with_input(server, args, "")
+}
+
+/// [`chat`] with `input` on its stdin.
+pub fn chat_with_input(server: &Server, args: &[&str], input: impl Into<Vec<u8>>) -> Run {
+    let mut full = vec!["--plaintext", "chat"];
+    full.extend_from_slice(args);
+    server.client(&full).stdin(input).run()
 }

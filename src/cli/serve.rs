@@ -95,70 +95,65 @@ pub struct ServeArgs {
     )]
     seed_compat: Vec<Endpoint>,
 
-    /// The tutorial's UDP time service: a datagram holding a strftime
-    /// format gets the local time in it (empty: `%Y-%m-%d %X`).
-    #[arg(long, value_name = "ADDR", env = "FERRY_UDP_TIME",
-          default_value = ferry::udp::time::DEFAULT_ADDR, help_heading = "Datagram and echo services")]
-    udp_time: Endpoint,
-
-    /// Do not run the UDP time service.
-    #[arg(
-        long,
-        env = "FERRY_NO_UDP_TIME",
-        help_heading = "Datagram and echo services"
-    )]
-    no_udp_time: bool,
-
-    /// An SNTP server (RFC 4330) that NTP clients can ask for the time.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        env = "FERRY_SNTP",
-        help_heading = "Datagram and echo services"
-    )]
-    sntp: Option<Endpoint>,
-
-    /// A UDP echo service (RFC 862): each datagram comes back.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        env = "FERRY_UDP_ECHO",
-        help_heading = "Datagram and echo services"
-    )]
-    udp_echo: Option<Endpoint>,
-
-    /// A raw TCP echo service (RFC 862): no framing, no TLS, no token.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        env = "FERRY_TCP_ECHO",
-        help_heading = "Datagram and echo services"
-    )]
-    tcp_echo: Option<Endpoint>,
-
-    /// A UDP gateway into the chat hub, for plain-UDP clients such as the
-    /// tutorial's QQ client: each datagram is a chat line.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        env = "FERRY_UDP_CHAT",
-        help_heading = "Datagram and echo services"
-    )]
-    udp_chat: Option<Endpoint>,
-
-    /// Upper-case what the echo services send back, as the tutorial's
-    /// servers do.
-    #[arg(
-        long,
-        env = "FERRY_ECHO_UPPER",
-        help_heading = "Datagram and echo services"
-    )]
-    echo_upper: bool,
-
     /// Largest frame header accepted, in bytes.
     #[arg(long, value_name = "BYTES", env = "FERRY_MAX_HEADER_BYTES",
           default_value_t = Limits::default().max_header_bytes)]
     max_header_bytes: usize,
+
+    /// Last: its help heading applies to what follows it.
+    #[command(flatten)]
+    services: ServiceArgs,
+}
+
+/// The small services beside the framed one, like inetd's built-ins.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Datagram and echo services")]
+struct ServiceArgs {
+    /// The tutorial's UDP time service: a datagram holding a strftime
+    /// format gets the local time in it (empty: `%Y-%m-%d %X`).
+    #[arg(long, value_name = "ADDR", env = "FERRY_UDP_TIME",
+          default_value = ferry::udp::time::DEFAULT_ADDR)]
+    udp_time: Endpoint,
+
+    /// Do not run the UDP time service.
+    #[arg(long, env = "FERRY_NO_UDP_TIME")]
+    no_udp_time: bool,
+
+    /// An SNTP server (RFC 4330) that NTP clients can ask for the time.
+    #[arg(long, value_name = "ADDR", env = "FERRY_SNTP")]
+    sntp: Option<Endpoint>,
+
+    /// A UDP echo service (RFC 862): each datagram comes back.
+    #[arg(long, value_name = "ADDR", env = "FERRY_UDP_ECHO")]
+    udp_echo: Option<Endpoint>,
+
+    /// A raw TCP echo service (RFC 862): no framing, no TLS, no token.
+    #[arg(long, value_name = "ADDR", env = "FERRY_TCP_ECHO")]
+    tcp_echo: Option<Endpoint>,
+
+    /// A UDP gateway into the chat hub, for plain-UDP clients such as the
+    /// tutorial's QQ client: each datagram is a chat line.
+    #[arg(long, value_name = "ADDR", env = "FERRY_UDP_CHAT")]
+    udp_chat: Option<Endpoint>,
+
+    /// Upper-case what the echo services send back, as the tutorial's
+    /// servers do.
+    #[arg(long, env = "FERRY_ECHO_UPPER")]
+    echo_upper: bool,
+}
+
+impl ServiceArgs {
+    /// The UDP services the flags ask for, each with its address.
+    fn udp(&self) -> Vec<(ferry::udp::Service, Endpoint)> {
+        use ferry::udp::Service;
+        let time = (!self.no_udp_time).then(|| (Service::Time, self.udp_time.clone()));
+        let sntp = self.sntp.clone().map(|e| (Service::Sntp, e));
+        let echo = self.udp_echo.clone().map(|e| {
+            let upper = self.echo_upper;
+            (Service::Echo { upper }, e)
+        });
+        time.into_iter().chain(sntp).chain(echo).collect()
+    }
 }
 
 impl ServeArgs {
@@ -188,23 +183,11 @@ impl ServeArgs {
             },
             allow_exec: self.allow_exec,
             seed_compat: self.seed_compat.clone(),
-            tcp_echo: self.tcp_echo.iter().cloned().collect(),
-            udp: self.udp_services(),
-            echo_upper: self.echo_upper,
-            udp_chat: self.udp_chat.iter().cloned().collect(),
+            tcp_echo: self.services.tcp_echo.iter().cloned().collect(),
+            udp: self.services.udp(),
+            echo_upper: self.services.echo_upper,
+            udp_chat: self.services.udp_chat.iter().cloned().collect(),
         })
-    }
-
-    /// The UDP services the flags ask for, each with its address.
-    fn udp_services(&self) -> Vec<(ferry::udp::Service, Endpoint)> {
-        use ferry::udp::Service;
-        let time = (!self.no_udp_time).then(|| (Service::Time, self.udp_time.clone()));
-        let sntp = self.sntp.clone().map(|e| (Service::Sntp, e));
-        let echo = self.udp_echo.clone().map(|e| {
-            let upper = self.echo_upper;
-            (Service::Echo { upper }, e)
-        });
-        time.into_iter().chain(sntp).chain(echo).collect()
     }
 }
 
@@ -358,8 +341,8 @@ mod tests {
         let args = parse(&["ferry", "serve"], file).unwrap();
         assert_eq!(args.idle_timeout, Duration::from_secs(60));
         assert_eq!(args.listen.len(), 2);
-        assert!(args.allow_exec && args.no_udp_time);
-        assert_eq!(args.tcp_echo.unwrap().to_string(), "127.0.0.1:7");
+        assert!(args.allow_exec && args.services.no_udp_time);
+        assert_eq!(args.services.tcp_echo.unwrap().to_string(), "127.0.0.1:7");
     }
 
     #[test]

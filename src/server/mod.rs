@@ -180,12 +180,7 @@ impl Server {
         }
         let mut udp_sockets = Vec::new();
         for (service, endpoint) in &config.udp {
-            let flag = match service {
-                udp::Service::Time => "--udp-time",
-                udp::Service::Sntp => "--sntp",
-                udp::Service::Echo { .. } => "--udp-echo",
-            };
-            let bound = bind_udp(endpoint, flag).await?;
+            let bound = bind_udp(endpoint, service.flag()).await?;
             udp_sockets.extend(bound.into_iter().map(|socket| (socket, *service)));
         }
         let mut chat_sockets = Vec::new();

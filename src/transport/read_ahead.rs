@@ -47,11 +47,6 @@ impl<S> ReadAhead<S> {
         }
     }
 
-    /// The wrapped stream.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
     /// Bytes of memory held for reading ahead (0 when idle).
     pub fn buffered_capacity(&self) -> usize {
         self.buf.capacity()

@@ -49,6 +49,15 @@ impl Service {
         }
     }
 
+    /// The `ferry serve` flag that runs it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Service::Time => "--udp-time",
+            Service::Sntp => "--sntp",
+            Service::Echo { .. } => "--udp-echo",
+        }
+    }
+
     /// The largest datagram the service takes.
     pub fn max_request_bytes(self) -> usize {
         match self {

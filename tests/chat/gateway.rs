@@ -3,7 +3,7 @@
 
 use std::net::UdpSocket;
 
-use super::{chat_server, Listener};
+use super::{chat, chat_server, Listener};
 use crate::util::DEADLINE;
 
 fn udp_user(server: &crate::util::Server) -> UdpSocket {
@@ -47,30 +47,13 @@ fn a_plain_udp_socket_chats_with_framed_clients_both_ways() {
     say(&qq, "/msg bob just you");
     bob.expect(|l| l == "[private] 狗哥alex: just you");
 
-    let run = server
-        .client(&[
-            "--plaintext",
-            "chat",
-            "--name",
-            "alice",
-            "--send",
-            "hi alex",
-            "--to",
-            "狗哥alex",
-        ])
-        .run();
+    let run = chat(
+        &server,
+        &["--name", "alice", "--send", "hi alex", "--to", "狗哥alex"],
+    );
     assert_eq!(run.code, 0, "{run:?}");
     expect(&qq, |t| t == "[private] alice: hi alex");
-    let run = server
-        .client(&[
-            "--plaintext",
-            "chat",
-            "--name",
-            "alice",
-            "--send",
-            "hi room",
-        ])
-        .run();
+    let run = chat(&server, &["--name", "alice", "--send", "hi room"]);
     assert_eq!(run.code, 0, "{run:?}");
     expect(&qq, |t| t == "[lobby] alice: hi room");
 

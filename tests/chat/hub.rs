@@ -4,54 +4,34 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{chat_server, Listener};
+use super::{chat, chat_server, chat_with_input, Listener};
 use crate::util::{poll_until, Raw, DEADLINE};
 
 #[test]
 fn two_clients_talk_in_the_room_and_in_private() {
     let server = chat_server(&[]);
     let bob = Listener::start(&server, "bob", &[]);
-    let run = server
-        .client(&["--plaintext", "chat", "--name", "alice", "--send", "hi all"])
-        .run();
+    let run = chat(&server, &["--name", "alice", "--send", "hi all"]);
     assert_eq!(run.code, 0, "{run:?}");
     bob.expect(|l| l == "[lobby] alice: hi all");
-    let run = server
-        .client(&[
-            "--plaintext",
-            "chat",
-            "--name",
-            "alice",
-            "--send",
-            "psst",
-            "--to",
-            "bob",
-        ])
-        .run();
+    let run = chat(
+        &server,
+        &["--name", "alice", "--send", "psst", "--to", "bob"],
+    );
     assert_eq!(run.code, 0, "{run:?}");
     bob.expect(|l| l == "[private] alice: psst");
 
-    let run = server
-        .client(&[
-            "--plaintext",
-            "chat",
-            "--name",
-            "alice",
-            "--send",
-            "x",
-            "--to",
-            "nobody",
-        ])
-        .run();
+    let run = chat(
+        &server,
+        &["--name", "alice", "--send", "x", "--to", "nobody"],
+    );
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stderr.contains("nobody here is called \"nobody\""),
         "{run:?}"
     );
 
-    let taken = server
-        .client(&["--plaintext", "chat", "--name", "bob", "--send", "x"])
-        .run();
+    let taken = chat(&server, &["--name", "bob", "--send", "x"]);
     assert_eq!(taken.code, 1, "{taken:?}");
     assert!(taken.stderr.contains("taken"), "{taken:?}");
 }
@@ -60,18 +40,17 @@ fn two_clients_talk_in_the_room_and_in_private() {
 fn listen_json_gives_one_object_per_message() {
     let server = chat_server(&[]);
     let bob = Listener::start(&server, "bob", &["--json", "--room", "ops"]);
-    let run = server
-        .client(&[
-            "--plaintext",
-            "chat",
+    let run = chat(
+        &server,
+        &[
             "--name",
             "eve",
             "--room",
             "ops",
             "--send",
             "line\none \u{1b}[31m",
-        ])
-        .run();
+        ],
+    );
     assert_eq!(run.code, 0, "{run:?}");
     let line = bob.expect(|l| l.contains("\"message\""));
     let value: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -85,10 +64,11 @@ fn listen_json_gives_one_object_per_message() {
 fn the_interactive_client_reads_lines_and_slash_commands() {
     let server = chat_server(&[]);
     let bob = Listener::start(&server, "bob", &[]);
-    let run = server
-        .client(&["--plaintext", "chat", "--name", "carol"])
-        .stdin("hello\n/who\n/msg bob direct\n/dance\n/join ops\nin ops\n/quit\n")
-        .run();
+    let run = chat_with_input(
+        &server,
+        &["--name", "carol"],
+        "hello\n/who\n/msg bob direct\n/dance\n/join ops\nin ops\n/quit\n",
+    );
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("* in lobby: bob, carol\n"), "{run:?}");
     assert!(run.stdout.contains("* you are in ops\n"), "{run:?}");
@@ -102,16 +82,8 @@ fn the_interactive_client_reads_lines_and_slash_commands() {
 fn peer_text_cannot_forge_lines_or_drive_the_terminal() {
     let server = chat_server(&[]);
     let bob = Listener::start(&server, "bob", &[]);
-    let run = server
-        .client(&[
-            "--plaintext",
-            "chat",
-            "--name",
-            "mallory",
-            "--send",
-            "hi\n[lobby] alice: fake \u{1b}[2J",
-        ])
-        .run();
+    let forged = "hi\n[lobby] alice: fake \u{1b}[2J";
+    let run = chat(&server, &["--name", "mallory", "--send", forged]);
     assert_eq!(run.code, 0, "{run:?}");
     let line = bob.expect(|l| l.starts_with("[lobby] mallory:"));
     assert_eq!(line, "[lobby] mallory: hi\\n[lobby] alice: fake \\u{1b}[2J");
@@ -127,10 +99,7 @@ fn silent_member(server: &crate::util::Server, name: &str) -> Raw {
 }
 
 fn who(server: &crate::util::Server) -> String {
-    let run = server
-        .client(&["--plaintext", "chat", "--name", "asker"])
-        .stdin("/who\n/quit\n")
-        .run();
+    let run = chat_with_input(server, &["--name", "asker"], "/who\n/quit\n");
     assert_eq!(run.code, 0, "{run:?}");
     run.stdout
 }
@@ -143,10 +112,7 @@ fn a_reader_that_stops_is_dropped_and_the_server_holds_little() {
     // 3,000 messages of 4 KiB: 12 MiB the slow reader never takes.
     let text = "x".repeat(4000);
     let lines: String = (0..3000).map(|i| format!("{i} {text}\n")).collect();
-    let run = server
-        .client(&["--plaintext", "chat", "--name", "talker"])
-        .stdin(lines)
-        .run();
+    let run = chat_with_input(&server, &["--name", "talker"], lines);
     assert_eq!(run.code, 0, "{run:?}");
     poll_until("the slow reader dropped", DEADLINE, || {
         (!who(&server).contains("slow")).then_some(())

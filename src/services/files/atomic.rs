@@ -392,10 +392,12 @@ impl PartialFile {
     /// tutorial's put frame): there is nothing to check, and the hash of
     /// what arrived is the file's.
     pub fn seal_as_received(self, meta: Option<&FileMeta>) -> Result<SealedFile, WriteError> {
-        let Some(hash) = self.hasher.as_ref().map(blake3::Hasher::finalize) else {
-            return self.seal(&blake3::Hasher::new().finalize(), meta); // refused: no hash
-        };
-        self.seal_hashed(&hash, &hash, meta)
+        let hash = self.hasher.as_ref().map(blake3::Hasher::finalize);
+        match hash {
+            Some(hash) => self.seal_hashed(&hash, &hash, meta),
+            // The hasher was lent out: `seal` refuses, as it must.
+            None => self.seal(&blake3::Hasher::new().finalize(), meta),
+        }
     }
 
     /// Keeps what arrived for a later resume: writes out the block still
