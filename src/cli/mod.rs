@@ -49,8 +49,8 @@ pub(crate) struct Cli {
 #[derive(Debug, Args)]
 struct GlobalArgs {
     /// Server to talk to: HOST:PORT, [IPV6]:PORT or unix:PATH [default:
-    /// 127.0.0.1:9001; for `time`, 127.0.0.1:9000; for `udp-echo`,
-    /// 127.0.0.1:7].
+    /// 127.0.0.1:9001; `time` asks 127.0.0.1:9000 and `udp-echo`
+    /// 127.0.0.1:7, and they take --server from the command line only].
     #[arg(
         long,
         global = true,
