@@ -146,6 +146,16 @@ pub const SNTP_INTERVAL: Duration = Duration::from_secs(1);
 /// is forgotten, so a flood of spoofed sources costs bounded memory.
 pub const SNTP_MAX_SOURCES: usize = 4096;
 
+/// How long a partial file may go unwritten before a later transfer into
+/// its directory removes it (on either end). A transfer interrupted and
+/// run again within a week resumes; one given up on stops holding space
+/// soon after.
+pub const PARTIAL_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// Directories a receiving transfer sweeps for stale partial files when it
+/// ends, so one transfer of a vast tree does not list every directory.
+pub const MAX_SWEPT_DIRS: usize = 1024;
+
 // Checked when the crate compiles: the caps fit together.
 const _: () = {
     assert!(UDP_MAX_PAYLOAD_BYTES < UDP_RECEIVE_BUFFER_BYTES);

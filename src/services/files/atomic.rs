@@ -459,6 +459,58 @@ impl SealedFile {
     }
 }
 
+/// Removes the partial files in `dir` that were last written more than
+/// `max_age` before `now` and that no transfer holds: a transfer that is
+/// never run again would otherwise leave its partial, hidden from `ls`,
+/// for good. Returns how many were removed.
+///
+/// A partial is opened without following links or blocking (a FIFO planted
+/// under a reserved name is skipped), locked as a transfer would lock it,
+/// and removed only if the name still leads to the locked file; so a
+/// transfer resuming it at the same moment either holds the lock first
+/// (and the partial stays) or finds it gone and starts afresh.
+pub fn sweep_stale_partials(
+    dir: &OwnedFd,
+    max_age: std::time::Duration,
+    now: std::time::SystemTime,
+) -> io::Result<usize> {
+    let Some(cutoff) = now.checked_sub(max_age) else {
+        return Ok(0);
+    };
+    let cutoff = cutoff
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut removed = 0;
+    for entry in rustix::fs::Dir::read_from(dir)? {
+        let entry = entry?;
+        let name = OsStr::from_bytes(entry.file_name().to_bytes());
+        if !is_reserved_name(name) {
+            continue;
+        }
+        let Ok(fd) = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            continue; // a symlink, or gone already: not ours to judge
+        };
+        let Ok(st) = fstat(&fd) else { continue };
+        if st.kind != Kind::File || st.mtime.0 >= cutoff {
+            continue;
+        }
+        if rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err() {
+            continue; // a transfer holds it
+        }
+        let still_ours = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|now| super::root::Stat::from_raw(&now).dev_ino == st.dev_ino);
+        if still_ours && rustix::fs::unlinkat(dir, name, AtFlags::empty()).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -687,6 +739,70 @@ mod tests {
             .publish(false)
             .unwrap();
         assert_eq!(std::fs::read(tmp.path().join("z")).unwrap(), content);
+    }
+
+    /// Sets `path`'s mtime (of a link itself, not its target) `days` back.
+    fn age(path: &std::path::Path, days: u64) {
+        let then = std::time::SystemTime::now() - std::time::Duration::from_secs(days * 86_400);
+        let secs = then
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let time = Timespec {
+            tv_sec: secs as i64,
+            tv_nsec: 0,
+        };
+        let times = Timestamps {
+            last_access: time,
+            last_modification: time,
+        };
+        rustix::fs::utimensat(rustix::fs::CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW).unwrap();
+    }
+
+    #[test]
+    fn stale_partials_are_swept_and_held_fresh_or_foreign_ones_are_not() {
+        let (tmp, root) = setup();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, b"keep me").unwrap();
+        let dir = tmp.path();
+        // Abandoned a week and a day ago: swept.
+        let mut old = PartialFile::open(&root, &rel("old"), &SOURCE, true).unwrap();
+        old.write(b"abandoned").unwrap();
+        old.suspend();
+        age(&dir.join(partial_name(OsStr::new("old"))), 8);
+        // Written an hour ago: a transfer may still resume it.
+        let mut fresh = PartialFile::open(&root, &rel("fresh"), &SOURCE, true).unwrap();
+        fresh.write(b"recent").unwrap();
+        fresh.suspend();
+        // Old, but a transfer holds it right now.
+        let mut held = PartialFile::open(&root, &rel("held"), &SOURCE, true).unwrap();
+        held.write(b"in use").unwrap();
+        age(&dir.join(partial_name(OsStr::new("held"))), 8);
+        // Not partial files, or not files: left alone.
+        std::fs::write(dir.join("user-file"), b"mine").unwrap();
+        age(&dir.join("user-file"), 30);
+        std::os::unix::fs::symlink(&victim, dir.join(".ferry-partial-link")).unwrap();
+        age(&dir.join(".ferry-partial-link"), 30);
+        std::fs::create_dir(dir.join(".ferry-partial-dir")).unwrap();
+        age(&dir.join(".ferry-partial-dir"), 30);
+        let before = names(&tmp);
+
+        let handle = root.open_dir(&RelPath::root()).unwrap();
+        let week = std::time::Duration::from_secs(7 * 86_400);
+        let now = std::time::SystemTime::now();
+        assert_eq!(sweep_stale_partials(&handle, week, now).unwrap(), 1);
+        let mut expected = before.clone();
+        expected.retain(|n| *n != partial_name(OsStr::new("old")).to_string_lossy());
+        assert_eq!(names(&tmp), expected);
+        assert_eq!(expected.len(), before.len() - 1);
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+
+        // Once the transfer lets go, the old one it held goes too.
+        drop(held);
+        assert_eq!(sweep_stale_partials(&handle, week, now).unwrap(), 1);
+        assert!(!dir.join(partial_name(OsStr::new("held"))).exists());
+        assert!(dir.join(partial_name(OsStr::new("fresh"))).exists());
     }
 
     #[test]

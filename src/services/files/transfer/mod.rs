@@ -272,6 +272,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_transfer_sweeps_stale_partials_from_the_directories_it_writes() {
+        let from = tempfile::tempdir().unwrap();
+        let to = tempfile::tempdir().unwrap();
+        tree(from.path());
+        std::fs::create_dir_all(to.path().join("photos")).unwrap();
+        std::fs::create_dir_all(to.path().join("elsewhere")).unwrap();
+        let dst = Root::new(to.path()).unwrap();
+        // Partials of transfers given up on, in a directory this transfer
+        // writes and in one it does not.
+        let abandon = |path: &str, days: u64| {
+            let target = RelPath::parse(path.as_bytes()).unwrap();
+            let source = SourceId {
+                file_size: 10,
+                mtime: (0, 0),
+            };
+            let mut partial = PartialFile::open(&dst, &target, &source, true).unwrap();
+            partial.write(b"abandoned").unwrap();
+            partial.suspend();
+            let name = crate::services::files::atomic::partial_name(target.file_name().unwrap());
+            let parent = String::from_utf8(target.parent().to_bytes()).unwrap();
+            let file = to.path().join(parent).join(name);
+            let then = std::time::SystemTime::now() - Duration::from_secs(days * 86_400);
+            std::fs::File::options()
+                .write(true)
+                .open(&file)
+                .unwrap()
+                .set_modified(then)
+                .unwrap();
+            file
+        };
+        let stale = abandon("photos/gone.bin", 8);
+        let recent = abandon("photos/recent.bin", 1);
+        let untouched = abandon("elsewhere/gone.bin", 8);
+        let (_, summary) = transfer(from.path(), "photos", to.path(), OPTIONS).await;
+        assert_eq!(summary.errors, vec![]);
+        assert!(!stale.exists(), "a week-old partial in a written directory");
+        assert!(recent.exists(), "a partial that may still be resumed");
+        assert!(untouched.exists(), "a directory the transfer did not write");
+    }
+
+    #[tokio::test]
     async fn an_existing_different_file_is_refused_without_force_and_replaced_with_it() {
         let from = tempfile::tempdir().unwrap();
         let to = tempfile::tempdir().unwrap();

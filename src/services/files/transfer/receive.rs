@@ -14,10 +14,12 @@ use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 
 use crate::connection::FrameReader;
+use crate::limits;
 use crate::protocol::ErrorCode;
 
 use super::super::atomic::{
-    has_partial, is_reserved_name, FileMeta, PartialFile, SealedFile, SourceId,
+    has_partial, is_reserved_name, sweep_stale_partials, FileMeta, PartialFile, SealedFile,
+    SourceId,
 };
 use super::super::error::{show, FileError};
 use super::super::root::{Kind, RelPath, Root};
@@ -260,6 +262,8 @@ impl ReceivePlan {
             partial.suspend();
         }
         self.publish(&mut state.pending, &mut state.summary);
+        // Before the directories get their mtimes: unlinking touches them.
+        self.sweep_stale_partials();
         if self.options.preserve {
             self.apply_dir_meta();
         }
@@ -455,6 +459,27 @@ impl ReceivePlan {
         }
         if !single {
             let _ = rustix::fs::syncfs(self.dest.handle());
+        }
+    }
+
+    /// Removes partial files older than [`limits::PARTIAL_MAX_AGE`] from
+    /// the directories this transfer wrote into (at most
+    /// [`limits::MAX_SWEPT_DIRS`] of them). Partials of this transfer were
+    /// just written or published, so they are never old.
+    fn sweep_stale_partials(&self) {
+        let mut dirs: Vec<RelPath> = self
+            .offered
+            .keys()
+            .filter_map(|&i| self.targets[i as usize].as_ref())
+            .map(RelPath::parent)
+            .collect();
+        dirs.sort_unstable_by(|a, b| a.names().cmp(b.names()));
+        dirs.dedup();
+        let now = std::time::SystemTime::now();
+        for dir in dirs.iter().take(limits::MAX_SWEPT_DIRS) {
+            if let Ok(handle) = self.dest.open_dir(dir) {
+                let _ = sweep_stale_partials(&handle, limits::PARTIAL_MAX_AGE, now);
+            }
         }
     }
 
