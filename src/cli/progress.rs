@@ -19,13 +19,22 @@ const SHOW_AFTER: Duration = Duration::from_secs(1);
 pub struct TransferBar {
     bar: ProgressBar,
     started: Instant,
-    enabled: bool,
-    shown: Mutex<bool>,
+    show_after: Duration,
+    /// Where the bar will draw once shown; `None` when it never draws, or
+    /// once it is drawing there.
+    target: Mutex<Option<ProgressDrawTarget>>,
 }
 
 impl TransferBar {
     /// A bar that will draw if stderr is a terminal and `quiet` is off.
     pub fn new(quiet: bool) -> TransferBar {
+        let target = (!quiet && std::io::stderr().is_terminal()).then(ProgressDrawTarget::stderr);
+        TransferBar::drawing_to(target, SHOW_AFTER)
+    }
+
+    /// A bar that draws to `target` (never, if `None`) once `show_after`
+    /// has passed.
+    fn drawing_to(target: Option<ProgressDrawTarget>, show_after: Duration) -> TransferBar {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
         bar.set_style(
             ProgressStyle::with_template(
@@ -36,8 +45,8 @@ impl TransferBar {
         TransferBar {
             bar,
             started: Instant::now(),
-            enabled: !quiet && std::io::stderr().is_terminal(),
-            shown: Mutex::new(false),
+            show_after,
+            target: Mutex::new(target),
         }
     }
 
@@ -47,14 +56,12 @@ impl TransferBar {
     }
 
     fn maybe_show(&self) {
-        if !self.enabled || self.started.elapsed() < SHOW_AFTER {
+        if self.started.elapsed() < self.show_after {
             return;
         }
-        if let Ok(mut shown) = self.shown.lock() {
-            if !*shown {
-                *shown = true;
-                self.bar.set_draw_target(ProgressDrawTarget::stderr());
-            }
+        let target = self.target.lock().ok().and_then(|mut target| target.take());
+        if let Some(target) = target {
+            self.bar.set_draw_target(target);
         }
     }
 }
@@ -76,5 +83,106 @@ impl Progress for TransferBar {
     fn advanced(&self, bytes: u64) {
         self.bar.inc(bytes);
         self.maybe_show();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use indicatif::TermLike;
+    use std::sync::Arc;
+
+    /// A terminal that keeps what is written to it.
+    #[derive(Debug, Default, Clone)]
+    struct Screen(Arc<Mutex<String>>);
+
+    impl Screen {
+        fn text(&self) -> String {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    impl TermLike for Screen {
+        fn width(&self) -> u16 {
+            120
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            let mut text = self.0.lock().unwrap();
+            text.push_str(s);
+            text.push('\n');
+            Ok(())
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push_str(s);
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn bar_on(screen: &Screen, show_after: Duration) -> TransferBar {
+        let target = ProgressDrawTarget::term_like(Box::new(screen.clone()));
+        TransferBar::drawing_to(Some(target), show_after)
+    }
+
+    #[test]
+    fn the_bar_shows_bytes_rate_eta_and_the_current_file_escaped() {
+        let screen = Screen::default();
+        let bar = bar_on(&screen, Duration::ZERO);
+        bar.begin(3 << 20);
+        bar.file_started(b"photos/a.jpg", 1 << 20);
+        bar.advanced(1 << 20);
+        bar.file_started(b"photos/\x1b[31mred.jpg", 2 << 20);
+        bar.advanced(1 << 20);
+        bar.bar.tick();
+        let text = screen.text();
+        // The last drawing of the bar: from its byte count on.
+        let last = &text[text.rfind("2.00 MiB/3.00 MiB").expect(&text)..];
+        assert!(last.contains("/s ETA"), "a rate and an ETA: {text:?}");
+        assert!(
+            last.contains("photos/\\u{1b}[31mred.jpg"),
+            "escaped: {text:?}"
+        );
+        assert!(
+            !text.contains('\x1b'),
+            "no raw escape from a name: {text:?}"
+        );
+    }
+
+    #[test]
+    fn the_bar_stays_hidden_for_a_quick_transfer() {
+        let screen = Screen::default();
+        let bar = bar_on(&screen, Duration::from_secs(3600));
+        bar.begin(1 << 20);
+        bar.file_started(b"a.bin", 1 << 20);
+        bar.advanced(1 << 20);
+        bar.bar.tick();
+        bar.finish();
+        assert_eq!(screen.text(), "");
+    }
+
+    #[test]
+    fn with_q_or_without_a_terminal_the_bar_never_draws() {
+        let quiet = TransferBar::new(true);
+        assert!(quiet.target.lock().unwrap().is_none());
+        let plain = TransferBar::new(false);
+        let draws = plain.target.lock().unwrap().is_some();
+        assert_eq!(draws, std::io::stderr().is_terminal());
     }
 }
