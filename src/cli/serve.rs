@@ -95,6 +95,12 @@ pub struct ServeArgs {
     )]
     seed_compat: Vec<Endpoint>,
 
+    /// Threads of the async runtime (sockets, TLS, hashing); file IO runs
+    /// on threads of its own [default: half the CPUs, at least 1].
+    #[arg(long, value_name = "N", env = "FERRY_WORKERS",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: Option<u16>,
+
     /// Largest frame header accepted, in bytes.
     #[arg(long, value_name = "BYTES", env = "FERRY_MAX_HEADER_BYTES",
           default_value_t = Limits::default().max_header_bytes)]
@@ -257,7 +263,11 @@ fn config_args(
 /// Runs the server until SIGINT or SIGTERM, then drains and returns.
 pub fn run(args: ServeArgs, global: &GlobalArgs) -> Result<(), Error> {
     let config = args.to_config(global)?;
+    let workers = args
+        .workers
+        .map_or_else(ferry::server::default_workers, usize::from);
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()?;
     runtime.block_on(async move {

@@ -112,6 +112,30 @@ async fn two_hundred_clients_connecting_at_once_all_get_their_echo() {
 }
 
 #[test]
+fn workers_sets_the_runtime_threads_and_zero_is_refused() {
+    let server = Server::start(&["--plaintext", "--workers", "5"]);
+    assert_answered(&ferry(&server, &["--plaintext", "echo", "hi"]), "hi\n");
+    let threads = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+        .unwrap()
+        .filter(|task| {
+            let comm = task.as_ref().unwrap().path().join("comm");
+            std::fs::read_to_string(comm).unwrap_or_default().trim() == "tokio-rt-worker"
+        })
+        .count();
+    // Five workers (the default is half the CPUs), plus any blocking
+    // threads, which tokio names alike.
+    assert!(threads >= 5, "{threads} runtime threads");
+
+    let refused = std::process::Command::new(crate::util::FERRY)
+        .args(["serve", "--workers", "0", "--plaintext", "--no-udp-time"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--workers"), "{stderr}");
+}
+
+#[test]
 fn a_client_past_max_connections_is_told_busy_until_a_slot_frees() {
     let server = Server::start(&["--plaintext", "--max-connections", "2"]);
     let first = Raw::hello(&server);
