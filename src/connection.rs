@@ -82,6 +82,20 @@ impl From<&crate::limits::Limits> for ConnectionConfig {
     }
 }
 
+impl Connection<crate::transport::Stream> {
+    /// Wraps a transport stream; its reader knows whether the stream
+    /// decrypts what it reads ([`FrameReader::decrypts`]).
+    pub fn over(
+        stream: crate::transport::Stream,
+        config: ConnectionConfig,
+    ) -> Connection<crate::transport::Stream> {
+        let decrypts = stream.is_encrypted();
+        let mut conn = Connection::new(stream, config);
+        conn.set_decrypts(decrypts);
+        conn
+    }
+}
+
 /// A framed, split connection over any byte stream.
 #[derive(Debug)]
 pub struct Connection<S> {
@@ -97,6 +111,11 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
             reader: FrameReader::new(read, config),
             writer: FrameWriter::new(write, config),
         }
+    }
+
+    /// Marks the reader as reading through decryption (TLS).
+    pub(crate) fn set_decrypts(&mut self, decrypts: bool) {
+        self.reader.decrypts = decrypts;
     }
 
     /// Both halves, for reading and writing at once.
@@ -159,6 +178,7 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
 pub struct FrameReader<R> {
     framed: FramedRead<R, FrameCodec>,
     timeout: Duration,
+    decrypts: bool,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -166,7 +186,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         FrameReader {
             framed: FramedRead::with_capacity(read, FrameCodec::new(config.max_header_bytes), 0),
             timeout: config.request_timeout,
+            decrypts: false,
         }
+    }
+
+    /// Whether the stream decrypts what this reader reads (see
+    /// [`Connection::over`]), so a caller can keep other work off the task
+    /// that reads.
+    pub fn decrypts(&self) -> bool {
+        self.decrypts
     }
 
     /// See [`Connection::read_header`].

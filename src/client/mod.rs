@@ -165,7 +165,7 @@ impl Client {
             (raw, _) => raw,
         };
 
-        let mut conn = Connection::new(
+        let mut conn = Connection::over(
             stream,
             ConnectionConfig {
                 max_header_bytes: options.max_header_bytes,

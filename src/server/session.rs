@@ -103,7 +103,7 @@ async fn serve(
         }
         (stream, _) => stream,
     };
-    let mut conn = Connection::new(stream, limits.into());
+    let mut conn = Connection::over(stream, limits.into());
 
     let first = tokio::select! {
         biased;

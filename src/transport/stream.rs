@@ -23,6 +23,14 @@ pub enum Stream {
     ClientTls(Box<tokio_rustls::client::TlsStream<ReadAhead<TcpStream>>>),
 }
 
+impl Stream {
+    /// Whether what is read from this stream is decrypted first (TLS),
+    /// which makes reading it costlier than a plain socket read.
+    pub fn is_encrypted(&self) -> bool {
+        matches!(self, Stream::ServerTls(_) | Stream::ClientTls(_))
+    }
+}
+
 macro_rules! delegate {
     ($self:ident, $s:ident => $call:expr) => {
         match $self.get_mut() {

@@ -4,9 +4,9 @@
 //!
 //! Data goes to a partial file *in the destination directory* (so the final
 //! rename stays on one filesystem and is atomic), hashed with BLAKE3 as it is
-//! written — here, or by a caller that took the hasher with
-//! [`PartialFile::detach_hasher`] to hash on another thread while this one
-//! writes. Sealing checks the hash and sets mode and mtime; publishing
+//! written — here, or by a caller that writes with
+//! [`PartialFile::write_unhashed`] and hashes on another thread. Sealing
+//! checks the hash and sets mode and mtime; publishing
 //! renames into place. Between the two the caller makes the data durable:
 //! one fsync per file, or one `syncfs` for a whole tree before any rename.
 //!
@@ -110,9 +110,8 @@ pub struct PartialFile {
     name: OsString,
     final_name: OsString,
     file: File,
-    /// Hashes what is written; `None` once a caller took it to hash the
-    /// data itself ([`PartialFile::detach_hasher`]).
-    hasher: Option<blake3::Hasher>,
+    /// Hashes what is written, from byte 0 (a resumed prefix included).
+    hasher: blake3::Hasher,
     /// Bytes accepted, `flushed` plus `tail`.
     len: u64,
     /// Bytes written or seeked over: the file position.
@@ -171,7 +170,7 @@ impl PartialFile {
             name,
             final_name: final_name.to_os_string(),
             file: File::from(fd),
-            hasher: Some(blake3::Hasher::new()),
+            hasher: blake3::Hasher::new(),
             len: 0,
             flushed: 0,
             tail: Vec::new(),
@@ -195,9 +194,7 @@ impl PartialFile {
             if n == 0 {
                 break;
             }
-            if let Some(hasher) = &mut self.hasher {
-                hasher.update(&buf[..n]);
-            }
+            self.hasher.update(&buf[..n]);
             self.len += n as u64;
         }
         if self.len != len {
@@ -217,27 +214,20 @@ impl PartialFile {
     /// The BLAKE3 of the bytes kept from an earlier attempt, for the sender
     /// to compare with its own prefix.
     pub fn resumed_hash(&self) -> blake3::Hash {
-        match &self.hasher {
-            Some(hasher) => hasher.finalize(),
-            None => blake3::Hasher::new().finalize(),
-        }
+        self.hasher.finalize()
     }
 
-    /// Hands the hasher (holding the resumed prefix) to the caller, who
-    /// from now on hashes every byte it writes here and passes the result
-    /// to [`PartialFile::seal_hashed`]. A receiver does this to hash on the
-    /// thread that reads the socket while another writes the file.
-    pub fn detach_hasher(&mut self) -> blake3::Hasher {
-        self.hasher.take().unwrap_or_default()
+    /// The hash state of what was written so far (a resumed prefix), for
+    /// a caller that hashes the rest itself.
+    pub fn hasher(&self) -> blake3::Hasher {
+        self.hasher.clone()
     }
 
     /// Drops whatever was kept and starts from byte 0.
     pub fn restart(&mut self) -> io::Result<()> {
         self.file.set_len(0)?;
         self.file.seek(SeekFrom::Start(0))?;
-        if self.hasher.is_some() {
-            self.hasher = Some(blake3::Hasher::new());
-        }
+        self.hasher = blake3::Hasher::new();
         self.len = 0;
         self.flushed = 0;
         self.tail.clear();
@@ -259,9 +249,15 @@ impl PartialFile {
     /// Appends `chunk`, hashing it. A full disk removes the partial: it
     /// could never complete, and it holds space the user needs.
     pub fn write(&mut self, chunk: &[u8]) -> Result<(), WriteError> {
-        if let Some(hasher) = &mut self.hasher {
-            hasher.update(chunk);
-        }
+        self.hasher.update(chunk);
+        self.write_unhashed(chunk)
+    }
+
+    /// [`PartialFile::write`] for a caller that hashes every byte itself
+    /// (starting from [`PartialFile::hasher`]) and seals with
+    /// [`PartialFile::seal_hashed`]. [`PartialFile::seal`] would miss these
+    /// bytes, find a mismatch, and refuse the file.
+    pub fn write_unhashed(&mut self, chunk: &[u8]) -> Result<(), WriteError> {
         if let Err(err) = self.write_sparse(chunk) {
             if err.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
                 self.remove();
@@ -330,21 +326,16 @@ impl PartialFile {
     /// Checks the hash and sets mode and mtime; the data is not yet durable
     /// nor under its final name. On a mismatch the partial is removed.
     pub fn seal(
-        mut self,
+        self,
         expected: &blake3::Hash,
         meta: Option<&FileMeta>,
     ) -> Result<SealedFile, WriteError> {
-        let Some(hasher) = self.hasher.take() else {
-            // The caller detached the hasher and so must say what it got.
-            self.remove();
-            return Err(io::Error::other("sealed without the hash of the data").into());
-        };
-        self.seal_hashed(&hasher.finalize(), expected, meta)
+        let hash = self.hasher.finalize();
+        self.seal_hashed(&hash, expected, meta)
     }
 
-    /// [`PartialFile::seal`] for a caller that hashed the data itself
-    /// (after [`PartialFile::detach_hasher`]): `received` is its hash of
-    /// every byte, the resumed prefix included.
+    /// [`PartialFile::seal`] for a caller that hashed the data itself:
+    /// `received` is its hash of every byte, a resumed prefix included.
     pub fn seal_hashed(
         mut self,
         received: &blake3::Hash,
@@ -392,12 +383,8 @@ impl PartialFile {
     /// tutorial's put frame): there is nothing to check, and the hash of
     /// what arrived is the file's.
     pub fn seal_as_received(self, meta: Option<&FileMeta>) -> Result<SealedFile, WriteError> {
-        let hash = self.hasher.as_ref().map(blake3::Hasher::finalize);
-        match hash {
-            Some(hash) => self.seal_hashed(&hash, &hash, meta),
-            // The hasher was lent out: `seal` refuses, as it must.
-            None => self.seal(&blake3::Hasher::new().finalize(), meta),
-        }
+        let hash = self.hasher.finalize();
+        self.seal(&hash, meta)
     }
 
     /// Keeps what arrived for a later resume: writes out the block still
@@ -596,15 +583,15 @@ mod tests {
     }
 
     #[test]
-    fn a_detached_hasher_carries_the_prefix_and_the_caller_seals_with_its_hash() {
+    fn a_caller_that_hashes_itself_seals_with_its_hash_and_seal_refuses_it() {
         let (tmp, root) = setup();
         let mut first = PartialFile::open(&root, &rel("f"), &SOURCE, true).unwrap();
         first.write(b"hello").unwrap();
         first.suspend();
         let mut again = PartialFile::open(&root, &rel("f"), &SOURCE, true).unwrap();
-        let mut hasher = again.detach_hasher();
+        let mut hasher = again.hasher();
         hasher.update(b" world");
-        again.write(b" world").unwrap();
+        again.write_unhashed(b" world").unwrap();
         let expected = blake3::hash(b"hello world");
         assert_eq!(hasher.finalize(), expected, "the prefix was in the hasher");
         let sealed = again
@@ -613,20 +600,20 @@ mod tests {
         sealed.publish(false).unwrap();
         assert_eq!(std::fs::read(tmp.path().join("f")).unwrap(), b"hello world");
 
-        // A hash that does not match removes the partial, as `seal` does.
+        // A hash that does not match removes the partial.
         let mut other = PartialFile::open(&root, &rel("g"), &SOURCE, true).unwrap();
-        other.detach_hasher();
-        other.write(b"data").unwrap();
-        let wrong = blake3::hash(b"other");
+        other.write_unhashed(b"data").unwrap();
         assert!(matches!(
-            other.seal_hashed(&wrong, &blake3::hash(b"data"), None),
+            other.seal_hashed(&blake3::hash(b"other"), &blake3::hash(b"data"), None),
             Err(WriteError::HashMismatch)
         ));
-        // Sealing without saying the hash, once it was detached, is refused.
+        // `seal` after unhashed writes sees a hash without them: refused.
         let mut third = PartialFile::open(&root, &rel("h"), &SOURCE, true).unwrap();
-        third.detach_hasher();
-        third.write(b"data").unwrap();
-        assert!(third.seal(&blake3::hash(b"data"), None).is_err());
+        third.write_unhashed(b"data").unwrap();
+        assert!(matches!(
+            third.seal(&blake3::hash(b"data"), None),
+            Err(WriteError::HashMismatch)
+        ));
         assert_eq!(names(&tmp), ["f"], "no partial left behind");
     }
 

@@ -119,6 +119,18 @@ mod tests {
         to: &std::path::Path,
         options: ReceiveOptions,
     ) -> (Vec<Want>, ReceiveSummary) {
+        transfer_over(from, path, to, options, false).await
+    }
+
+    /// [`transfer`] as over TLS, when the reader decrypts and so the file
+    /// thread hashes.
+    async fn transfer_over(
+        from: &std::path::Path,
+        path: &str,
+        to: &std::path::Path,
+        options: ReceiveOptions,
+        decrypting: bool,
+    ) -> (Vec<Want>, ReceiveSummary) {
         let src = Arc::new(Root::new(from).unwrap());
         let dst = Arc::new(Root::new(to).unwrap());
         let manifest =
@@ -128,6 +140,7 @@ mod tests {
         let (a, b) = tokio::io::duplex(64 * 1024);
         let mut sender = Connection::new(a, config());
         let mut receiver = Connection::new(b, config());
+        receiver.set_decrypts(decrypting);
         let sent_wants = wants.clone();
         let send = tokio::spawn(async move {
             let (_, writer) = sender.split();
@@ -221,6 +234,86 @@ mod tests {
         let dst_md = std::fs::metadata(to.path().join("photos/a.bin")).unwrap();
         assert_eq!(src_md.mtime(), dst_md.mtime());
         assert_eq!(src_md.mtime_nsec(), dst_md.mtime_nsec());
+    }
+
+    #[tokio::test]
+    async fn hashed_on_either_thread_a_tree_and_a_resumed_file_arrive_whole() {
+        for decrypting in [false, true] {
+            let from = tempfile::tempdir().unwrap();
+            let to = tempfile::tempdir().unwrap();
+            tree(from.path());
+            keep_partial(from.path(), to.path(), &vec![7u8; 300_000]);
+            let (_, summary) =
+                transfer_over(from.path(), "photos", to.path(), OPTIONS, decrypting).await;
+            assert_eq!(summary.errors, vec![], "decrypting: {decrypting}");
+            assert_eq!(summary.bytes, 400_005, "decrypting: {decrypting}");
+            assert_eq!(
+                std::fs::read(to.path().join("photos/a.bin")).unwrap(),
+                vec![7u8; 700_000]
+            );
+            assert_eq!(
+                entries_of(to.path()),
+                ["photos/a.bin", "photos/b/ünï code.txt", "photos/empty"]
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn data_that_does_not_hash_to_the_end_frame_is_refused_on_either_thread() {
+        use crate::protocol::message::StreamFrame;
+        use crate::protocol::Header;
+        use crate::services::files::wire::{FileEnd, FileHead};
+        for decrypting in [false, true] {
+            let to = tempfile::tempdir().unwrap();
+            let dst = Arc::new(Root::new(to.path()).unwrap());
+            let entry = Entry {
+                kind: EntryKind::File,
+                path: super::super::wire::WirePath::from_bytes(b"f.bin"),
+                file_size: 5,
+                mode: 0o644,
+                mtime: 0,
+                mtime_ns: 0,
+            };
+            let (plan, _) = ReceivePlan::new(dst, &RelPath::root(), vec![entry], OPTIONS);
+            let (a, b) = tokio::io::duplex(64 * 1024);
+            let mut sender = Connection::new(a, config());
+            let mut receiver = Connection::new(b, config());
+            receiver.set_decrypts(decrypting);
+            let send = tokio::spawn(async move {
+                let writer = sender.writer();
+                let head = FileHead { file: 0, offset: 0 };
+                let head = Header::from_message(&head).with_size(5);
+                writer.send_header(&head).await.unwrap();
+                writer
+                    .send_body(bytes::Bytes::from_static(b"evil!"))
+                    .await
+                    .unwrap();
+                let end = FileEnd {
+                    file_end: 0,
+                    blake3: Some(blake3::hash(b"good!").to_hex().to_string()),
+                    md5: None,
+                    error: None,
+                };
+                writer
+                    .send_header(&Header::from_message(&end))
+                    .await
+                    .unwrap();
+                let done = StreamFrame::end_header(&serde_json::json!({}));
+                writer.send_header(&done).await.unwrap();
+                writer.flush().await.unwrap();
+                sender
+            });
+            let summary = plan.receive(receiver.reader(), &NoProgress).await.unwrap();
+            drop(send.await.unwrap());
+            assert_eq!(summary.files, 0, "decrypting: {decrypting}");
+            assert_eq!(summary.errors.len(), 1, "decrypting: {decrypting}");
+            assert!(
+                summary.errors[0].message.contains("checksum"),
+                "{:?}",
+                summary.errors
+            );
+            assert_eq!(entries_of(to.path()), Vec::<String>::new());
+        }
     }
 
     #[tokio::test]
