@@ -384,7 +384,7 @@ impl PartialFile {
     /// what arrived is the file's.
     pub fn seal_as_received(self, meta: Option<&FileMeta>) -> Result<SealedFile, WriteError> {
         let hash = self.hasher.finalize();
-        self.seal(&hash, meta)
+        self.seal_hashed(&hash, &hash, meta)
     }
 
     /// Keeps what arrived for a later resume: writes out the block still

@@ -226,8 +226,9 @@ impl ReceivePlan {
     /// The data is hashed where it costs the least wall time: on a plain
     /// socket, by the task that reads it, so the file thread only writes;
     /// through TLS, where that task also decrypts, by the file thread. The
-    /// other way round made a 1 GiB TLS get about 6% slower, and a
-    /// plaintext get 2-4% (medians of six to eight interleaved runs).
+    /// other way round made a 1 GiB TLS get 6-8% slower in three of four
+    /// interleaved A/B runs (no change in the fourth), and a plaintext get
+    /// 0-5% slower in three (medians of six to ten runs each).
     pub async fn receive<R: AsyncRead + Unpin>(
         self,
         reader: &mut FrameReader<R>,
@@ -289,9 +290,10 @@ impl ReceivePlan {
             }
             Op::Data(chunk) => {
                 if let Some((i, Ok(partial))) = &mut state.current {
-                    let written = match state.hashed_by_reader {
-                        true => partial.write_unhashed(&chunk),
-                        false => partial.write(&chunk),
+                    let written = if state.hashed_by_reader {
+                        partial.write_unhashed(&chunk)
+                    } else {
+                        partial.write(&chunk)
                     };
                     if let Err(err) = written {
                         let path = self.shown(*i);
