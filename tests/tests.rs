@@ -9,5 +9,6 @@ mod compat;
 mod exec;
 mod files;
 mod foundation;
+mod regression;
 mod shell;
 mod udp;

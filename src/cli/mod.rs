@@ -96,6 +96,18 @@ struct GlobalArgs {
     )]
     plaintext: bool,
 
+    /// Allow plaintext off loopback: a client's --plaintext to a server on
+    /// another machine, and a server's token-less listeners (--seed-compat,
+    /// --tcp-echo, --udp-*) on non-loopback addresses. Anyone on the path
+    /// can then read and change the traffic.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "FERRY_ALLOW_REMOTE_PLAINTEXT"
+    )]
+    allow_remote_plaintext: bool,
+
     /// Log more (-v, -vv); RUST_LOG overrides.
     #[arg(short, long, global = true, help_heading = "Global options", action = clap::ArgAction::Count)]
     verbose: u8,

@@ -101,6 +101,11 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
 
+    /// Apply per-source penalties and rate limits to loopback sources too
+    /// (they are exempt by default, since every local user shares them).
+    #[arg(long, env = "FERRY_PENALIZE_LOOPBACK")]
+    penalize_loopback: bool,
+
     /// Largest frame header accepted, in bytes.
     #[arg(long, value_name = "BYTES", env = "FERRY_MAX_HEADER_BYTES",
           default_value_t = Limits::default().max_header_bytes)]
@@ -176,6 +181,8 @@ impl ServeArgs {
             root: self.root.clone(),
             state_dir,
             plaintext: global.plaintext,
+            allow_remote_plaintext: global.allow_remote_plaintext,
+            penalize_loopback: self.penalize_loopback,
             limits: Limits {
                 max_header_bytes: self.max_header_bytes,
                 max_connections: self.max_connections,

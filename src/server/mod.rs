@@ -57,6 +57,12 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Speak plain TCP instead of TLS (loopback only).
     pub plaintext: bool,
+    /// Allow plaintext and token-less listeners off loopback
+    /// (`--allow-remote-plaintext`).
+    pub allow_remote_plaintext: bool,
+    /// Apply per-source penalties and rate limits to loopback sources too
+    /// (`--penalize-loopback`); they are exempt by default.
+    pub penalize_loopback: bool,
     /// Caps and deadlines.
     pub limits: Limits,
     /// Run commands for `exec` (off unless `--allow-exec`).

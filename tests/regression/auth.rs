@@ -1,0 +1,2 @@
+//! Authentication and plaintext: per-source penalties, token files, the key
+//! exchange, and plaintext only where it cannot be overheard.
