@@ -9,6 +9,7 @@
 //! through a pidfd, and every read carries a deadline, so a broken server
 //! fails a test instead of hanging the suite.
 
+pub mod fake;
 mod raw;
 
 pub use raw::{frame_bytes, hello_header, Raw};
