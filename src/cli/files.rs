@@ -34,6 +34,11 @@ pub struct TransferFlags {
     /// Do not keep permission bits and modification times.
     #[arg(long)]
     no_preserve: bool,
+    /// Print one JSON object per line on stdout: each failed file
+    /// (`"event": "failed"`, with its path and code), each md5 with --md5,
+    /// and a summary last.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `get`'s own flags.
@@ -151,7 +156,7 @@ pub async fn put(args: PutArgs, global: &GlobalArgs) -> Result<(), Error> {
         .await;
     bar.finish();
     client.close().await;
-    finish_transfer("sent", report?, started, global)
+    finish_transfer("sent", report?, started, args.flags.json, global)
 }
 
 /// Runs `ferry get`.
@@ -171,7 +176,14 @@ pub async fn get(args: GetArgs, global: &GlobalArgs) -> Result<(), Error> {
         {
             Ok(report) => {
                 for (path, md5) in &report.md5s {
-                    print_escaped_line(&[md5.as_bytes(), b"  ", path].concat())?;
+                    if args.flags.json {
+                        print_record(&Record::Md5 {
+                            path: JsonPath::of(path),
+                            md5,
+                        })?;
+                    } else {
+                        print_escaped_line(&[md5.as_bytes(), b"  ", path].concat())?;
+                    }
                 }
                 total.files += report.files;
                 total.bytes += report.bytes;
@@ -194,24 +206,98 @@ pub async fn get(args: GetArgs, global: &GlobalArgs) -> Result<(), Error> {
     }
     bar.finish();
     client.close().await;
-    finish_transfer("received", total, started, global)
+    finish_transfer("received", total, started, args.flags.json, global)
 }
 
+/// A path in `--json` output: text when it is UTF-8, base64 when not.
+#[derive(Debug, Serialize)]
+struct JsonPath {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_b64: Option<String>,
+}
+
+impl JsonPath {
+    fn of(bytes: &[u8]) -> JsonPath {
+        let wire = ferry::services::files::wire::WirePath::from_bytes(bytes);
+        JsonPath {
+            path: wire.path,
+            path_b64: wire.path_b64,
+        }
+    }
+}
+
+/// One line of `put --json` and `get --json`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum Record<'a> {
+    /// A file that did not arrive, and why.
+    Failed {
+        #[serde(flatten)]
+        path: JsonPath,
+        code: &'a str,
+        message: &'a str,
+    },
+    /// A received file's md5 (`get --md5`).
+    Md5 {
+        #[serde(flatten)]
+        path: JsonPath,
+        md5: &'a str,
+    },
+    /// The last line: what the whole transfer did.
+    Summary {
+        files: u64,
+        bytes: u64,
+        skipped: u64,
+        failed: usize,
+        left_out: u64,
+        seconds: f64,
+    },
+}
+
+fn print_record(record: &Record<'_>) -> std::io::Result<()> {
+    let line = serde_json::to_string(record).map_err(std::io::Error::other)?;
+    print_peer_bytes(line.as_bytes())
+}
+
+/// Reports a transfer: each failed file by name on stderr (and on stdout
+/// with `json`), the summary, and an error if any file failed, so the exit
+/// status is 0 only when every file arrived or was already there.
 fn finish_transfer(
     verb: &str,
     report: TransferReport,
     started: Instant,
+    json: bool,
     global: &GlobalArgs,
 ) -> Result<(), Error> {
+    let secs = started.elapsed().as_secs_f64();
     for failure in &report.failures {
         eprintln!(
-            "ferry: {}: {}",
+            "ferry: {}: {} ({})",
             escape_line(&String::from_utf8_lossy(&failure.path)),
-            escape_line(&failure.message)
+            escape_line(&failure.message),
+            escape_line(&failure.code)
         );
+        if json {
+            print_record(&Record::Failed {
+                path: JsonPath::of(&failure.path),
+                code: &failure.code,
+                message: &failure.message,
+            })?;
+        }
+    }
+    if json {
+        print_record(&Record::Summary {
+            files: report.files,
+            bytes: report.bytes,
+            skipped: report.skipped,
+            failed: report.failures.len(),
+            left_out: report.left_out,
+            seconds: secs,
+        })?;
     }
     if !global.quiet {
-        let secs = started.elapsed().as_secs_f64();
         let mut line = format!(
             "ferry: {verb} {} file{}, {} in {:.2} s ({}/s)",
             report.files,

@@ -101,6 +101,8 @@ error_codes! {
         "The data received does not hash to what the sender computed; it was not kept.";
     Changed => "changed", GoesOn,
         "The file changed or vanished while being sent; it was not kept.";
+    NotSent => "not_sent", GoesOn,
+        "The sender ended the transfer without sending a file the receiver asked for.";
     InProgress => "in_progress", GoesOn,
         "Another transfer of the same file to the same place is in progress.";
     TooLarge => "too_large", GoesOn,

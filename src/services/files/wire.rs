@@ -160,10 +160,15 @@ pub struct FileEnd {
     /// md5 of the whole file, hex, when the request asked for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub md5: Option<String>,
-    /// Set when the file could not be sent whole (it changed or vanished);
-    /// the receiver discards what it got.
+    /// Set when the file could not be sent whole (it changed, vanished or
+    /// could not be read); the receiver discards what it got. With no data
+    /// before it, the end frame alone says the file will not come.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The error's stable code (`changed`, `not_found`,
+    /// `permission_denied`, ...), with `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 /// A failure for one entry, in a transfer's final result.

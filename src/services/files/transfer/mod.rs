@@ -293,6 +293,7 @@ mod tests {
                     blake3: Some(blake3::hash(b"good!").to_hex().to_string()),
                     md5: None,
                     error: None,
+                    code: None,
                 };
                 writer
                     .send_header(&Header::from_message(&end))

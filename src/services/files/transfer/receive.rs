@@ -3,7 +3,7 @@
 //! partial files on a blocking thread, hashed on whichever of the two has
 //! less to do, and published in durable batches.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -22,7 +22,7 @@ use super::super::atomic::{
     has_partial, is_reserved_name, sweep_stale_partials, FileMeta, PartialFile, SealedFile,
     SourceId,
 };
-use super::super::error::{show, FileError};
+use super::super::error::{code_of, show, FileError};
 use super::super::root::{Kind, RelPath, Root};
 use super::super::wire::{
     parse_hash, Entry, EntryError, EntryKind, FileEnd, FileHead, Want, WantAction,
@@ -49,9 +49,15 @@ const PUBLISH_BATCH_DIRS: usize = 256;
 pub struct ReceivePlan {
     dest: Arc<Root>,
     dirs: DirCache,
-    /// The offset offered for each file asked for; data for anything else
-    /// is refused, so a sender cannot write what the receiver skipped.
+    /// The offset offered for each file asked for and not yet started;
+    /// data for anything else is refused, so a sender cannot write what
+    /// the receiver skipped, nor write one file twice.
     offered: HashMap<u64, u64>,
+    /// Files asked for that have not yet ended as published or failed: at
+    /// the end of the data phase, each one left is failed.
+    outstanding: BTreeSet<u64>,
+    /// Every file asked for, by index.
+    wanted: Vec<u64>,
     entries: Vec<Entry>,
     targets: Vec<Option<RelPath>>,
     partials: HashMap<u64, PartialFile>,
@@ -75,6 +81,8 @@ impl ReceivePlan {
             dest,
             dirs: DirCache::default(),
             offered: HashMap::new(),
+            outstanding: BTreeSet::new(),
+            wanted: Vec::new(),
             targets: Vec::with_capacity(entries.len()),
             entries: Vec::new(),
             partials: HashMap::new(),
@@ -98,6 +106,8 @@ impl ReceivePlan {
                             let action = plan.fetch(i, &target, entry);
                             if let WantAction::Send { offset, .. } = action {
                                 plan.offered.insert(i, offset);
+                                plan.outstanding.insert(i);
+                                plan.wanted.push(i);
                             }
                             action
                         }
@@ -271,6 +281,12 @@ impl ReceivePlan {
             partial.suspend();
         }
         self.publish(&mut state.pending, &mut state.summary);
+        // Whatever was asked for and neither arrived nor was failed by the
+        // sender is failed here: a transfer never ends with a file unsaid.
+        for i in std::mem::take(&mut self.outstanding) {
+            let message = format!("{}: the sender never sent it", show(&self.shown(i)));
+            self.fail(i, FileError::new(ErrorCode::NotSent, message));
+        }
         // Before the directories get their mtimes: unlinking touches them.
         self.sweep_stale_partials();
         if self.options.preserve {
@@ -285,6 +301,10 @@ impl ReceivePlan {
     fn apply(&mut self, op: Op, state: &mut WriteState) {
         match op {
             Op::Start { i, offset } => {
+                if let Some((previous, opened)) = state.current.take() {
+                    let message = "its data was followed by another file's, with no end frame";
+                    self.abandon(previous, opened, message);
+                }
                 let opened = self.start_file(i, offset);
                 state.current = Some((i, opened));
             }
@@ -304,8 +324,13 @@ impl ReceivePlan {
                 }
             }
             Op::End(end, received) => {
-                let Some((i, opened)) = state.current.take() else {
-                    return;
+                let (i, opened) = match state.current.take() {
+                    Some((i, opened)) if i == end.file_end => (i, opened),
+                    Some((i, opened)) => {
+                        self.abandon(i, opened, "its data was ended by another file's end frame");
+                        return self.end_without_data(&end);
+                    }
+                    None => return self.end_without_data(&end),
                 };
                 match self.finish_file(i, opened, &end, received) {
                     Ok(sealed) => {
@@ -316,9 +341,9 @@ impl ReceivePlan {
                         let new_dir = state
                             .pending
                             .last()
-                            .is_none_or(|last| !Arc::ptr_eq(last.dir(), sealed.dir()));
+                            .is_none_or(|(_, last)| !Arc::ptr_eq(last.dir(), sealed.dir()));
                         state.pending_dirs += usize::from(new_dir);
-                        state.pending.push(sealed);
+                        state.pending.push((i, sealed));
                         // Each pending directory holds a descriptor.
                         if state.pending.len() >= PUBLISH_BATCH_FILES
                             || state.pending_bytes >= PUBLISH_BATCH_BYTES
@@ -344,8 +369,8 @@ impl ReceivePlan {
 
     fn start_file(&mut self, i: u64, offset: u64) -> Result<PartialFile, FileError> {
         let shown = self.shown(i);
-        match self.offered.get(&i) {
-            Some(&offered) if offset == offered || offset == 0 => {}
+        match self.offered.remove(&i) {
+            Some(offered) if offset == offered || offset == 0 => {}
             Some(_) => {
                 return Err(FileError::new(
                     ErrorCode::BadRequest,
@@ -356,7 +381,7 @@ impl ReceivePlan {
                 return Err(FileError::new(
                     ErrorCode::BadRequest,
                     format!(
-                        "{}: data sent for a file that was not asked for",
+                        "{}: data sent for a file that was not asked for, or sent twice",
                         show(&shown)
                     ),
                 ))
@@ -403,8 +428,9 @@ impl ReceivePlan {
         let mut partial = opened?;
         if let Some(error) = &end.error {
             partial.remove();
+            let code = end.code.as_deref().and_then(ErrorCode::from_wire);
             return Err(FileError::new(
-                ErrorCode::Changed,
+                code.unwrap_or(ErrorCode::Changed),
                 format!("{}: {error}", show(&shown)),
             ));
         }
@@ -444,25 +470,28 @@ impl ReceivePlan {
     /// Makes sealed files durable, then renames them into place: one fsync
     /// for a single file, one `syncfs` for a batch, so no file gets its final
     /// name before its data is on disk.
-    fn publish(&mut self, pending: &mut Vec<SealedFile>, summary: &mut ReceiveSummary) {
+    fn publish(&mut self, pending: &mut Vec<(u64, SealedFile)>, summary: &mut ReceiveSummary) {
         let durable = match pending.len() {
             0 => return,
-            1 => pending[0].sync(),
+            1 => pending[0].1.sync(),
             _ => rustix::fs::syncfs(self.dest.handle()).map_err(io::Error::from),
         };
         let single = pending.len() == 1;
-        for sealed in pending.drain(..) {
+        for (i, sealed) in pending.drain(..) {
             let result = durable
                 .as_ref()
                 .map_err(|e| io::Error::new(e.kind(), e.to_string()))
                 .and_then(|()| sealed.publish(single));
             match result {
-                Ok(()) => summary.files += 1,
-                Err(err) => self.errors.push(EntryError {
-                    i: u64::MAX,
-                    code: super::super::error::code_of(&err).as_str().into(),
-                    message: format!("cannot publish: {err}"),
-                }),
+                Ok(()) => {
+                    self.outstanding.remove(&i);
+                    summary.files += 1;
+                }
+                Err(err) => {
+                    let shown = self.shown(i);
+                    let message = format!("{}: cannot publish: {err}", show(&shown));
+                    self.fail(i, FileError::new(code_of(&err), message));
+                }
             }
         }
         if !single {
@@ -476,8 +505,8 @@ impl ReceivePlan {
     /// just written or published, so they are never old.
     fn sweep_stale_partials(&self) {
         let mut dirs: Vec<RelPath> = self
-            .offered
-            .keys()
+            .wanted
+            .iter()
             .filter_map(|&i| self.targets[i as usize].as_ref())
             .map(RelPath::parent)
             .collect();
@@ -516,7 +545,44 @@ impl ReceivePlan {
         }
     }
 
+    /// A file the sender ended without data: its failure, with the code
+    /// the sender gave. An end frame for a file that is not outstanding
+    /// (never asked for, or already settled) changes nothing.
+    fn end_without_data(&mut self, end: &FileEnd) {
+        let i = end.file_end;
+        if !self.outstanding.contains(&i) {
+            return;
+        }
+        self.offered.remove(&i);
+        if let Some(partial) = self.partials.remove(&i) {
+            partial.suspend();
+        }
+        let code = end
+            .code
+            .as_deref()
+            .and_then(ErrorCode::from_wire)
+            .unwrap_or(ErrorCode::Changed);
+        let why = end
+            .error
+            .as_deref()
+            .unwrap_or("the sender ended it without sending its data");
+        let message = format!("{}: {why}", show(&self.shown(i)));
+        self.fail(i, FileError::new(code, message));
+    }
+
+    /// Gives up on the file being written, whose data was cut short by a
+    /// sender that broke the protocol.
+    fn abandon(&mut self, i: u64, opened: Result<PartialFile, FileError>, why: &str) {
+        if let Ok(mut partial) = opened {
+            partial.remove();
+        }
+        let message = format!("{}: {why}", show(&self.shown(i)));
+        self.fail(i, FileError::new(ErrorCode::BadRequest, message));
+    }
+
+    /// Records a file's failure; the file is settled.
     fn fail(&mut self, i: u64, err: FileError) {
+        self.outstanding.remove(&i);
         self.errors.push(EntryError {
             i,
             code: err.code.as_str().to_string(),
@@ -574,8 +640,8 @@ struct Expected {
 struct WriteState {
     /// The file being written, or why it cannot be.
     current: Option<(u64, Result<PartialFile, FileError>)>,
-    /// Sealed files waiting for the next durable publish.
-    pending: Vec<SealedFile>,
+    /// Sealed files waiting for the next durable publish, by index.
+    pending: Vec<(u64, SealedFile)>,
     pending_bytes: u64,
     /// Distinct directories among `pending`, each holding a descriptor.
     pending_dirs: usize,

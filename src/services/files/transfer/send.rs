@@ -15,7 +15,7 @@ use crate::connection::FrameWriter;
 use crate::protocol::message::StreamFrame;
 use crate::protocol::{ErrorCode, Header};
 
-use super::super::error::FileError;
+use super::super::error::{code_of, FileError};
 use super::super::manifest::{Manifest, SourceRef};
 use super::super::root::{fstat, Kind, Root};
 use super::super::wire::{parse_hash, FileEnd, FileHead, Want, WantAction};
@@ -221,12 +221,15 @@ fn read_one(
         prefix,
         md5,
     } = asked;
-    let fail = |out: &mut Batcher<Chunk>, message: String| {
+    // An end frame with no data before it: the receiver fails the file
+    // with this code instead of waiting for it.
+    let fail = |out: &mut Batcher<Chunk>, code: ErrorCode, message: String| {
         let end = FileEnd {
             file_end: i,
             blake3: None,
             md5: None,
             error: Some(message),
+            code: Some(code.as_str().into()),
         };
         out.push(Chunk::End(end), 0)
     };
@@ -234,11 +237,15 @@ fn read_one(
         manifest.entries.get(i as usize),
         manifest.sources.get(i as usize),
     ) else {
-        return fail(out, "no such file in the manifest".into());
+        return fail(
+            out,
+            ErrorCode::BadRequest,
+            "no such file in the manifest".into(),
+        );
     };
     let mut file = match open_source(root, source) {
         Ok(file) => file,
-        Err(err) => return fail(out, format!("cannot open: {err}")),
+        Err(err) => return fail(out, code_of(&err), format!("cannot open: {err}")),
     };
     let changed = |file: &File| match fstat(file.as_fd()) {
         Ok(st) => {
@@ -249,7 +256,11 @@ fn read_one(
         Err(_) => true,
     };
     if changed(&file) {
-        return fail(out, "the file changed since the listing".into());
+        return fail(
+            out,
+            ErrorCode::Changed,
+            "the file changed since the listing".into(),
+        );
     }
     let mut hasher = Hashes::new(md5);
     let mut offset = offset.min(entry.file_size);
@@ -260,8 +271,8 @@ fn read_one(
             // The receiver's partial is not a prefix of this file: resend all.
             offset = 0;
             hasher = Hashes::new(md5);
-            if file.seek(SeekFrom::Start(0)).is_err() {
-                return fail(out, "cannot seek".into());
+            if let Err(err) = file.seek(SeekFrom::Start(0)) {
+                return fail(out, code_of(&err), format!("cannot seek: {err}"));
             }
         }
     }
@@ -304,6 +315,7 @@ fn finish_read(i: u64, changed: bool, hasher: Hashes, out: &mut Batcher<Chunk>) 
             blake3: None,
             md5: None,
             error: Some("the file changed while it was being sent".into()),
+            code: Some(ErrorCode::Changed.as_str().into()),
         }
     } else {
         FileEnd {
@@ -311,6 +323,7 @@ fn finish_read(i: u64, changed: bool, hasher: Hashes, out: &mut Batcher<Chunk>) 
             blake3: Some(hasher.blake3.finalize().to_hex().to_string()),
             md5: hasher.md5.map(|m| hex(&md5::Digest::finalize(m))),
             error: None,
+            code: None,
         }
     };
     out.push(Chunk::End(end), 0)
