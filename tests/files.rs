@@ -12,7 +12,7 @@ mod distrust;
 mod ops;
 mod resume;
 mod scale;
-mod space;
+pub(crate) mod space;
 mod transfer;
 
 use std::collections::BTreeMap;

@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 use super::{assert_failed, assert_transferred, write_random_file};
 use crate::util::{Invocation, Process, Run, Sandbox, FERRY};
 
-/// `ferry serve --allow-exec` on a 1 MiB root, and its address.
-fn serve_on_a_tiny_disk(sandbox: &Sandbox) -> (Process, String) {
+/// `ferry serve --allow-exec` on a 1 MiB (256-page) root, and its address.
+pub(crate) fn serve_on_a_tiny_disk(sandbox: &Sandbox) -> (Process, String) {
     let root = sandbox.path().join("tiny-root");
     let state = sandbox.path().join("state");
     std::fs::create_dir_all(&root).unwrap();
@@ -39,7 +39,7 @@ fn serve_on_a_tiny_disk(sandbox: &Sandbox) -> (Process, String) {
     (server, addr)
 }
 
-fn client(sandbox: &Sandbox, addr: &str, args: &[&str]) -> Run {
+pub(crate) fn client(sandbox: &Sandbox, addr: &str, args: &[&str]) -> Run {
     let mut full = vec!["--plaintext"];
     full.extend_from_slice(args);
     Invocation::new(sandbox, &full)

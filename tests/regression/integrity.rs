@@ -158,3 +158,104 @@ fn a_file_removed_between_listing_and_data_is_sent_as_a_coded_failure() {
     assert_eq!(raw.read_frame().header["file_end"], 2);
     assert_eq!(raw.read_frame().header["end"], true);
 }
+
+/// The partial-file name a receiver uses for `final_name`, as an attacker
+/// who read the source would compute it.
+fn predictable_partial_name(final_name: &str) -> String {
+    let id = blake3::hash(final_name.as_bytes()).to_hex();
+    format!(".ferry-partial-{}", &id[..32])
+}
+
+#[test]
+fn a_partial_planted_by_another_user_is_neither_written_through_nor_published() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    const NOBODY: u32 = 65534;
+    let me = rustix::process::geteuid().as_raw();
+    let server = Server::start(&["--plaintext"]);
+    let local = crate::files::local_dir(&server, "local");
+    let content = crate::files::random_bytes(7, 300_000);
+    fs::write(local.join("f"), &content).unwrap();
+    fs::write(server.root().join("f"), &content).unwrap();
+    let dl = crate::files::local_dir(&server, "dl");
+    // Put lands in the server's root, get in the client's dl/.
+    let source = local.join("f");
+    let up = server.root().join("up");
+    let runs: [(&[&str], &std::path::Path); 2] = [
+        (&["put", source.to_str().unwrap(), "--to", "up"], &up),
+        (&["get", "f", "--to", dl.to_str().unwrap()], &dl),
+    ];
+    for (args, dest) in runs {
+        fs::create_dir_all(dest).unwrap();
+        let planted = dest.join(predictable_partial_name("f"));
+        fs::write(&planted, b"").unwrap();
+        fs::set_permissions(&planted, fs::Permissions::from_mode(0o666)).unwrap();
+        std::os::unix::fs::chown(&planted, Some(NOBODY), Some(NOBODY)).unwrap();
+        // What the other user keeps open to read the upload through.
+        let spy = fs::File::open(&planted).unwrap();
+
+        let run = crate::files::run(&server, args);
+        assert_eq!(run.code, 0, "{args:?}: {run:?}");
+        let published = dest.join("f");
+        assert_eq!(fs::read(&published).unwrap(), content, "{args:?}");
+        let md = fs::metadata(&published).unwrap();
+        assert_eq!(
+            md.uid(),
+            me,
+            "{args:?}: the published file is the other user's"
+        );
+        assert_ne!(md.ino(), spy.metadata().unwrap().ino(), "{args:?}");
+        assert_eq!(
+            spy.metadata().unwrap().len(),
+            0,
+            "{args:?}: written through the plant"
+        );
+    }
+}
+
+#[test]
+fn a_disk_that_fills_up_while_sealing_the_last_block_leaves_no_partial() {
+    use crate::files::space::{client, serve_on_a_tiny_disk};
+    let sandbox = Sandbox::new();
+    let (_server, addr) = serve_on_a_tiny_disk(&sandbox);
+    // Every whole page fits the 256-page disk; the last byte, which the
+    // receiver writes when it seals the file, does not.
+    let file = sandbox.path().join("one-byte-too-many");
+    crate::files::write_random_file(&file, 9, 1024 * 1024 + 1);
+    let run = client(&sandbox, &addr, &["put", file.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("No space left on device"), "{run:?}");
+    let listing = client(&sandbox, &addr, &["-q", "exec", "--", "ls -A"]);
+    assert_eq!(listing.code, 0, "{listing:?}");
+    assert_eq!(listing.stdout, "", "left in the root");
+}
+
+#[test]
+fn an_entry_with_an_invalid_mtime_leaves_no_partial() {
+    let server = Server::start(&["--plaintext"]);
+    let mut raw = Raw::hello(&server);
+    let manifest = lines(&[
+        json!({"kind": "file", "path": "f", "file_size": 4, "mode": 0o644,
+                                  "mtime": 0, "mtime_ns": 2_000_000_000u64}),
+    ]);
+    raw.send_frame(
+        &json!({"cmd": "put", "path": "", "preserve": true, "size": manifest.len()}),
+        &manifest,
+    );
+    let wants = raw.read_frame();
+    assert!(wants.is_ok(), "{wants:?}");
+    // Whether the receiver asked for it or not, data and end follow.
+    raw.send_frame(&json!({"file": 0, "offset": 0, "size": 4}), b"data");
+    raw.send_frame(
+        &json!({"file_end": 0, "blake3": blake3::hash(b"data").to_hex().as_str()}),
+        b"",
+    );
+    raw.send_frame(&json!({"end": true}), b"");
+    let result = raw.read_frame();
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(result.header["failed"], 1, "{result:?}");
+    let left: Vec<_> = fs::read_dir(server.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in the root: {left:?}");
+}

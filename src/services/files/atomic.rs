@@ -16,6 +16,12 @@
 //! file service hides and refuses reserved names, so clients can never name
 //! a partial. A disconnect keeps
 //! the partial for a later resume; a hash mismatch or a full disk removes it.
+//!
+//! The name is predictable, so another local user who can write the
+//! directory could plant a file there first. A partial is therefore created
+//! exclusively with mode 0600, adopted only when this user made it (owner,
+//! one link, no group or other bits), and published only while its name
+//! still leads to the file this transfer wrote.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -109,6 +115,9 @@ pub struct PartialFile {
     dir: Arc<OwnedFd>,
     name: OsString,
     final_name: OsString,
+    /// Device and inode of the file this transfer created or adopted: only
+    /// that file is ever published.
+    identity: (u64, u64),
     file: File,
     /// Hashes what is written, from byte 0 (a resumed prefix included).
     hasher: blake3::Hasher,
@@ -150,25 +159,18 @@ impl PartialFile {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "reserved file name").into());
         }
         let name = partial_name(final_name);
-        let fd = rustix::fs::openat(
-            &dir,
-            &name,
-            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )?;
+        let fd = open_own_partial(&dir, &name)?;
         // Two transfers of one file to one place would interleave their
         // bytes; the lock makes the second one fail clearly instead.
         if rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err() {
             return Err(WriteError::Busy);
         }
         let st = fstat(&fd)?;
-        if st.kind != Kind::File {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "partial is not a file").into());
-        }
         let mut partial = PartialFile {
             dir,
             name,
             final_name: final_name.to_os_string(),
+            identity: st.dev_ino,
             file: File::from(fd),
             hasher: blake3::Hasher::new(),
             len: 0,
@@ -347,6 +349,24 @@ impl PartialFile {
             self.remove();
             return Err(WriteError::HashMismatch);
         }
+        // A file that cannot be finished (a full disk for its last block, a
+        // time the filesystem refuses) is given up on, never left behind.
+        if let Err(err) = self.finish(meta) {
+            self.remove();
+            return Err(err.into());
+        }
+        Ok(SealedFile {
+            dir: self.dir,
+            name: self.name,
+            final_name: self.final_name,
+            identity: self.identity,
+            file: self.file,
+            hash,
+        })
+    }
+
+    /// Writes the last partial block and sets mode and mtime.
+    fn finish(&mut self, meta: Option<&FileMeta>) -> io::Result<()> {
         let tail = std::mem::take(&mut self.tail);
         if !tail.is_empty() {
             self.file.write_all(&tail)?;
@@ -370,13 +390,7 @@ impl PartialFile {
                 },
             )?;
         }
-        Ok(SealedFile {
-            dir: self.dir,
-            name: self.name,
-            final_name: self.final_name,
-            file: self.file,
-            hash,
-        })
+        Ok(())
     }
 
     /// [`PartialFile::seal`] for a sender that sends no hash (the socket
@@ -402,6 +416,77 @@ impl PartialFile {
     }
 }
 
+/// Device and inode of `name` in `dir` itself (a symlink is not followed).
+fn identity_at(dir: &OwnedFd, name: &OsStr) -> io::Result<(u64, u64)> {
+    let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// Opens the partial file `name` in `dir` for this transfer: created
+/// exclusively with mode 0600 when there is none, or an existing one
+/// adopted (to resume it) only if this user made it: a regular file owned
+/// by us, with one link and no group or other permission bits. Anything
+/// else at that name was planted by someone who can write the directory
+/// (to read the upload through it, or to own the published file); it is
+/// removed and a fresh partial created in its place.
+fn open_own_partial(dir: &OwnedFd, name: &OsStr) -> io::Result<OwnedFd> {
+    let create = || {
+        rustix::fs::openat(
+            dir,
+            name,
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+    };
+    match create() {
+        Ok(fd) => return Ok(fd),
+        Err(errno) if errno != rustix::io::Errno::EXIST => return Err(errno.into()),
+        Err(_) => {}
+    }
+    // O_NONBLOCK: a FIFO planted under the name must not block the open.
+    let existing = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    );
+    if let Ok(fd) = existing {
+        let st = rustix::fs::fstat(&fd)?;
+        let ours = Kind::of(st.st_mode) == Kind::File
+            && st.st_uid == rustix::process::geteuid().as_raw()
+            && st.st_nlink == 1
+            && st.st_mode & 0o077 == 0;
+        if ours {
+            clear_nonblocking(&fd)?;
+            return Ok(fd);
+        }
+    }
+    // Not ours (or a symlink, or unopenable): take the name back, once.
+    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+        Ok(()) => {}
+        Err(errno) if errno == rustix::io::Errno::ISDIR => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a directory is in the way of the partial file; remove it",
+            ))
+        }
+        Err(errno) if errno != rustix::io::Errno::NOENT => {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("a partial file that another user planted is in the way and cannot be removed ({errno}); remove it"),
+            ))
+        }
+        Err(_) => {}
+    }
+    Ok(create()?)
+}
+
+fn clear_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    rustix::fs::fcntl_setfl(fd, flags - OFlags::NONBLOCK)?;
+    Ok(())
+}
+
 fn is_all_zero(chunk: &[u8]) -> bool {
     let (words, tail) = chunk.as_chunks::<8>();
     words.iter().all(|w| u64::from_ne_bytes(*w) == 0) && tail.iter().all(|&b| b == 0)
@@ -414,6 +499,7 @@ pub struct SealedFile {
     dir: Arc<OwnedFd>,
     name: OsString,
     final_name: OsString,
+    identity: (u64, u64),
     file: File,
     hash: blake3::Hash,
 }
@@ -432,8 +518,25 @@ impl SealedFile {
 
     /// Renames the file into place, replacing what was there. With
     /// `sync_dir`, the directory entry is made durable too.
+    ///
+    /// Only the file this transfer wrote is published: if the partial's
+    /// name leads to another file (someone who can write the directory
+    /// swapped it), nothing is renamed; if the final name leads elsewhere
+    /// right after the rename, the publish is reported as failed.
     pub fn publish(self, sync_dir: bool) -> io::Result<()> {
+        let swapped = || {
+            io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the partial file was replaced by someone else while it was written; not kept",
+            )
+        };
+        if identity_at(&self.dir, &self.name)? != self.identity {
+            return Err(swapped());
+        }
         rustix::fs::renameat(&self.dir, &self.name, &self.dir, &self.final_name)?;
+        if identity_at(&self.dir, &self.final_name)? != self.identity {
+            return Err(swapped());
+        }
         if sync_dir {
             rustix::fs::fsync(&self.dir)?;
         }
@@ -638,6 +741,72 @@ mod tests {
                 .unwrap()
                 .resumed_len(),
             0
+        );
+    }
+
+    #[test]
+    fn only_a_partial_this_user_made_is_resumed() {
+        use std::os::unix::fs::PermissionsExt;
+        let (tmp, root) = setup();
+        let partial_path = tmp.path().join(partial_name(OsStr::new("f")));
+        let plant = |mode: u32, owner: Option<u32>| {
+            let _ = std::fs::remove_file(&partial_path);
+            std::fs::write(&partial_path, b"hello").unwrap();
+            std::fs::set_permissions(&partial_path, std::fs::Permissions::from_mode(mode)).unwrap();
+            if owner.is_some() {
+                std::os::unix::fs::chown(&partial_path, owner, owner).unwrap();
+            }
+            std::fs::File::open(&partial_path).unwrap()
+        };
+        // Ours: resumed.
+        plant(0o600, None);
+        let resumed = PartialFile::open(&root, &rel("f"), &SOURCE, true).unwrap();
+        assert_eq!(resumed.resumed_len(), 5);
+        drop(resumed);
+        // Readable by others, or another user's: replaced, never written.
+        for (mode, owner) in [(0o644, None), (0o600, Some(65534))] {
+            if owner.is_some() && !rustix::process::geteuid().is_root() {
+                continue; // only root can give a file away
+            }
+            let foreign = plant(mode, owner);
+            let mut partial = PartialFile::open(&root, &rel("f"), &SOURCE, true).unwrap();
+            assert_eq!(partial.resumed_len(), 0, "mode {mode:o} owner {owner:?}");
+            partial.write(b"secret data").unwrap();
+            partial.suspend();
+            assert_eq!(foreign.metadata().unwrap().len(), 5, "written through");
+            let md = std::fs::metadata(&partial_path).unwrap();
+            assert_eq!(md.mode() & 0o777, 0o600);
+            assert_ne!(md.ino(), foreign.metadata().unwrap().ino());
+        }
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_finished_leaves_no_partial() {
+        let (tmp, root) = setup();
+        let mut partial = PartialFile::open(&root, &rel("f"), &SOURCE, true).unwrap();
+        partial.write(b"hello world").unwrap();
+        let refused_time = FileMeta {
+            mode: 0o644,
+            mtime: (0, 2_000_000_000),
+        };
+        let sealed = partial.seal(&blake3::hash(b"hello world"), Some(&refused_time));
+        assert!(matches!(sealed, Err(WriteError::Io(_))), "{sealed:?}");
+        assert_eq!(names(&tmp), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_partial_swapped_for_another_file_is_not_published() {
+        let (tmp, root) = setup();
+        let mut partial = PartialFile::open(&root, &rel("f"), &SOURCE, true).unwrap();
+        partial.write(b"hello world").unwrap();
+        let sealed = partial.seal(&blake3::hash(b"hello world"), None).unwrap();
+        let partial_path = tmp.path().join(partial_name(OsStr::new("f")));
+        std::fs::remove_file(&partial_path).unwrap();
+        std::fs::write(&partial_path, b"planted").unwrap();
+        assert!(sealed.publish(false).is_err());
+        assert!(
+            !tmp.path().join("f").exists(),
+            "the planted file was published"
         );
     }
 

@@ -162,7 +162,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn of(mode: u32) -> Kind {
+    /// The kind a raw `st_mode` describes.
+    pub fn of(mode: u32) -> Kind {
         match rustix::fs::FileType::from_raw_mode(mode) {
             rustix::fs::FileType::RegularFile => Kind::File,
             rustix::fs::FileType::Directory => Kind::Dir,

@@ -103,6 +103,21 @@ pub struct Entry {
     pub mtime_ns: u32,
 }
 
+impl Entry {
+    /// Checks what a receiver could not apply: an mtime whose nanoseconds
+    /// are a whole second or more (the kernel refuses it when the file is
+    /// sealed, after its data has moved).
+    pub fn check_times(&self) -> Result<(), String> {
+        if self.mtime_ns >= 1_000_000_000 {
+            return Err(format!(
+                "mtime_ns {} is not under one second",
+                self.mtime_ns
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One line of the receiver's answer to a manifest, for one file entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Want {

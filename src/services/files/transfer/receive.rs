@@ -161,6 +161,9 @@ impl ReceivePlan {
             .to_bytes()
             .map_err(|m| FileError::new(ErrorCode::BadPath, m))?;
         let rel = RelPath::parse(&raw)?;
+        entry
+            .check_times()
+            .map_err(|m| FileError::new(ErrorCode::BadRequest, format!("{}: {m}", show(&raw))))?;
         if rel.is_root() || rel.names().iter().any(|n| is_reserved_name(n)) {
             return Err(FileError::new(
                 ErrorCode::BadPath,
