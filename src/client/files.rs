@@ -168,13 +168,16 @@ impl Client {
             force: options.force,
             resume: options.resume,
             preserve: options.preserve,
+            // A server's modes pass through the user's umask.
+            trust_sent_modes: false,
         };
         let planned_entries = entries.clone();
         let (plan, wants) = tokio::task::spawn_blocking(move || {
             ReceivePlan::new(dest, &RelPath::root(), planned_entries, receive_options)
         })
         .await
-        .map_err(|e| Error::Protocol(e.to_string()))?;
+        .map_err(|e| Error::Protocol(e.to_string()))?
+        .map_err(Error::Files)?;
         let mut report = TransferReport {
             left_out: reply.skipped,
             ..TransferReport::default()

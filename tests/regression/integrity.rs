@@ -259,3 +259,147 @@ fn an_entry_with_an_invalid_mtime_leaves_no_partial() {
         .collect();
     assert!(left.is_empty(), "left in the root: {left:?}");
 }
+
+/// This process's umask, which the client (a child of it) inherits.
+fn umask() -> u32 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+}
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    fs::symlink_metadata(path).unwrap().mode() & 0o7777
+}
+
+#[test]
+fn modes_from_a_server_pass_through_the_clients_umask() {
+    let sandbox = Sandbox::new();
+    let dl = sandbox.path().join("dl");
+    let entries = [
+        json!({"kind": "dir", "path": "t", "mode": 0o777, "mtime": 0}),
+        json!({"kind": "file", "path": "t/f", "file_size": 4, "mode": 0o4777, "mtime": 0}),
+    ];
+    let fake = Fake::start(1, move |peer| {
+        peer.hello();
+        peer.manifest(&entries);
+        peer.wants();
+        peer.file(1, b"data", &blake3::hash(b"data"));
+        peer.end();
+    });
+    let run = fake.client(&sandbox, &["get", "-r", "t", "--to", dl.to_str().unwrap()]);
+    fake.join();
+    assert_eq!(run.code, 0, "{run:?}");
+    let expected = 0o777 & !umask();
+    assert_eq!(mode_of(&dl.join("t")), expected, "the directory");
+    assert_eq!(mode_of(&dl.join("t/f")), expected, "the file");
+}
+
+#[test]
+fn a_directory_that_existed_keeps_its_mode_and_mtime_unless_forced() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let sandbox = Sandbox::new();
+    let dl = sandbox.path().join("dl");
+    let private = dl.join("t");
+    fs::create_dir_all(&private).unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+    let entries = [json!({"kind": "dir", "path": "t", "mode": 0o777, "mtime": 1_000_000_000})];
+    let fake = Fake::start(2, move |peer| {
+        peer.hello();
+        peer.manifest(&entries);
+        peer.wants();
+        peer.end();
+    });
+    let mtime = |p: &std::path::Path| fs::metadata(p).unwrap().mtime();
+    let before = mtime(&private);
+    let run = fake.client(&sandbox, &["get", "-r", "t", "--to", dl.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        mode_of(&private),
+        0o700,
+        "an existing private directory was opened up"
+    );
+    assert_eq!(mtime(&private), before);
+    let run = fake.client(
+        &sandbox,
+        &["get", "-r", "--force", "t", "--to", dl.to_str().unwrap()],
+    );
+    fake.join();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        mode_of(&private),
+        0o777 & !umask(),
+        "--force applies the mode"
+    );
+    assert_eq!(mtime(&private), 1_000_000_000);
+}
+
+#[test]
+fn no_preserve_gives_new_files_the_umask_mode_and_replaced_files_keep_theirs() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::start(&["--plaintext"]);
+    let local = crate::files::local_dir(&server, "local");
+    fs::write(local.join("secret"), b"new").unwrap();
+    fs::set_permissions(local.join("secret"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(local.join("open"), b"new").unwrap();
+    fs::set_permissions(local.join("open"), fs::Permissions::from_mode(0o600)).unwrap();
+    // The server's copy of `secret` is private; `open` is new there.
+    fs::write(server.root().join("secret"), b"old").unwrap();
+    fs::set_permissions(
+        server.root().join("secret"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let run = crate::files::run(
+        &server,
+        &[
+            "put",
+            "--force",
+            "--no-preserve",
+            local.join("secret").to_str().unwrap(),
+            local.join("open").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(fs::read(server.root().join("secret")).unwrap(), b"new");
+    assert_eq!(mode_of(&server.root().join("secret")), 0o600, "widened");
+    // The server inherited this process's umask.
+    assert_eq!(mode_of(&server.root().join("open")), 0o666 & !umask());
+}
+
+#[test]
+fn directory_modes_are_never_applied_through_a_directory_swapped_for_a_symlink() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::start(&["--plaintext"]);
+    let root = server.root().to_path_buf();
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut raw = Raw::hello(&server);
+    let manifest = lines(&[
+        json!({"kind": "dir", "path": "a", "mode": 0o755, "mtime": 0}),
+        json!({"kind": "dir", "path": "a/b", "mode": 0o777, "mtime": 0}),
+        file_entry("a/b/f", 4, 0),
+    ]);
+    raw.send_frame(
+        &json!({"cmd": "put", "path": "", "preserve": true, "size": manifest.len()}),
+        &manifest,
+    );
+    let wants = raw.read_frame();
+    assert!(wants.is_ok(), "{wants:?}");
+    // Mid-put, someone swaps a/b for a symlink to the root.
+    fs::remove_dir(root.join("a/b")).unwrap();
+    std::os::unix::fs::symlink("..", root.join("a/b")).unwrap();
+    raw.send_frame(&json!({"file": 2, "offset": 0, "size": 4}), b"data");
+    raw.send_frame(
+        &json!({"file_end": 2, "blake3": blake3::hash(b"data").to_hex().as_str()}),
+        b"",
+    );
+    raw.send_frame(&json!({"end": true}), b"");
+    let result = raw.read_frame();
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(mode_of(&root), 0o755, "the server chmodded its own root");
+    assert!(
+        !root.join("f").exists(),
+        "the file landed through the symlink"
+    );
+    assert_eq!(result.header["failed"], 1, "{result:?}");
+}

@@ -154,7 +154,7 @@ fn write_file(
         }
     }
     let sealed = partial
-        .seal_as_received(None)
+        .seal_as_received(&files::atomic::FileMeta::fresh())
         .map_err(|err| fail(FileError::write(&shown, &err)))?;
     sealed
         .sync()

@@ -64,8 +64,39 @@ pub struct SourceId {
 pub struct FileMeta {
     /// Permission bits; masked with [`PRESERVED_MODE_BITS`].
     pub mode: u32,
-    /// Modification time, seconds and nanoseconds.
-    pub mtime: (i64, u32),
+    /// Modification time, seconds and nanoseconds; `None` leaves the time
+    /// of writing.
+    pub mtime: Option<(i64, u32)>,
+}
+
+impl FileMeta {
+    /// What a file gets when the sender's metadata is not kept: the mode a
+    /// new file of this process gets (`0666` less the umask), and the time
+    /// of writing.
+    pub fn fresh() -> FileMeta {
+        FileMeta {
+            mode: 0o666 & !process_umask(),
+            mtime: None,
+        }
+    }
+}
+
+/// This process's umask, read once. Linux shows it in /proc (4.7 and
+/// later); reading it with umask(2) would change it for a moment under the
+/// other threads.
+pub fn process_umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| {
+                status.lines().find_map(|line| {
+                    let value = line.strip_prefix("Umask:")?.trim();
+                    u32::from_str_radix(value, 8).ok()
+                })
+            })
+            .unwrap_or(0o022)
+    })
 }
 
 /// Why a received file was not kept.
@@ -327,11 +358,7 @@ impl PartialFile {
 
     /// Checks the hash and sets mode and mtime; the data is not yet durable
     /// nor under its final name. On a mismatch the partial is removed.
-    pub fn seal(
-        self,
-        expected: &blake3::Hash,
-        meta: Option<&FileMeta>,
-    ) -> Result<SealedFile, WriteError> {
+    pub fn seal(self, expected: &blake3::Hash, meta: &FileMeta) -> Result<SealedFile, WriteError> {
         let hash = self.hasher.finalize();
         self.seal_hashed(&hash, expected, meta)
     }
@@ -342,7 +369,7 @@ impl PartialFile {
         mut self,
         received: &blake3::Hash,
         expected: &blake3::Hash,
-        meta: Option<&FileMeta>,
+        meta: &FileMeta,
     ) -> Result<SealedFile, WriteError> {
         let hash = *received;
         if &hash != expected {
@@ -366,7 +393,7 @@ impl PartialFile {
     }
 
     /// Writes the last partial block and sets mode and mtime.
-    fn finish(&mut self, meta: Option<&FileMeta>) -> io::Result<()> {
+    fn finish(&mut self, meta: &FileMeta) -> io::Result<()> {
         let tail = std::mem::take(&mut self.tail);
         if !tail.is_empty() {
             self.file.write_all(&tail)?;
@@ -375,12 +402,12 @@ impl PartialFile {
             // the file.
             self.file.set_len(self.len)?;
         }
-        let mode = meta.map_or(0o644, |m| m.mode) & PRESERVED_MODE_BITS;
+        let mode = meta.mode & PRESERVED_MODE_BITS;
         rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode))?;
-        if let Some(meta) = meta {
+        if let Some((secs, nanos)) = meta.mtime {
             let time = Timespec {
-                tv_sec: meta.mtime.0,
-                tv_nsec: meta.mtime.1 as _,
+                tv_sec: secs,
+                tv_nsec: nanos as _,
             };
             rustix::fs::futimens(
                 &self.file,
@@ -396,7 +423,7 @@ impl PartialFile {
     /// [`PartialFile::seal`] for a sender that sends no hash (the socket
     /// tutorial's put frame): there is nothing to check, and the hash of
     /// what arrived is the file's.
-    pub fn seal_as_received(self, meta: Option<&FileMeta>) -> Result<SealedFile, WriteError> {
+    pub fn seal_as_received(self, meta: &FileMeta) -> Result<SealedFile, WriteError> {
         let hash = self.hasher.finalize();
         self.seal_hashed(&hash, &hash, meta)
     }
@@ -640,11 +667,9 @@ mod tests {
         assert_eq!(std::fs::read(tmp.path().join("f")).unwrap(), b"old");
         let meta = FileMeta {
             mode: 0o4755,
-            mtime: (1_600_000_000, 123),
+            mtime: Some((1_600_000_000, 123)),
         };
-        let sealed = partial
-            .seal(&blake3::hash(b"hello world"), Some(&meta))
-            .unwrap();
+        let sealed = partial.seal(&blake3::hash(b"hello world"), &meta).unwrap();
         assert_eq!(std::fs::read(tmp.path().join("f")).unwrap(), b"old");
         sealed.sync().unwrap();
         sealed.publish(true).unwrap();
@@ -662,7 +687,7 @@ mod tests {
         let mut partial = PartialFile::open(&root, &rel("f"), &SOURCE, true).unwrap();
         partial.write(b"corrupted!!").unwrap();
         let err = partial
-            .seal(&blake3::hash(b"hello world"), None)
+            .seal(&blake3::hash(b"hello world"), &FileMeta::fresh())
             .unwrap_err();
         assert!(matches!(err, WriteError::HashMismatch));
         assert_eq!(std::fs::read(tmp.path().join("f")).unwrap(), b"old");
@@ -680,7 +705,9 @@ mod tests {
         assert_eq!(again.resumed_len(), 5);
         assert_eq!(again.resumed_hash(), blake3::hash(b"hello"));
         again.write(b" world").unwrap();
-        let sealed = again.seal(&blake3::hash(b"hello world"), None).unwrap();
+        let sealed = again
+            .seal(&blake3::hash(b"hello world"), &FileMeta::fresh())
+            .unwrap();
         sealed.publish(false).unwrap();
         assert_eq!(std::fs::read(tmp.path().join("f")).unwrap(), b"hello world");
     }
@@ -698,7 +725,7 @@ mod tests {
         let expected = blake3::hash(b"hello world");
         assert_eq!(hasher.finalize(), expected, "the prefix was in the hasher");
         let sealed = again
-            .seal_hashed(&hasher.finalize(), &expected, None)
+            .seal_hashed(&hasher.finalize(), &expected, &FileMeta::fresh())
             .unwrap();
         sealed.publish(false).unwrap();
         assert_eq!(std::fs::read(tmp.path().join("f")).unwrap(), b"hello world");
@@ -707,14 +734,18 @@ mod tests {
         let mut other = PartialFile::open(&root, &rel("g"), &SOURCE, true).unwrap();
         other.write_unhashed(b"data").unwrap();
         assert!(matches!(
-            other.seal_hashed(&blake3::hash(b"other"), &blake3::hash(b"data"), None),
+            other.seal_hashed(
+                &blake3::hash(b"other"),
+                &blake3::hash(b"data"),
+                &FileMeta::fresh()
+            ),
             Err(WriteError::HashMismatch)
         ));
         // `seal` after unhashed writes sees a hash without them: refused.
         let mut third = PartialFile::open(&root, &rel("h"), &SOURCE, true).unwrap();
         third.write_unhashed(b"data").unwrap();
         assert!(matches!(
-            third.seal(&blake3::hash(b"data"), None),
+            third.seal(&blake3::hash(b"data"), &FileMeta::fresh()),
             Err(WriteError::HashMismatch)
         ));
         assert_eq!(names(&tmp), ["f"], "no partial left behind");
@@ -787,9 +818,9 @@ mod tests {
         partial.write(b"hello world").unwrap();
         let refused_time = FileMeta {
             mode: 0o644,
-            mtime: (0, 2_000_000_000),
+            mtime: Some((0, 2_000_000_000)),
         };
-        let sealed = partial.seal(&blake3::hash(b"hello world"), Some(&refused_time));
+        let sealed = partial.seal(&blake3::hash(b"hello world"), &refused_time);
         assert!(matches!(sealed, Err(WriteError::Io(_))), "{sealed:?}");
         assert_eq!(names(&tmp), Vec::<String>::new());
     }
@@ -799,7 +830,9 @@ mod tests {
         let (tmp, root) = setup();
         let mut partial = PartialFile::open(&root, &rel("f"), &SOURCE, true).unwrap();
         partial.write(b"hello world").unwrap();
-        let sealed = partial.seal(&blake3::hash(b"hello world"), None).unwrap();
+        let sealed = partial
+            .seal(&blake3::hash(b"hello world"), &FileMeta::fresh())
+            .unwrap();
         let partial_path = tmp.path().join(partial_name(OsStr::new("f")));
         std::fs::remove_file(&partial_path).unwrap();
         std::fs::write(&partial_path, b"planted").unwrap();
@@ -832,7 +865,7 @@ mod tests {
             partial.write(chunk).unwrap();
         }
         partial
-            .seal(&blake3::hash(&content), None)
+            .seal(&blake3::hash(&content), &FileMeta::fresh())
             .unwrap()
             .publish(false)
             .unwrap();
@@ -869,7 +902,7 @@ mod tests {
             pos = end;
         }
         partial
-            .seal(&blake3::hash(&content), None)
+            .seal(&blake3::hash(&content), &FileMeta::fresh())
             .unwrap()
             .publish(false)
             .unwrap();
@@ -890,7 +923,7 @@ mod tests {
         let mut partial = PartialFile::open(&root, &rel("z"), &source, true).unwrap();
         partial.write(&content).unwrap();
         partial
-            .seal(&blake3::hash(&content), None)
+            .seal(&blake3::hash(&content), &FileMeta::fresh())
             .unwrap()
             .publish(false)
             .unwrap();

@@ -32,7 +32,10 @@ impl FileError {
     pub fn io(path: &[u8], err: &io::Error) -> FileError {
         let code = code_of(err);
         let what = match code {
-            ErrorCode::BadPath => "leads out of the served root".to_string(),
+            ErrorCode::BadPath => {
+                "leads out of the served root, or through a symlink where a directory must be"
+                    .to_string()
+            }
             ErrorCode::NotFound => "no such file or directory".to_string(),
             _ => err.to_string(),
         };

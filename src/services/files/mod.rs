@@ -3,6 +3,7 @@
 //!
 //! - `root.rs`: confinement; every path resolves beneath a held handle.
 //! - `atomic.rs`: partial file, hash, seal, publish by rename.
+//! - `dirs.rs`: the chain of open directories a tree walk moves through.
 //! - `wire.rs`: the messages of both transfer directions, as pure code.
 //! - `manifest.rs`: what a transfer sends, walked from the root or local paths.
 //! - `transfer.rs`: the data phase, shared by client and server.
@@ -10,6 +11,7 @@
 //! - `error.rs`: the service's error: a wire code and a message.
 
 pub mod atomic;
+pub mod dirs;
 pub mod error;
 pub mod manifest;
 pub mod ops;
@@ -180,13 +182,15 @@ pub async fn put(
         force: request.force,
         resume: request.resume,
         preserve: request.preserve,
+        // The user's own files: modes are kept as sent.
+        trust_sent_modes: true,
     };
     let planned = blocking(move || {
         if !base.is_root() {
             root.mkdir_all(&base, 0o755)
                 .map_err(|e| FileError::io(&base.to_bytes(), &e))?;
         }
-        Ok(ReceivePlan::new(root, &base, entries, options))
+        ReceivePlan::new(root, &base, entries, options)
     })
     .await;
     let (plan, wants) = match planned {

@@ -11,10 +11,12 @@
 //! where entries go, hashes what arrives and writes it through partial
 //! files.
 
+mod plan;
 mod receive;
 mod send;
+mod write;
 
-pub use receive::ReceivePlan;
+pub use plan::ReceivePlan;
 pub use send::send_files;
 
 use crate::connection::ConnectionError;
@@ -74,15 +76,21 @@ pub struct ReceiveSummary {
     pub md5s: Vec<(u64, String)>,
 }
 
-/// How to treat files already at the destination.
+/// How to treat files already at the destination, and the sender's
+/// metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReceiveOptions {
-    /// Overwrite targets that differ.
+    /// Overwrite targets that differ, and set the sender's mode and mtime
+    /// on directories that existed before.
     pub force: bool,
     /// Continue from partial files of an earlier attempt.
     pub resume: bool,
     /// Keep mode and mtime from the sender.
     pub preserve: bool,
+    /// Keep the sender's permission bits as sent (the server, for its
+    /// user's put). Otherwise (the client, for what a server sends) they
+    /// pass through this process's umask, as a file it creates would.
+    pub trust_sent_modes: bool,
 }
 
 #[cfg(test)]
@@ -109,6 +117,7 @@ mod tests {
         force: false,
         resume: true,
         preserve: true,
+        trust_sent_modes: true,
     };
 
     /// Sends `path` beneath `from` to `base` beneath `to` over an in-memory
@@ -136,7 +145,7 @@ mod tests {
         let manifest =
             Manifest::from_root(&src, &RelPath::parse(path.as_bytes()).unwrap(), true).unwrap();
         let (plan, wants) =
-            ReceivePlan::new(dst, &RelPath::root(), manifest.entries.clone(), options);
+            ReceivePlan::new(dst, &RelPath::root(), manifest.entries.clone(), options).unwrap();
         let (a, b) = tokio::io::duplex(64 * 1024);
         let mut sender = Connection::new(a, config());
         let mut receiver = Connection::new(b, config());
@@ -274,7 +283,7 @@ mod tests {
                 mtime: 0,
                 mtime_ns: 0,
             };
-            let (plan, _) = ReceivePlan::new(dst, &RelPath::root(), vec![entry], OPTIONS);
+            let (plan, _) = ReceivePlan::new(dst, &RelPath::root(), vec![entry], OPTIONS).unwrap();
             let (a, b) = tokio::io::duplex(64 * 1024);
             let mut sender = Connection::new(a, config());
             let mut receiver = Connection::new(b, config());
@@ -451,7 +460,7 @@ mod tests {
             file(b".ferry-partial-x"),
             file(b""),
         ];
-        let (_, wants) = ReceivePlan::new(dst, &RelPath::root(), entries, OPTIONS);
+        let (_, wants) = ReceivePlan::new(dst, &RelPath::root(), entries, OPTIONS).unwrap();
         assert_eq!(wants.len(), 5);
         for want in &wants {
             assert!(

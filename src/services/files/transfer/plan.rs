@@ -1,0 +1,350 @@
+//! The receiver's answer to a manifest: where each entry goes, which
+//! directories to create, and for each file whether to skip it, refuse it,
+//! or ask for it (from the end of a partial kept by an earlier attempt).
+//!
+//! The plan walks the destination in manifest order through a
+//! [`DirChain`], so it costs time linear in the manifest, and remembers
+//! each directory by device and inode: the file thread later writes only
+//! into, and sets modes only on, the very directories planned here.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use rustix::fs::{AtFlags, Mode};
+
+use crate::protocol::ErrorCode;
+
+use super::super::atomic::{has_partial, is_reserved_name, process_umask, PartialFile, SourceId};
+use super::super::dirs::DirChain;
+use super::super::error::{show, FileError};
+use super::super::root::{Kind, RelPath, Root, Stat};
+use super::super::wire::{Entry, EntryError, EntryKind, Want, WantAction};
+use super::ReceiveOptions;
+
+/// The receiving side, between its answer to the manifest and the data.
+#[derive(Debug)]
+pub struct ReceivePlan {
+    pub(super) dest: Arc<Root>,
+    /// The destination directory, for the file thread's own walk.
+    pub(super) base: OwnedFd,
+    pub(super) entries: Arc<Vec<Entry>>,
+    /// Where each entry goes, by index.
+    pub(super) targets: Vec<Target>,
+    /// Every directory entries go into, as planned.
+    pub(super) dirs: Vec<DirNode>,
+    /// The offset offered for each file asked for and not yet started;
+    /// data for anything else is refused, so a sender cannot write what
+    /// the receiver skipped, nor write one file twice.
+    pub(super) offered: HashMap<u64, u64>,
+    /// Files asked for that have not yet ended as published or failed: at
+    /// the end of the data phase, each one left is failed.
+    pub(super) outstanding: BTreeSet<u64>,
+    /// Partial files kept by an earlier attempt, held open until their
+    /// data comes.
+    pub(super) partials: HashMap<u64, PartialFile>,
+    /// Permission bits of files that are replaced without `preserve`: a
+    /// replaced file keeps its own.
+    pub(super) replaced_modes: HashMap<u64, u32>,
+    pub(super) options: ReceiveOptions,
+    pub(super) errors: Vec<EntryError>,
+    pub(super) skipped: u64,
+}
+
+/// Where one manifest entry goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Target {
+    /// Refused: nothing is written for it.
+    Refused,
+    /// A directory, `dirs[n]`.
+    Dir(u32),
+    /// A file in the directory `dirs[n]`, under its last name.
+    File(u32),
+}
+
+/// A directory entries go into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct DirNode {
+    /// Device and inode, as created or found by the plan.
+    pub identity: (u64, u64),
+    /// Mode and mtime to give it once every file is in place: for a
+    /// directory this transfer created (or any, with `force`).
+    pub meta: Option<DirMeta>,
+}
+
+/// Metadata a directory gets at the end of a transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct DirMeta {
+    pub mode: u32,
+    pub mtime: (i64, u32),
+}
+
+/// What the receiver does with one file entry.
+enum Step {
+    Skip,
+    Fetch,
+}
+
+impl ReceivePlan {
+    /// Answers a manifest: creates its directories beneath `base`, and for
+    /// each file decides to skip it, refuse it, or want it (from the offset
+    /// of a partial file kept by an earlier attempt). Returns the plan and
+    /// the answer for the sender, which lists refusals too. Blocking.
+    pub fn new(
+        dest: Arc<Root>,
+        base: &RelPath,
+        entries: Vec<Entry>,
+        options: ReceiveOptions,
+    ) -> Result<(ReceivePlan, Vec<Want>), FileError> {
+        let shown = base.to_bytes();
+        let base_dir = dest.open_dir(base).map_err(|e| FileError::io(&shown, &e))?;
+        let mut chain = rustix::io::fcntl_dupfd_cloexec(&base_dir, 0)
+            .map_err(io::Error::from)
+            .and_then(DirChain::new)
+            .map_err(|e| FileError::io(&shown, &e))?;
+        let mut plan = ReceivePlan {
+            dest,
+            base: base_dir,
+            entries: Arc::new(Vec::new()),
+            targets: Vec::with_capacity(entries.len()),
+            dirs: vec![DirNode {
+                identity: chain.identity(),
+                meta: None,
+            }],
+            offered: HashMap::new(),
+            outstanding: BTreeSet::new(),
+            partials: HashMap::new(),
+            replaced_modes: HashMap::new(),
+            options,
+            errors: Vec::new(),
+            skipped: 0,
+        };
+        let mut known: HashMap<(u64, u64), u32> = HashMap::from([(chain.identity(), 0)]);
+        let mut wants = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let i = i as u64;
+            let action = match plan.plan_one(&mut chain, &mut known, i, entry) {
+                Ok(None) => continue,
+                Ok(Some(action)) => action,
+                Err(err) => {
+                    plan.targets.push(Target::Refused);
+                    WantAction::Refuse {
+                        code: err.code.as_str().to_string(),
+                        message: err.message,
+                    }
+                }
+            };
+            wants.push(Want { i, action });
+        }
+        plan.entries = Arc::new(entries);
+        Ok((plan, wants))
+    }
+
+    /// Plans one entry and pushes its target: `None` for a directory,
+    /// else what to ask the sender for.
+    fn plan_one(
+        &mut self,
+        chain: &mut DirChain,
+        known: &mut HashMap<(u64, u64), u32>,
+        i: u64,
+        entry: &Entry,
+    ) -> Result<Option<WantAction>, FileError> {
+        let raw = entry
+            .path
+            .to_bytes()
+            .map_err(|m| FileError::new(ErrorCode::BadPath, m))?;
+        let rel = RelPath::parse(&raw)?;
+        entry
+            .check_times()
+            .map_err(|m| FileError::new(ErrorCode::BadRequest, format!("{}: {m}", show(&raw))))?;
+        let Some((name, parents)) = rel.names().split_last() else {
+            return Err(not_a_name(&raw));
+        };
+        if rel.names().iter().any(|n| is_reserved_name(n)) {
+            return Err(not_a_name(&raw));
+        }
+        let fail = |err: io::Error| FileError::io(&raw, &err);
+        if entry.kind == EntryKind::Dir {
+            let parent = enter_creating(chain, parents).map_err(fail)?;
+            let created = match lstat_at(&parent, name).map_err(fail)? {
+                Some(st) if st.kind == Kind::Dir => false,
+                Some(_) => {
+                    return Err(FileError::new(
+                        ErrorCode::NotADirectory,
+                        format!("{} exists and is not a directory", show(&raw)),
+                    ))
+                }
+                None => {
+                    // Private until its own mode is set at the end.
+                    let mode = if self.options.preserve { 0o700 } else { 0o777 };
+                    rustix::fs::mkdirat(&*parent, name, Mode::from_raw_mode(mode))
+                        .map_err(|e| fail(e.into()))?;
+                    true
+                }
+            };
+            chain.enter(rel.names()).map_err(fail)?;
+            let meta =
+                (self.options.preserve && (created || self.options.force)).then(|| DirMeta {
+                    mode: self.sent_mode(entry.mode),
+                    mtime: (entry.mtime, entry.mtime_ns),
+                });
+            let node = self.node(known, chain.identity(), meta);
+            self.targets.push(Target::Dir(node));
+            return Ok(None);
+        }
+        let parent = chain.enter(parents).map_err(fail)?;
+        let node = self.node(known, chain.identity(), None);
+        let step = match lstat_at(&parent, name).map_err(fail)? {
+            None => Step::Fetch,
+            Some(st) => self.existing_file(i, entry, &st, &raw)?,
+        };
+        self.targets.push(Target::File(node));
+        Ok(Some(match step {
+            Step::Skip => {
+                self.skipped += 1;
+                WantAction::Skip
+            }
+            Step::Fetch => {
+                let action = self.fetch(i, parent, name, entry);
+                if let WantAction::Send { offset, .. } = action {
+                    self.offered.insert(i, offset);
+                    self.outstanding.insert(i);
+                }
+                action
+            }
+        }))
+    }
+
+    /// What to do about a file entry whose target exists.
+    fn existing_file(
+        &mut self,
+        i: u64,
+        entry: &Entry,
+        st: &Stat,
+        raw: &[u8],
+    ) -> Result<Step, FileError> {
+        match st.kind {
+            Kind::Dir => Err(FileError::new(
+                ErrorCode::IsADirectory,
+                format!("{} is a directory", show(raw)),
+            )),
+            Kind::Special => Err(FileError::new(
+                ErrorCode::NotRegular,
+                format!("{} is not a regular file", show(raw)),
+            )),
+            // rsync's quick check: same size and mtime is the same file.
+            Kind::File
+                if self.options.preserve
+                    && st.len == entry.file_size
+                    && st.mtime == (entry.mtime, entry.mtime_ns) =>
+            {
+                Ok(Step::Skip)
+            }
+            _ if self.options.force => {
+                if !self.options.preserve && st.kind == Kind::File {
+                    self.replaced_modes.insert(i, st.mode & 0o777);
+                }
+                Ok(Step::Fetch)
+            }
+            _ => Err(FileError::new(
+                ErrorCode::Exists,
+                format!(
+                    "{} exists and differs; use --force to overwrite it",
+                    show(raw)
+                ),
+            )),
+        }
+    }
+
+    /// Wants a file whole, or from the end of a partial kept by an earlier
+    /// attempt (hashed once here, and held open until its data comes).
+    fn fetch(&mut self, i: u64, dir: Arc<OwnedFd>, name: &OsStr, entry: &Entry) -> WantAction {
+        let source = SourceId {
+            file_size: entry.file_size,
+            mtime: (entry.mtime, entry.mtime_ns),
+        };
+        if self.options.resume && has_partial(&dir, name) {
+            if let Ok(partial) = PartialFile::open_in(dir, name, &source, true) {
+                let offset = partial.resumed_len();
+                let prefix = partial.resumed_hash().to_hex().to_string();
+                self.partials.insert(i, partial);
+                return WantAction::Send {
+                    offset,
+                    prefix_blake3: (offset > 0).then_some(prefix),
+                };
+            }
+        }
+        WantAction::Send {
+            offset: 0,
+            prefix_blake3: None,
+        }
+    }
+
+    /// The permission bits a sent mode becomes here: never setuid, setgid
+    /// or sticky, and less this process's umask unless the sender is
+    /// trusted with modes.
+    pub(super) fn sent_mode(&self, mode: u32) -> u32 {
+        let mask = if self.options.trust_sent_modes {
+            0
+        } else {
+            process_umask()
+        };
+        mode & 0o777 & !mask
+    }
+
+    /// The directory node with `identity`, added if new.
+    fn node(
+        &mut self,
+        known: &mut HashMap<(u64, u64), u32>,
+        identity: (u64, u64),
+        meta: Option<DirMeta>,
+    ) -> u32 {
+        if let Some(&node) = known.get(&identity) {
+            if meta.is_some() {
+                self.dirs[node as usize].meta = meta;
+            }
+            return node;
+        }
+        let node = self.dirs.len() as u32;
+        self.dirs.push(DirNode { identity, meta });
+        known.insert(identity, node);
+        node
+    }
+}
+
+fn not_a_name(raw: &[u8]) -> FileError {
+    FileError::new(
+        ErrorCode::BadPath,
+        format!("{}: not a name a file can be stored under", show(raw)),
+    )
+}
+
+/// Facts about `name` in `dir` itself, `None` if there is nothing there.
+fn lstat_at(dir: &OwnedFd, name: &OsStr) -> io::Result<Option<Stat>> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(Stat::from_raw(&st))),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(errno) => Err(errno.into()),
+    }
+}
+
+/// Enters `names` below the chain's base, creating missing directories on
+/// the way (as `mkdir -p` does, with the umask's mode).
+fn enter_creating(chain: &mut DirChain, names: &[std::ffi::OsString]) -> io::Result<Arc<OwnedFd>> {
+    match chain.enter(names) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        other => return other,
+    }
+    for depth in 1..=names.len() {
+        if let Some((name, parents)) = names[..depth].split_last() {
+            let parent = chain.enter(parents)?;
+            match rustix::fs::mkdirat(&*parent, name, Mode::from_raw_mode(0o777)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+    }
+    chain.enter(names)
+}

@@ -1,0 +1,436 @@
+//! The receiver's file thread: writes each wanted file through a partial
+//! file, seals it against the sender's hash, publishes sealed files in
+//! durable batches, settles every file asked for as published or failed,
+//! and last gives the directories it planned their modes and mtimes.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rustix::fs::Mode;
+use tokio::sync::mpsc;
+
+use crate::limits;
+use crate::protocol::ErrorCode;
+
+use super::super::atomic::{sweep_stale_partials, FileMeta, PartialFile, SealedFile, SourceId};
+use super::super::dirs::DirChain;
+use super::super::error::{code_of, show, FileError};
+use super::super::root::RelPath;
+use super::super::wire::{parse_hash, Entry, EntryError, FileEnd};
+use super::plan::{ReceivePlan, Target};
+use super::ReceiveSummary;
+
+/// Files sealed before one `syncfs` and their renames.
+const PUBLISH_BATCH_FILES: usize = 2048;
+/// Bytes sealed before one `syncfs` and their renames.
+const PUBLISH_BATCH_BYTES: u64 = 1 << 30;
+/// Directories sealed files may span before they are published.
+const PUBLISH_BATCH_DIRS: usize = 256;
+
+/// What the socket side hands the file thread.
+pub(super) enum Op {
+    Start {
+        i: u64,
+        offset: u64,
+    },
+    Data(Bytes),
+    /// The sender's end frame, and the hash of what arrived since `Start`
+    /// (with the resumed prefix) when the reader hashes.
+    End(FileEnd, Option<blake3::Hash>),
+}
+
+/// The file thread's progress through the data phase.
+struct WriteState {
+    /// The walk through the destination, in manifest order.
+    chain: Option<DirChain>,
+    /// The file being written, or why it cannot be.
+    current: Option<(u64, Result<PartialFile, FileError>)>,
+    /// Sealed files waiting for the next durable publish, by index.
+    pending: Vec<(u64, SealedFile)>,
+    pending_bytes: u64,
+    /// Distinct directories among `pending`, each holding a descriptor.
+    pending_dirs: usize,
+    /// Directories already swept of stale partials.
+    swept: HashSet<u32>,
+    summary: ReceiveSummary,
+    /// Whether the socket side hashes the data (see `receive`).
+    hashed_by_reader: bool,
+}
+
+impl ReceivePlan {
+    /// Runs the file thread until the socket side closes the channel.
+    pub(super) fn write_all(
+        mut self,
+        mut rx: mpsc::Receiver<Vec<Op>>,
+        hashed: bool,
+    ) -> ReceiveSummary {
+        let chain = rustix::io::fcntl_dupfd_cloexec(&self.base, 0)
+            .map_err(io::Error::from)
+            .and_then(DirChain::new)
+            .ok();
+        let mut state = WriteState {
+            chain,
+            current: None,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            pending_dirs: 0,
+            swept: HashSet::new(),
+            summary: ReceiveSummary::default(),
+            hashed_by_reader: hashed,
+        };
+        while let Some(ops) = rx.blocking_recv() {
+            for op in ops {
+                self.apply(op, &mut state);
+            }
+        }
+        // The stream ended inside a file: keep what came, for a resume.
+        if let Some((_, Ok(partial))) = state.current.take() {
+            partial.suspend();
+        }
+        self.publish(&mut state.pending, &mut state.summary);
+        // Whatever was asked for and neither arrived nor was failed by the
+        // sender is failed here: a transfer never ends with a file unsaid.
+        for i in std::mem::take(&mut self.outstanding) {
+            let message = format!("{}: the sender never sent it", show(&self.shown(i)));
+            self.fail(i, FileError::new(ErrorCode::NotSent, message));
+        }
+        if let Some(chain) = &mut state.chain {
+            self.apply_dir_meta(chain);
+        }
+        let mut summary = state.summary;
+        summary.skipped = self.skipped;
+        summary.errors = std::mem::take(&mut self.errors);
+        summary
+    }
+
+    fn apply(&mut self, op: Op, state: &mut WriteState) {
+        match op {
+            Op::Start { i, offset } => {
+                if let Some((previous, opened)) = state.current.take() {
+                    let message = "its data was followed by another file's, with no end frame";
+                    self.abandon(previous, opened, message);
+                }
+                let opened = self.start_file(i, offset, state);
+                state.current = Some((i, opened));
+            }
+            Op::Data(chunk) => {
+                if let Some((i, Ok(partial))) = &mut state.current {
+                    let written = if state.hashed_by_reader {
+                        partial.write_unhashed(&chunk)
+                    } else {
+                        partial.write(&chunk)
+                    };
+                    if let Err(err) = written {
+                        let path = self.shown(*i);
+                        state.current = Some((*i, Err(FileError::write(&path, &err))));
+                    } else {
+                        state.summary.bytes += chunk.len() as u64;
+                    }
+                }
+            }
+            Op::End(end, received) => {
+                let (i, opened) = match state.current.take() {
+                    Some((i, opened)) if i == end.file_end => (i, opened),
+                    Some((i, opened)) => {
+                        self.abandon(i, opened, "its data was ended by another file's end frame");
+                        return self.end_without_data(&end);
+                    }
+                    None => return self.end_without_data(&end),
+                };
+                match self.finish_file(i, opened, &end, received) {
+                    Ok(sealed) => self.queue(i, sealed, &end, state),
+                    Err(err) => self.fail(i, err),
+                }
+            }
+        }
+    }
+
+    /// Queues a sealed file for publishing, publishing the batch when full.
+    fn queue(&mut self, i: u64, sealed: SealedFile, end: &FileEnd, state: &mut WriteState) {
+        if let Some(md5) = &end.md5 {
+            state.summary.md5s.push((i, md5.clone()));
+        }
+        state.pending_bytes += self.entries[i as usize].file_size;
+        let new_dir = state
+            .pending
+            .last()
+            .is_none_or(|(_, last)| !Arc::ptr_eq(last.dir(), sealed.dir()));
+        state.pending_dirs += usize::from(new_dir);
+        state.pending.push((i, sealed));
+        // Each pending directory holds a descriptor.
+        if state.pending.len() >= PUBLISH_BATCH_FILES
+            || state.pending_bytes >= PUBLISH_BATCH_BYTES
+            || state.pending_dirs >= PUBLISH_BATCH_DIRS
+        {
+            state.pending_dirs = 0;
+            self.publish(&mut state.pending, &mut state.summary);
+            state.pending_bytes = 0;
+        }
+    }
+
+    /// The path of entry `i` for messages.
+    pub(super) fn shown(&self, i: u64) -> Vec<u8> {
+        self.entries
+            .get(i as usize)
+            .and_then(|e| e.path.to_bytes().ok())
+            .unwrap_or_default()
+    }
+
+    fn start_file(
+        &mut self,
+        i: u64,
+        offset: u64,
+        state: &mut WriteState,
+    ) -> Result<PartialFile, FileError> {
+        let shown = self.shown(i);
+        let bad =
+            |what: &str| FileError::new(ErrorCode::BadRequest, format!("{}: {what}", show(&shown)));
+        match self.offered.remove(&i) {
+            Some(offered) if offset == offered || offset == 0 => {}
+            Some(_) => return Err(bad("sent from an offset that was not offered")),
+            None => {
+                return Err(bad(
+                    "data sent for a file that was not asked for, or sent twice",
+                ))
+            }
+        }
+        let Some(Target::File(node)) = self.targets.get(i as usize).copied() else {
+            return Err(bad("data sent for an entry that is not a file"));
+        };
+        let mut partial = match self.partials.remove(&i) {
+            Some(partial) => partial,
+            None => {
+                let (dir, name) = self.enter_dir_of(i, node, state)?;
+                let entry = &self.entries[i as usize];
+                let source = SourceId {
+                    file_size: entry.file_size,
+                    mtime: (entry.mtime, entry.mtime_ns),
+                };
+                PartialFile::open_in(dir, &name, &source, false)
+                    .map_err(|e| FileError::write(&shown, &e))?
+            }
+        };
+        if offset != partial.resumed_len() {
+            if offset != 0 {
+                return Err(bad("resumed from an offset that was not offered"));
+            }
+            partial.restart().map_err(|e| FileError::io(&shown, &e))?;
+        }
+        Ok(partial)
+    }
+
+    /// Walks to the directory file `i` goes into, which must still be the
+    /// one the plan chose; sweeps it of stale partials the first time.
+    fn enter_dir_of(
+        &self,
+        i: u64,
+        node: u32,
+        state: &mut WriteState,
+    ) -> Result<(Arc<OwnedFd>, OsString), FileError> {
+        let shown = self.shown(i);
+        let rel = RelPath::parse(&shown)?;
+        let Some((name, parents)) = rel.names().split_last() else {
+            return Err(FileError::new(ErrorCode::BadPath, "the root is not a file"));
+        };
+        let chain = state.chain.as_mut().ok_or_else(|| {
+            FileError::new(ErrorCode::IoError, "cannot open the destination directory")
+        })?;
+        let dir = chain
+            .enter(parents)
+            .map_err(|e| FileError::io(&shown, &e))?;
+        if chain.identity() != self.dirs[node as usize].identity {
+            return Err(FileError::new(
+                ErrorCode::Changed,
+                format!(
+                    "{}: its directory was replaced during the transfer",
+                    show(&shown)
+                ),
+            ));
+        }
+        if state.swept.len() < limits::MAX_SWEPT_DIRS && state.swept.insert(node) {
+            // Partials of this transfer are fresh or locked: never swept.
+            let _ =
+                sweep_stale_partials(&dir, limits::PARTIAL_MAX_AGE, std::time::SystemTime::now());
+        }
+        Ok((dir, name.clone()))
+    }
+
+    fn finish_file(
+        &mut self,
+        i: u64,
+        opened: Result<PartialFile, FileError>,
+        end: &FileEnd,
+        received: Option<blake3::Hash>,
+    ) -> Result<SealedFile, FileError> {
+        let shown = self.shown(i);
+        let mut partial = opened?;
+        if let Some(error) = &end.error {
+            partial.remove();
+            let code = end.code.as_deref().and_then(ErrorCode::from_wire);
+            return Err(FileError::new(
+                code.unwrap_or(ErrorCode::Changed),
+                format!("{}: {error}", show(&shown)),
+            ));
+        }
+        let entry = &self.entries[i as usize];
+        if partial.len() != entry.file_size {
+            partial.remove();
+            return Err(FileError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "{}: {} bytes received for a file of {}",
+                    show(&shown),
+                    partial.len(),
+                    entry.file_size
+                ),
+            ));
+        }
+        let hash = end
+            .blake3
+            .as_deref()
+            .ok_or_else(|| "no blake3 in the end frame".to_string())
+            .and_then(parse_hash)
+            .map_err(|m| FileError::new(ErrorCode::BadRequest, m))?;
+        let meta = self.file_meta(i, entry);
+        // Without the reader's hash, `seal` checks the partial's own: after
+        // unhashed writes it cannot match, so a missing hash refuses the file.
+        match received {
+            Some(received) => partial.seal_hashed(&received, &hash, &meta),
+            None => partial.seal(&hash, &meta),
+        }
+        .map_err(|e| FileError::write(&shown, &e))
+    }
+
+    /// The mode and mtime file `i` is published with.
+    fn file_meta(&self, i: u64, entry: &Entry) -> FileMeta {
+        if self.options.preserve {
+            return FileMeta {
+                mode: self.sent_mode(entry.mode),
+                mtime: Some((entry.mtime, entry.mtime_ns)),
+            };
+        }
+        match self.replaced_modes.get(&i) {
+            Some(&mode) => FileMeta { mode, mtime: None },
+            None => FileMeta::fresh(),
+        }
+    }
+
+    /// Makes sealed files durable, then renames them into place: one fsync
+    /// for a single file, one `syncfs` for a batch, so no file gets its final
+    /// name before its data is on disk.
+    fn publish(&mut self, pending: &mut Vec<(u64, SealedFile)>, summary: &mut ReceiveSummary) {
+        let durable = match pending.len() {
+            0 => return,
+            1 => pending[0].1.sync(),
+            _ => rustix::fs::syncfs(self.dest.handle()).map_err(io::Error::from),
+        };
+        let single = pending.len() == 1;
+        for (i, sealed) in pending.drain(..) {
+            let result = durable
+                .as_ref()
+                .map_err(|e| io::Error::new(e.kind(), e.to_string()))
+                .and_then(|()| sealed.publish(single));
+            match result {
+                Ok(()) => {
+                    self.outstanding.remove(&i);
+                    summary.files += 1;
+                }
+                Err(err) => {
+                    let shown = self.shown(i);
+                    let message = format!("{}: cannot publish: {err}", show(&shown));
+                    self.fail(i, FileError::new(code_of(&err), message));
+                }
+            }
+        }
+        if !single {
+            let _ = rustix::fs::syncfs(self.dest.handle());
+        }
+    }
+
+    /// Sets the planned directories' modes and mtimes last, deepest first,
+    /// so writing their files did not disturb them and a read-only mode did
+    /// not block the writes. Each goes through a handle reached by the walk
+    /// and must still be the directory the plan created or found.
+    fn apply_dir_meta(&self, chain: &mut DirChain) {
+        for (entry, target) in self.entries.iter().zip(&self.targets).rev() {
+            let Target::Dir(node) = *target else { continue };
+            let node = self.dirs[node as usize];
+            let Some(meta) = node.meta else { continue };
+            let Some(rel) = entry
+                .path
+                .to_bytes()
+                .ok()
+                .and_then(|p| RelPath::parse(&p).ok())
+            else {
+                continue;
+            };
+            let Ok(dir) = chain.enter(rel.names()) else {
+                continue;
+            };
+            if chain.identity() != node.identity {
+                continue;
+            }
+            let _ = rustix::fs::fchmod(&*dir, Mode::from_raw_mode(meta.mode));
+            let time = rustix::fs::Timespec {
+                tv_sec: meta.mtime.0,
+                tv_nsec: meta.mtime.1 as _,
+            };
+            let _ = rustix::fs::futimens(
+                &*dir,
+                &rustix::fs::Timestamps {
+                    last_access: time,
+                    last_modification: time,
+                },
+            );
+        }
+    }
+
+    /// A file the sender ended without data: its failure, with the code
+    /// the sender gave. An end frame for a file that is not outstanding
+    /// (never asked for, or already settled) changes nothing.
+    fn end_without_data(&mut self, end: &FileEnd) {
+        let i = end.file_end;
+        if !self.outstanding.contains(&i) {
+            return;
+        }
+        self.offered.remove(&i);
+        if let Some(partial) = self.partials.remove(&i) {
+            partial.suspend();
+        }
+        let code = end
+            .code
+            .as_deref()
+            .and_then(ErrorCode::from_wire)
+            .unwrap_or(ErrorCode::Changed);
+        let why = end
+            .error
+            .as_deref()
+            .unwrap_or("the sender ended it without sending its data");
+        let message = format!("{}: {why}", show(&self.shown(i)));
+        self.fail(i, FileError::new(code, message));
+    }
+
+    /// Gives up on the file being written, whose data was cut short by a
+    /// sender that broke the protocol.
+    fn abandon(&mut self, i: u64, opened: Result<PartialFile, FileError>, why: &str) {
+        if let Ok(mut partial) = opened {
+            partial.remove();
+        }
+        let message = format!("{}: {why}", show(&self.shown(i)));
+        self.fail(i, FileError::new(ErrorCode::BadRequest, message));
+    }
+
+    /// Records a file's failure; the file is settled.
+    fn fail(&mut self, i: u64, err: FileError) {
+        self.outstanding.remove(&i);
+        self.errors.push(EntryError {
+            i,
+            code: err.code.as_str().to_string(),
+            message: err.message,
+        });
+    }
+}
