@@ -190,6 +190,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// How long a read may wait for the peer.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Whether the stream decrypts what this reader reads (see
     /// [`Connection::over`]), so a caller can keep other work off the task
     /// that reads.
@@ -351,6 +356,11 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         }
         self.with_deadline(|io| async move { io.flush().await })
             .await
+    }
+
+    /// How long a write may wait for the peer.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Sets how long a write may wait for the peer; returns the old value.

@@ -403,3 +403,76 @@ fn directory_modes_are_never_applied_through_a_directory_swapped_for_a_symlink()
     );
     assert_eq!(result.header["failed"], 1, "{result:?}");
 }
+
+#[test]
+fn a_file_swapped_for_a_fifo_after_the_listing_is_refused_without_blocking() {
+    let mut server = Server::start(&["--plaintext", "--drain-timeout", "2"]);
+    fs::create_dir(server.root().join("t")).unwrap();
+    fs::write(server.root().join("t/f"), b"data").unwrap();
+    let mut raw = Raw::hello(&server);
+    raw.send_frame(&json!({"cmd": "get", "path": "t", "recursive": true}), b"");
+    assert!(raw.read_frame().is_ok());
+    // After the listing, t/f becomes a FIFO that nobody writes.
+    fs::remove_file(server.root().join("t/f")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        server.root().join("t/f"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    let wants = lines(&[json!({"i": 1, "action": "send", "offset": 0})]);
+    raw.send_frame(&json!({"wants": true, "size": wants.len()}), &wants);
+    let end = raw.read_frame();
+    assert_eq!(end.header["file_end"], 1, "{end:?}");
+    assert_eq!(end.header["code"], "not_regular", "{end:?}");
+    assert_eq!(raw.read_frame().header["end"], true);
+    raw.echo("still here");
+    drop(raw);
+    // Nothing holds a thread: shutdown finishes.
+    server.terminate();
+    assert!(
+        server
+            .wait_within(std::time::Duration::from_secs(5))
+            .is_some(),
+        "the server did not stop"
+    );
+}
+
+/// User and system CPU time of process `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which ends with the last ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_get_resumed_at_the_files_end_stops_hashing_when_its_client_leaves() {
+    let server = Server::start(&["--plaintext"]);
+    let size: u64 = 64 << 30;
+    // Sparse: costs no disk, but a whole hash of it takes minutes here.
+    fs::File::create(server.root().join("big"))
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+    let mut raw = Raw::hello(&server);
+    raw.send_frame(&json!({"cmd": "get", "path": "big"}), b"");
+    assert!(raw.read_frame().is_ok());
+    // "I have all of it, check my hash": the server must hash the whole
+    // file, for a client that leaves at once.
+    let wants = lines(&[json!({"i": 0, "action": "send", "offset": size,
+                               "prefix_blake3": "00".repeat(32)})]);
+    raw.send_frame(&json!({"wants": true, "size": wants.len()}), &wants);
+    drop(raw);
+    server.wait_for_log("connection closed");
+    // The file thread notices within a chunk: the server goes idle.
+    let before = cpu_ticks(server.pid());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let used = cpu_ticks(server.pid()) - before;
+    assert!(
+        used < 10,
+        "the server used {used} ticks of CPU after its client left"
+    );
+}

@@ -9,24 +9,38 @@
 
 use std::ffi::OsString;
 use std::fs;
+use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::AtFlags;
+
 use crate::protocol::ErrorCode;
 
 use super::atomic::is_reserved_name;
+use super::dirs::DirChain;
 use super::error::{show, FileError};
-use super::root::{Kind, RelPath, Root, Stat};
+use super::root::{list_fd, Kind, RelPath, Root, Stat};
 use super::wire::{Entry, EntryKind, WirePath};
 
 /// Where the sender reads a file from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceRef {
-    /// A file beneath the served root (server side).
-    InRoot(RelPath),
+    /// A file beneath the served root (server side), at the manifest's
+    /// [`Manifest::in_root`] joined with the entry's path.
+    InRoot {
+        /// Listed through a symlink (to a file inside the root), so it is
+        /// opened by following it; every other file is opened without.
+        via_symlink: bool,
+    },
     /// A file the local user named (client side).
-    Local(PathBuf),
+    Local {
+        /// Its path.
+        path: PathBuf,
+        /// Listed through a symlink, so it is opened by following it.
+        via_symlink: bool,
+    },
 }
 
 /// A manifest and the sources of its files.
@@ -36,6 +50,9 @@ pub struct Manifest {
     pub entries: Vec<Entry>,
     /// For each entry, where its data comes from (`None` for directories).
     pub sources: Vec<Option<SourceRef>>,
+    /// The directory beneath the root that entry paths start from (the
+    /// requested path's parent), for [`SourceRef::InRoot`].
+    pub in_root: RelPath,
     /// Total bytes of all files.
     pub total_bytes: u64,
     /// Paths left out of a tree walk, and why.
@@ -81,13 +98,21 @@ impl Manifest {
             .file_name()
             .map(|n| n.as_bytes().to_vec())
             .unwrap_or_default();
-        let mut manifest = Manifest::default();
+        let mut manifest = Manifest {
+            in_root: path.parent(),
+            ..Manifest::default()
+        };
+        let via_symlink = root
+            .lstat(path)
+            .map_err(|e| FileError::io(&bytes, &e))?
+            .kind
+            == Kind::Symlink;
         match st.kind {
             Kind::File => manifest.push(
                 EntryKind::File,
                 &name,
                 &st,
-                Some(SourceRef::InRoot(path.clone())),
+                Some(SourceRef::InRoot { via_symlink }),
             ),
             Kind::Dir if !recursive => {
                 return Err(FileError::new(
@@ -99,7 +124,16 @@ impl Manifest {
                 if !name.is_empty() {
                     manifest.push(EntryKind::Dir, &name, &st, None);
                 }
-                walk_root(root, path, &name, &mut manifest)?;
+                let shown = |e: io::Error| FileError::io(&bytes, &e);
+                let handle = root.open_dir(path).map_err(shown)?;
+                let mut chain = DirChain::new(handle).map_err(shown)?;
+                let mut walk = RootWalk {
+                    root,
+                    top: path,
+                    chain: &mut chain,
+                    names: Vec::new(),
+                };
+                walk.walk(&name, &mut manifest)?;
             }
             Kind::Symlink | Kind::Special => {
                 return Err(FileError::new(
@@ -126,11 +160,18 @@ impl Manifest {
             })?;
             let st = stat_of(&md);
             if md.is_file() {
+                let via_symlink = fs::symlink_metadata(path)
+                    .map_err(|e| FileError::io(shown, &e))?
+                    .file_type()
+                    .is_symlink();
                 manifest.push(
                     EntryKind::File,
                     &name,
                     &st,
-                    Some(SourceRef::Local(path.clone())),
+                    Some(SourceRef::Local {
+                        path: path.clone(),
+                        via_symlink,
+                    }),
                 );
             } else if md.is_dir() {
                 if !recursive {
@@ -194,45 +235,85 @@ fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
     out
 }
 
-fn walk_root(
-    root: &Root,
-    dir: &RelPath,
-    prefix: &[u8],
-    manifest: &mut Manifest,
-) -> Result<(), FileError> {
-    let dir_bytes = dir.to_bytes();
-    let mut names = root.list(dir).map_err(|e| FileError::io(&dir_bytes, &e))?;
-    names.sort();
-    for name in names {
-        if is_reserved_name(&name) {
-            continue;
-        }
-        let rel = dir.join(&name)?;
-        let wire = join(prefix, name.as_bytes());
-        let st = root
-            .lstat(&rel)
-            .map_err(|e| FileError::io(&rel.to_bytes(), &e))?;
-        match st.kind {
-            Kind::Dir => {
-                manifest.push(EntryKind::Dir, &wire, &st, None);
-                walk_root(root, &rel, &wire, manifest)?;
+/// A walk of a tree beneath the root, through a chain of held directory
+/// handles: each directory is listed and each entry stated relative to its
+/// parent's handle, so the walk costs time linear in the tree.
+struct RootWalk<'w> {
+    root: &'w Root,
+    /// The walked directory, beneath the root.
+    top: &'w RelPath,
+    chain: &'w mut DirChain,
+    /// Where the walk is, below `top`.
+    names: Vec<OsString>,
+}
+
+impl RootWalk<'_> {
+    /// Lists the directory the walk is in, under the wire prefix `prefix`,
+    /// and everything below it.
+    fn walk(&mut self, prefix: &[u8], manifest: &mut Manifest) -> Result<(), FileError> {
+        let fail = |e: io::Error| FileError::io(prefix, &e);
+        let dir = self.chain.enter(&self.names).map_err(fail)?;
+        let mut names =
+            list_fd(rustix::io::fcntl_dupfd_cloexec(&*dir, 0).map_err(|e| fail(e.into()))?)
+                .map_err(fail)?;
+        drop(dir);
+        names.sort();
+        for name in names {
+            if is_reserved_name(&name) {
+                continue;
             }
-            Kind::File => manifest.push(EntryKind::File, &wire, &st, Some(SourceRef::InRoot(rel))),
-            Kind::Symlink => match root.stat(&rel) {
-                Ok(target) if target.kind == Kind::File => manifest.push(
+            let wire = join(prefix, name.as_bytes());
+            let dir = self
+                .chain
+                .enter(&self.names)
+                .map_err(|e| FileError::io(&wire, &e))?;
+            let st = match rustix::fs::statat(&*dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => Stat::from_raw(&st),
+                // Gone since the listing: nothing to send.
+                Err(rustix::io::Errno::NOENT) => continue,
+                Err(errno) => return Err(FileError::io(&wire, &errno.into())),
+            };
+            drop(dir);
+            match st.kind {
+                Kind::Dir => {
+                    manifest.push(EntryKind::Dir, &wire, &st, None);
+                    self.names.push(name);
+                    let walked = self.walk(&wire, manifest);
+                    self.names.pop();
+                    walked?;
+                }
+                Kind::File => manifest.push(
                     EntryKind::File,
                     &wire,
-                    &target,
-                    Some(SourceRef::InRoot(rel)),
+                    &st,
+                    Some(SourceRef::InRoot { via_symlink: false }),
                 ),
-                _ => manifest
-                    .skipped
-                    .push((wire, "symlink to a directory or out of the root".into())),
-            },
-            Kind::Special => manifest.skipped.push((wire, "not a regular file".into())),
+                Kind::Symlink => match self.symlink_target(&name) {
+                    Some(target) if target.kind == Kind::File => manifest.push(
+                        EntryKind::File,
+                        &wire,
+                        &target,
+                        Some(SourceRef::InRoot { via_symlink: true }),
+                    ),
+                    _ => manifest
+                        .skipped
+                        .push((wire, "symlink to a directory or out of the root".into())),
+                },
+                Kind::Special => manifest.skipped.push((wire, "not a regular file".into())),
+            }
         }
+        Ok(())
     }
-    Ok(())
+
+    /// What a symlink in the current directory leads to, if it stays
+    /// beneath the root.
+    fn symlink_target(&self, name: &OsString) -> Option<Stat> {
+        let mut rel = self.top.clone();
+        for dir in &self.names {
+            rel = rel.join(dir).ok()?;
+        }
+        self.root.stat(&rel.join(name).ok()?).ok()
+    }
 }
 
 fn walk_local(dir: &Path, prefix: &[u8], manifest: &mut Manifest) -> Result<(), FileError> {
@@ -256,7 +337,10 @@ fn walk_local(dir: &Path, prefix: &[u8], manifest: &mut Manifest) -> Result<(), 
                 EntryKind::File,
                 &wire,
                 &stat_of(&md),
-                Some(SourceRef::Local(path)),
+                Some(SourceRef::Local {
+                    path,
+                    via_symlink: false,
+                }),
             );
         } else if file_type.is_symlink() {
             match fs::metadata(&path) {
@@ -264,7 +348,10 @@ fn walk_local(dir: &Path, prefix: &[u8], manifest: &mut Manifest) -> Result<(), 
                     EntryKind::File,
                     &wire,
                     &stat_of(&target),
-                    Some(SourceRef::Local(path)),
+                    Some(SourceRef::Local {
+                        path,
+                        via_symlink: true,
+                    }),
                 ),
                 _ => manifest
                     .skipped

@@ -136,18 +136,21 @@ pub async fn get(
     }
     let wants: Vec<Want> = read_lines(reader, header.size(), context.max_list_bytes).await?;
     let manifest = Arc::new(manifest);
-    match transfer::send_files(
+    let send = transfer::send_files(
         writer,
         manifest,
         Some(context.root.clone()),
         wants,
         request.md5,
         &NoProgress,
-    )
-    .await
-    {
-        Ok(()) => Ok(Outcome::Ok),
-        Err(err) => Err(transfer_failed(err)),
+    );
+    // The client says nothing until the data ends, so anything it does
+    // meanwhile (above all, leaving) stops the work done for it.
+    tokio::select! {
+        sent = send => sent.map(|()| Outcome::Ok).map_err(transfer_failed),
+        _ = reader.read_header() => Err(ConnectionError::Unexpected(
+            "the client left, or spoke, in the middle of a get's data".into(),
+        )),
     }
 }
 

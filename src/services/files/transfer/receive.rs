@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 
-use crate::connection::FrameReader;
+use crate::connection::{ConnectionError, FrameReader};
 use crate::protocol::ErrorCode;
 
 use super::super::error::FileError;
@@ -90,18 +90,27 @@ async fn forward_frames<R: AsyncRead + Unpin>(
     // files do not cost a wakeup each.
     let mut batch: Vec<Op> = Vec::new();
     let mut batch_bytes = 0usize;
-    let stopped = || TransferError::Protocol("the file writer stopped".into());
+    // The file thread must take each batch within the request deadline
+    // (a disk that stalls stops the transfer, not the connection forever).
+    let deadline = reader.timeout();
+    let hand_over = |batch: Vec<Op>| async move {
+        match tokio::time::timeout(deadline, tx.send(batch)).await {
+            Err(_) => Err(TransferError::Connection(ConnectionError::Timeout(
+                deadline,
+            ))),
+            Ok(Err(_)) => Err(TransferError::Protocol("the file writer stopped".into())),
+            Ok(Ok(())) => Ok(()),
+        }
+    };
     loop {
         if batch_bytes >= RECEIVE_BATCH_BYTES || batch.len() >= MAX_BATCH_ITEMS {
-            tx.send(std::mem::take(&mut batch))
-                .await
-                .map_err(|_| stopped())?;
+            hand_over(std::mem::take(&mut batch)).await?;
             batch_bytes = 0;
         }
         let header = reader.expect_header().await?;
         if header.get("end") == Some(&serde_json::Value::Bool(true)) {
             if !batch.is_empty() {
-                tx.send(batch).await.map_err(|_| stopped())?;
+                hand_over(batch).await?;
             }
             return Ok(());
         }
@@ -137,9 +146,7 @@ async fn forward_frames<R: AsyncRead + Unpin>(
                 batch_bytes += chunk.len();
                 batch.push(Op::Data(chunk));
                 if batch_bytes >= RECEIVE_BATCH_BYTES {
-                    tx.send(std::mem::take(&mut batch))
-                        .await
-                        .map_err(|_| stopped())?;
+                    hand_over(std::mem::take(&mut batch)).await?;
                     batch_bytes = 0;
                 }
             }

@@ -3,7 +3,9 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -11,14 +13,15 @@ use rustix::fs::{Mode, OFlags};
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 
-use crate::connection::FrameWriter;
+use crate::connection::{ConnectionError, FrameWriter};
 use crate::protocol::message::StreamFrame;
 use crate::protocol::{ErrorCode, Header};
 
-use super::super::error::{code_of, FileError};
+use super::super::dirs::DirChain;
+use super::super::error::{code_of, show, FileError};
 use super::super::manifest::{Manifest, SourceRef};
-use super::super::root::{fstat, Kind, Root};
-use super::super::wire::{parse_hash, FileEnd, FileHead, Want, WantAction};
+use super::super::root::{fstat, Kind, RelPath, Root};
+use super::super::wire::{parse_hash, Entry, FileEnd, FileHead, Want, WantAction};
 use super::{Progress, TransferError, CHANNEL_CHUNKS, CHUNK_BYTES, MAX_BATCH_ITEMS};
 
 enum Chunk {
@@ -39,9 +42,12 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
 ) -> Result<(), TransferError> {
     let (tx, mut rx) = mpsc::channel::<Vec<Chunk>>(CHANNEL_CHUNKS);
     let reading_manifest = manifest.clone();
+    let liveness = Arc::new(Liveness::default());
+    let reading_liveness = liveness.clone();
     let reader = tokio::task::spawn_blocking(move || {
-        let mut out = Batcher::new(tx);
+        let mut out = Batcher::new(tx, reading_liveness);
         let pool = Arc::new(ChunkPool::default());
+        let mut opener = Opener::new(root.as_deref(), &reading_manifest.in_root);
         for want in wants {
             let WantAction::Send {
                 offset,
@@ -56,14 +62,30 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
                 prefix: prefix_blake3,
                 md5,
             };
-            let source = (&*reading_manifest, root.as_deref());
-            if !read_one(source, asked, &mut out, &pool) {
+            if !read_one((&reading_manifest, &mut opener), asked, &mut out, &pool) {
                 return; // the connection side is gone
             }
         }
         out.flush();
     });
-    while let Some(batch) = rx.recv().await {
+    // The file thread must show progress (a chunk read or hashed) within
+    // the request deadline, or the transfer stops and so does the thread.
+    let deadline = writer.timeout();
+    let mut last_ticks = 0;
+    loop {
+        let batch = tokio::select! {
+            batch = rx.recv() => batch,
+            () = tokio::time::sleep(deadline) => {
+                let ticks = liveness.ticks.load(Ordering::Relaxed);
+                if ticks == last_ticks {
+                    liveness.stopped.store(true, Ordering::Relaxed);
+                    return Err(ConnectionError::Timeout(deadline).into());
+                }
+                last_ticks = ticks;
+                continue;
+            }
+        };
+        let Some(batch) = batch else { break };
         for chunk in batch {
             match chunk {
                 Chunk::Head { file, offset, size } => {
@@ -137,26 +159,48 @@ impl Drop for PooledChunk {
     }
 }
 
+/// What the file thread shows the connection side, and is told by it.
+#[derive(Debug, Default)]
+struct Liveness {
+    /// Bumped for every chunk read or hashed: the thread is getting on.
+    ticks: AtomicU64,
+    /// Set when the transfer gave up on the thread.
+    stopped: AtomicBool,
+}
+
 /// Groups chunks so that many small files cross from the file thread to the
 /// connection in one message, and so one wakeup, instead of three each.
 struct Batcher<T> {
     tx: mpsc::Sender<Vec<T>>,
     batch: Vec<T>,
     bytes: usize,
+    liveness: Arc<Liveness>,
 }
 
 impl<T> Batcher<T> {
-    fn new(tx: mpsc::Sender<Vec<T>>) -> Batcher<T> {
+    fn new(tx: mpsc::Sender<Vec<T>>, liveness: Arc<Liveness>) -> Batcher<T> {
         Batcher {
             tx,
             batch: Vec::new(),
             bytes: 0,
+            liveness,
         }
+    }
+
+    /// Counts a step of work done without anything to send.
+    fn tick(&self) {
+        self.liveness.ticks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the connection side is gone or gave up: work for it stops.
+    fn abandoned(&self) -> bool {
+        self.tx.is_closed() || self.liveness.stopped.load(Ordering::Relaxed)
     }
 
     /// Adds an item carrying `bytes` of data; sends the batch once it holds
     /// a chunk's worth. False when the other side is gone.
     fn push(&mut self, item: T, bytes: usize) -> bool {
+        self.tick();
         self.batch.push(item);
         self.bytes += bytes;
         if self.bytes >= CHUNK_BYTES / 2 || self.batch.len() >= MAX_BATCH_ITEMS {
@@ -210,7 +254,7 @@ impl Hashes {
 /// Reads one file into the channel: head, data, end. Returns false when the
 /// receiving side of the channel is gone.
 fn read_one(
-    (manifest, root): (&Manifest, Option<&Root>),
+    (manifest, opener): (&Manifest, &mut Opener<'_>),
     asked: Asked,
     out: &mut Batcher<Chunk>,
     pool: &Arc<ChunkPool>,
@@ -243,9 +287,9 @@ fn read_one(
             "no such file in the manifest".into(),
         );
     };
-    let mut file = match open_source(root, source) {
+    let mut file = match opener.open(entry, source) {
         Ok(file) => file,
-        Err(err) => return fail(out, code_of(&err), format!("cannot open: {err}")),
+        Err(err) => return fail(out, err.code, err.message),
     };
     let changed = |file: &File| match fstat(file.as_fd()) {
         Ok(st) => {
@@ -265,8 +309,11 @@ fn read_one(
     let mut hasher = Hashes::new(md5);
     let mut offset = offset.min(entry.file_size);
     if offset > 0 {
-        let matches = hash_prefix(&mut file, offset, &mut hasher).ok()
-            == prefix.as_deref().and_then(|p| parse_hash(p).ok());
+        let hashed = match hash_prefix(&mut file, offset, &mut hasher, out) {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => return false,
+            hashed => hashed.ok(),
+        };
+        let matches = hashed == prefix.as_deref().and_then(|p| parse_hash(p).ok());
         if !matches {
             // The receiver's partial is not a prefix of this file: resend all.
             offset = 0;
@@ -329,13 +376,94 @@ fn finish_read(i: u64, changed: bool, hasher: Hashes, out: &mut Batcher<Chunk>) 
     out.push(Chunk::End(end), 0)
 }
 
-fn open_source(root: Option<&Root>, source: &SourceRef) -> io::Result<File> {
-    match (source, root) {
-        (SourceRef::InRoot(rel), Some(root)) => {
-            Ok(File::from(root.open(rel, OFlags::RDONLY, Mode::empty())?))
+/// Opens the files a transfer sends. A file is opened without blocking (a
+/// FIFO swapped in after the listing must not hold the thread) and without
+/// following a symlink (unless it was listed through one), and must still
+/// be a regular file when it is open.
+struct Opener<'m> {
+    root: Option<&'m Root>,
+    in_root: &'m RelPath,
+    /// The walk beneath the root, for files listed from it.
+    chain: Option<DirChain>,
+}
+
+impl<'m> Opener<'m> {
+    fn new(root: Option<&'m Root>, in_root: &'m RelPath) -> Opener<'m> {
+        Opener {
+            root,
+            in_root,
+            chain: None,
         }
-        (SourceRef::Local(path), _) => File::open(path),
-        (SourceRef::InRoot(_), None) => Err(io::Error::other("no root to read from")),
+    }
+
+    fn open(&mut self, entry: &Entry, source: &SourceRef) -> Result<File, FileError> {
+        let shown = entry.path.to_bytes().unwrap_or_default();
+        let cannot = |err: io::Error| {
+            let code = match err.raw_os_error() {
+                // A file swapped for a symlink since the listing.
+                Some(errno) if errno == rustix::io::Errno::LOOP.raw_os_error() => {
+                    ErrorCode::Changed
+                }
+                _ => code_of(&err),
+            };
+            FileError::new(code, format!("{}: cannot open: {err}", show(&shown)))
+        };
+        let fd: OwnedFd = match source {
+            SourceRef::InRoot { via_symlink } => {
+                let root = self
+                    .root
+                    .ok_or_else(|| FileError::new(ErrorCode::Internal, "no root to read from"))?;
+                let mut rel = self.in_root.clone();
+                for name in RelPath::parse(&shown)?.names() {
+                    rel = rel.join(name)?;
+                }
+                if *via_symlink {
+                    root.open(&rel, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())
+                        .map_err(cannot)?
+                } else {
+                    let Some((name, parents)) = rel.names().split_last() else {
+                        return Err(FileError::new(ErrorCode::BadPath, "the root is not a file"));
+                    };
+                    let chain = match &mut self.chain {
+                        Some(chain) => chain,
+                        None => {
+                            let handle = rustix::io::fcntl_dupfd_cloexec(root.handle(), 0)
+                                .map_err(|e| cannot(e.into()))?;
+                            self.chain.insert(DirChain::new(handle).map_err(cannot)?)
+                        }
+                    };
+                    let dir = chain.enter(parents).map_err(cannot)?;
+                    rustix::fs::openat(
+                        &*dir,
+                        name,
+                        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| cannot(e.into()))?
+                }
+            }
+            SourceRef::Local { path, via_symlink } => {
+                let mut flags = libc::O_NONBLOCK;
+                if !via_symlink {
+                    flags |= libc::O_NOFOLLOW;
+                }
+                OwnedFd::from(
+                    std::fs::OpenOptions::new()
+                        .read(true)
+                        .custom_flags(flags)
+                        .open(path)
+                        .map_err(cannot)?,
+                )
+            }
+        };
+        let kind = fstat(&fd).map_err(cannot)?.kind;
+        if kind != Kind::File {
+            return Err(FileError::new(
+                ErrorCode::NotRegular,
+                format!("{}: no longer a regular file", show(&shown)),
+            ));
+        }
+        Ok(File::from(fd))
     }
 }
 
@@ -343,10 +471,21 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn hash_prefix(file: &mut File, len: u64, hasher: &mut Hashes) -> io::Result<blake3::Hash> {
+/// Hashes the first `len` bytes of `file`, to check a receiver's kept
+/// prefix; stops (`Interrupted`) as soon as the connection side is gone.
+fn hash_prefix<T>(
+    file: &mut File,
+    len: u64,
+    hasher: &mut Hashes,
+    out: &Batcher<T>,
+) -> io::Result<blake3::Hash> {
     let mut buf = vec![0u8; CHUNK_BYTES];
     let mut left = len;
     while left > 0 {
+        if out.abandoned() {
+            return Err(io::ErrorKind::Interrupted.into());
+        }
+        out.tick();
         let want = left.min(CHUNK_BYTES as u64) as usize;
         let got = read_full(file, &mut buf[..want])?;
         if got < want {
