@@ -109,6 +109,34 @@ impl Limits {
 /// default). Past it the command is killed and the client told why.
 pub const MAX_COMPAT_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
 
+/// Bytes of one peer-controlled field (a command, a name, a path) a log
+/// line shows; past it the field is cut and its length noted. 256 bytes
+/// show any real name or command, and keep a line short whatever a peer
+/// sends (see [`crate::log::peer_text`]).
+pub const MAX_LOGGED_PEER_BYTES: usize = 256;
+
+/// Bytes of one log line, whatever it holds; past it the line is cut.
+/// A backstop for text that reached a line without [`crate::log::peer_text`]:
+/// a few capped fields (escaping makes a byte at most six) and a message
+/// fit.
+pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
+
+/// Log lines waiting for stderr, in bytes. A stderr that is slow or not
+/// read at all (a full pipe) costs lines past this, never memory or a
+/// stalled connection; 1 MiB holds thousands of lines, a long burst.
+pub const LOG_QUEUE_BYTES: usize = 1024 * 1024;
+
+/// At exit, how long the runtime waits for blocking threads (a file being
+/// hashed, a UDP service between datagrams) after the drain before
+/// leaving them: with [`LOG_FLUSH_TIMEOUT`], what shutdown may take beyond
+/// `--drain-timeout` stays under a second.
+pub const BLOCKING_SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// At exit, how long the last log lines get to reach stderr. A stderr
+/// that takes them does so in microseconds; one that does not (a full
+/// pipe) must not hold the exit.
+pub const LOG_FLUSH_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// The chat hub's caps. 1024 members matches `--max-connections`; a
 /// queue of 256 events lets a reader fall a burst behind, and past it the
 /// reader is dropped instead of buffered (about 256 × 4 KiB = 1 MiB at
@@ -161,6 +189,11 @@ const _: () = {
     assert!(UDP_MAX_PAYLOAD_BYTES < UDP_RECEIVE_BUFFER_BYTES);
     assert!(crate::udp::time::MAX_FORMAT_BYTES < UDP_RECEIVE_BUFFER_BYTES);
     assert!(SNTP_BURST >= 4, "a client's iburst start must get through");
+    assert!(
+        BLOCKING_SHUTDOWN_TIMEOUT.as_millis() + LOG_FLUSH_TIMEOUT.as_millis() < 1000,
+        "shutdown ends within --drain-timeout plus a second"
+    );
+    assert!(4 * 6 * MAX_LOGGED_PEER_BYTES < MAX_LOG_LINE_BYTES);
     assert!(
         SNTP_MAX_SOURCES * 64 < 1024 * 1024,
         "rate state under 1 MiB"

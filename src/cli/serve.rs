@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
-use ferry::limits::Limits;
+use ferry::limits::{Limits, BLOCKING_SHUTDOWN_TIMEOUT, LOG_FLUSH_TIMEOUT};
+use ferry::log::StderrLog;
 use ferry::server::{Config, Server};
 use ferry::transport::Endpoint;
 use ferry::Error;
@@ -267,8 +268,19 @@ fn config_args(
     Ok(argv)
 }
 
-/// Runs the server until SIGINT or SIGTERM, then drains and returns.
-pub fn run(args: ServeArgs, global: &GlobalArgs) -> Result<(), Error> {
+/// Runs the server until SIGINT or SIGTERM, then drains and returns
+/// within `--drain-timeout` plus a second, whatever a blocking thread or
+/// stderr is doing: the runtime waits [`BLOCKING_SHUTDOWN_TIMEOUT`] for
+/// blocking threads and the log [`LOG_FLUSH_TIMEOUT`] for stderr.
+pub fn run(args: ServeArgs, global: &GlobalArgs, log: Option<&StderrLog>) -> Result<(), Error> {
+    let result = serve(args, global);
+    if let Some(log) = log {
+        log.flush(LOG_FLUSH_TIMEOUT);
+    }
+    result
+}
+
+fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<(), Error> {
     let config = args.to_config(global)?;
     let workers = args
         .workers
@@ -277,7 +289,7 @@ pub fn run(args: ServeArgs, global: &GlobalArgs) -> Result<(), Error> {
         .worker_threads(workers)
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         // Signals are hooked before the server says it is ready, so a
         // SIGTERM right after "listening" is never the default (fatal) one.
         let mut terminate = signal(SignalKind::terminate())?;
@@ -298,7 +310,11 @@ pub fn run(args: ServeArgs, global: &GlobalArgs) -> Result<(), Error> {
             })
             .await;
         Ok(())
-    })
+    });
+    // Dropping the runtime would wait for every blocking thread, however
+    // long it takes.
+    runtime.shutdown_timeout(BLOCKING_SHUTDOWN_TIMEOUT);
+    result
 }
 
 /// Prints what a user needs to connect, then one `listening ADDR` line per
