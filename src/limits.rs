@@ -17,6 +17,12 @@ pub struct Limits {
     /// client is answered `busy` and closed. 1024 fits the default open-file
     /// limit of most systems with room for files being transferred.
     pub max_connections: usize,
+    /// Connections of the token-less listeners (`--seed-compat`,
+    /// `--tcp-echo`) served at once, apart from `max_connections` so that
+    /// they never take a token holder's place. Past it, new ones wait in
+    /// the kernel's accept queue. 64 is plenty for the tutorial's clients
+    /// on one machine.
+    pub max_unframed_connections: usize,
     /// Connections still in their TLS handshake or `hello`. Kept apart from
     /// `max_connections` so that clients which never say hello cannot crowd
     /// out real ones; 512 admits a burst of hundreds of clients connecting
@@ -54,6 +60,7 @@ impl Default for Limits {
         Limits {
             max_header_bytes: 64 * 1024,
             max_connections: 1024,
+            max_unframed_connections: 64,
             max_handshakes: 512,
             hello_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
@@ -85,8 +92,15 @@ impl Limits {
         if self.max_header_bytes > u32::MAX as usize {
             return Err("--max-header-bytes must fit in the 4-byte length prefix".into());
         }
-        if self.max_connections == 0 || self.max_handshakes == 0 {
-            return Err("--max-connections and --max-handshakes must be at least 1".into());
+        if self.max_connections == 0
+            || self.max_handshakes == 0
+            || self.max_unframed_connections == 0
+        {
+            return Err(
+                "--max-connections, --max-handshakes and --max-unframed-connections must be \
+                 at least 1"
+                    .into(),
+            );
         }
         for (name, value) in [
             ("--hello-timeout", self.hello_timeout),
@@ -236,6 +250,10 @@ mod tests {
             },
             Limits {
                 max_connections: 0,
+                ..Limits::default()
+            },
+            Limits {
+                max_unframed_connections: 0,
                 ..Limits::default()
             },
             Limits {

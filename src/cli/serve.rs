@@ -48,6 +48,12 @@ pub struct ServeArgs {
           default_value_t = Limits::default().max_connections)]
     max_connections: usize,
 
+    /// Most connections of --seed-compat and --tcp-echo served at once,
+    /// apart from --max-connections; more wait in the kernel's accept queue.
+    #[arg(long, value_name = "N", env = "FERRY_MAX_UNFRAMED_CONNECTIONS",
+          default_value_t = Limits::default().max_unframed_connections)]
+    max_unframed_connections: usize,
+
     /// Most connections still in their TLS handshake or hello; more wait in
     /// the kernel's accept queue.
     #[arg(long, value_name = "N", env = "FERRY_MAX_HANDSHAKES",
@@ -187,6 +193,7 @@ impl ServeArgs {
             limits: Limits {
                 max_header_bytes: self.max_header_bytes,
                 max_connections: self.max_connections,
+                max_unframed_connections: self.max_unframed_connections,
                 max_handshakes: self.max_handshakes,
                 hello_timeout: self.hello_timeout,
                 idle_timeout: self.idle_timeout,

@@ -2,7 +2,8 @@
 //! that never stops the server, token-less listeners that cannot starve
 //! token holders, and work that stops when its client leaves.
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
@@ -61,4 +62,75 @@ fn a_stderr_nobody_reads_neither_stalls_the_server_nor_its_shutdown() {
     server.terminate();
     server.assert_exits_0_within(SHUTDOWN_BOUND);
     drop(reader);
+}
+
+/// The mode a seed-compat `listening` line names.
+const COMPAT_MODE: &str = "seed-compat, plaintext, no token";
+
+/// Connects to a token-less listener, with every read bounded.
+fn connect_plain(addr: &str) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream
+}
+
+/// Reads a seed-compat reply's header: its 4-byte length, then the JSON.
+fn compat_reply_header(stream: &mut TcpStream) -> serde_json::Value {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).expect("a reply's length");
+    let mut header = vec![0u8; u32::from_le_bytes(len) as usize];
+    stream.read_exact(&mut header).expect("a reply's header");
+    serde_json::from_slice(&header).expect("a JSON header")
+}
+
+#[test]
+fn idle_token_less_connections_never_take_token_holders_permits() {
+    let server = Server::start(&[
+        "--plaintext",
+        "--max-connections",
+        "4",
+        "--max-unframed-connections",
+        "4",
+        "--seed-compat",
+        "127.0.0.1:0",
+        "--tcp-echo",
+        "127.0.0.1:0",
+    ]);
+    let compat = server.service_addr(COMPAT_MODE).to_string();
+    let echo = server.service_addr("tcp echo").to_string();
+    // Idle token-less connections, as many as either limit: all served.
+    let mut held = vec![connect_plain(&compat), connect_plain(&compat)];
+    server.wait_for_log_lines("seed-compat connection opened", 2);
+    for _ in 0..2 {
+        let mut stream = connect_plain(&echo);
+        stream.write_all(b"ping").unwrap();
+        let mut back = [0u8; 4];
+        stream.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"ping");
+        held.push(stream);
+    }
+
+    let run = ferry(&server, &["--plaintext", "echo", "token holder"]);
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "token holder\n"),
+        "{run:?}"
+    );
+
+    // One more token-less connection waits for a slot of its own kind.
+    let mut late = connect_plain(&compat);
+    late.write_all(b"get missing.txt").unwrap();
+    late.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let early = late.read(&mut byte);
+    assert!(
+        matches!(&early, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "served past --max-unframed-connections: {early:?}"
+    );
+    late.set_read_timeout(Some(DEADLINE)).unwrap();
+    drop(held.remove(0));
+    let header = compat_reply_header(&mut late);
+    assert_eq!(header["file_size"], 0, "{header}");
+    assert!(header["error"].is_string(), "{header}");
 }
