@@ -123,6 +123,14 @@ impl Limits {
 /// default). Past it the command is killed and the client told why.
 pub const MAX_COMPAT_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
 
+/// A seed-compat text command is everything its client sent in one go:
+/// bytes that arrive with less than this pause between them. The
+/// tutorial's client sends no terminator, and one `send` can arrive in
+/// several reads (`rm -rf DIR/old` as `rm -rf DIR/` and `old`). 100 ms is
+/// over twice Linux's 40 ms delayed ACK, which can hold back the second
+/// segment of a send behind Nagle, and too short for a person to notice.
+pub const COMMAND_PAUSE: Duration = Duration::from_millis(100);
+
 /// Bytes of one peer-controlled field (a command, a name, a path) a log
 /// line shows; past it the field is cut and its length noted. 256 bytes
 /// show any real name or command, and keep a line short whatever a peer

@@ -134,3 +134,33 @@ fn idle_token_less_connections_never_take_token_holders_permits() {
     assert_eq!(header["file_size"], 0, "{header}");
     assert!(header["error"].is_string(), "{header}");
 }
+
+/// Reads a seed-compat reply: its header and the bytes it announces.
+fn compat_reply(stream: &mut TcpStream) -> (serde_json::Value, Vec<u8>) {
+    let header = compat_reply_header(stream);
+    let size = header["total_size"]
+        .as_u64()
+        .or(header["file_size"].as_u64())
+        .expect("a size in the header");
+    let mut data = vec![0u8; size as usize];
+    stream.read_exact(&mut data).expect("the reply's data");
+    (header, data)
+}
+
+#[test]
+fn a_seed_compat_command_split_across_sends_runs_whole() {
+    let server = Server::start(&["--seed-compat", "127.0.0.1:0", "--allow-exec"]);
+    let mut stream = connect_plain(server.service_addr(COMPAT_MODE));
+    stream.set_nodelay(true).unwrap();
+    // One command in two sends, a moment apart: what `rm -rf DIR/old`
+    // sent as `rm -rf DIR/` and `old` would be.
+    stream.write_all(b"echo one").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    stream.write_all(b"two").unwrap();
+    let (header, output) = compat_reply(&mut stream);
+    assert_eq!(header["filename"], "echo onetwo", "{header}");
+    assert_eq!(String::from_utf8_lossy(&output), "onetwo\n");
+    let ran = server.wait_for_log("seed-compat command ");
+    assert!(ran.contains(r#"command="echo onetwo""#), "{ran}");
+    assert!(!server.log().iter().any(|l| l.contains(r#""echo one""#)));
+}
