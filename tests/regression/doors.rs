@@ -4,11 +4,12 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
 
-use crate::util::{ferry, Sandbox, Server, DEADLINE};
+use crate::util::{ferry, poll_until, Sandbox, Server, DEADLINE};
 
 /// `--drain-timeout` for the shutdown tests, and the most their shutdown
 /// may then take: the drain timeout plus a second.
@@ -163,4 +164,56 @@ fn a_seed_compat_command_split_across_sends_runs_whole() {
     let ran = server.wait_for_log("seed-compat command ");
     assert!(ran.contains(r#"command="echo onetwo""#), "{ran}");
     assert!(!server.log().iter().any(|l| l.contains(r#""echo one""#)));
+}
+
+/// A sparse file of 64 GiB in `server`'s root: nothing on disk, minutes
+/// to hash.
+fn huge_sparse_file(server: &Server, name: &str) -> PathBuf {
+    let path = server.root().join(name);
+    std::fs::File::create(&path)
+        .and_then(|file| file.set_len(HUGE_BYTES))
+        .expect("create a sparse file");
+    path
+}
+
+const HUGE_BYTES: u64 = 64 << 30;
+
+/// Waits until the server process has `path` open and has read into it:
+/// its hashing is under way.
+fn wait_until_reading(server: &Server, path: &Path) {
+    let pid = server.pid();
+    poll_until("the server to read the file", DEADLINE, || {
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+        fds.flatten().find_map(|fd| {
+            (std::fs::read_link(fd.path()).ok()? == path).then_some(())?;
+            let info =
+                std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_str()?))
+                    .ok()?;
+            let pos: u64 = info
+                .lines()
+                .find_map(|l| l.strip_prefix("pos:"))?
+                .trim()
+                .parse()
+                .ok()?;
+            (pos > 0).then_some(())
+        })
+    });
+}
+
+#[test]
+fn shutdown_is_not_held_by_a_blocking_thread_hashing_a_huge_file() {
+    let mut server = Server::start(&[
+        "--seed-compat",
+        "127.0.0.1:0",
+        "--drain-timeout",
+        DRAIN_SECS,
+    ]);
+    let path = huge_sparse_file(&server, "huge");
+    // The client stays: the request is in flight, past the drain.
+    let mut stream = connect_plain(server.service_addr(COMPAT_MODE));
+    stream.write_all(b"get huge").unwrap();
+    wait_until_reading(&server, &path);
+    server.terminate();
+    server.assert_exits_0_within(SHUTDOWN_BOUND);
+    drop(stream);
 }
