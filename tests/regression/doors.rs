@@ -200,6 +200,32 @@ fn wait_until_reading(server: &Server, path: &Path) {
     });
 }
 
+/// The value of `key=` in a log line.
+fn log_field(line: &str, key: &str) -> u64 {
+    let start = line
+        .find(&format!(" {key}="))
+        .unwrap_or_else(|| panic!("no {key} in {line}"));
+    line[start + key.len() + 2..]
+        .split(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{key} is not a number in {line}"))
+}
+
+#[test]
+fn a_seed_compat_get_stops_hashing_when_its_client_leaves() {
+    let server = Server::start(&["--seed-compat", "127.0.0.1:0"]);
+    let path = huge_sparse_file(&server, "huge");
+    let mut stream = connect_plain(server.service_addr(COMPAT_MODE));
+    stream.write_all(b"get huge").unwrap();
+    wait_until_reading(&server, &path);
+    drop(stream);
+    let line = server.wait_for_log("seed-compat get abandoned");
+    let hashed = log_field(&line, "hashed");
+    assert_eq!(log_field(&line, "size"), HUGE_BYTES, "{line}");
+    assert!(hashed < HUGE_BYTES, "{line}");
+}
+
 #[test]
 fn shutdown_is_not_held_by_a_blocking_thread_hashing_a_huge_file() {
     let mut server = Server::start(&[
