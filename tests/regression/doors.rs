@@ -243,3 +243,37 @@ fn shutdown_is_not_held_by_a_blocking_thread_hashing_a_huge_file() {
     server.assert_exits_0_within(SHUTDOWN_BOUND);
     drop(stream);
 }
+
+#[test]
+fn exec_hosts_passes_a_line_over_the_cap_on_in_prefixed_pieces() {
+    let server = Server::start(&["--plaintext", "--allow-exec"]);
+    let line_bytes = 32 << 20;
+    // One 32 MiB line and no newline: held whole, it took 32 s and 115 MB.
+    let command = format!("head -c {line_bytes} /dev/zero | tr '\\0' x");
+    let out = server
+        .client(&[
+            "--plaintext",
+            "exec",
+            "--hosts",
+            server.addr(),
+            "--",
+            &command,
+        ])
+        .output_within(HOSTS_LINE_DEADLINE);
+    assert_eq!(out.code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let prefix = format!("{}: ", server.addr());
+    let mut arrived = 0;
+    for piece in out.stdout.split(|&b| b == b'\n').filter(|p| !p.is_empty()) {
+        let text = piece
+            .strip_prefix(prefix.as_bytes())
+            .expect("each piece prefixed");
+        assert!(text.len() <= 64 * 1024, "a piece of {} bytes", text.len());
+        assert!(text.iter().all(|&b| b == b'x'));
+        arrived += text.len();
+    }
+    assert_eq!(arrived, line_bytes);
+}
+
+/// Generous for 32 MiB through a debug build on a loaded machine; the line
+/// held whole took far longer.
+const HOSTS_LINE_DEADLINE: Duration = Duration::from_secs(20);
