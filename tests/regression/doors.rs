@@ -277,3 +277,28 @@ fn exec_hosts_passes_a_line_over_the_cap_on_in_prefixed_pieces() {
 /// Generous for 32 MiB through a debug build on a loaded machine; the line
 /// held whole took far longer.
 const HOSTS_LINE_DEADLINE: Duration = Duration::from_secs(20);
+
+#[test]
+fn peer_text_in_logs_is_escaped_and_capped() {
+    let server = Server::start(&["--seed-compat", "127.0.0.1:0"]);
+    let mut stream = connect_plain(server.service_addr(COMPAT_MODE));
+    let forged = "echo hi\n2026-01-01T00:00:00.000000Z  WARN FORGED refused: wrong access token";
+    let long = format!("echo {}", "y".repeat(60_000));
+    let huge = format!("echo {}", "z".repeat(4 << 20));
+    // Without --allow-exec each command is refused, with one log line.
+    for command in [forged, &long, &huge] {
+        stream.write_all(command.as_bytes()).unwrap();
+        let (header, _) = compat_reply(&mut stream);
+        assert!(header["error"].is_string(), "{header}");
+    }
+    let refused = server.wait_for_log_lines("seed-compat command refused", 3);
+    assert_eq!(refused.len(), 3, "{refused:#?}");
+    for line in &refused {
+        assert!(line.len() < 1024, "a log line of {} bytes", line.len());
+    }
+    assert!(refused[0].contains(r#"hi\n2026"#), "{}", refused[0]);
+    let log = server.log();
+    assert!(!log.iter().any(|l| l.starts_with("2026-01-01")), "{log:#?}");
+    let total: usize = log.iter().map(|l| l.len()).sum();
+    assert!(total < 8 * 1024, "{total} bytes of log");
+}

@@ -109,7 +109,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.send_file(file, size).await?;
         info!(
             %peer,
-            name = ?name,
+            name = %peer_text(name),
             bytes = size,
             md5 = %md5,
             elapsed_ms = started.elapsed().as_millis() as u64,

@@ -25,6 +25,7 @@ use tracing::{info, warn};
 
 use super::ServiceContext;
 use crate::limits::{Limits, COMMAND_PAUSE};
+use crate::log::peer_text;
 use request::{FrameError, Request, LENGTH_PREFIX_BYTES};
 
 /// Bytes written to the socket per write, so the request timeout measures
@@ -209,7 +210,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         match request {
             Request::Get { name } => self.get(&name, started).await,
             Request::BadGet { name, message } => {
-                warn!(%peer, name = ?name, "seed-compat get refused: {message}");
+                warn!(%peer, name = %peer_text(&name), "seed-compat get refused: {message}");
                 self.send(&request::get_error_head(&name, &message)).await
             }
             Request::Exec { command } => self.exec(&command, started).await,

@@ -85,7 +85,7 @@ pub enum FrameError {
     #[error("the header is not a JSON object: {0}")]
     NotJson(String),
     /// The header names another `cmd` than `put`.
-    #[error("the frame's cmd is {0:?}; this listener takes put frames only")]
+    #[error("the frame's cmd is {}; this listener takes put frames only", crate::log::peer_text(.0))]
     NotPut(String),
     /// `filename` or `filesize` is missing or of the wrong type.
     #[error("{0}")]
