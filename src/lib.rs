@@ -17,6 +17,8 @@
 //! - [`udp`]: the datagram services (time, SNTP, echo): one socket loop
 //!   and pure reply builders.
 //! - [`limits`]: every cap and deadline, with its reason.
+//! - [`log`]: peer text made safe for a log line, and a stderr writer that
+//!   never stalls or stops the server.
 //! - [`error`]: the library's error, its exit code and hint.
 //!
 //! The binary's CLI (`src/cli/`) is a thin shell over this library.
@@ -25,6 +27,7 @@ pub mod client;
 pub mod connection;
 pub mod error;
 pub mod limits;
+pub mod log;
 pub mod protocol;
 pub mod server;
 pub mod services;

@@ -17,6 +17,12 @@ pub struct Limits {
     /// client is answered `busy` and closed. 1024 fits the default open-file
     /// limit of most systems with room for files being transferred.
     pub max_connections: usize,
+    /// Connections of the token-less listeners (`--seed-compat`,
+    /// `--tcp-echo`) served at once, apart from `max_connections` so that
+    /// they never take a token holder's place. Past it, new ones wait in
+    /// the kernel's accept queue. 64 is plenty for the tutorial's clients
+    /// on one machine.
+    pub max_unframed_connections: usize,
     /// Connections still in their TLS handshake or `hello`. Kept apart from
     /// `max_connections` so that clients which never say hello cannot crowd
     /// out real ones; 512 admits a burst of hundreds of clients connecting
@@ -54,6 +60,7 @@ impl Default for Limits {
         Limits {
             max_header_bytes: 64 * 1024,
             max_connections: 1024,
+            max_unframed_connections: 64,
             max_handshakes: 512,
             hello_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
@@ -85,8 +92,15 @@ impl Limits {
         if self.max_header_bytes > u32::MAX as usize {
             return Err("--max-header-bytes must fit in the 4-byte length prefix".into());
         }
-        if self.max_connections == 0 || self.max_handshakes == 0 {
-            return Err("--max-connections and --max-handshakes must be at least 1".into());
+        if self.max_connections == 0
+            || self.max_handshakes == 0
+            || self.max_unframed_connections == 0
+        {
+            return Err(
+                "--max-connections, --max-handshakes and --max-unframed-connections must be \
+                 at least 1"
+                    .into(),
+            );
         }
         for (name, value) in [
             ("--hello-timeout", self.hello_timeout),
@@ -108,6 +122,42 @@ impl Limits {
 /// running it bounds what they can make the server hold (128 MiB by
 /// default). Past it the command is killed and the client told why.
 pub const MAX_COMPAT_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
+
+/// A seed-compat text command is everything its client sent in one go:
+/// bytes that arrive with less than this pause between them. The
+/// tutorial's client sends no terminator, and one `send` can arrive in
+/// several reads (`rm -rf DIR/old` as `rm -rf DIR/` and `old`). 100 ms is
+/// over twice Linux's 40 ms delayed ACK, which can hold back the second
+/// segment of a send behind Nagle, and too short for a person to notice.
+pub const COMMAND_PAUSE: Duration = Duration::from_millis(100);
+
+/// Bytes of one peer-controlled field (a command, a name, a path) a log
+/// line shows; past it the field is cut and its length noted. 256 bytes
+/// show any real name or command, and keep a line short whatever a peer
+/// sends (see [`crate::log::peer_text`]).
+pub const MAX_LOGGED_PEER_BYTES: usize = 256;
+
+/// Bytes of one log line, whatever it holds; past it the line is cut.
+/// A backstop for text that reached a line without [`crate::log::peer_text`]:
+/// a few capped fields (escaping makes a byte at most six) and a message
+/// fit.
+pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
+
+/// Log lines waiting for stderr, in bytes. A stderr that is slow or not
+/// read at all (a full pipe) costs lines past this, never memory or a
+/// stalled connection; 1 MiB holds thousands of lines, a long burst.
+pub const LOG_QUEUE_BYTES: usize = 1024 * 1024;
+
+/// At exit, how long the runtime waits for blocking threads (a file being
+/// hashed, a UDP service between datagrams) after the drain before
+/// leaving them: with [`LOG_FLUSH_TIMEOUT`], what shutdown may take beyond
+/// `--drain-timeout` stays under a second.
+pub const BLOCKING_SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// At exit, how long the last log lines get to reach stderr. A stderr
+/// that takes them does so in microseconds; one that does not (a full
+/// pipe) must not hold the exit.
+pub const LOG_FLUSH_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// The chat hub's caps. 1024 members matches `--max-connections`; a
 /// queue of 256 events lets a reader fall a burst behind, and past it the
@@ -162,6 +212,11 @@ const _: () = {
     assert!(crate::udp::time::MAX_FORMAT_BYTES < UDP_RECEIVE_BUFFER_BYTES);
     assert!(SNTP_BURST >= 4, "a client's iburst start must get through");
     assert!(
+        BLOCKING_SHUTDOWN_TIMEOUT.as_millis() + LOG_FLUSH_TIMEOUT.as_millis() < 1000,
+        "shutdown ends within --drain-timeout plus a second"
+    );
+    assert!(4 * 6 * MAX_LOGGED_PEER_BYTES < MAX_LOG_LINE_BYTES);
+    assert!(
         SNTP_MAX_SOURCES * 64 < 1024 * 1024,
         "rate state under 1 MiB"
     );
@@ -203,6 +258,10 @@ mod tests {
             },
             Limits {
                 max_connections: 0,
+                ..Limits::default()
+            },
+            Limits {
+                max_unframed_connections: 0,
                 ..Limits::default()
             },
             Limits {

@@ -252,6 +252,18 @@ impl Server {
     /// serves `root/` in the sandbox. Panics with the server's stderr if it
     /// exits instead.
     pub fn start_in(sandbox: &Arc<Sandbox>, args: &[&str]) -> Server {
+        Server::start_with(sandbox, args, None)
+    }
+
+    /// Starts a server as [`Server::start_in`] does, its stderr going to
+    /// `stderr` (a pipe the test holds) instead of the harness: its log is
+    /// then the test's to read or neglect, and [`Server::wait_for_log`]
+    /// sees nothing.
+    pub fn start_with_stderr(sandbox: &Arc<Sandbox>, args: &[&str], stderr: Stdio) -> Server {
+        Server::start_with(sandbox, args, Some(stderr))
+    }
+
+    fn start_with(sandbox: &Arc<Sandbox>, args: &[&str], stderr: Option<Stdio>) -> Server {
         let mut full: Vec<String> = vec!["serve".into()];
         full.extend(args.iter().map(|a| a.to_string()));
         let listeners =
@@ -283,13 +295,19 @@ impl Server {
         };
 
         let mut cmd = sandbox.command(&full);
+        let forwarded = stderr.is_none();
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(stderr.unwrap_or_else(Stdio::piped));
         let mut process = Process::spawn(&mut cmd);
+        // The test's copy of a given stderr is in `cmd`: closed here, so the
+        // test's end of the pipe is the only other one.
+        drop(cmd);
         let pid = process.pid();
         let log = Arc::new(Log::default());
-        forward_stderr(&mut process, pid, log.clone());
+        if forwarded {
+            forward_stderr(&mut process, pid, log.clone());
+        }
         let stdout_lines = read_lines_in_background(process.take_stdout().expect("piped stdout"));
 
         let mut fingerprint = None;

@@ -1,9 +1,10 @@
 //! `ferry exec --hosts`: the same command on many servers at once, with
 //! bounded parallelism. Each output line is printed whole, prefixed by its
-//! host (stdout lines to stdout, stderr lines to stderr), then a summary
-//! says which hosts succeeded, failed, timed out or were unreachable. With
-//! `--json`, stdout carries one record per host instead and the command's
-//! output goes, prefixed, to stderr.
+//! host (stdout lines to stdout, stderr lines to stderr; a line over 64 KiB
+//! in pieces, each prefixed), then a summary says which hosts succeeded,
+//! failed, timed out or were unreachable. With `--json`, stdout carries
+//! one record per host instead and the command's output goes, prefixed,
+//! to stderr.
 
 use std::io::Write;
 use std::pin::Pin;
@@ -143,7 +144,8 @@ pub async fn run(
         }
     }
     if !global.quiet {
-        eprintln!("{}", summary(&records));
+        let line = format!("{}\n", summary(&records));
+        let _ = std::io::stderr().write_all(line.as_bytes());
     }
     let all = |status| records.iter().all(|r| r.status == status);
     Ok(if all(HostStatus::Succeeded) {
@@ -189,9 +191,17 @@ fn summary(records: &[HostRecord]) -> String {
     )
 }
 
+/// The longest line `--hosts` holds before passing it on. A longer one (a
+/// command printing megabytes with no newline) goes out in pieces of this
+/// size, each with its host's prefix: memory stays bounded and the output
+/// keeps flowing. 64 KiB is longer than any line a person reads, so real
+/// lines still arrive whole.
+const MAX_LINE_BYTES: usize = 64 * 1024;
+
 /// Writes whole lines, each prefixed with `host: `, to stdout or stderr;
 /// a line is held until it is complete so hosts never interleave inside a
-/// line. Control characters from the host are escaped.
+/// line, up to [`MAX_LINE_BYTES`]. Control characters from the host are
+/// escaped.
 struct Prefixed {
     prefix: String,
     to_stdout: bool,
@@ -224,6 +234,51 @@ impl Prefixed {
             self.emit(&line);
         }
     }
+
+    /// Takes `bytes` in: each line is printed once its newline arrives, or
+    /// a piece of it once [`MAX_LINE_BYTES`] are held. Each byte is looked
+    /// at once.
+    fn take(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let room = MAX_LINE_BYTES - self.pending.len();
+            let window = &bytes[..bytes.len().min(room)];
+            if let Some(end) = window.iter().position(|&b| b == b'\n') {
+                self.pending.extend_from_slice(&window[..end]);
+                let line = std::mem::take(&mut self.pending);
+                self.emit(&line);
+                bytes = &bytes[end + 1..];
+            } else {
+                self.pending.extend_from_slice(window);
+                bytes = &bytes[window.len()..];
+                if self.pending.len() == MAX_LINE_BYTES {
+                    // Cut between characters; a character begun stays.
+                    let cut = whole_chars(&self.pending);
+                    let cut = if cut == 0 { self.pending.len() } else { cut };
+                    let piece: Vec<u8> = self.pending.drain(..cut).collect();
+                    self.emit(&piece);
+                }
+            }
+        }
+    }
+}
+
+/// How many leading bytes of `bytes` end on a character boundary: all of
+/// them, unless they end inside a UTF-8 sequence.
+fn whole_chars(bytes: &[u8]) -> usize {
+    for back in 1..=bytes.len().min(4) {
+        let at = bytes.len() - back;
+        let byte = bytes[at];
+        if byte & 0xc0 != 0x80 {
+            let len = match byte {
+                0xc0..=0xdf => 2,
+                0xe0..=0xef => 3,
+                0xf0..=0xf7 => 4,
+                _ => 1,
+            };
+            return if back < len { at } else { bytes.len() };
+        }
+    }
+    bytes.len()
 }
 
 impl AsyncWrite for Prefixed {
@@ -232,12 +287,7 @@ impl AsyncWrite for Prefixed {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        this.pending.extend_from_slice(buf);
-        while let Some(end) = this.pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = this.pending.drain(..=end).collect();
-            this.emit(&line[..line.len() - 1]);
-        }
+        self.get_mut().take(buf);
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -276,6 +326,18 @@ mod tests {
             summary(&records),
             "ferry: 3 hosts: 1 succeeded, 1 failed (b:1 exit 2), 1 timed out (c:1), 0 unreachable"
         );
+    }
+
+    #[test]
+    fn pieces_of_a_long_line_end_between_characters() {
+        assert_eq!(whole_chars(b"abc"), 3);
+        assert_eq!(whole_chars("aé".as_bytes()), 3);
+        assert_eq!(whole_chars(&"aé".as_bytes()[..2]), 1);
+        assert_eq!(whole_chars(&"a€".as_bytes()[..3]), 1);
+        assert_eq!(whole_chars(&"a𝄞".as_bytes()[..4]), 1);
+        assert_eq!(whole_chars("a𝄞".as_bytes()), 5);
+        assert_eq!(whole_chars(b"\x80\x80\x80\x80\x80"), 5);
+        assert_eq!(whole_chars(b""), 0);
     }
 
     #[test]

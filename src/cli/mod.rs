@@ -23,6 +23,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use ferry::client::known_hosts::{self, KnownHosts};
 use ferry::client::{Client, ClientOptions, Notice};
+use ferry::log::StderrLog;
 use ferry::transport::{Endpoint, Fingerprint};
 use ferry::Error;
 
@@ -168,10 +169,10 @@ pub fn main() -> ExitCode {
     };
     cli.global.server_on_command_line = server_on_command_line(&matches);
     let serving = matches!(cli.command, Command::Serve(_));
-    init_logging(&cli.global, serving);
+    let log = init_logging(&cli.global, serving);
     let global = &cli.global;
     let result = match cli.command {
-        Command::Serve(args) => serve::run(*args, global),
+        Command::Serve(args) => serve::run(*args, global, log.as_ref()),
         Command::Echo(args) => run_client(echo::run(args, global)),
         Command::Put(args) => run_client(files::put(args, global)),
         Command::Get(args) => run_client(files::get(args, global)),
@@ -218,24 +219,32 @@ fn exit_with_status(result: Result<u8, Error>) -> ExitCode {
 }
 
 /// Prints `ferry: error` and its hint to stderr and returns the exit code.
-/// A closed stdout (`ferry ... | head`) is not an error.
+/// A closed stdout (`ferry ... | head`) is not an error, and a closed
+/// stderr does not change the exit code (`eprintln!` would panic).
 fn report(err: &Error) -> ExitCode {
+    use std::io::Write;
     if let Error::Io(io) = err {
         if io.kind() == std::io::ErrorKind::BrokenPipe {
             return ExitCode::SUCCESS;
         }
     }
-    eprintln!(
-        "ferry: {}",
+    let mut text = format!(
+        "ferry: {}\n",
         output::escape_for_terminal(err.to_string().as_bytes())
     );
     if let Some(hint) = err.hint() {
-        eprintln!("  hint: {}", output::escape_line(&hint));
+        text += &format!("  hint: {}\n", output::escape_line(&hint));
     }
+    let _ = std::io::stderr().write_all(text.as_bytes());
     ExitCode::from(err.exit_code())
 }
 
-fn init_logging(global: &GlobalArgs, serving: bool) {
+/// Sends `tracing` to stderr. Errors writing it are dropped, never
+/// printed (tracing-subscriber's own report would be an `eprintln!`, which
+/// panics on a closed stderr). The server logs through [`StderrLog`],
+/// returned here so it can flush at exit: a stderr that is full or slow
+/// must not hold a connection or the shutdown.
+fn init_logging(global: &GlobalArgs, serving: bool) -> Option<StderrLog> {
     use tracing_subscriber::EnvFilter;
     let levels = ["error", "warn", "info", "debug", "trace"];
     let base = if global.quiet {
@@ -248,12 +257,19 @@ fn init_logging(global: &GlobalArgs, serving: bool) {
     let level = levels[(base + global.verbose as usize).min(levels.len() - 1)];
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("ferry={level},warn")));
-    tracing_subscriber::fmt()
+    let logging = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
-        .init();
+        .log_internal_errors(false);
+    if serving {
+        if let Ok(log) = StderrLog::start() {
+            logging.with_writer(log.clone()).init();
+            return Some(log);
+        }
+    }
+    logging.with_writer(std::io::stderr).init();
+    None
 }
 
 /// Runs a client command. Clients start often and do their heavy file work

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
-use ferry::limits::Limits;
+use ferry::limits::{Limits, BLOCKING_SHUTDOWN_TIMEOUT, LOG_FLUSH_TIMEOUT};
+use ferry::log::StderrLog;
 use ferry::server::{Config, Server};
 use ferry::transport::Endpoint;
 use ferry::Error;
@@ -46,6 +47,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "FERRY_MAX_CONNECTIONS",
           default_value_t = Limits::default().max_connections)]
     max_connections: usize,
+
+    /// Most connections of --seed-compat and --tcp-echo served at once,
+    /// apart from --max-connections; more wait in the kernel's accept queue.
+    #[arg(long, value_name = "N", env = "FERRY_MAX_UNFRAMED_CONNECTIONS",
+          default_value_t = Limits::default().max_unframed_connections)]
+    max_unframed_connections: usize,
 
     /// Most connections still in their TLS handshake or hello; more wait in
     /// the kernel's accept queue.
@@ -186,6 +193,7 @@ impl ServeArgs {
             limits: Limits {
                 max_header_bytes: self.max_header_bytes,
                 max_connections: self.max_connections,
+                max_unframed_connections: self.max_unframed_connections,
                 max_handshakes: self.max_handshakes,
                 hello_timeout: self.hello_timeout,
                 idle_timeout: self.idle_timeout,
@@ -267,8 +275,19 @@ fn config_args(
     Ok(argv)
 }
 
-/// Runs the server until SIGINT or SIGTERM, then drains and returns.
-pub fn run(args: ServeArgs, global: &GlobalArgs) -> Result<(), Error> {
+/// Runs the server until SIGINT or SIGTERM, then drains and returns
+/// within `--drain-timeout` plus a second, whatever a blocking thread or
+/// stderr is doing: the runtime waits [`BLOCKING_SHUTDOWN_TIMEOUT`] for
+/// blocking threads and the log [`LOG_FLUSH_TIMEOUT`] for stderr.
+pub fn run(args: ServeArgs, global: &GlobalArgs, log: Option<&StderrLog>) -> Result<(), Error> {
+    let result = serve(args, global);
+    if let Some(log) = log {
+        log.flush(LOG_FLUSH_TIMEOUT);
+    }
+    result
+}
+
+fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<(), Error> {
     let config = args.to_config(global)?;
     let workers = args
         .workers
@@ -277,7 +296,7 @@ pub fn run(args: ServeArgs, global: &GlobalArgs) -> Result<(), Error> {
         .worker_threads(workers)
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         // Signals are hooked before the server says it is ready, so a
         // SIGTERM right after "listening" is never the default (fatal) one.
         let mut terminate = signal(SignalKind::terminate())?;
@@ -298,7 +317,11 @@ pub fn run(args: ServeArgs, global: &GlobalArgs) -> Result<(), Error> {
             })
             .await;
         Ok(())
-    })
+    });
+    // Dropping the runtime would wait for every blocking thread, however
+    // long it takes.
+    runtime.shutdown_timeout(BLOCKING_SHUTDOWN_TIMEOUT);
+    result
 }
 
 /// Prints what a user needs to connect, then one `listening ADDR` line per

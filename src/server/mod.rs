@@ -123,6 +123,10 @@ pub(crate) struct Shared {
     pub limits: Limits,
     pub handshakes: Arc<Semaphore>,
     pub connections: Arc<Semaphore>,
+    /// Connections of the token-less listeners (`--seed-compat`,
+    /// `--tcp-echo`), apart from `connections`: nobody who lacks the token
+    /// can take a token holder's place.
+    pub unframed_connections: Arc<Semaphore>,
     pub services: ServiceContext,
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
@@ -212,7 +216,9 @@ impl Server {
                  any local user can run commands through it as this server's user"
             );
         }
-        raise_open_file_limit(config.limits.max_connections);
+        raise_open_file_limit(
+            config.limits.max_connections + config.limits.max_unframed_connections,
+        );
 
         let cancel = CancellationToken::new();
         let idle_timeout = config.limits.idle_timeout;
@@ -224,6 +230,7 @@ impl Server {
             tls,
             handshakes: Arc::new(Semaphore::new(config.limits.max_handshakes)),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            unframed_connections: Arc::new(Semaphore::new(config.limits.max_unframed_connections)),
             limits: config.limits,
             services: ServiceContext {
                 root: Arc::new(root_handle),
@@ -303,13 +310,8 @@ impl Server {
             let shared = shared.clone();
             shared.tracker.clone().spawn(accept_loop(listener, shared));
         }
-        for (listener, service) in self.unframed_listeners {
-            let shared = shared.clone();
-            shared
-                .tracker
-                .clone()
-                .spawn(unframed::accept_loop(listener, shared, service));
-        }
+        let unframed = unframed::accept_loop(self.unframed_listeners, shared.clone());
+        shared.tracker.spawn(unframed);
         for (socket, service) in self.udp_sockets {
             let cancel = shared.cancel.clone();
             match socket.into_std() {
@@ -357,36 +359,35 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
     let permits = shared.handshakes.clone();
     let serving = shared.clone();
     accept_each(
-        listener,
+        vec![(listener, ())],
         &shared,
         permits,
-        "",
-        move |stream, peer, permit| session::run(stream, peer, serving.clone(), permit),
+        move |stream, peer, (), permit| session::run(stream, peer, serving.clone(), permit),
     )
     .await
 }
 
 /// The accept loop every TCP and Unix listener runs: a permit from
 /// `permits` before each `accept` (so a burst waits in the kernel's queue),
-/// each connection served by `serve` under the task tracker, backoff when
-/// the process is out of descriptors or memory, and an end at shutdown.
-/// `what` names the listener in logs.
-pub(crate) async fn accept_each<F, Fut>(
-    listener: Listener,
+/// each connection served by `serve` (with its listener's `tag`) under the
+/// task tracker, backoff when the process is out of descriptors or memory,
+/// and an end at shutdown. Listeners that share `permits` share one loop,
+/// so one waiting for a connection holds one permit, not one each that
+/// the others could be using.
+pub(crate) async fn accept_each<T, F, Fut>(
+    listeners: Vec<(Listener, T)>,
     shared: &Shared,
     permits: Arc<Semaphore>,
-    what: &str,
     serve: F,
 ) where
-    F: Fn(crate::transport::Stream, String, tokio::sync::OwnedSemaphorePermit) -> Fut,
+    T: Copy,
+    F: Fn(crate::transport::Stream, String, T, tokio::sync::OwnedSemaphorePermit) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    if listeners.is_empty() {
+        return;
+    }
     let mut backoff = Duration::from_millis(10);
-    let what = if what.is_empty() {
-        String::new()
-    } else {
-        format!("{what} ")
-    };
     loop {
         let permit = tokio::select! {
             biased;
@@ -396,25 +397,43 @@ pub(crate) async fn accept_each<F, Fut>(
                 Err(_) => return,
             },
         };
-        let accepted = tokio::select! {
+        // `accept` is cancel-safe: the listeners not chosen lose nothing.
+        let accepts = listeners
+            .iter()
+            .enumerate()
+            .map(|(i, (listener, _))| Box::pin(async move { (i, listener.accept().await) }));
+        let (index, accepted) = tokio::select! {
             biased;
             _ = shared.cancel.cancelled() => return,
-            accepted = listener.accept() => accepted,
+            ((index, accepted), _, _) = futures_util::future::select_all(accepts) => {
+                (index, accepted)
+            }
         };
+        let (listener, tag) = &listeners[index];
         match accepted {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
-                shared.tracker.spawn(serve(stream, peer, permit));
+                shared.tracker.spawn(serve(stream, peer, *tag, permit));
             }
             Err(err) if is_resource_exhaustion(&err) => {
                 // Out of descriptors or memory: retrying at once would spin.
-                error!("{what}accept failed: {err}; retrying in {backoff:?}");
+                error!(
+                    "accept on {} failed: {err}; retrying in {backoff:?}",
+                    shown_endpoint(listener)
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
-            Err(err) => warn!("{what}accept failed: {err}"),
+            Err(err) => warn!("accept on {} failed: {err}", shown_endpoint(listener)),
         }
     }
+}
+
+/// A listener's address for a log line.
+fn shown_endpoint(listener: &Listener) -> String {
+    listener
+        .local_endpoint()
+        .map_or_else(|_| "a listener".into(), |e| e.to_string())
 }
 
 /// Binds UDP on every address `endpoint` resolves to, for `flag`.

@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::Shared;
 use crate::connection::{Connection, ConnectionError};
+use crate::log::peer_text;
 use crate::protocol::{ErrorCode, ErrorReply, Header, Hello, Welcome, PROTOCOL_VERSION};
 use crate::services::{self, Outcome, SERVICES};
 use crate::transport::Stream;
@@ -180,14 +181,16 @@ async fn serve(
                 match outcome {
                     // At debug (`-v`): a line per request costs a busy
                     // server a fifth of its CPU in formatting and write(2).
-                    Outcome::Ok => debug!(%peer, cmd = ?cmd, size, elapsed_ms, "request ok"),
+                    Outcome::Ok => {
+                        debug!(%peer, cmd = %peer_text(&cmd), size, elapsed_ms, "request ok")
+                    }
                     Outcome::Refused(code) => {
-                        info!(%peer, cmd = ?cmd, size, elapsed_ms, %code, "request refused")
+                        info!(%peer, cmd = %peer_text(&cmd), size, elapsed_ms, %code, "request refused")
                     }
                 }
             }
             Err(err) => {
-                info!(%peer, cmd = ?cmd, size, "request failed: {err}");
+                info!(%peer, cmd = %peer_text(&cmd), size, "request failed: {err}");
                 return fail(conn, err).await;
             }
         }

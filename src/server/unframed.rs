@@ -1,9 +1,11 @@
 //! Listeners that speak no ferry framing, no TLS and no token: the
 //! seed-compat listener (the tutorial's formats; loopback only) and raw TCP
-//! echo. Each accepted connection takes one of the server's connection
-//! permits (before `accept`, so a burst past `max_connections` waits in the
-//! kernel's queue) and is served under the server's task tracker, so
-//! shutdown drains it like any other connection.
+//! echo. Each accepted connection takes one of the permits of these
+//! listeners (`max_unframed_connections`; before `accept`, so a burst past
+//! it waits in the kernel's queue), never one of the framed listeners': a
+//! peer without the token cannot make a token holder `busy`. Connections
+//! are served under the server's task tracker, so shutdown drains them
+//! like any other.
 
 use super::{accept_each, Shared};
 use crate::error::Error;
@@ -56,17 +58,17 @@ impl Unframed {
     }
 }
 
-/// Accepts connections for `service` until cancelled; each takes one of
-/// the server's connection permits.
-pub(crate) async fn accept_loop(listener: Listener, shared: Arc<Shared>, service: Unframed) {
-    let permits = shared.connections.clone();
+/// Accepts connections on every unframed listener until cancelled, in
+/// one loop: each connection takes one of the unframed permits
+/// (`max_unframed_connections`), never one of the framed listeners'.
+pub(crate) async fn accept_loop(listeners: Vec<(Listener, Unframed)>, shared: Arc<Shared>) {
+    let permits = shared.unframed_connections.clone();
     let serving = shared.clone();
     accept_each(
-        listener,
+        listeners,
         &shared,
         permits,
-        service.name(),
-        move |stream, peer, permit| {
+        move |stream, peer, service, permit| {
             let shared = serving.clone();
             async move {
                 match service {

@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use super::{request, End, Session};
 use crate::limits::MAX_COMPAT_OUTPUT_BYTES;
+use crate::log::peer_text;
 use crate::services::exec::process::{self, Program};
 use crate::services::exec::{admit, read_chunk, PIPE_READ_BYTES};
 
@@ -36,7 +37,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let _slot = match admit(self.context) {
             Ok(slot) => slot,
             Err(refusal) => {
-                warn!(%peer, command = ?command, "seed-compat command refused: {}", refusal.message);
+                warn!(%peer, command = %peer_text(command), "seed-compat command refused: {}", refusal.message);
                 let message = format!("ferry: {}\n", refusal.message);
                 return self.send_error_output(command, &message).await;
             }
@@ -45,7 +46,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let (stdout, stderr) = match ran {
             Ran::Done { stdout, stderr } => (stdout, stderr),
             Ran::Stopped(message) => {
-                warn!(%peer, command = ?command, "seed-compat command stopped: {}", message.trim_end());
+                warn!(%peer, command = %peer_text(command), "seed-compat command stopped: {}", message.trim_end());
                 return self.send_error_output(command, &message).await;
             }
         };
@@ -64,7 +65,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.stream.flush().await.map_err(End::Gone)?;
         info!(
             %peer,
-            command = ?command,
+            command = %peer_text(command),
             bytes = total,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "seed-compat command"

@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::ServiceContext;
-use crate::limits::Limits;
+use crate::limits::{Limits, COMMAND_PAUSE};
+use crate::log::peer_text;
 use request::{FrameError, Request, LENGTH_PREFIX_BYTES};
 
 /// Bytes written to the socket per write, so the request timeout measures
@@ -117,28 +118,69 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         LENGTH_PREFIX_BYTES + self.limits.max_header_bytes
     }
 
-    /// Reads until a request is complete: the idle timeout waits for its
-    /// first bytes, the request timeout for the rest of a put header.
+    /// Reads until a request is complete. The idle timeout waits for its
+    /// first bytes. A put frame's header then gets the request timeout per
+    /// read; a text command ends at a pause of [`COMMAND_PAUSE`] and must
+    /// do so within the request timeout. A client that leaves before its
+    /// command has ended has its bytes dropped, never run as a command.
     async fn next_request(&mut self) -> Result<Request, End> {
-        loop {
-            let max = self.limits.max_header_bytes;
-            if let Some(decoded) = request::decode(&self.buf, max)? {
-                self.buf.advance(decoded.consumed);
-                return Ok(decoded.request);
+        let max = self.limits.max_header_bytes;
+        if self.buf.is_empty() {
+            let idle = self.limits.idle_timeout;
+            match tokio::time::timeout(idle, self.read_more()).await {
+                Err(_) => return Err(End::Idle(idle)),
+                Ok(Ok(0)) => return Err(End::PeerClosed),
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => return Err(End::Gone(err)),
             }
-            let (wait, end) = if self.buf.is_empty() {
-                let idle = self.limits.idle_timeout;
-                (idle, End::Idle(idle))
+        }
+        let wait = self.limits.request_timeout;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let frame = request::is_frame(&self.buf);
+            if frame {
+                if let Some(decoded) = request::decode(&self.buf, max)? {
+                    self.buf.advance(decoded.consumed);
+                    return Ok(decoded.request);
+                }
+            } else if self.buf.len() > max {
+                return self.skip_long_command(deadline).await;
+            }
+            let until = if frame {
+                tokio::time::Instant::now() + wait
             } else {
-                let request = self.limits.request_timeout;
-                (request, End::Stalled(request))
+                deadline.min(tokio::time::Instant::now() + COMMAND_PAUSE)
             };
-            let read = tokio::time::timeout(wait, self.read_more()).await;
-            match read {
-                Err(_) => return Err(end),
-                Ok(Ok(0)) if self.buf.is_empty() => return Err(End::PeerClosed),
+            match tokio::time::timeout_at(until, self.read_more()).await {
+                Err(_) if frame || until >= deadline => return Err(End::Stalled(wait)),
+                Err(_) => {
+                    // The client paused: its command is whole.
+                    let command = self.buf.split();
+                    return Ok(request::parse_text(&command, max));
+                }
                 Ok(Ok(0)) => return Err(End::Gone(std::io::ErrorKind::UnexpectedEof.into())),
                 Ok(Ok(_)) => {}
+                Ok(Err(err)) => return Err(End::Gone(err)),
+            }
+        }
+    }
+
+    /// Drops a text command that has passed the cap, up to the client's
+    /// pause, so that its tail is not taken for the next command; it must
+    /// pause within the request timeout (`deadline`).
+    async fn skip_long_command(&mut self, deadline: tokio::time::Instant) -> Result<Request, End> {
+        let mut len = self.buf.len();
+        self.buf.clear();
+        let mut scratch = vec![0u8; 16 * 1024];
+        loop {
+            let until = deadline.min(tokio::time::Instant::now() + COMMAND_PAUSE);
+            match tokio::time::timeout_at(until, self.stream.read(&mut scratch)).await {
+                Err(_) if until >= deadline => {
+                    return Err(End::Stalled(self.limits.request_timeout))
+                }
+                Err(_) => return Ok(request::command_too_long(len, self.limits.max_header_bytes)),
+                Ok(Ok(0)) => return Err(End::Gone(std::io::ErrorKind::UnexpectedEof.into())),
+                Ok(Ok(n)) => len += n,
                 Ok(Err(err)) => return Err(End::Gone(err)),
             }
         }
@@ -168,7 +210,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         match request {
             Request::Get { name } => self.get(&name, started).await,
             Request::BadGet { name, message } => {
-                warn!(%peer, name = ?name, "seed-compat get refused: {message}");
+                warn!(%peer, name = %peer_text(&name), "seed-compat get refused: {message}");
                 self.send(&request::get_error_head(&name, &message)).await
             }
             Request::Exec { command } => self.exec(&command, started).await,

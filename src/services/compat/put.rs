@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tracing::{info, warn};
 
 use super::{End, Session};
+use crate::log::peer_text;
 use crate::services::files::atomic::{PartialFile, SourceId};
 use crate::services::files::error::FileError;
 use crate::services::files::root::RelPath;
@@ -44,13 +45,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         match &result {
             Ok(()) => info!(
                 %peer,
-                filename = ?filename,
+                filename = %peer_text(filename),
                 bytes = filesize,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "seed-compat put"
             ),
             Err(end) => {
-                warn!(%peer, filename = ?filename, bytes = filesize, "seed-compat put failed: {end}")
+                warn!(%peer, filename = %peer_text(filename), bytes = filesize, "seed-compat put failed: {end}")
             }
         }
         result

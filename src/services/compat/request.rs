@@ -2,8 +2,8 @@
 //! from its first bytes, parsing it, and building the tutorial's replies.
 //! No sockets, files or clock.
 //!
-//! A request is either a **text command**, the bytes of one `send` (`ls`,
-//! `get a.txt`), or a **put frame**:
+//! A request is either a **text command** (`ls`, `get a.txt`), everything
+//! the client sent in one go, or a **put frame**:
 //!
 //! ```text
 //! +-----------------+--------------------------------------------------+-----------+
@@ -16,7 +16,9 @@
 //! its high bytes are NUL, and a text command never holds a NUL: a NUL in
 //! the first four bytes means a frame. A text command can be two bytes
 //! (`ls`), so the decision is made on whatever has arrived, never by
-//! waiting for four bytes.
+//! waiting for four bytes. The tutorial's client ends a command with
+//! nothing, so the session decides where one ends: at a pause of
+//! [`crate::limits::COMMAND_PAUSE`], not where a read happened to stop.
 //!
 //! Replies are `struct.pack('i', len(header))`, the JSON header, then the
 //! data: `{"filename", "md5", "total_size"}` for command output and
@@ -83,7 +85,7 @@ pub enum FrameError {
     #[error("the header is not a JSON object: {0}")]
     NotJson(String),
     /// The header names another `cmd` than `put`.
-    #[error("the frame's cmd is {0:?}; this listener takes put frames only")]
+    #[error("the frame's cmd is {}; this listener takes put frames only", crate::log::peer_text(.0))]
     NotPut(String),
     /// `filename` or `filesize` is missing or of the wrong type.
     #[error("{0}")]
@@ -108,7 +110,7 @@ pub fn is_frame(first: &[u8]) -> bool {
 
 /// Decodes the request at the front of `buf`. `Ok(None)`: a put frame whose
 /// header has not fully arrived (read more). A text command is everything
-/// in `buf`: the bytes of one send.
+/// in `buf`: the caller decodes text once the client has paused.
 pub fn decode(buf: &[u8], max_header_bytes: usize) -> Result<Option<Decoded>, FrameError> {
     if buf.is_empty() {
         return Ok(None);
@@ -173,9 +175,7 @@ pub fn parse_put_header(header: &[u8]) -> Result<Request, FrameError> {
 /// Parses a text command: `get NAME`, or a command line for the shell.
 pub fn parse_text(bytes: &[u8], max_command_bytes: usize) -> Request {
     if bytes.len() > max_command_bytes {
-        return Request::BadCommand {
-            message: format!("ferry: the command is over the cap of {max_command_bytes} bytes\n"),
-        };
+        return command_too_long(bytes.len(), max_command_bytes);
     }
     let Ok(text) = std::str::from_utf8(bytes) else {
         return Request::BadCommand {
@@ -207,6 +207,15 @@ pub fn parse_text(bytes: &[u8], max_command_bytes: usize) -> Request {
         Some(_) => Request::Exec {
             command: text.to_string(),
         },
+    }
+}
+
+/// The refusal of a text command of `len` bytes, over the cap.
+pub fn command_too_long(len: usize, max_command_bytes: usize) -> Request {
+    Request::BadCommand {
+        message: format!(
+            "ferry: the command ({len} bytes) is over the cap of {max_command_bytes} bytes\n"
+        ),
     }
 }
 
