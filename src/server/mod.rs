@@ -139,6 +139,8 @@ pub struct Server {
     unframed_listeners: Vec<(Listener, Unframed)>,
     udp_sockets: Vec<(UdpSocket, udp::Service)>,
     chat_sockets: Vec<UdpSocket>,
+    /// Every address bound above, which the datagram services never answer.
+    own_addresses: Arc<udp::guard::OwnAddresses>,
     shared: Arc<Shared>,
     fingerprint: Fingerprint,
     token_path: PathBuf,
@@ -245,11 +247,22 @@ impl Server {
             cancel,
             tracker: TaskTracker::new(),
         });
+        let tcp = listeners
+            .iter()
+            .chain(unframed_listeners.iter().map(|(l, _)| l))
+            .filter_map(Listener::local_addr);
+        let datagram = udp_sockets
+            .iter()
+            .map(|(socket, _)| socket)
+            .chain(&chat_sockets)
+            .filter_map(|socket| socket.local_addr().ok());
+        let own_addresses = Arc::new(udp::guard::OwnAddresses::new(tcp.chain(datagram)));
         Ok(Server {
             listeners,
             unframed_listeners,
             udp_sockets,
             chat_sockets,
+            own_addresses,
             shared,
             fingerprint: state.fingerprint(),
             token_path: state.token_path,
@@ -314,11 +327,12 @@ impl Server {
         shared.tracker.spawn(unframed);
         for (socket, service) in self.udp_sockets {
             let cancel = shared.cancel.clone();
+            let own = self.own_addresses.clone();
             match socket.into_std() {
                 Ok(socket) => {
                     shared
                         .tracker
-                        .spawn_blocking(move || udp::serve(socket, service, cancel));
+                        .spawn_blocking(move || udp::serve(socket, service, own, cancel));
                 }
                 Err(err) => warn!("{}: cannot serve: {err}", service.name()),
             }
@@ -327,9 +341,10 @@ impl Server {
             let hub = shared.services.chat.clone();
             let idle = shared.limits.idle_timeout;
             let cancel = shared.cancel.clone();
+            let own = self.own_addresses.clone();
             shared
                 .tracker
-                .spawn(udp::chat::serve(socket, hub, idle, cancel));
+                .spawn(udp::chat::serve(socket, hub, idle, own, cancel));
         }
         shutdown.await;
         let open = shared.limits.max_connections - shared.connections.available_permits();

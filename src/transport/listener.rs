@@ -76,6 +76,14 @@ impl Listener {
         }
     }
 
+    /// The TCP address bound; `None` for a Unix socket.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Listener::Tcp(listener) => listener.local_addr().ok(),
+            Listener::Unix { .. } => None,
+        }
+    }
+
     /// Whether connections on this listener use TCP (and so TLS by default).
     pub fn is_tcp(&self) -> bool {
         matches!(self, Listener::Tcp(_))

@@ -22,6 +22,7 @@ use tracing::debug;
 use crate::limits::{CHAT_GATEWAY_MAX_USERS, UDP_RECEIVE_BUFFER_BYTES};
 use crate::services::chat::hub::{Event, Hub, Sink, DEFAULT_ROOM};
 use crate::services::chat::line::{self, Line};
+use crate::udp::guard::{check_source, OwnAddresses};
 
 /// Datagrams waiting to go out to gateway users; past it they are lost,
 /// as UDP may lose them anyway.
@@ -34,8 +35,14 @@ struct User {
 }
 
 /// Serves the gateway on `socket` until `cancel`; gateway users leave the
-/// hub then.
-pub async fn serve(socket: UdpSocket, hub: Arc<Hub>, idle: Duration, cancel: CancellationToken) {
+/// hub then. `own` are the server's addresses, never answered.
+pub async fn serve(
+    socket: UdpSocket,
+    hub: Arc<Hub>,
+    idle: Duration,
+    own: Arc<OwnAddresses>,
+    cancel: CancellationToken,
+) {
     let (out, mut outgoing) = mpsc::channel::<(SocketAddr, Event)>(OUTGOING_QUEUE);
     let mut users: HashMap<SocketAddr, User> = HashMap::new();
     // Text over the hub's cap is refused; one byte more shows it.
@@ -51,6 +58,10 @@ pub async fn serve(socket: UdpSocket, hub: Arc<Hub>, idle: Duration, cancel: Can
             }
             received = socket.recv_from(&mut buf) => {
                 let Ok((len, from)) = received else { continue };
+                if let Err(refusal) = check_source(&own, from, false) {
+                    debug!(%from, "udp chat: not answered: {}", refusal.reason());
+                    continue;
+                }
                 let reply = if len > max {
                     Some(format!("error: the datagram is over {max} bytes, the most the chat takes"))
                 } else {

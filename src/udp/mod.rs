@@ -9,13 +9,19 @@
 //! cut. Every datagram is read into a buffer one byte larger than the
 //! service accepts, so one that is too large is seen and refused with an
 //! error datagram, never silently cut.
+//!
+//! A UDP source address is whatever the sender wrote, so before any
+//! service answers, [`guard`] decides whether the source may be answered
+//! at all.
 
 pub mod chat;
 pub mod echo;
+pub mod guard;
 pub mod sntp;
 pub mod time;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
@@ -72,6 +78,7 @@ impl Service {
 /// What one service keeps between datagrams.
 struct State {
     service: Service,
+    own: Arc<guard::OwnAddresses>,
     rate: sntp::RateLimit,
 }
 
@@ -83,6 +90,11 @@ impl State {
         from: SocketAddr,
         received: SystemTime,
     ) -> Option<Vec<u8>> {
+        let ntp_client = self.service == Service::Sntp && sntp::is_client_request(request);
+        if let Err(refusal) = guard::check_source(&self.own, from, ntp_client) {
+            debug!(%from, "{}: not answered: {}", self.service.name(), refusal.reason());
+            return None;
+        }
         let max = self.service.max_request_bytes();
         if request.len() > max {
             let refusal = format!(
@@ -113,13 +125,19 @@ impl State {
 /// whether the server is shutting down: the most shutdown waits for it.
 const SHUTDOWN_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Serves `service` on `socket` until `cancel`, on the calling thread.
+/// Serves `service` on `socket` until `cancel`, on the calling thread;
+/// `own` are the server's addresses, never answered.
 ///
 /// Each service has a thread of its own that blocks in `recvfrom`, as the
 /// simplest UDP server does: an async loop paid an `epoll_wait` whenever
 /// the queue ran dry and reached about half the rate of a plain blocking
 /// loop (`bench/udp.sh`, 16 senders).
-pub fn serve(socket: std::net::UdpSocket, service: Service, cancel: CancellationToken) {
+pub fn serve(
+    socket: std::net::UdpSocket,
+    service: Service,
+    own: Arc<guard::OwnAddresses>,
+    cancel: CancellationToken,
+) {
     if let Err(err) = socket
         .set_nonblocking(false)
         .and_then(|()| socket.set_read_timeout(Some(SHUTDOWN_CHECK)))
@@ -131,6 +149,7 @@ pub fn serve(socket: std::net::UdpSocket, service: Service, cancel: Cancellation
     let mut buf = vec![0u8; (service.max_request_bytes() + 1).min(UDP_RECEIVE_BUFFER_BYTES)];
     let mut state = State {
         service,
+        own,
         rate: sntp::RateLimit::new(SNTP_BURST, SNTP_INTERVAL, SNTP_MAX_SOURCES),
     };
     while !cancel.is_cancelled() {

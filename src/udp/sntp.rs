@@ -52,14 +52,10 @@ pub enum Reply {
 /// time stamped as the reply leaves. `limited` says the source is over its
 /// rate.
 pub fn reply(request: &[u8], received: SystemTime, transmit: SystemTime, limited: bool) -> Reply {
-    if request.len() < PACKET_BYTES {
+    if !is_client_request(request) {
         return Reply::Drop;
     }
     let version = (request[0] >> 3) & 0b111;
-    let mode = request[0] & 0b111;
-    if mode != 3 || !(1..=4).contains(&version) {
-        return Reply::Drop;
-    }
     let mut out = [0u8; PACKET_BYTES];
     // Originate: the client's transmit timestamp, so it can match the reply.
     out[24..32].copy_from_slice(&request[40..48]);
@@ -82,6 +78,17 @@ pub fn reply(request: &[u8], received: SystemTime, transmit: SystemTime, limited
     out[32..40].copy_from_slice(&timestamp(received));
     out[40..48].copy_from_slice(&timestamp(transmit));
     Reply::Time(out)
+}
+
+/// Whether `request` is an NTP client request this server answers: 48
+/// bytes or more, mode 3 (client), version 1 to 4.
+pub fn is_client_request(request: &[u8]) -> bool {
+    let Some(&first) = request.first() else {
+        return false;
+    };
+    let version = (first >> 3) & 0b111;
+    let mode = first & 0b111;
+    request.len() >= PACKET_BYTES && mode == 3 && (1..=4).contains(&version)
 }
 
 /// `time` as a 64-bit NTP timestamp: seconds since 1900 and a binary

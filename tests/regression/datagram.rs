@@ -1,2 +1,206 @@
 //! The datagram services and the UDP chat gateway: no loops, no
 //! amplification, no impostors, nothing raw into a terminal.
+//!
+//! Silence is shown without waiting out a window: a service answers its
+//! datagrams in order, so once it has answered a later one, a reply to an
+//! earlier one would already sit in the receiving socket's queue (loopback
+//! delivers during `sendto`). Low ports on 127.0.0.x stand in for other
+//! services; binding them and forging datagrams needs root, as the tests
+//! run.
+
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::util::{Server, DEADLINE};
+
+fn addr(text: &str) -> SocketAddrV4 {
+    text.parse().unwrap()
+}
+
+/// A socket at `ip:port`, as another service on this machine would be.
+fn bind(ip: &str, port: u16) -> UdpSocket {
+    let socket = UdpSocket::bind((ip, port))
+        .unwrap_or_else(|err| panic!("bind {ip}:{port} (tests run as root): {err}"));
+    socket.set_read_timeout(Some(DEADLINE)).unwrap();
+    socket
+}
+
+/// The datagrams queued on `socket` now, without waiting.
+fn queued(socket: &UdpSocket) -> Vec<Vec<u8>> {
+    socket.set_nonblocking(true).unwrap();
+    let mut buf = vec![0u8; 70_000];
+    let mut got = Vec::new();
+    while let Ok(len) = socket.recv(&mut buf) {
+        got.push(buf[..len].to_vec());
+    }
+    socket.set_nonblocking(false).unwrap();
+    got
+}
+
+/// Waits until `service` has answered a datagram sent after everything
+/// before this call, from a socket of its own on `control_ip`.
+fn answered_everything_before(service: &str, control_ip: &str, request: &[u8]) {
+    let control = bind(control_ip, 0);
+    control.send_to(request, service).unwrap();
+    let mut buf = vec![0u8; 70_000];
+    control
+        .recv_from(&mut buf)
+        .unwrap_or_else(|err| panic!("{service} answered no control datagram: {err}"));
+}
+
+/// Asserts that `service` did not answer `socket` for what it sent so far.
+#[track_caller]
+fn assert_unanswered(socket: &UdpSocket, service: &str, control_request: &[u8]) {
+    answered_everything_before(service, "127.0.0.1", control_request);
+    let got = queued(socket);
+    let from = socket.local_addr().unwrap();
+    assert!(got.is_empty(), "{service} answered {from}: {got:?}");
+}
+
+fn ntp_client_request() -> [u8; 48] {
+    let mut request = [0u8; 48];
+    request[0] = 0x23; // VN 4, mode 3 (client)
+    request[40..48].copy_from_slice(b"origin!!");
+    request
+}
+
+#[test]
+fn udp_services_never_answer_the_servers_own_ports() {
+    let server = Server::start(&[
+        "--udp-time",
+        "127.0.0.1:0",
+        "--udp-echo",
+        "127.0.0.1:0",
+        "--udp-chat",
+        "127.0.0.1:0",
+    ]);
+    let time = server.service_addr("udp time");
+    let echo = server.service_addr("udp echo");
+    let chat = server.service_addr("udp chat");
+    // 127.0.0.2 at each of the server's own ports (UDP and TCP): what a
+    // datagram forged to come from the server itself claims.
+    let own_ports = [echo, time, chat, server.addr()].map(|a| addr(a).port());
+    for port in own_ports {
+        let forged = bind("127.0.0.2", port);
+        for service in [time, echo] {
+            forged.send_to(b"%Y", service).unwrap();
+            assert_unanswered(&forged, service, b"");
+        }
+        // The gateway answers a bad line with an error at once.
+        forged.send_to(b"/dance", chat).unwrap();
+        assert_unanswered(&forged, chat, b"/dance");
+    }
+}
+
+#[test]
+fn udp_services_never_answer_well_known_service_ports() {
+    let server = Server::start(&[
+        "--udp-time",
+        "127.0.0.1:0",
+        "--udp-echo",
+        "127.0.0.1:0",
+        "--sntp",
+        "127.0.0.1:0",
+        "--udp-chat",
+        "127.0.0.1:0",
+    ]);
+    let time = server.service_addr("udp time");
+    let echo = server.service_addr("udp echo");
+    let sntp = server.service_addr("sntp");
+    let chat = server.service_addr("udp chat");
+    for port in [7, 13, 19, 37, 123] {
+        let peer = bind("127.0.0.3", port);
+        for service in [time, echo] {
+            peer.send_to(b"%Y", service).unwrap();
+            assert_unanswered(&peer, service, b"");
+        }
+        peer.send_to(b"/dance", chat).unwrap();
+        assert_unanswered(&peer, chat, b"/dance");
+        if port != 123 {
+            peer.send_to(&ntp_client_request(), sntp).unwrap();
+            assert_unanswered(&peer, sntp, &ntp_client_request());
+        }
+    }
+    // An NTP client on port 123 is still answered, as NTP servers are.
+    let ntp_client = bind("127.0.0.3", 123);
+    ntp_client.send_to(&ntp_client_request(), sntp).unwrap();
+    let mut reply = [0u8; 100];
+    let (len, from) = ntp_client.recv_from(&mut reply).expect("a time reply");
+    assert_eq!((len, from.to_string().as_str()), (48, sntp));
+    assert_eq!(&reply[24..32], b"origin!!");
+    // But not a server's reply (mode 4) from there.
+    let mut server_reply = ntp_client_request();
+    server_reply[0] = 0x24;
+    ntp_client.send_to(&server_reply, sntp).unwrap();
+    assert_unanswered(&ntp_client, sntp, &ntp_client_request());
+}
+
+/// A UDP datagram from `from` to `to` with `payload`, sent through a raw
+/// socket so that its source is whatever the test says.
+fn send_forged(from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) {
+    let raw = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(255))) // IPPROTO_RAW
+        .expect("a raw socket (tests run as root)");
+    let udp_len = 8 + payload.len();
+    let total = 20 + udp_len;
+    let mut packet = Vec::with_capacity(total);
+    // IPv4 header; the kernel fills in the id and checksum.
+    packet.extend_from_slice(&[0x45, 0]);
+    packet.extend_from_slice(&(total as u16).to_be_bytes());
+    packet.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0]);
+    packet.extend_from_slice(&from.ip().octets());
+    packet.extend_from_slice(&to.ip().octets());
+    // UDP header; checksum 0 is "none" over IPv4.
+    packet.extend_from_slice(&from.port().to_be_bytes());
+    packet.extend_from_slice(&to.port().to_be_bytes());
+    packet.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    packet.extend_from_slice(&[0, 0]);
+    packet.extend_from_slice(payload);
+    raw.send_to(&packet, &SocketAddr::V4(to).into())
+        .expect("send a forged datagram");
+}
+
+/// Counts UDP datagrams between ports `a` and `b`, either way, that the
+/// host received since `sniffer` was opened.
+fn count_between(sniffer: &Socket, a: u16, b: u16) -> usize {
+    sniffer.set_nonblocking(true).unwrap();
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+    let mut count = 0;
+    while let Ok(len) = sniffer.recv(&mut buf) {
+        // SAFETY: `recv` initialised the first `len` bytes.
+        let packet: Vec<u8> = buf[..len]
+            .iter()
+            .map(|b| unsafe { b.assume_init() })
+            .collect();
+        let header = usize::from(packet[0] & 0x0f) * 4;
+        let ports = &packet[header..header + 4];
+        let from = u16::from_be_bytes([ports[0], ports[1]]);
+        let to = u16::from_be_bytes([ports[2], ports[3]]);
+        if (from, to) == (a, b) || (from, to) == (b, a) {
+            count += 1;
+        }
+    }
+    count
+}
+
+#[test]
+fn a_forged_datagram_starts_no_loop_between_time_and_echo() {
+    let server = Server::start(&["--udp-time", "127.0.0.1:0", "--udp-echo", "127.0.0.1:0"]);
+    let time = addr(server.service_addr("udp time"));
+    let echo = addr(server.service_addr("udp echo"));
+    // Every UDP datagram the host receives, to see the services' traffic.
+    let sniffer = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP))
+        .expect("a raw socket (tests run as root)");
+    // From the echo service to the time service: the time service's reply
+    // would go to echo, echo's back to time, and so on without end.
+    send_forged(echo, time, b"plain text");
+    answered_everything_before(&time.to_string(), "127.0.0.1", b"");
+    answered_everything_before(&echo.to_string(), "127.0.0.1", b"");
+    let seen = count_between(&sniffer, time.port(), echo.port());
+    assert_eq!(
+        seen,
+        1,
+        "datagrams between time and echo besides the forged one: {}",
+        seen.saturating_sub(1)
+    );
+}

@@ -1,0 +1,169 @@
+//! What every datagram service checks before it answers, so that a forged
+//! source address cannot turn ferry against itself or anyone else. A UDP
+//! source is whatever the sender wrote, so a datagram "from" one of the
+//! server's own ports would have the server answer itself, and one from
+//! another small service (echo, chargen) would have the two answer each
+//! other without end. Neither is ever answered; nothing is sent to say so.
+
+use std::net::{IpAddr, SocketAddr};
+
+/// Source ports never answered: echo, daytime, chargen and time (RFC 862,
+/// 867, 864, 868), which answer whatever reaches them, and NTP, whose
+/// servers answer too. A datagram from one is either a loop being started
+/// or a reply nobody asked ferry for.
+pub const WELL_KNOWN_SERVICE_PORTS: [u16; 5] = [7, 13, 19, 37, NTP_PORT];
+
+/// The port NTP runs on: the one well-known port the SNTP service answers,
+/// for client requests only, as NTP servers do.
+pub const NTP_PORT: u16 = 123;
+
+/// Why a datagram gets no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// It claims to come from one of the server's own sockets.
+    OwnPort,
+    /// It comes from a well-known service's port (echo, daytime, chargen,
+    /// time, NTP), which would answer back.
+    WellKnownPort,
+}
+
+impl Refusal {
+    /// Why, for the log.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::OwnPort => "from one of the server's own ports",
+            Refusal::WellKnownPort => "from a well-known service port",
+        }
+    }
+}
+
+/// The addresses this server is bound to, UDP and TCP: a datagram from one
+/// of them would be answered to the server itself.
+#[derive(Debug, Clone, Default)]
+pub struct OwnAddresses {
+    ports: Vec<u16>,
+    ips: Vec<IpAddr>,
+    /// Some socket is bound to `0.0.0.0` or `[::]`, so every address of
+    /// this host reaches it.
+    any_ip: bool,
+}
+
+impl OwnAddresses {
+    /// The server's bound socket addresses.
+    pub fn new(bound: impl IntoIterator<Item = SocketAddr>) -> OwnAddresses {
+        let mut own = OwnAddresses::default();
+        for addr in bound {
+            let ip = addr.ip().to_canonical();
+            own.any_ip |= ip.is_unspecified();
+            own.ports.push(addr.port());
+            own.ips.push(ip);
+        }
+        own.ports.sort_unstable();
+        own.ports.dedup();
+        own.ips.sort_unstable();
+        own.ips.dedup();
+        own
+    }
+
+    /// Whether `from` may be one of the server's own sockets: one of its
+    /// ports, at an address that reaches the server.
+    pub fn contains(&self, from: SocketAddr) -> bool {
+        if self.ports.binary_search(&from.port()).is_err() {
+            return false;
+        }
+        let ip = from.ip().to_canonical();
+        ip.is_loopback()
+            || ip.is_unspecified()
+            || self.ips.contains(&ip)
+            || (self.any_ip && is_address_of_this_host(ip))
+    }
+}
+
+/// Whether `ip` is an address of this host, as the kernel sees it now
+/// (addresses come and go): only a local address can be bound. Asked only
+/// for datagrams from one of the server's ports, so rarely.
+fn is_address_of_this_host(ip: IpAddr) -> bool {
+    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+}
+
+/// Whether a datagram from `from` may be answered at all. `ntp_client`
+/// says it is an NTP client request to the SNTP service, which NTP clients
+/// may send from port 123.
+pub fn check_source(own: &OwnAddresses, from: SocketAddr, ntp_client: bool) -> Result<(), Refusal> {
+    if own.contains(from) {
+        return Err(Refusal::OwnPort);
+    }
+    let port = from.port();
+    if WELL_KNOWN_SERVICE_PORTS.contains(&port) && !(port == NTP_PORT && ntp_client) {
+        return Err(Refusal::WellKnownPort);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    fn own() -> OwnAddresses {
+        OwnAddresses::new([at("127.0.0.1:9000"), at("192.0.2.7:7007"), at("[::1]:9001")])
+    }
+
+    #[test]
+    fn the_servers_own_ports_on_its_own_addresses_are_refused() {
+        let own = own();
+        for from in [
+            "127.0.0.1:9000",
+            "127.0.0.2:7007", // any loopback address reaches a loopback socket
+            "0.0.0.0:9001",   // sending to 0.0.0.0 reaches this host
+            "192.0.2.7:9000", // an address the server is bound to
+            "[::ffff:127.0.0.1]:9000", // IPv4 through a dual-stack socket
+            "[::1]:7007",
+        ] {
+            assert_eq!(
+                check_source(&own, at(from), false),
+                Err(Refusal::OwnPort),
+                "{from}"
+            );
+        }
+        // Another host may use the same port number; the server does not
+        // answer itself by answering it.
+        assert_eq!(check_source(&own, at("192.0.2.8:9000"), false), Ok(()));
+        assert_eq!(check_source(&own, at("127.0.0.1:9002"), false), Ok(()));
+    }
+
+    #[test]
+    fn on_an_unspecified_address_every_address_of_this_host_is_own() {
+        let own = OwnAddresses::new([at("0.0.0.0:9000")]);
+        assert_eq!(
+            check_source(&own, at("127.0.0.9:9000"), false),
+            Err(Refusal::OwnPort)
+        );
+        // 192.0.2.0/24 is for documentation: no host has it.
+        assert_eq!(check_source(&own, at("192.0.2.1:9000"), false), Ok(()));
+        assert!(is_address_of_this_host("127.0.0.1".parse().unwrap()));
+        assert!(!is_address_of_this_host("192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn well_known_ports_are_refused_but_ntp_clients() {
+        let own = OwnAddresses::default();
+        for port in WELL_KNOWN_SERVICE_PORTS {
+            let from = SocketAddr::new("192.0.2.8".parse().unwrap(), port);
+            assert_eq!(
+                check_source(&own, from, false),
+                Err(Refusal::WellKnownPort),
+                "{port}"
+            );
+        }
+        assert_eq!(check_source(&own, at("192.0.2.8:123"), true), Ok(()));
+        assert_eq!(
+            check_source(&own, at("192.0.2.8:7"), true),
+            Err(Refusal::WellKnownPort)
+        );
+        assert_eq!(check_source(&own, at("192.0.2.8:40000"), false), Ok(()));
+    }
+}
