@@ -184,6 +184,13 @@ pub const UDP_RECEIVE_BUFFER_BYTES: usize = 64 * 1024;
 /// echo reply may be.
 pub const UDP_MAX_PAYLOAD_BYTES: usize = 65_507;
 
+/// The most a datagram service's reply may be, as a multiple of the
+/// datagram it answers, both counted on the wire (IP and UDP headers
+/// included). A forged source makes the reply go to a victim; at 4x it is
+/// not worth forging, while the tutorial's empty time request (28 bytes on
+/// the wire over IPv4) still gets its 19-byte date.
+pub const DATAGRAM_MAX_AMPLIFICATION: usize = 4;
+
 /// SNTP requests a source may send at once before it is told to slow down
 /// (Kiss-o'-Death `RATE`). A client's `iburst` start sends 4 to 8.
 pub const SNTP_BURST: u32 = 8;

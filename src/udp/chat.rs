@@ -22,7 +22,7 @@ use tracing::debug;
 use crate::limits::{CHAT_GATEWAY_MAX_USERS, UDP_RECEIVE_BUFFER_BYTES};
 use crate::services::chat::hub::{Event, Hub, Sink, DEFAULT_ROOM};
 use crate::services::chat::line::{self, Line};
-use crate::udp::guard::{check_source, OwnAddresses};
+use crate::udp::guard::{check_source, reply_fits, Family, OwnAddresses};
 
 /// Datagrams waiting to go out to gateway users; past it they are lost,
 /// as UDP may lose them anyway.
@@ -70,7 +70,7 @@ pub async fn serve(
                         Err(_) => Some("error: chat lines are UTF-8 text".into()),
                     }
                 };
-                if let Some(reply) = reply {
+                if let Some(reply) = reply.and_then(|reply| within_cap(len, from, reply)) {
                     let _ = socket.send_to(reply.as_bytes(), from).await;
                 }
             }
@@ -89,6 +89,22 @@ pub async fn serve(
     }
     for user in users.values() {
         hub.leave(&user.name);
+    }
+}
+
+/// What answers a line whose answer would be over the amplification cap
+/// (a `/who` of a full room): short enough for an empty datagram, over
+/// IPv4. Trailing spaces are trimmed from a line, so they make room.
+const OVER_CAP_REPLY: &str = "error: the answer is over 4x your datagram; pad the line with spaces";
+
+/// `reply` to a datagram of `request_bytes` from `from`, or the short
+/// refusal when it is over the amplification cap.
+fn within_cap(request_bytes: usize, from: SocketAddr, reply: String) -> Option<String> {
+    let family = Family::of(from);
+    if reply_fits(request_bytes, reply.len(), family) {
+        Some(reply)
+    } else {
+        reply_fits(request_bytes, OVER_CAP_REPLY.len(), family).then(|| OVER_CAP_REPLY.into())
     }
 }
 
@@ -162,6 +178,18 @@ mod tests {
             max_text_bytes: 100,
             max_name_bytes: 32,
         })
+    }
+
+    #[test]
+    fn answers_over_the_cap_are_refused_in_a_datagram_that_fits_it() {
+        let from: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        assert_eq!(within_cap(4, from, "x".repeat(100)), Some("x".repeat(100)));
+        assert_eq!(
+            within_cap(4, from, "x".repeat(101)).as_deref(),
+            Some(OVER_CAP_REPLY)
+        );
+        // Even an empty datagram (a new address joining) may be refused so.
+        assert!(reply_fits(0, OVER_CAP_REPLY.len(), Family::V4));
     }
 
     #[test]

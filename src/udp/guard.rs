@@ -4,8 +4,12 @@
 //! server's own ports would have the server answer itself, and one from
 //! another small service (echo, chargen) would have the two answer each
 //! other without end. Neither is ever answered; nothing is sent to say so.
+//! And since the reply goes wherever the source says, no reply may be more
+//! than [`DATAGRAM_MAX_AMPLIFICATION`] times the datagram it answers.
 
 use std::net::{IpAddr, SocketAddr};
+
+use crate::limits::DATAGRAM_MAX_AMPLIFICATION;
 
 /// Source ports never answered: echo, daytime, chargen and time (RFC 862,
 /// 867, 864, 868), which answer whatever reaches them, and NTP, whose
@@ -100,6 +104,46 @@ pub fn check_source(own: &OwnAddresses, from: SocketAddr, ntp_client: bool) -> R
     Ok(())
 }
 
+/// The IP version a datagram travels over, which sets its header bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// IPv4: 20 bytes of IP header.
+    V4,
+    /// IPv6: 40 bytes of IP header.
+    V6,
+}
+
+impl Family {
+    /// The family a datagram from `addr` came over; an IPv4-mapped address
+    /// on a dual-stack socket came over IPv4.
+    pub fn of(addr: SocketAddr) -> Family {
+        match addr.ip().to_canonical() {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// IP and UDP header bytes in front of every datagram's payload.
+    pub fn header_bytes(self) -> usize {
+        const UDP_HEADER: usize = 8;
+        match self {
+            Family::V4 => 20 + UDP_HEADER,
+            Family::V6 => 40 + UDP_HEADER,
+        }
+    }
+}
+
+/// Whether a reply of `reply_bytes` may answer a datagram of
+/// `request_bytes` (payloads): on the wire, at most
+/// [`DATAGRAM_MAX_AMPLIFICATION`] times its size.
+pub fn reply_fits(request_bytes: usize, reply_bytes: usize, family: Family) -> bool {
+    let header = family.header_bytes();
+    reply_bytes.saturating_add(header)
+        <= request_bytes
+            .saturating_add(header)
+            .saturating_mul(DATAGRAM_MAX_AMPLIFICATION)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +190,25 @@ mod tests {
         assert_eq!(check_source(&own, at("192.0.2.1:9000"), false), Ok(()));
         assert!(is_address_of_this_host("127.0.0.1".parse().unwrap()));
         assert!(!is_address_of_this_host("192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_reply_fits_in_four_times_its_request_on_the_wire() {
+        // IPv4: an empty request is 28 bytes, so 112 for the reply, 84 of
+        // them payload.
+        assert!(reply_fits(0, 84, Family::V4));
+        assert!(!reply_fits(0, 85, Family::V4));
+        assert!(reply_fits(1, 88, Family::V4));
+        assert!(!reply_fits(1, 89, Family::V4));
+        // IPv6: 48 bytes of headers, so 192 - 48 = 144.
+        assert!(reply_fits(0, 144, Family::V6));
+        assert!(!reply_fits(0, 145, Family::V6));
+        // An echo, or an SNTP reply to a 48-byte request, always fits.
+        assert!(reply_fits(65_507, 65_507, Family::V4));
+        assert!(reply_fits(48, 48, Family::V6));
+        assert!(reply_fits(usize::MAX, usize::MAX, Family::V6));
+        assert_eq!(Family::of(at("[::ffff:127.0.0.1]:1")), Family::V4);
+        assert_eq!(Family::of(at("[::1]:1")), Family::V6);
     }
 
     #[test]

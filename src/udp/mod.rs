@@ -64,6 +64,16 @@ impl Service {
         }
     }
 
+    /// What the service sends instead of a reply over the amplification
+    /// cap, if anything: the time service's formats can expand; an echo or
+    /// SNTP reply is never larger than its request.
+    pub fn over_cap_reply(self) -> Option<&'static str> {
+        match self {
+            Service::Time => Some(time::OVER_CAP_REPLY),
+            Service::Sntp | Service::Echo { .. } => None,
+        }
+    }
+
     /// The largest datagram the service takes.
     pub fn max_request_bytes(self) -> usize {
         match self {
@@ -83,18 +93,33 @@ struct State {
 }
 
 impl State {
-    /// The reply to `request` from `from`, or `None` for silence.
+    /// The reply to `request` from `from`, or `None` for silence: every
+    /// service's answer passes the source check before and the
+    /// amplification cap after.
     fn answer(
         &mut self,
         request: &[u8],
         from: SocketAddr,
         received: SystemTime,
     ) -> Option<Vec<u8>> {
+        let name = self.service.name();
         let ntp_client = self.service == Service::Sntp && sntp::is_client_request(request);
         if let Err(refusal) = guard::check_source(&self.own, from, ntp_client) {
-            debug!(%from, "{}: not answered: {}", self.service.name(), refusal.reason());
+            debug!(%from, "{name}: not answered: {}", refusal.reason());
             return None;
         }
+        let reply = self.reply(request, from, received)?;
+        let family = guard::Family::of(from);
+        if guard::reply_fits(request.len(), reply.len(), family) {
+            return Some(reply);
+        }
+        debug!(%from, bytes = request.len(), reply = reply.len(), "{name}: reply over the cap");
+        let refusal = self.service.over_cap_reply()?;
+        guard::reply_fits(request.len(), refusal.len(), family).then(|| refusal.into())
+    }
+
+    /// What the service answers `request`, before the cap.
+    fn reply(&mut self, request: &[u8], from: SocketAddr, received: SystemTime) -> Option<Vec<u8>> {
         let max = self.service.max_request_bytes();
         if request.len() > max {
             let refusal = format!(

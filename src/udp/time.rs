@@ -19,6 +19,12 @@ pub const DEFAULT_FORMAT: &str = "%Y-%m-%d %X";
 /// dozen bytes at most, so replies stay far below a datagram's limit.
 pub const MAX_FORMAT_BYTES: usize = 1024;
 
+/// What answers a request whose reply would be too large to send back
+/// (over 4x the request on the wire): short enough to answer even an empty
+/// request, over IPv4.
+pub const OVER_CAP_REPLY: &str =
+    "error: the reply would be over 4x the request's size; use fewer specifiers";
+
 /// The reply to one request: the formatted time, or an error line starting
 /// with `error: `.
 pub fn reply<Tz: TimeZone>(request: &[u8], now: &DateTime<Tz>) -> Vec<u8>
@@ -100,6 +106,13 @@ mod tests {
         assert_eq!(text(b"\xff\xfe"), "error: the format is not UTF-8 text");
         assert!(text(&[b'a'; MAX_FORMAT_BYTES + 1]).starts_with("error: the format is 1025"));
         assert_eq!(text(&[b'a'; MAX_FORMAT_BYTES]).len(), MAX_FORMAT_BYTES);
+    }
+
+    #[test]
+    fn the_over_cap_refusal_answers_even_an_empty_request() {
+        use crate::udp::guard::{reply_fits, Family};
+        assert!(OVER_CAP_REPLY.starts_with("error: "));
+        assert!(reply_fits(0, OVER_CAP_REPLY.len(), Family::V4));
     }
 
     #[test]

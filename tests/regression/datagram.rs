@@ -204,3 +204,87 @@ fn a_forged_datagram_starts_no_loop_between_time_and_echo() {
         seen.saturating_sub(1)
     );
 }
+
+/// A datagram's size on the wire over IPv4: IP and UDP headers, payload.
+fn wire_bytes(payload: usize) -> usize {
+    20 + 8 + payload
+}
+
+#[track_caller]
+fn assert_within_four_times(request: &[u8], reply: &[u8]) {
+    assert!(
+        wire_bytes(reply.len()) <= 4 * wire_bytes(request.len()),
+        "{} bytes answered with {}: {:?}",
+        request.len(),
+        reply.len(),
+        String::from_utf8_lossy(reply)
+    );
+}
+
+/// Sends `request` from `socket` and returns the reply.
+fn ask_from(socket: &UdpSocket, service: &str, request: &[u8]) -> Vec<u8> {
+    socket.send_to(request, service).unwrap();
+    let mut buf = vec![0u8; 70_000];
+    let (len, _) = socket.recv_from(&mut buf).expect("a reply");
+    buf.truncate(len);
+    buf
+}
+
+#[test]
+fn udp_replies_are_never_over_four_times_their_request() {
+    let server = Server::start(&[
+        "--udp-time",
+        "127.0.0.1:0",
+        "--udp-echo",
+        "127.0.0.1:0",
+        "--udp-chat",
+        "127.0.0.1:0",
+    ]);
+    let time = server.service_addr("udp time");
+    let client = bind("127.0.0.1", 0);
+    // The tutorial's empty request still gets its date.
+    let date = ask_from(&client, time, b"");
+    assert_within_four_times(b"", &date);
+    assert_eq!(date.len(), "2026-11-26 14:03:09".len(), "{date:?}");
+    let expanding = "%+".repeat(8);
+    let long_error = format!("{}%", "\u{1}".repeat(40));
+    for format in ["%c", "%+", &expanding, &"%c".repeat(200), "%", &long_error] {
+        let reply = ask_from(&client, time, format.as_bytes());
+        assert_within_four_times(format.as_bytes(), &reply);
+    }
+    let refused = ask_from(&client, time, expanding.as_bytes());
+    assert!(refused.starts_with(b"error: "), "{refused:?}");
+
+    // Echo still echoes: its reply is the size of its request.
+    let echo = server.service_addr("udp echo");
+    assert_eq!(ask_from(&client, echo, b"x"), b"x");
+    let big = vec![b'e'; 60_000];
+    assert_eq!(ask_from(&client, echo, &big), big);
+
+    // The chat gateway's answers too: a /who of a full room is long.
+    let chat = server.service_addr("udp chat");
+    let members: Vec<UdpSocket> = (0..6).map(|_| bind("127.0.0.1", 0)).collect();
+    for (i, member) in members.iter().enumerate() {
+        let nick = format!("/nick member-with-a-long-name-{i}");
+        assert!(ask_from(member, chat, nick.as_bytes()).starts_with(b"* you are now"));
+    }
+    // Notices of the joins may come first: skip them.
+    let who = |request: &[u8]| {
+        members[0].send_to(request, chat).unwrap();
+        let mut buf = vec![0u8; 70_000];
+        loop {
+            let len = members[0].recv(&mut buf).expect("an answer to /who");
+            if buf.starts_with(b"* in ") || buf.starts_with(b"error: ") {
+                return buf[..len].to_vec();
+            }
+        }
+    };
+    let short = who(b"/who");
+    assert_within_four_times(b"/who", &short);
+    assert!(short.starts_with(b"error: "), "{short:?}");
+    // Trailing spaces are trimmed from a line: room for the whole answer.
+    let padded = format!("/who{}", " ".repeat(100));
+    let long = who(padded.as_bytes());
+    assert!(long.starts_with(b"* in lobby: "), "{long:?}");
+    assert_within_four_times(padded.as_bytes(), &long);
+}
