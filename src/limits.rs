@@ -191,17 +191,20 @@ pub const UDP_MAX_PAYLOAD_BYTES: usize = 65_507;
 /// the wire over IPv4) still gets its 19-byte date.
 pub const DATAGRAM_MAX_AMPLIFICATION: usize = 4;
 
-/// SNTP requests a source may send at once before it is told to slow down
-/// (Kiss-o'-Death `RATE`). A client's `iburst` start sends 4 to 8.
-pub const SNTP_BURST: u32 = 8;
+/// Datagrams a source may send at once, to all the datagram services
+/// together, before it is answered no more (SNTP answers with a `RATE`
+/// Kiss-o'-Death). A client's `iburst` start sends 4 to 8 SNTP requests.
+pub const DATAGRAM_RATE_BURST: u32 = 8;
 
-/// After its burst, a source may send one SNTP request per this interval;
-/// real clients poll every 64 s or slower.
-pub const SNTP_INTERVAL: Duration = Duration::from_secs(1);
+/// After its burst, a source may send one datagram per this interval; real
+/// NTP clients poll every 64 s or slower, and a person typing into the chat
+/// gateway rarely sends more than a line a second for long.
+pub const DATAGRAM_RATE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Sources whose SNTP rate is tracked; past this the least recently seen
-/// is forgotten, so a flood of spoofed sources costs bounded memory.
-pub const SNTP_MAX_SOURCES: usize = 4096;
+/// Sources whose datagram rate is tracked; past this the refilled and then
+/// the least recently seen are forgotten, so a flood of spoofed sources
+/// costs bounded memory.
+pub const DATAGRAM_RATE_MAX_SOURCES: usize = 4096;
 
 /// How long a partial file may go unwritten before a later transfer into
 /// its directory removes it (on either end). A transfer interrupted and
@@ -217,14 +220,17 @@ pub const MAX_SWEPT_DIRS: usize = 1024;
 const _: () = {
     assert!(UDP_MAX_PAYLOAD_BYTES < UDP_RECEIVE_BUFFER_BYTES);
     assert!(crate::udp::time::MAX_FORMAT_BYTES < UDP_RECEIVE_BUFFER_BYTES);
-    assert!(SNTP_BURST >= 4, "a client's iburst start must get through");
+    assert!(
+        DATAGRAM_RATE_BURST >= 4,
+        "a client's iburst start must get through"
+    );
     assert!(
         BLOCKING_SHUTDOWN_TIMEOUT.as_millis() + LOG_FLUSH_TIMEOUT.as_millis() < 1000,
         "shutdown ends within --drain-timeout plus a second"
     );
     assert!(4 * 6 * MAX_LOGGED_PEER_BYTES < MAX_LOG_LINE_BYTES);
     assert!(
-        SNTP_MAX_SOURCES * 64 < 1024 * 1024,
+        DATAGRAM_RATE_MAX_SOURCES * 64 < 1024 * 1024,
         "rate state under 1 MiB"
     );
 };

@@ -139,8 +139,9 @@ pub struct Server {
     unframed_listeners: Vec<(Listener, Unframed)>,
     udp_sockets: Vec<(UdpSocket, udp::Service)>,
     chat_sockets: Vec<UdpSocket>,
-    /// Every address bound above, which the datagram services never answer.
-    own_addresses: Arc<udp::guard::OwnAddresses>,
+    /// What the datagram services check sources against: every address
+    /// bound above, and one rate limit per source.
+    datagram_guard: Arc<udp::guard::Guard>,
     shared: Arc<Shared>,
     fingerprint: Fingerprint,
     token_path: PathBuf,
@@ -256,13 +257,17 @@ impl Server {
             .map(|(socket, _)| socket)
             .chain(&chat_sockets)
             .filter_map(|socket| socket.local_addr().ok());
-        let own_addresses = Arc::new(udp::guard::OwnAddresses::new(tcp.chain(datagram)));
+        let own_addresses = udp::guard::OwnAddresses::new(tcp.chain(datagram));
+        let datagram_guard = Arc::new(udp::guard::Guard::new(
+            own_addresses,
+            config.penalize_loopback,
+        ));
         Ok(Server {
             listeners,
             unframed_listeners,
             udp_sockets,
             chat_sockets,
-            own_addresses,
+            datagram_guard,
             shared,
             fingerprint: state.fingerprint(),
             token_path: state.token_path,
@@ -327,12 +332,12 @@ impl Server {
         shared.tracker.spawn(unframed);
         for (socket, service) in self.udp_sockets {
             let cancel = shared.cancel.clone();
-            let own = self.own_addresses.clone();
+            let guard = self.datagram_guard.clone();
             match socket.into_std() {
                 Ok(socket) => {
                     shared
                         .tracker
-                        .spawn_blocking(move || udp::serve(socket, service, own, cancel));
+                        .spawn_blocking(move || udp::serve(socket, service, guard, cancel));
                 }
                 Err(err) => warn!("{}: cannot serve: {err}", service.name()),
             }
@@ -341,10 +346,10 @@ impl Server {
             let hub = shared.services.chat.clone();
             let idle = shared.limits.idle_timeout;
             let cancel = shared.cancel.clone();
-            let own = self.own_addresses.clone();
+            let guard = self.datagram_guard.clone();
             shared
                 .tracker
-                .spawn(udp::chat::serve(socket, hub, idle, own, cancel));
+                .spawn(udp::chat::serve(socket, hub, idle, guard, cancel));
         }
         shutdown.await;
         let open = shared.limits.max_connections - shared.connections.available_permits();

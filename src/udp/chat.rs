@@ -22,7 +22,7 @@ use tracing::debug;
 use crate::limits::{CHAT_GATEWAY_MAX_USERS, UDP_RECEIVE_BUFFER_BYTES};
 use crate::services::chat::hub::{Event, Hub, Sink, DEFAULT_ROOM};
 use crate::services::chat::line::{self, Line};
-use crate::udp::guard::{check_source, reply_fits, Family, OwnAddresses};
+use crate::udp::guard::{reply_fits, Family, Guard};
 
 /// Datagrams waiting to go out to gateway users; past it they are lost,
 /// as UDP may lose them anyway.
@@ -35,12 +35,14 @@ struct User {
 }
 
 /// Serves the gateway on `socket` until `cancel`; gateway users leave the
-/// hub then. `own` are the server's addresses, never answered.
+/// hub then. `guard` is what every datagram service of the server checks
+/// sources against; a source it refuses or that is over its rate gets
+/// nothing.
 pub async fn serve(
     socket: UdpSocket,
     hub: Arc<Hub>,
     idle: Duration,
-    own: Arc<OwnAddresses>,
+    guard: Arc<Guard>,
     cancel: CancellationToken,
 ) {
     let (out, mut outgoing) = mpsc::channel::<(SocketAddr, Event)>(OUTGOING_QUEUE);
@@ -58,7 +60,7 @@ pub async fn serve(
             }
             received = socket.recv_from(&mut buf) => {
                 let Ok((len, from)) = received else { continue };
-                if let Err(refusal) = check_source(&own, from, false) {
+                if let Err(refusal) = guard.admit(from, false, std::time::Instant::now()) {
                     debug!(%from, "udp chat: not answered: {}", refusal.reason());
                     continue;
                 }

@@ -5,11 +5,19 @@
 //! another small service (echo, chargen) would have the two answer each
 //! other without end. Neither is ever answered; nothing is sent to say so.
 //! And since the reply goes wherever the source says, no reply may be more
-//! than [`DATAGRAM_MAX_AMPLIFICATION`] times the datagram it answers.
+//! than [`DATAGRAM_MAX_AMPLIFICATION`] times the datagram it answers, and
+//! each source address gets answers at a bounded rate, shared by all the
+//! services of one server ([`Guard`]).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::Instant;
 
-use crate::limits::DATAGRAM_MAX_AMPLIFICATION;
+use super::rate::RateLimit;
+use crate::limits::{
+    DATAGRAM_MAX_AMPLIFICATION, DATAGRAM_RATE_BURST, DATAGRAM_RATE_INTERVAL,
+    DATAGRAM_RATE_MAX_SOURCES,
+};
 
 /// Source ports never answered: echo, daytime, chargen and time (RFC 862,
 /// 867, 864, 868), which answer whatever reaches them, and NTP, whose
@@ -29,6 +37,8 @@ pub enum Refusal {
     /// It comes from a well-known service's port (echo, daytime, chargen,
     /// time, NTP), which would answer back.
     WellKnownPort,
+    /// Its source address is past its burst and rate.
+    OverRate,
 }
 
 impl Refusal {
@@ -37,6 +47,7 @@ impl Refusal {
         match self {
             Refusal::OwnPort => "from one of the server's own ports",
             Refusal::WellKnownPort => "from a well-known service port",
+            Refusal::OverRate => "the source is over its rate",
         }
     }
 }
@@ -102,6 +113,62 @@ pub fn check_source(own: &OwnAddresses, from: SocketAddr, ntp_client: bool) -> R
         return Err(Refusal::WellKnownPort);
     }
     Ok(())
+}
+
+/// What every datagram service of one server checks a source against: the
+/// server's own addresses and well-known ports, and one rate limit per
+/// source address for all the services together. Shared between the
+/// services' threads.
+#[derive(Debug)]
+pub struct Guard {
+    own: OwnAddresses,
+    rate: Mutex<RateLimit>,
+    penalize_loopback: bool,
+}
+
+impl Guard {
+    /// A guard for a server bound to `own`, with the rate limits in
+    /// [`crate::limits`]. Loopback sources are exempt from the rate limit
+    /// (benchmarks and local tools send fast) unless `penalize_loopback`.
+    pub fn new(own: OwnAddresses, penalize_loopback: bool) -> Guard {
+        let rate = RateLimit::new(
+            DATAGRAM_RATE_BURST,
+            DATAGRAM_RATE_INTERVAL,
+            DATAGRAM_RATE_MAX_SOURCES,
+        );
+        Guard {
+            own,
+            rate: Mutex::new(rate),
+            penalize_loopback,
+        }
+    }
+
+    /// Whether a datagram from `from`, received at `now`, may be answered;
+    /// it counts against the source's rate if it passes [`check_source`].
+    /// `ntp_client` says it is an NTP client request to the SNTP service.
+    pub fn admit(&self, from: SocketAddr, ntp_client: bool, now: Instant) -> Result<(), Refusal> {
+        check_source(&self.own, from, ntp_client)?;
+        let ip = from.ip().to_canonical();
+        if ip.is_loopback() && !self.penalize_loopback {
+            return Ok(());
+        }
+        // A panic elsewhere while holding the lock leaves counts, nothing
+        // that cannot be used.
+        let mut rate = self.rate.lock().unwrap_or_else(|e| e.into_inner());
+        if rate.over(ip, now) {
+            Err(Refusal::OverRate)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Source addresses whose rate is tracked now.
+    pub fn tracked_sources(&self) -> usize {
+        self.rate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sources()
+    }
 }
 
 /// The IP version a datagram travels over, which sets its header bytes.
@@ -190,6 +257,57 @@ mod tests {
         assert_eq!(check_source(&own, at("192.0.2.1:9000"), false), Ok(()));
         assert!(is_address_of_this_host("127.0.0.1".parse().unwrap()));
         assert!(!is_address_of_this_host("192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn every_service_draws_on_one_rate_per_source_and_loopback_is_exempt() {
+        let now = Instant::now();
+        let remote = at("192.0.2.8:40000");
+        let local = at("127.0.0.1:40000");
+        for penalize_loopback in [false, true] {
+            let guard = Guard::new(own(), penalize_loopback);
+            for _ in 0..DATAGRAM_RATE_BURST {
+                assert_eq!(guard.admit(remote, false, now), Ok(()));
+            }
+            // The same address on another port, to another service.
+            let again = at("192.0.2.8:40001");
+            assert_eq!(guard.admit(again, true, now), Err(Refusal::OverRate));
+            let later = now + DATAGRAM_RATE_INTERVAL;
+            assert_eq!(guard.admit(remote, false, later), Ok(()));
+            let local_answered = (0..100)
+                .filter(|_| guard.admit(local, false, now).is_ok())
+                .count();
+            let expected = if penalize_loopback {
+                DATAGRAM_RATE_BURST as usize
+            } else {
+                100
+            };
+            assert_eq!(local_answered, expected, "penalize {penalize_loopback}");
+        }
+    }
+
+    #[test]
+    fn the_guard_tracks_a_bounded_number_of_sources() {
+        let guard = Guard::new(OwnAddresses::default(), true);
+        let now = Instant::now();
+        for i in 0..2 * DATAGRAM_RATE_MAX_SOURCES as u32 {
+            let ip = IpAddr::from((0x0a00_0000 + i).to_be_bytes());
+            let _ = guard.admit(SocketAddr::new(ip, 40000), false, now);
+        }
+        assert_eq!(guard.tracked_sources(), DATAGRAM_RATE_MAX_SOURCES);
+    }
+
+    #[test]
+    fn refused_sources_do_not_spend_tokens() {
+        let guard = Guard::new(own(), true);
+        let now = Instant::now();
+        for _ in 0..100 {
+            assert_eq!(
+                guard.admit(at("127.0.0.1:9000"), false, now),
+                Err(Refusal::OwnPort)
+            );
+        }
+        assert_eq!(guard.admit(at("127.0.0.1:40000"), false, now), Ok(()));
     }
 
     #[test]

@@ -17,6 +17,7 @@
 pub mod chat;
 pub mod echo;
 pub mod guard;
+pub mod rate;
 pub mod sntp;
 pub mod time;
 
@@ -27,9 +28,7 @@ use std::time::{Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::limits::{
-    SNTP_BURST, SNTP_INTERVAL, SNTP_MAX_SOURCES, UDP_MAX_PAYLOAD_BYTES, UDP_RECEIVE_BUFFER_BYTES,
-};
+use crate::limits::{UDP_MAX_PAYLOAD_BYTES, UDP_RECEIVE_BUFFER_BYTES};
 
 /// The service a UDP socket runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,27 +87,27 @@ impl Service {
 /// What one service keeps between datagrams.
 struct State {
     service: Service,
-    own: Arc<guard::OwnAddresses>,
-    rate: sntp::RateLimit,
+    guard: Arc<guard::Guard>,
 }
 
 impl State {
     /// The reply to `request` from `from`, or `None` for silence: every
     /// service's answer passes the source check before and the
     /// amplification cap after.
-    fn answer(
-        &mut self,
-        request: &[u8],
-        from: SocketAddr,
-        received: SystemTime,
-    ) -> Option<Vec<u8>> {
+    fn answer(&self, request: &[u8], from: SocketAddr, received: SystemTime) -> Option<Vec<u8>> {
         let name = self.service.name();
         let ntp_client = self.service == Service::Sntp && sntp::is_client_request(request);
-        if let Err(refusal) = guard::check_source(&self.own, from, ntp_client) {
-            debug!(%from, "{name}: not answered: {}", refusal.reason());
-            return None;
-        }
-        let reply = self.reply(request, from, received)?;
+        // Over its rate, SNTP still tells a client to slow down (a reply no
+        // larger than the request); the others say nothing.
+        let limited = match self.guard.admit(from, ntp_client, Instant::now()) {
+            Ok(()) => false,
+            Err(guard::Refusal::OverRate) if ntp_client => true,
+            Err(refusal) => {
+                debug!(%from, "{name}: not answered: {}", refusal.reason());
+                return None;
+            }
+        };
+        let reply = self.reply(request, received, limited)?;
         let family = guard::Family::of(from);
         if guard::reply_fits(request.len(), reply.len(), family) {
             return Some(reply);
@@ -118,8 +117,9 @@ impl State {
         guard::reply_fits(request.len(), refusal.len(), family).then(|| refusal.into())
     }
 
-    /// What the service answers `request`, before the cap.
-    fn reply(&mut self, request: &[u8], from: SocketAddr, received: SystemTime) -> Option<Vec<u8>> {
+    /// What the service answers `request`, before the cap; `limited` says
+    /// its source is over its rate.
+    fn reply(&self, request: &[u8], received: SystemTime, limited: bool) -> Option<Vec<u8>> {
         let max = self.service.max_request_bytes();
         if request.len() > max {
             let refusal = format!(
@@ -133,14 +133,10 @@ impl State {
                 let now = chrono::DateTime::<chrono::Local>::from(received);
                 Some(time::reply(request, &now))
             }
-            Service::Sntp => {
-                let limited = request.len() >= sntp::PACKET_BYTES
-                    && self.rate.over(from.ip(), Instant::now());
-                match sntp::reply(request, received, SystemTime::now(), limited) {
-                    sntp::Reply::Drop => None,
-                    sntp::Reply::Time(out) | sntp::Reply::Rate(out) => Some(out.to_vec()),
-                }
-            }
+            Service::Sntp => match sntp::reply(request, received, SystemTime::now(), limited) {
+                sntp::Reply::Drop => None,
+                sntp::Reply::Time(out) | sntp::Reply::Rate(out) => Some(out.to_vec()),
+            },
             Service::Echo { upper } => Some(echo::reply(request, upper)),
         }
     }
@@ -151,7 +147,8 @@ impl State {
 const SHUTDOWN_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Serves `service` on `socket` until `cancel`, on the calling thread;
-/// `own` are the server's addresses, never answered.
+/// `guard` is what every datagram service of the server checks sources
+/// against.
 ///
 /// Each service has a thread of its own that blocks in `recvfrom`, as the
 /// simplest UDP server does: an async loop paid an `epoll_wait` whenever
@@ -160,7 +157,7 @@ const SHUTDOWN_CHECK: std::time::Duration = std::time::Duration::from_millis(100
 pub fn serve(
     socket: std::net::UdpSocket,
     service: Service,
-    own: Arc<guard::OwnAddresses>,
+    guard: Arc<guard::Guard>,
     cancel: CancellationToken,
 ) {
     if let Err(err) = socket
@@ -172,11 +169,7 @@ pub fn serve(
     }
     // One byte over the cap: a datagram that fills it was too large.
     let mut buf = vec![0u8; (service.max_request_bytes() + 1).min(UDP_RECEIVE_BUFFER_BYTES)];
-    let mut state = State {
-        service,
-        own,
-        rate: sntp::RateLimit::new(SNTP_BURST, SNTP_INTERVAL, SNTP_MAX_SOURCES),
-    };
+    let state = State { service, guard };
     while !cancel.is_cancelled() {
         let (len, from) = match socket.recv_from(&mut buf) {
             Ok(received) => received,

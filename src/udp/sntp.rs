@@ -1,6 +1,7 @@
 //! An SNTP server (RFC 4330; server mode of RFC 5905) as pure code: the
-//! reply to a request given the times the socket loop read, and a
-//! per-source rate limit. No sockets and no clock here.
+//! reply to a request given the times the socket loop read, and whether
+//! its source is over the rate every datagram service shares
+//! ([`super::rate`]). No sockets and no clock here.
 //!
 //! ```text
 //!  0       1       2       3
@@ -20,9 +21,7 @@
 //! reply is always 48 bytes, never more than the request, so the service
 //! cannot amplify traffic.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The size of an NTP packet without extensions, and of every reply.
 pub const PACKET_BYTES: usize = 48;
@@ -103,80 +102,6 @@ pub fn timestamp(time: SystemTime) -> [u8; 8] {
     out
 }
 
-/// Per-source token buckets: each address may send [`RateLimit::burst`]
-/// requests at once and one every [`RateLimit::interval`] after that.
-/// Memory is bounded by [`RateLimit::max_sources`]: the least recently seen
-/// source is forgotten first.
-#[derive(Debug)]
-pub struct RateLimit {
-    burst: f64,
-    interval: Duration,
-    max_sources: usize,
-    sources: HashMap<IpAddr, Bucket>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    seen: Instant,
-}
-
-impl RateLimit {
-    /// A limit of `burst` requests at once, then one per `interval`, for
-    /// at most `max_sources` addresses remembered.
-    pub fn new(burst: u32, interval: Duration, max_sources: usize) -> RateLimit {
-        RateLimit {
-            burst: f64::from(burst.max(1)),
-            interval,
-            max_sources: max_sources.max(1),
-            sources: HashMap::new(),
-        }
-    }
-
-    /// Records a request from `source` at `now`; true if it is over its
-    /// rate.
-    pub fn over(&mut self, source: IpAddr, now: Instant) -> bool {
-        if !self.sources.contains_key(&source) && self.sources.len() >= self.max_sources {
-            self.forget_oldest();
-        }
-        let burst = self.burst;
-        let interval = self.interval.as_secs_f64();
-        let bucket = self.sources.entry(source).or_insert(Bucket {
-            tokens: burst,
-            seen: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.seen).as_secs_f64();
-        if interval > 0.0 {
-            bucket.tokens = (bucket.tokens + elapsed / interval).min(burst);
-        } else {
-            bucket.tokens = burst;
-        }
-        bucket.seen = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            false
-        } else {
-            true
-        }
-    }
-
-    /// Addresses remembered now.
-    pub fn sources(&self) -> usize {
-        self.sources.len()
-    }
-
-    fn forget_oldest(&mut self) {
-        if let Some(oldest) = self
-            .sources
-            .iter()
-            .min_by_key(|(_, bucket)| bucket.seen)
-            .map(|(ip, _)| *ip)
-        {
-            self.sources.remove(&oldest);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,32 +169,6 @@ mod tests {
         assert_eq!(&out[24..32], &[1, 2, 3, 4, 5, 6, 7, 8]);
         // Only a well-formed request is kissed.
         assert_eq!(reply(&[0x23; 20], now, now, true), Reply::Drop);
-    }
-
-    #[test]
-    fn the_rate_limit_allows_a_burst_then_one_per_interval() {
-        let start = Instant::now();
-        let mut limit = RateLimit::new(3, Duration::from_secs(2), 100);
-        let a: IpAddr = "127.0.0.1".parse().unwrap();
-        let b: IpAddr = "127.0.0.2".parse().unwrap();
-        assert!(!limit.over(a, start));
-        assert!(!limit.over(a, start));
-        assert!(!limit.over(a, start));
-        assert!(limit.over(a, start), "burst spent");
-        assert!(!limit.over(b, start), "another source is not affected");
-        assert!(!limit.over(a, start + Duration::from_secs(2)), "refilled");
-        assert!(limit.over(a, start + Duration::from_secs(3)));
-    }
-
-    #[test]
-    fn the_rate_limit_remembers_a_bounded_number_of_sources() {
-        let start = Instant::now();
-        let mut limit = RateLimit::new(1, Duration::from_secs(60), 10);
-        for i in 0..1000u32 {
-            let ip = IpAddr::from(i.to_be_bytes());
-            limit.over(ip, start + Duration::from_millis(u64::from(i)));
-            assert!(limit.sources() <= 10);
-        }
     }
 
     proptest! {

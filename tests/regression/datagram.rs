@@ -288,3 +288,66 @@ fn udp_replies_are_never_over_four_times_their_request() {
     assert!(long.starts_with(b"* in lobby: "), "{long:?}");
     assert_within_four_times(padded.as_bytes(), &long);
 }
+
+/// Whether `reply` is an SNTP Kiss-o'-Death `RATE`.
+fn is_rate_kiss(reply: &[u8]) -> bool {
+    reply.len() == 48 && reply[1] == 0 && &reply[12..16] == b"RATE"
+}
+
+#[test]
+fn udp_services_share_one_rate_limit_per_source() {
+    let server = Server::start(&[
+        "--penalize-loopback",
+        "--udp-time",
+        "127.0.0.1:0",
+        "--udp-echo",
+        "127.0.0.1:0",
+        "--udp-chat",
+        "127.0.0.1:0",
+        "--sntp",
+        "127.0.0.1:0",
+    ]);
+    let time = server.service_addr("udp time");
+    let echo = server.service_addr("udp echo");
+    let chat = server.service_addr("udp chat");
+    let sntp = server.service_addr("sntp");
+    let started = std::time::Instant::now();
+    // One source, 40 datagrams at once, ten to each service.
+    let source = bind("127.0.0.4", 0);
+    for _ in 0..10 {
+        source.send_to(b"%Y", time).unwrap();
+        source.send_to(b"echo", echo).unwrap();
+        source.send_to(b"/dance", chat).unwrap();
+        source.send_to(&ntp_client_request(), sntp).unwrap();
+    }
+    // Another source has a bucket of its own.
+    answered_everything_before(time, "127.0.0.5", b"");
+    answered_everything_before(echo, "127.0.0.5", b"");
+    answered_everything_before(chat, "127.0.0.5", b"/dance");
+    answered_everything_before(sntp, "127.0.0.5", &ntp_client_request());
+    let elapsed = started.elapsed().as_secs_f64().ceil() as usize;
+    let replies = queued(&source);
+    let kisses = replies.iter().filter(|r| is_rate_kiss(r)).count();
+    let answered = replies.len() - kisses;
+    // A burst of 8, then one a second, across all four services.
+    assert!(
+        (8..=8 + elapsed + 1).contains(&answered),
+        "{answered} answered in {elapsed} s (and {kisses} kisses)"
+    );
+    let sntp_replies = replies.iter().filter(|r| r.len() == 48).count();
+    assert_eq!(sntp_replies, 10, "SNTP kisses what it does not answer");
+    assert!(kisses >= 1, "{answered} answered, no kiss");
+}
+
+#[test]
+fn loopback_sources_are_exempt_from_the_datagram_rate_limit() {
+    let server = Server::start(&["--sntp", "127.0.0.1:0", "--udp-echo", "127.0.0.1:0"]);
+    let sntp = server.service_addr("sntp");
+    let echo = server.service_addr("udp echo");
+    let client = bind("127.0.0.1", 0);
+    for i in 0..20 {
+        let reply = ask_from(&client, sntp, &ntp_client_request());
+        assert!(!is_rate_kiss(&reply), "request {i} was kissed");
+        assert_eq!(ask_from(&client, echo, b"again"), b"again");
+    }
+}
