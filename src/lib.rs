@@ -19,6 +19,7 @@
 //! - [`limits`]: every cap and deadline, with its reason.
 //! - [`log`]: peer text made safe for a log line, and a stderr writer that
 //!   never stalls or stops the server.
+//! - [`escape`]: peer text made safe for a terminal.
 //! - [`error`]: the library's error, its exit code and hint.
 //!
 //! The binary's CLI (`src/cli/`) is a thin shell over this library.
@@ -26,6 +27,7 @@
 pub mod client;
 pub mod connection;
 pub mod error;
+pub mod escape;
 pub mod limits;
 pub mod log;
 pub mod protocol;

@@ -1,33 +1,11 @@
 //! Printing what the other end sent. Peer bytes never reach a terminal raw:
-//! control characters are escaped so a hostile server cannot move the
-//! cursor, retitle the window or hide text. Output to a pipe or file is
-//! exact, so scripts get the bytes they asked for.
+//! they pass [`ferry::escape`] so a hostile server cannot move the cursor,
+//! retitle the window or hide text. Output to a pipe or file is exact, so
+//! scripts get the bytes they asked for.
 
 use std::io::{self, IsTerminal, Write};
 
-/// Escapes control characters (but not newline or tab) and invalid UTF-8 for
-/// display, in the style of Rust's `escape_debug`: `\u{1b}`, `\xff`.
-pub fn escape_for_terminal(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c.is_control() && c != '\n' && c != '\t' {
-                out.extend(c.escape_default());
-            } else {
-                out.push(c);
-            }
-        }
-        for byte in chunk.invalid() {
-            out.push_str(&format!("\\x{byte:02x}"));
-        }
-    }
-    out
-}
-
-/// Escapes a message from the peer for one line of stderr: newlines too.
-pub fn escape_line(text: &str) -> String {
-    escape_for_terminal(text.as_bytes()).replace('\n', "\\n")
-}
+pub use ferry::escape::{escape_for_terminal, escape_line};
 
 /// Writes a line of peer text (names, listings) to stdout with control
 /// characters always escaped, so a hostile name cannot forge lines or
@@ -86,15 +64,5 @@ mod tests {
         assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00");
         assert_eq!(format_utc(1_764_165_789), "2025-11-26 14:03:09");
         assert_eq!(format_utc(-1), "1969-12-31 23:59:59");
-    }
-
-    #[test]
-    fn control_characters_and_bad_utf8_are_escaped() {
-        assert_eq!(escape_for_terminal(b"ok\ttab\nline"), "ok\ttab\nline");
-        assert_eq!(escape_for_terminal(b"\x1b[31mred"), "\\u{1b}[31mred");
-        assert_eq!(escape_for_terminal(b"a\xffb"), "a\\xffb");
-        assert_eq!(escape_for_terminal("\u{9b}x".as_bytes()), "\\u{9b}x");
-        assert_eq!(escape_for_terminal("héllo".as_bytes()), "héllo");
-        assert_eq!(escape_line("two\nlines\r"), "two\\nlines\\r");
     }
 }
