@@ -351,3 +351,44 @@ fn loopback_sources_are_exempt_from_the_datagram_rate_limit() {
         assert_eq!(ask_from(&client, echo, b"again"), b"again");
     }
 }
+
+#[test]
+fn terminal_escaper_shows_unicode_format_characters() {
+    let server = crate::chat::chat_server(&[]);
+    let bob = crate::chat::Listener::start(&server, "bob", &[]);
+    // A right-to-left override turns what follows around on the screen,
+    // and zero-width characters hide inside words.
+    let sneaky = "invoice\u{202e}fdp.exe\u{200b} \u{2066}x\u{2069}\u{feff}\u{ad}";
+    let run = crate::chat::chat(&server, &["--name", "mallory", "--send", sneaky]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let line = bob.expect(|l| l.starts_with("[lobby] mallory:"));
+    assert_eq!(
+        line,
+        "[lobby] mallory: invoice\\u{202e}fdp.exe\\u{200b} \\u{2066}x\\u{2069}\\u{feff}\\u{ad}"
+    );
+}
+
+#[test]
+fn chat_names_refuse_unicode_format_characters() {
+    let server = crate::chat::chat_server(&["--udp-chat", "127.0.0.1:0"]);
+    for name in [
+        "ali\u{202e}ce",
+        "\u{200b}bob",
+        "carol\u{2066}",
+        "dave\u{feff}",
+    ] {
+        let run = crate::chat::chat(&server, &["--name", name, "--send", "hi"]);
+        assert_eq!(run.code, 1, "{name:?} was taken: {run:?}");
+        assert!(run.stderr.contains("format"), "{run:?}");
+        let run = crate::chat::chat(&server, &["--name", "erin", "--room", name, "--send", "hi"]);
+        assert_eq!(run.code, 1, "room {name:?} was taken: {run:?}");
+    }
+    let udp = bind("127.0.0.1", 0);
+    let chat = server.service_addr("udp chat");
+    let answer = ask_from(&udp, chat, "/nick ali\u{202e}ce".as_bytes());
+    assert!(
+        answer.starts_with(b"error: "),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+}

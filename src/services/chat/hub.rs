@@ -16,6 +16,8 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::escape::is_format_char;
+
 /// The room everyone starts in.
 pub const DEFAULT_ROOM: &str = "lobby";
 
@@ -136,8 +138,9 @@ pub struct Hub {
     members: Mutex<HashMap<String, Member>>,
 }
 
-/// Checks a name or room name: 1 to `max` bytes, no spaces, no control
-/// characters, no leading `/`.
+/// Checks a name or room name: 1 to `max` bytes, no spaces, no control or
+/// format characters (zero-width, bidi overrides: two names that look the
+/// same must be the same name), no leading `/`.
 pub fn check_name(what: &str, name: &str, max: usize) -> Result<(), HubError> {
     if name.is_empty() || name.len() > max {
         return Err(HubError::BadName(format!(
@@ -145,9 +148,11 @@ pub fn check_name(what: &str, name: &str, max: usize) -> Result<(), HubError> {
             name.len()
         )));
     }
-    if name.starts_with('/') || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    let invisible = |c: char| c.is_whitespace() || c.is_control() || is_format_char(c);
+    if name.starts_with('/') || name.chars().any(invisible) {
         return Err(HubError::BadName(format!(
-            "a {what} has no spaces, control characters or leading `/`: {name:?}"
+            "a {what} has no spaces, control or format characters (zero-width, bidi) or \
+             leading `/`: {name:?}"
         )));
     }
     Ok(())
@@ -491,7 +496,16 @@ mod tests {
             Err(HubError::Full(4))
         );
         hub.leave("d");
-        for bad in ["", "has space", "tab\t", "/slash", "x".repeat(17).as_str()] {
+        let long = "x".repeat(17);
+        for bad in [
+            "",
+            "has space",
+            "tab\t",
+            "/slash",
+            &long,
+            "a\u{202e}b",
+            "\u{200b}",
+        ] {
             assert!(
                 matches!(
                     hub.join(bad, "lobby", Sink::Framed(tx.clone())),
