@@ -7,6 +7,10 @@
 //! renames it (refused if taken), so framed clients can `/msg` it by name.
 //! An address silent for the idle timeout is dropped from the hub. The
 //! users kept, the datagrams queued and the size of one are all bounded.
+//!
+//! A plain UDP client prints what it receives as it is, so every line the
+//! gateway sends passes [`escape_line`] first, as `ferry chat` prints: no
+//! newline, escape sequence or bidi override reaches its terminal raw.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,6 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use crate::escape::escape_line;
 use crate::limits::{CHAT_GATEWAY_MAX_USERS, UDP_RECEIVE_BUFFER_BYTES};
 use crate::services::chat::hub::{Event, Hub, Sink, DEFAULT_ROOM};
 use crate::services::chat::line::{self, Line};
@@ -56,7 +61,7 @@ pub async fn serve(
             biased;
             _ = cancel.cancelled() => break,
             Some((addr, event)) = outgoing.recv() => {
-                let _ = socket.send_to(event.line().as_bytes(), addr).await;
+                let _ = socket.send_to(escape_line(&event.line()).as_bytes(), addr).await;
             }
             received = socket.recv_from(&mut buf) => {
                 let Ok((len, from)) = received else { continue };
@@ -72,6 +77,7 @@ pub async fn serve(
                         Err(_) => Some("error: chat lines are UTF-8 text".into()),
                     }
                 };
+                let reply = reply.map(|reply| escape_line(&reply));
                 if let Some(reply) = reply.and_then(|reply| within_cap(len, from, reply)) {
                     let _ = socket.send_to(reply.as_bytes(), from).await;
                 }

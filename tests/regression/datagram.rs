@@ -392,3 +392,50 @@ fn chat_names_refuse_unicode_format_characters() {
         String::from_utf8_lossy(&answer)
     );
 }
+
+/// Receives datagrams on `socket` until one satisfies `matches`.
+fn expect_datagram(socket: &UdpSocket, matches: impl Fn(&str) -> bool) -> String {
+    let mut buf = vec![0u8; 70_000];
+    let mut seen = Vec::new();
+    loop {
+        let len = socket
+            .recv(&mut buf)
+            .unwrap_or_else(|_| panic!("no such datagram; saw {seen:?}"));
+        let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+        if matches(&text) {
+            return text;
+        }
+        seen.push(text);
+    }
+}
+
+#[test]
+fn udp_chat_gateway_escapes_every_line_it_sends() {
+    let server = crate::chat::chat_server(&["--udp-chat", "127.0.0.1:0"]);
+    let chat = server.service_addr("udp chat");
+    let qq = bind("127.0.0.1", 0);
+    qq.connect(chat).unwrap();
+    qq.send(b"/nick qq").unwrap();
+    let nick = expect_datagram(&qq, |t| t.starts_with("* you are now"));
+    let qq_name = nick.trim_start_matches("* you are now ").to_string();
+
+    let forged = "hi\n[lobby] admin: fake \u{1b}[2J\u{202e}";
+    let run = crate::chat::chat(&server, &["--name", "mallory", "--send", forged]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let line = expect_datagram(&qq, |t| t.contains("mallory:"));
+    assert_eq!(
+        line,
+        "[lobby] mallory: hi\\n[lobby] admin: fake \\u{1b}[2J\\u{202e}"
+    );
+    let run = crate::chat::chat(
+        &server,
+        &["--name", "mallory", "--send", "a\rb\u{7}", "--to", &qq_name],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let line = expect_datagram(&qq, |t| t.starts_with("[private]"));
+    assert_eq!(line, "[private] mallory: a\\rb\\u{7}");
+    // What the gateway answers itself, too: here the line's own word.
+    qq.send("/\u{1b}]0;owned\u{7}".as_bytes()).unwrap();
+    let error = expect_datagram(&qq, |t| t.starts_with("error: unknown command"));
+    assert!(error.contains("/\\u{1b}]0;owned\\u{7}"), "{error:?}");
+}
