@@ -17,7 +17,8 @@ use super::{connect, GlobalArgs};
 /// `ferry chat` arguments.
 #[derive(Debug, Args)]
 pub struct ChatArgs {
-    /// Your name in the chat; unique on the server.
+    /// Your name in the chat; unique on the server, not starting with `~`
+    /// (the mark of the UDP gateway's members).
     #[arg(long, value_name = "NAME")]
     name: String,
 
@@ -29,7 +30,7 @@ pub struct ChatArgs {
     #[arg(long, value_name = "TEXT", conflicts_with = "listen")]
     send: Option<String>,
 
-    /// With --send: to this user alone.
+    /// With --send: to this user alone (a UDP gateway member as '~NAME').
     #[arg(long, value_name = "NAME", requires = "send")]
     to: Option<String>,
 

@@ -3,8 +3,10 @@
 //! line from that address, and what the hub has for it comes back as
 //! datagrams, one line each.
 //!
-//! A new address joins the default room as `udp-IP:PORT`; `/nick NAME`
-//! renames it (refused if taken), so framed clients can `/msg` it by name.
+//! A new address joins the default room as `~udp-IP:PORT`; `/nick NAME`
+//! renames it `~NAME` (refused if taken), so framed clients can `/msg` it
+//! by name. The `~` is the hub's mark of a gateway member, whom nobody
+//! can mistake for a client with the token.
 //! An address silent for the idle timeout is dropped from the hub. The
 //! users kept, the datagrams queued and the size of one are all bounded.
 //!
@@ -25,7 +27,7 @@ use tracing::debug;
 
 use crate::escape::escape_line;
 use crate::limits::{CHAT_GATEWAY_MAX_USERS, UDP_RECEIVE_BUFFER_BYTES};
-use crate::services::chat::hub::{Event, Hub, Sink, DEFAULT_ROOM};
+use crate::services::chat::hub::{Event, Hub, Sink, DEFAULT_ROOM, GATEWAY_NAME_PREFIX};
 use crate::services::chat::line::{self, Line};
 use crate::udp::guard::{reply_fits, Family, Guard};
 
@@ -116,6 +118,14 @@ fn within_cap(request_bytes: usize, from: SocketAddr, reply: String) -> Option<S
     }
 }
 
+/// The hub name for `/nick NAME`: NAME with the gateway's prefix, which
+/// framed names never have, so a gateway member can never pass for a
+/// token holder. `/nick ~NAME` is the same.
+fn gateway_name(nick: &str) -> String {
+    let bare = nick.strip_prefix(GATEWAY_NAME_PREFIX).unwrap_or(nick);
+    format!("{GATEWAY_NAME_PREFIX}{bare}")
+}
+
 /// Acts on one line from `from`; returns what to answer it directly.
 fn handle(
     hub: &Hub,
@@ -130,7 +140,7 @@ fn handle(
                 "error: the gateway has its maximum of {CHAT_GATEWAY_MAX_USERS} users; try later"
             ));
         }
-        let name = format!("udp-{from}");
+        let name = format!("{GATEWAY_NAME_PREFIX}udp-{from}");
         let sink = Sink::Datagram {
             addr: from,
             out: out.clone(),
@@ -157,10 +167,14 @@ fn handle(
         Line::Join(room) => hub
             .move_to(&name, room)
             .map(|()| Some(format!("* you are in {room}"))),
-        Line::Nick(new) => hub.rename(&name, new).map(|()| {
-            user.name = new.to_string();
-            Some(format!("* you are now {new}"))
-        }),
+        Line::Nick(new) => {
+            let new = gateway_name(new);
+            hub.rename(&name, &new).map(|()| {
+                let reply = format!("* you are now {new}");
+                user.name = new;
+                Some(reply)
+            })
+        }
         Line::Quit => {
             hub.leave(&name);
             users.remove(&from);
@@ -209,20 +223,25 @@ mod tests {
         let b: SocketAddr = "127.0.0.1:5001".parse().unwrap();
         assert_eq!(
             handle(&hub, &out, &mut users, a, "/nick alex"),
-            Some("* you are now alex".into())
+            Some("* you are now ~alex".into())
         );
         assert_eq!(
             handle(&hub, &out, &mut users, b, "/nick alex").unwrap(),
-            "error: the name \"alex\" is taken; pick another"
+            "error: the name \"~alex\" is taken; pick another"
+        );
+        assert_eq!(
+            handle(&hub, &out, &mut users, b, "/nick ~alex").unwrap(),
+            "error: the name \"~alex\" is taken; pick another",
+            "the prefix typed or not, one name"
         );
         while outgoing.try_recv().is_ok() {}
         assert_eq!(handle(&hub, &out, &mut users, b, "hello"), None);
         let (to, event) = outgoing.try_recv().unwrap();
         assert_eq!(to, a);
-        assert_eq!(event.line(), "[lobby] udp-127.0.0.1:5001: hello");
+        assert_eq!(event.line(), "[lobby] ~udp-127.0.0.1:5001: hello");
         assert_eq!(
             handle(&hub, &out, &mut users, b, "/who").unwrap(),
-            "* in lobby: alex, udp-127.0.0.1:5001"
+            "* in lobby: ~alex, ~udp-127.0.0.1:5001"
         );
         assert_eq!(
             handle(&hub, &out, &mut users, a, "/quit"),

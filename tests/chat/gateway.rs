@@ -38,18 +38,19 @@ fn a_plain_udp_socket_chats_with_framed_clients_both_ways() {
     let server = chat_server(&["--udp-chat", "127.0.0.1:0"]);
     let bob = Listener::start(&server, "bob", &[]);
     let qq = udp_user(&server);
+    // Gateway names carry a `~`, which framed names cannot.
     say(&qq, "/nick 狗哥alex");
-    expect(&qq, |t| t == "* you are now 狗哥alex");
-    bob.expect(|l| l.contains("is now 狗哥alex"));
+    expect(&qq, |t| t == "* you are now ~狗哥alex");
+    bob.expect(|l| l.contains("is now ~狗哥alex"));
 
     say(&qq, "hello room");
-    bob.expect(|l| l == "[lobby] 狗哥alex: hello room");
+    bob.expect(|l| l == "[lobby] ~狗哥alex: hello room");
     say(&qq, "/msg bob just you");
-    bob.expect(|l| l == "[private] 狗哥alex: just you");
+    bob.expect(|l| l == "[private] ~狗哥alex: just you");
 
     let run = chat(
         &server,
-        &["--name", "alice", "--send", "hi alex", "--to", "狗哥alex"],
+        &["--name", "alice", "--send", "hi alex", "--to", "~狗哥alex"],
     );
     assert_eq!(run.code, 0, "{run:?}");
     expect(&qq, |t| t == "[private] alice: hi alex");
@@ -58,11 +59,11 @@ fn a_plain_udp_socket_chats_with_framed_clients_both_ways() {
     expect(&qq, |t| t == "[lobby] alice: hi room");
 
     say(&qq, "/who");
-    expect(&qq, |t| t == "* in lobby: bob, 狗哥alex");
+    expect(&qq, |t| t == "* in lobby: bob, ~狗哥alex");
     let other = udp_user(&server);
-    say(&other, "/nick bob");
+    say(&other, "/nick 狗哥alex");
     expect(&other, |t| {
-        t.starts_with("error: the name \"bob\" is taken")
+        t.starts_with("error: the name \"~狗哥alex\" is taken")
     });
 }
 

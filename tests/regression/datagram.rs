@@ -439,3 +439,47 @@ fn udp_chat_gateway_escapes_every_line_it_sends() {
     let error = expect_datagram(&qq, |t| t.starts_with("error: unknown command"));
     assert!(error.contains("/\\u{1b}]0;owned\\u{7}"), "{error:?}");
 }
+
+#[test]
+fn udp_chat_gateway_cannot_take_a_token_holders_name() {
+    let server = crate::chat::chat_server(&["--udp-chat", "127.0.0.1:0"]);
+    let chat = server.service_addr("udp chat");
+    let impostor = bind("127.0.0.1", 0);
+    impostor.connect(chat).unwrap();
+    impostor.send(b"/nick alice").unwrap();
+    let nick = expect_datagram(&impostor, |t| {
+        t.starts_with("* you are now") || t.starts_with("error")
+    });
+    assert_eq!(nick, "* you are now ~alice");
+    // The real alice, with the token, still gets her name, and reaches
+    // the gateway member by his.
+    let run = crate::chat::chat(
+        &server,
+        &[
+            "--name",
+            "alice",
+            "--send",
+            "who are you?",
+            "--to",
+            "~alice",
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    expect_datagram(&impostor, |t| t == "[private] alice: who are you?");
+    // Nobody with the token can take a gateway name either.
+    let run = crate::chat::chat(&server, &["--name", "~bob", "--send", "hi"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("~"), "{run:?}");
+    // A gateway member without a nick has the prefix too, and another
+    // reaches him with /msg.
+    let other = bind("127.0.0.1", 0);
+    other.connect(chat).unwrap();
+    other.send(b"/who").unwrap();
+    let who = expect_datagram(&other, |t| t.starts_with("* in lobby"));
+    let own = format!("~udp-{}", other.local_addr().unwrap());
+    assert!(who.contains(&own), "{who}");
+    impostor
+        .send(format!("/msg {own} psst").as_bytes())
+        .unwrap();
+    expect_datagram(&other, |t| t == "[private] ~alice: psst");
+}

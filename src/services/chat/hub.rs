@@ -1,5 +1,8 @@
 //! The chat hub: who is connected, in which room, and delivery. Framed
-//! clients and the UDP gateway's users share one namespace of names.
+//! clients and the UDP gateway's users share one namespace of names, split
+//! by a prefix: a gateway member's name starts with
+//! [`GATEWAY_NAME_PREFIX`] and a framed client's never does, so nobody
+//! without the token can pass for someone who has it, online or not.
 //!
 //! Delivery happens under the hub's lock, in the order calls arrive, so
 //! each sender's messages reach everyone in order. Nothing here waits: a
@@ -20,6 +23,10 @@ use crate::escape::is_format_char;
 
 /// The room everyone starts in.
 pub const DEFAULT_ROOM: &str = "lobby";
+
+/// What every UDP gateway member's name starts with, and no framed
+/// client's may.
+pub const GATEWAY_NAME_PREFIX: char = '~';
 
 /// The hub's caps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +165,22 @@ pub fn check_name(what: &str, name: &str, max: usize) -> Result<(), HubError> {
     Ok(())
 }
 
+/// Checks that `name` has the gateway's prefix if and only if `sink` is a
+/// gateway member's.
+fn check_prefix(name: &str, sink: &Sink) -> Result<(), HubError> {
+    let prefixed = name.starts_with(GATEWAY_NAME_PREFIX);
+    match sink {
+        Sink::Framed(_) if prefixed => Err(HubError::BadName(format!(
+            "names starting with `{GATEWAY_NAME_PREFIX}` belong to the UDP gateway's members; \
+             pick one without it"
+        ))),
+        Sink::Datagram { .. } if !prefixed || name.len() == 1 => Err(HubError::BadName(format!(
+            "a UDP gateway member's name is `{GATEWAY_NAME_PREFIX}` and then at least one character"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 impl Hub {
     /// An empty hub.
     pub fn new(limits: ChatLimits) -> Hub {
@@ -181,6 +204,7 @@ impl Hub {
     /// Adds `name` to `room`, and tells the room.
     pub fn join(&self, name: &str, room: &str, sink: Sink) -> Result<(), HubError> {
         check_name("name", name, self.limits.max_name_bytes)?;
+        check_prefix(name, &sink)?;
         check_name("room", room, self.limits.max_name_bytes)?;
         let mut members = self.lock();
         if members.contains_key(name) {
@@ -295,9 +319,11 @@ impl Hub {
         if members.contains_key(new) {
             return Err(HubError::NameTaken(new.into()));
         }
-        let Some(member) = members.remove(old) else {
+        let Some(member) = members.get(old) else {
             return Err(HubError::NoSuchUser(old.into()));
         };
+        check_prefix(new, &member.sink)?;
+        let member = members.remove(old).expect("looked up above");
         let room = member.room.clone();
         members.insert(new.into(), member);
         let notice = Event::Notice {
@@ -481,6 +507,39 @@ mod tests {
         assert!(queued.len() <= LIMITS.max_queue, "{queued:?}");
         assert!(slow.try_recv().is_err(), "its queue is closed");
         assert!(hub.who("fast").is_ok());
+    }
+
+    #[test]
+    fn gateway_members_and_framed_clients_cannot_take_each_others_names() {
+        let hub = Hub::new(LIMITS);
+        let (out, _outgoing) = mpsc::channel(4);
+        let datagram = || Sink::Datagram {
+            addr: "127.0.0.1:5000".parse().unwrap(),
+            out: out.clone(),
+        };
+        let (tx, _rx) = mpsc::channel(1);
+        assert!(matches!(
+            hub.join("~bob", "lobby", Sink::Framed(tx.clone())),
+            Err(HubError::BadName(_))
+        ));
+        for bad in ["bob", "~"] {
+            assert!(matches!(
+                hub.join(bad, "lobby", datagram()),
+                Err(HubError::BadName(_))
+            ));
+        }
+        hub.join("~bob", "lobby", datagram()).unwrap();
+        hub.join("alice", "lobby", Sink::Framed(tx)).unwrap();
+        assert!(matches!(
+            hub.rename("~bob", "carol"),
+            Err(HubError::BadName(_))
+        ));
+        assert!(matches!(
+            hub.rename("alice", "~alice"),
+            Err(HubError::BadName(_))
+        ));
+        hub.rename("~bob", "~carol").unwrap();
+        assert_eq!(hub.len(), 2);
     }
 
     #[test]
