@@ -171,7 +171,9 @@ pub const CHAT: crate::services::chat::hub::ChatLimits = crate::services::chat::
 };
 
 /// Users the UDP chat gateway keeps at once; past it a new address is
-/// told the gateway is full.
+/// told the gateway is full. A quarter of the hub: anyone can send a
+/// datagram from many addresses, and they must not crowd out the clients
+/// with the token.
 pub const CHAT_GATEWAY_MAX_USERS: usize = 256;
 
 /// Bytes every UDP service reads a datagram into. The largest UDP payload
@@ -219,6 +221,7 @@ pub const MAX_SWEPT_DIRS: usize = 1024;
 // Checked when the crate compiles: the caps fit together.
 const _: () = {
     assert!(UDP_MAX_PAYLOAD_BYTES < UDP_RECEIVE_BUFFER_BYTES);
+    assert!(CHAT_GATEWAY_MAX_USERS * 4 <= CHAT.max_members);
     assert!(crate::udp::time::MAX_FORMAT_BYTES < UDP_RECEIVE_BUFFER_BYTES);
     assert!(
         DATAGRAM_RATE_BURST >= 4,

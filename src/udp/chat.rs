@@ -215,6 +215,38 @@ mod tests {
     }
 
     #[test]
+    fn the_gateway_holds_at_most_its_limit_of_users() {
+        let hub = Hub::new(ChatLimits {
+            max_members: 4 * CHAT_GATEWAY_MAX_USERS,
+            ..crate::limits::CHAT
+        });
+        let (out, _outgoing) = mpsc::channel(16);
+        let mut users = HashMap::new();
+        let addr = |i: usize| SocketAddr::from(([127, 0, 0, 1], 10_000 + i as u16));
+        for i in 0..CHAT_GATEWAY_MAX_USERS {
+            let nick = format!("/nick u{i}");
+            assert!(handle(&hub, &out, &mut users, addr(i), &nick)
+                .unwrap()
+                .starts_with("* you are now"));
+        }
+        let full = format!(
+            "error: the gateway has its maximum of {CHAT_GATEWAY_MAX_USERS} users; try later"
+        );
+        for i in CHAT_GATEWAY_MAX_USERS..2 * CHAT_GATEWAY_MAX_USERS {
+            assert_eq!(
+                handle(&hub, &out, &mut users, addr(i), "hi"),
+                Some(full.clone())
+            );
+        }
+        assert_eq!(users.len(), CHAT_GATEWAY_MAX_USERS);
+        assert_eq!(hub.len(), CHAT_GATEWAY_MAX_USERS);
+        // A place freed is a place taken again.
+        handle(&hub, &out, &mut users, addr(0), "/quit");
+        assert_eq!(handle(&hub, &out, &mut users, addr(9999), "hi"), None);
+        assert_eq!(hub.len(), CHAT_GATEWAY_MAX_USERS);
+    }
+
+    #[test]
     fn a_new_address_joins_and_can_take_a_name() {
         let hub = hub();
         let (out, mut outgoing) = mpsc::channel(16);
