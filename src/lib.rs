@@ -14,8 +14,9 @@
 //! - [`services`]: one module per `cmd`, and the request dispatch.
 //! - [`server`]: listeners, one task per connection, limits, shutdown.
 //! - [`client`]: connect, pin, hello, and one file per service.
-//! - [`udp`]: the datagram services (time, SNTP, echo): one socket loop
-//!   and pure reply builders.
+//! - [`udp`]: the datagram services (time, SNTP, echo, the chat gateway):
+//!   one socket loop, pure reply builders, and the guard every one of them
+//!   answers through (source checks, rate, amplification cap).
 //! - [`limits`]: every cap and deadline, with its reason.
 //! - [`log`]: peer text made safe for a log line, and a stderr writer that
 //!   never stalls or stops the server.

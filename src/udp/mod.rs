@@ -10,9 +10,11 @@
 //! service accepts, so one that is too large is seen and refused with an
 //! error datagram, never silently cut.
 //!
-//! A UDP source address is whatever the sender wrote, so before any
-//! service answers, [`guard`] decides whether the source may be answered
-//! at all.
+//! A UDP source address is whatever the sender wrote, so every service,
+//! the gateway included, answers through one [`guard::Guard`] per server:
+//! no answer to the server's own ports or to well-known service ports, one
+//! rate limit per source address ([`rate`]), and no reply over 4x the
+//! datagram it answers, checked here, after the service's pure code.
 
 pub mod chat;
 pub mod echo;
@@ -84,7 +86,8 @@ impl Service {
     }
 }
 
-/// What one service keeps between datagrams.
+/// What one service's loop answers with: the service, and the guard all
+/// the server's datagram services share.
 struct State {
     service: Service,
     guard: Arc<guard::Guard>,
