@@ -109,6 +109,7 @@ pub struct Client {
     conn: Connection<Stream>,
     welcome: Welcome,
     notices: Vec<Notice>,
+    key_exchange_group: Option<String>,
 }
 
 impl Client {
@@ -118,6 +119,7 @@ impl Client {
         let token = options.resolve_token()?;
         let endpoint = options.server.to_string();
         let mut notices = Vec::new();
+        let mut key_exchange_group = None;
         let raw = tokio::time::timeout(options.connect_timeout, connect_raw(&options.server))
             .await
             .unwrap_or_else(|_| {
@@ -160,6 +162,7 @@ impl Client {
                 if let Some(notice) = check_pin(options, &endpoint, offered)? {
                     notices.push(notice);
                 }
+                key_exchange_group = tls::key_exchange_group(tls_stream.get_ref().1);
                 Stream::ClientTls(Box::new(tls_stream))
             }
             (raw, _) => raw,
@@ -203,12 +206,19 @@ impl Client {
             conn,
             welcome,
             notices,
+            key_exchange_group,
         })
     }
 
     /// The server's welcome: its version and services.
     pub fn welcome(&self) -> &Welcome {
         &self.welcome
+    }
+
+    /// The TLS key exchange group the server agreed to, as IANA names it
+    /// (`X25519MLKEM768`); `None` over plaintext or a Unix socket.
+    pub fn key_exchange_group(&self) -> Option<&str> {
+        self.key_exchange_group.as_deref()
     }
 
     /// Notices from connecting (a new pin), for the caller to show.

@@ -259,7 +259,7 @@ fn check_hello(header: &Header, token: &str) -> Result<(), (ErrorCode, String)> 
 /// Compares tokens in constant time. Both are hashed first so that neither
 /// the content nor the length of the real token leaks through timing.
 fn tokens_match(given: &str, expected: &str) -> bool {
-    let digest = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+    let digest = |s: &str| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
     digest(given)
         .as_ref()
         .ct_eq(digest(expected).as_ref())
