@@ -5,6 +5,7 @@
 //! idle connections close at once), close the task tracker, and wait for
 //! requests in flight up to the drain deadline.
 
+pub mod penalty;
 pub mod session;
 pub mod state;
 mod unframed;
@@ -60,6 +61,9 @@ pub struct Config {
     /// Allow plaintext and token-less listeners off loopback
     /// (`--allow-remote-plaintext`).
     pub allow_remote_plaintext: bool,
+    /// Refuse sources that failed to log in, for a time that doubles with
+    /// each failure (on unless `--no-penalties`); see [`penalty`].
+    pub penalties: bool,
     /// Apply per-source penalties and rate limits to loopback sources too
     /// (`--penalize-loopback`); they are exempt by default.
     pub penalize_loopback: bool,
@@ -119,6 +123,8 @@ impl Config {
 /// What every connection task shares.
 pub(crate) struct Shared {
     pub token: String,
+    /// Login penalties per source; `None` with `--no-penalties`.
+    pub penalties: Option<std::sync::Mutex<penalty::Penalties>>,
     pub tls: Option<TlsAcceptor>,
     pub limits: Limits,
     pub handshakes: Arc<Semaphore>,
@@ -219,8 +225,17 @@ impl Server {
         let chat = Arc::new(crate::services::chat::hub::Hub::new(crate::limits::CHAT));
         let max_list_bytes = config.limits.max_list_bytes;
         let max_commands = config.limits.max_commands;
+        let penalties = config.penalties.then(|| {
+            std::sync::Mutex::new(penalty::Penalties::new(penalty::PenaltyPolicy {
+                min: config.limits.penalty_min,
+                max: config.limits.penalty_max,
+                max_sources: crate::limits::PENALTY_MAX_SOURCES,
+                penalize_loopback: config.penalize_loopback,
+            }))
+        });
         let shared = Arc::new(Shared {
             token: state.token.clone(),
+            penalties,
             tls,
             handshakes: Arc::new(Semaphore::new(config.limits.max_handshakes)),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
