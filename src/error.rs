@@ -184,8 +184,8 @@ impl Error {
                 Some("compare with the fingerprint `ferry serve` prints at start".into())
             }
             Error::NoToken { looked_in, .. } => Some(format!(
-                "pass --token or set FERRY_TOKEN; the token is in the `token` file of the \
-                 server's state directory{}",
+                "copy the `token` file of the server's state directory (mode 0600) and pass \
+                 --token-file PATH or set FERRY_TOKEN_FILE{}",
                 looked_in
                     .as_ref()
                     .map(|p| format!(" (looked for {} here)", p.display()))
@@ -193,8 +193,8 @@ impl Error {
             )),
             Error::Refused(reply) => match reply.known_code() {
                 Some(ErrorCode::BadToken) => Some(
-                    "check --token / FERRY_TOKEN against the `token` file in the server's state \
-                     directory"
+                    "check --token-file (or --token, FERRY_TOKEN) against the `token` file in the \
+                     server's state directory"
                         .into(),
                 ),
                 Some(ErrorCode::Busy) => Some("try again in a moment".into()),

@@ -8,6 +8,7 @@ pub mod echo;
 pub mod exec;
 pub mod files;
 pub mod known_hosts;
+pub mod token_file;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,11 +1,13 @@
 //! Authentication and plaintext: per-source penalties, token files, the key
 //! exchange, and plaintext only where it cannot be overheard.
 
+use std::fs::Permissions;
+use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use ferry::client::{Client, ClientOptions};
 
-use crate::util::{ferry, Server};
+use crate::util::{ferry, Sandbox, Server};
 
 /// Library client options for `server`: its token and pinned fingerprint,
 /// no files of the user's read or written.
@@ -90,4 +92,59 @@ fn a_wrong_token_gets_its_source_refused_until_the_penalty_ends() {
         0,
         "loopback penalised"
     );
+}
+
+/// `--token` shows the token to every user on the machine (`ps`); every
+/// client command must be able to read it from a private file instead,
+/// and a file others can read gets a warning, as ssh gives for a key.
+#[test]
+fn every_client_command_reads_its_token_from_a_token_file() {
+    let sandbox = Sandbox::new();
+    // State outside the client's default, so only the file can supply it.
+    let state = sandbox.path().join("server-state");
+    let server = Server::start_in(&sandbox, &["--state", state.to_str().unwrap()]);
+    let token_file = sandbox.path().join("fileserver.token");
+    std::fs::write(&token_file, format!("{}\n", server.token())).unwrap();
+    std::fs::set_permissions(&token_file, Permissions::from_mode(0o600)).unwrap();
+    let path = token_file.to_str().unwrap();
+    let client = |args: &[&str]| server.client(args).env_remove("FERRY_STATE");
+
+    let no_token = client(&["echo", "hi"]).run();
+    assert_eq!(no_token.code, 3, "found a token without the file");
+    let commands: [&[&str]; 5] = [
+        &["echo", "hi"],
+        &["mkdir", "d"],
+        &["ls", "d"],
+        &["stat", "d"],
+        &["rm", "-r", "d"],
+    ];
+    for command in commands {
+        let run = client(&[command, &["--token-file", path]].concat()).run();
+        assert_eq!(run.code, 0, "{command:?}: {}", run.stderr);
+        assert!(!run.stderr.contains("warning"), "{}", run.stderr);
+    }
+    let from_env = client(&["echo", "hi"]).env("FERRY_TOKEN_FILE", path).run();
+    assert_eq!((from_env.code, from_env.stdout.as_str()), (0, "hi\n"));
+    // A flag beats the other's variable, as --token beats FERRY_TOKEN.
+    let flag_wins = client(&["--token-file", path, "echo", "hi"])
+        .env("FERRY_TOKEN", "stale")
+        .run();
+    assert_eq!(flag_wins.code, 0, "{}", flag_wins.stderr);
+
+    std::fs::set_permissions(&token_file, Permissions::from_mode(0o644)).unwrap();
+    let loose = client(&["--token-file", path, "echo", "hi"]).run();
+    assert_eq!(loose.code, 0, "{}", loose.stderr);
+    assert!(
+        loose.stderr.contains(path) && loose.stderr.contains("chmod 600"),
+        "no warning: {}",
+        loose.stderr
+    );
+
+    let missing = sandbox.path().join("no-such.token");
+    let missing = missing.to_str().unwrap();
+    let run = client(&["--token-file", missing, "echo", "hi"]).run();
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains(missing), "{}", run.stderr);
+    let both = client(&["--token-file", path, "--token", "x", "echo", "hi"]).run();
+    assert_eq!(both.code, 2, "{}", both.stderr);
 }
