@@ -104,7 +104,8 @@ struct GlobalArgs {
     )]
     fingerprint: Option<Fingerprint>,
 
-    /// Speak plain TCP instead of TLS (the server allows it on loopback only).
+    /// Speak plain TCP instead of TLS (loopback only, unless
+    /// --allow-remote-plaintext).
     #[arg(
         long,
         global = true,
@@ -114,9 +115,10 @@ struct GlobalArgs {
     plaintext: bool,
 
     /// Allow plaintext off loopback: a client's --plaintext to a server on
-    /// another machine, and a server's token-less listeners (--seed-compat,
-    /// --tcp-echo, --udp-*) on non-loopback addresses. Anyone on the path
-    /// can then read and change the traffic.
+    /// another machine, and a server's --plaintext listener and token-less
+    /// listeners (--seed-compat, --tcp-echo, --udp-echo, --udp-chat,
+    /// --udp-time) on non-loopback addresses. Anyone on the path can then
+    /// read and change the traffic.
     #[arg(
         long,
         global = true,
@@ -348,6 +350,7 @@ fn client_options(global: &GlobalArgs) -> ClientOptions {
         token: global.token.clone(),
         fingerprint: global.fingerprint,
         plaintext: global.plaintext,
+        allow_remote_plaintext: global.allow_remote_plaintext,
         known_hosts: known_hosts::default_path().map(KnownHosts::new),
         state_dir: local_state_dir(),
         ..ClientOptions::new(framed_server(global))

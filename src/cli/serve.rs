@@ -85,7 +85,7 @@ pub struct ServeArgs {
     max_commands: usize,
 
     /// Also listen on ADDR for the socket tutorial's own clients: plaintext,
-    /// no token, loopback only. Serves `get NAME`, put frames, and (with
+    /// no token, loopback only (unless --allow-remote-plaintext). Serves `get NAME`, put frames, and (with
     /// --allow-exec) shell commands, each logged. Repeatable.
     #[arg(
         long = "seed-compat",

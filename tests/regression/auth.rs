@@ -148,3 +148,71 @@ fn every_client_command_reads_its_token_from_a_token_file() {
     let both = client(&["--token-file", path, "--token", "x", "echo", "hi"]).run();
     assert_eq!(both.code, 2, "{}", both.stderr);
 }
+
+/// Listeners without TLS or a token, and a plaintext client, hand the
+/// network everything they carry: each stays on loopback unless
+/// --allow-remote-plaintext says otherwise, and the refusal names it.
+#[test]
+fn plaintext_stays_on_loopback_unless_allowed() {
+    // 192.0.2.1 (TEST-NET-1) is on no interface here: a server that gets
+    // past its checks fails to bind it, and nothing is ever exposed.
+    let remote = "192.0.2.1:0";
+    let listeners: [&[&str]; 6] = [
+        &["--seed-compat", remote],
+        &["--tcp-echo", remote],
+        &["--udp-echo", remote],
+        &["--udp-chat", remote],
+        &["--udp-time", remote],
+        &["--plaintext", "--listen", remote],
+    ];
+    let sandbox = Sandbox::new();
+    let state = sandbox.path().join("state");
+    let serve = |flags: &[&str], allow: bool| {
+        let mut args = vec!["serve", "--state", state.to_str().unwrap()];
+        if !flags.contains(&"--listen") {
+            args.extend(["--listen", "127.0.0.1:0"]);
+        }
+        if !flags.contains(&"--udp-time") {
+            args.push("--no-udp-time");
+        }
+        args.extend_from_slice(flags);
+        if allow {
+            args.push("--allow-remote-plaintext");
+        }
+        let output = sandbox.command(&args).output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8(output.stderr).unwrap(),
+        )
+    };
+    for flags in listeners {
+        let (code, stderr) = serve(flags, false);
+        assert_eq!(code, Some(2), "{flags:?} started: {stderr}");
+        assert!(
+            stderr.contains(flags[0]) && stderr.contains("--allow-remote-plaintext"),
+            "{flags:?}: {stderr}"
+        );
+        let (code, stderr) = serve(flags, true);
+        assert_eq!(code, Some(1), "{flags:?} with the flag: {stderr}");
+        assert!(stderr.contains("cannot listen"), "{flags:?}: {stderr}");
+    }
+
+    // Connecting to 0.0.0.0 reaches this machine's listeners, but the
+    // address is not loopback: the client cannot know that it stays here.
+    let server = Server::start(&["--plaintext"]);
+    let port = server.addr().rsplit_once(':').unwrap().1;
+    let unspecified = format!("0.0.0.0:{port}");
+    let args = ["--plaintext", "--server", &unspecified, "echo", "hi"];
+    let refused = ferry(&server, &args);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused.stderr.contains("--allow-remote-plaintext"),
+        "{}",
+        refused.stderr
+    );
+    let allowed = ferry(
+        &server,
+        &[&args[..], &["--allow-remote-plaintext"]].concat(),
+    );
+    assert_eq!((allowed.code, allowed.stdout.as_str()), (0, "hi\n"));
+}
