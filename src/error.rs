@@ -161,6 +161,12 @@ impl Error {
                  127.0.0.1:9000 unless --udp-time or --no-udp-time say otherwise)"
                     .into(),
             ),
+            Error::Tls { source, .. } if closed_early(source) => Some(
+                "the server closed the connection before TLS finished: it may be refusing this \
+                 address for a while after failed logins (a wrong token); wait, then try again \
+                 with the right token. If it runs with --plaintext, pass --plaintext here too"
+                    .into(),
+            ),
             Error::Tls { .. } => {
                 Some("if the server runs with --plaintext, pass --plaintext here too".into())
             }
@@ -178,8 +184,8 @@ impl Error {
                 Some("compare with the fingerprint `ferry serve` prints at start".into())
             }
             Error::NoToken { looked_in, .. } => Some(format!(
-                "pass --token or set FERRY_TOKEN; the token is in the `token` file of the \
-                 server's state directory{}",
+                "copy the `token` file of the server's state directory (mode 0600) and pass \
+                 --token-file PATH or set FERRY_TOKEN_FILE{}",
                 looked_in
                     .as_ref()
                     .map(|p| format!(" (looked for {} here)", p.display()))
@@ -187,8 +193,8 @@ impl Error {
             )),
             Error::Refused(reply) => match reply.known_code() {
                 Some(ErrorCode::BadToken) => Some(
-                    "check --token / FERRY_TOKEN against the `token` file in the server's state \
-                     directory"
+                    "check --token-file (or --token, FERRY_TOKEN) against the `token` file in the \
+                     server's state directory"
                         .into(),
                 ),
                 Some(ErrorCode::Busy) => Some("try again in a moment".into()),
@@ -197,12 +203,30 @@ impl Error {
                 }
                 _ => None,
             },
-            Error::Connection(ConnectionError::Closed | ConnectionError::Truncated) => Some(
-                "the server closed the connection; if it requires TLS, drop --plaintext".into(),
-            ),
+            Error::Connection(ConnectionError::Closed | ConnectionError::Truncated) => {
+                Some(CLOSED_HINT.into())
+            }
+            Error::Connection(ConnectionError::Io(err)) if closed_early(err) => {
+                Some(CLOSED_HINT.into())
+            }
             _ => None,
         }
     }
+}
+
+/// What to try when a plain connection closes where a reply was due.
+const CLOSED_HINT: &str = "the server closed the connection: if it requires TLS, drop \
+    --plaintext; it may also be refusing this address for a while after failed logins (a wrong \
+    token)";
+
+/// Whether the server hung up instead of answering: what a client under a
+/// login penalty sees, since the server closes such connections at accept.
+fn closed_early(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        err.kind(),
+        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+    )
 }
 
 #[cfg(test)]

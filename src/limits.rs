@@ -53,6 +53,16 @@ pub struct Limits {
     /// Commands `exec` runs at once. Each holds a process and its pipes;
     /// 16 keeps a small server responsive.
     pub max_commands: usize,
+    /// The first penalty of a source that failed the token, sent garbage
+    /// before hello or let the hello deadline pass: refused at accept this
+    /// long. 5 s barely slows a person who mistyped a token and stops a
+    /// guesser cold, as OpenSSH's `PerSourcePenalties` `authfail:5s`.
+    pub penalty_min: Duration,
+    /// The longest penalty; each failure doubles the last up to it. Ten
+    /// minutes, as OpenSSH's `max:600s`: after eight failures in a row a
+    /// source gets six tries an hour. Also how long a source's doubling is
+    /// remembered after its penalty ends.
+    pub penalty_max: Duration,
 }
 
 impl Default for Limits {
@@ -69,6 +79,8 @@ impl Default for Limits {
             max_write_buffer_bytes: 256 * 1024,
             max_list_bytes: 64 * 1024 * 1024,
             max_commands: 16,
+            penalty_min: Duration::from_secs(5),
+            penalty_max: Duration::from_secs(600),
         }
     }
 }
@@ -110,6 +122,13 @@ impl Limits {
             if value.is_zero() {
                 return Err(format!("{name} must be more than 0 seconds"));
             }
+        }
+        if self.penalty_min.is_zero() || self.penalty_max < self.penalty_min {
+            return Err(
+                "--penalty-min must be more than 0 seconds and at most --penalty-max; \
+                 to turn penalties off, pass --no-penalties"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -208,6 +227,12 @@ pub const DATAGRAM_RATE_INTERVAL: Duration = Duration::from_secs(1);
 /// costs bounded memory.
 pub const DATAGRAM_RATE_MAX_SOURCES: usize = 4096;
 
+/// Sources whose login penalties are tracked at once, as OpenSSH's
+/// `max-sources4` and `max-sources6`. Past it the penalty that ends soonest
+/// is forgotten, so a flood of addresses costs bounded memory (under 16 MiB,
+/// see the test below) and evicts the penalties that matter least.
+pub const PENALTY_MAX_SOURCES: usize = 65_536;
+
 /// How long a partial file may go unwritten before a later transfer into
 /// its directory removes it (on either end). A transfer interrupted and
 /// run again within a week resumes; one given up on stops holding space
@@ -266,6 +291,26 @@ mod tests {
     }
 
     #[test]
+    fn penalties_follow_the_documented_contract() {
+        let limits = Limits::default();
+        assert_eq!(limits.penalty_min, Duration::from_secs(5));
+        assert_eq!(limits.penalty_max, Duration::from_secs(600));
+        assert_eq!(PENALTY_MAX_SOURCES, 65_536);
+    }
+
+    #[test]
+    fn a_full_penalty_table_stays_under_sixteen_mebibytes() {
+        use std::net::IpAddr;
+        use std::time::Instant;
+        // A hash map slot (key, value, control byte) and a B-tree key,
+        // each counted twice for load factor and node slack.
+        let map_slot = std::mem::size_of::<(IpAddr, (Instant, Duration))>() + 1;
+        let tree_key = std::mem::size_of::<(Instant, IpAddr)>();
+        let bytes = PENALTY_MAX_SOURCES * 2 * (map_slot + tree_key);
+        assert!(bytes < 16 * 1024 * 1024, "{bytes} bytes");
+    }
+
+    #[test]
     fn nonsense_limits_are_refused() {
         let bad = [
             Limits {
@@ -286,6 +331,15 @@ mod tests {
             },
             Limits {
                 idle_timeout: Duration::ZERO,
+                ..Limits::default()
+            },
+            Limits {
+                penalty_min: Duration::ZERO,
+                ..Limits::default()
+            },
+            Limits {
+                penalty_min: Duration::from_secs(10),
+                penalty_max: Duration::from_secs(9),
                 ..Limits::default()
             },
         ];

@@ -43,15 +43,15 @@ fn compat_addr(server: &Server) -> (String, String) {
 
 /// What a Python program did.
 #[derive(Debug)]
-struct PythonRun {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct PythonRun {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// Runs `python3 ARGS` in `dir` with `env` added, to its end (killed after
 /// [`PYTHON_DEADLINE`]).
-fn python(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> PythonRun {
+pub(crate) fn python(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> PythonRun {
     let mut cmd = Command::new("python3");
     cmd.args(args)
         .current_dir(dir)

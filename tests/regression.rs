@@ -5,3 +5,4 @@ mod auth;
 mod datagram;
 mod doors;
 mod integrity;
+mod python_client;

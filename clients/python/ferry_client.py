@@ -21,6 +21,10 @@ loopback only).
 Everything the server sends is distrusted: headers are capped at 64 KiB,
 bodies held in memory at 64 MiB, names of downloaded files come from the
 request and never from the server, and sizes must match what was asked.
+Nor is anyone else who can write to the download directory: `get` writes
+to a new partial file of a random name, created with O_EXCL and
+O_NOFOLLOW and mode 0600, and renames it into place only if the name
+still holds that file.
 
 `put` needs BLAKE3, which the standard library lacks: the server keeps a
 file only if it hashes to the sender's BLAKE3. It uses the `blake3` module
@@ -34,6 +38,7 @@ import base64
 import hashlib
 import json
 import os
+import secrets
 import socket
 import ssl
 import struct
@@ -56,6 +61,12 @@ MAX_EXEC_OUTPUT_BYTES = 64 * 1024 * 1024
 CHUNK_BYTES = 256 * 1024
 #: Largest stdin frame the server accepts.
 MAX_STDIN_FRAME_BYTES = 1024 * 1024
+#: Partial files of `get` are named this plus 32 random hex digits, the
+#: prefix ferry's own partials have, so ferry sweeps up any left behind.
+PARTIAL_PREFIX = ".ferry-partial-"
+#: Names tried for a new partial before giving up; another try is needed
+#: only if someone holds the name, and a random name is never guessed.
+PARTIAL_NAME_TRIES = 8
 
 
 class FerryError(Exception):
@@ -198,6 +209,58 @@ class _PureBlake3:
 def _blake3_hasher():
     """The `blake3` module's hasher when installed, else the pure one."""
     return _blake3.blake3() if _blake3 else _PureBlake3()
+
+
+def _create_partial(directory):
+    """A new, empty partial file in `directory`, created by this call and
+    no one else's: O_EXCL with O_NOFOLLOW refuses anything already at the
+    name, a symlink planted there included, and the name is random, so
+    nobody can plant one in advance. Mode 0600 until it is published.
+    Returns the open descriptor and the path."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(PARTIAL_NAME_TRIES):
+        path = os.path.join(directory, PARTIAL_PREFIX + secrets.token_hex(16))
+        try:
+            return os.open(path, flags, 0o600), path
+        except FileExistsError:
+            continue
+    raise FerryError("io_error", "cannot create a partial file in %s: every name tried "
+                     "was taken" % directory)
+
+
+def _names_file(path, fd):
+    """Whether `path` still names the file open as `fd`, and not a symlink
+    or another file someone put in its place."""
+    try:
+        named = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _umask():
+    """The process's umask, read without changing it where Linux says it
+    (/proc/self/status), else by setting it and back."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def _published_mode(mode):
+    """The mode a downloaded file gets: the server's permission bits (never
+    setuid, setgid or sticky), or 0666 if it sent none, less the umask, as
+    any file this user creates."""
+    if not isinstance(mode, int) or isinstance(mode, bool):
+        mode = 0o666
+    return mode & 0o777 & ~_umask()
 
 
 def _protocol_error(message):
@@ -347,8 +410,9 @@ class Client:
     def get(self, remote, local):
         """Downloads the file `remote` to `local` (a file name; a directory
         gets the remote's last name). The file is written beside its target
-        and renamed into place only once its md5 (and BLAKE3, with the
-        module) match; returns its size."""
+        under a new random name and renamed into place only once its md5
+        (and BLAKE3, with the module) match, with the server's mode less
+        the umask; returns its size."""
         if os.path.isdir(local):
             local = os.path.join(local, remote.rstrip("/").rsplit("/", 1)[-1])
         self._send({"cmd": "get", "path": remote, "recursive": False, "md5": True})
@@ -364,11 +428,12 @@ class Client:
         head = self._header()
         if head.get("file") != 0 or head.get("offset", 0) != 0 or head.get("size") != size:
             raise _protocol_error("a file frame that is not the one asked for: %r" % (head,))
-        partial = "%s.ferry-part-%d" % (local, os.getpid())
+        mode = entries[0].get("mode")
+        fd, partial = _create_partial(os.path.dirname(os.path.abspath(local)))
         md5 = hashlib.md5()
         b3 = _blake3.blake3() if _blake3 else None
-        try:
-            with open(partial, "wb") as out:
+        with os.fdopen(fd, "wb") as out:
+            try:
                 left = size
                 while left > 0:
                     chunk = self._sock.recv(min(left, CHUNK_BYTES))
@@ -391,12 +456,20 @@ class Client:
                 last = self._header()
                 if last.get("end") is not True:
                     raise _protocol_error("expected the end of the transfer, got %r" % (last,))
+                os.fchmod(out.fileno(), _published_mode(mode))
                 out.flush()
                 os.fsync(out.fileno())
-            os.replace(partial, local)
-        finally:
-            if os.path.exists(partial):
-                os.unlink(partial)
+                # The rename publishes whatever the name holds now: it must
+                # still be the file this call created and wrote.
+                if not _names_file(partial, out.fileno()):
+                    raise FerryError("changed", "%s was replaced while it was being written; "
+                                     "nothing was published" % partial)
+                os.replace(partial, local)
+            except BaseException:
+                # Only our own partial goes, never what someone put in its place.
+                if _names_file(partial, out.fileno()):
+                    os.unlink(partial)
+                raise
         return size
 
     def put(self, local, remote_dir="", force=False):

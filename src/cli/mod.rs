@@ -67,6 +67,7 @@ struct GlobalArgs {
     server_on_command_line: bool,
 
     /// Access token [default: the token file of a server on this machine].
+    /// Other users see it in `ps`: prefer --token-file.
     #[arg(
         long,
         global = true,
@@ -78,6 +79,22 @@ struct GlobalArgs {
     )]
     token: Option<String>,
 
+    /// Read the access token from this file (a copy of the server's
+    /// `token` file, mode 0600).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "FERRY_TOKEN_FILE",
+        value_name = "PATH"
+    )]
+    token_file: Option<PathBuf>,
+
+    /// Which of `--token` and `--token-file` came from the command line
+    /// (not the environment): a flag beats the other's variable.
+    #[arg(skip)]
+    token_on_command_line: (bool, bool),
+
     /// Require this server certificate fingerprint (and re-pin to it).
     #[arg(
         long,
@@ -88,7 +105,8 @@ struct GlobalArgs {
     )]
     fingerprint: Option<Fingerprint>,
 
-    /// Speak plain TCP instead of TLS (the server allows it on loopback only).
+    /// Speak plain TCP instead of TLS (loopback only, unless
+    /// --allow-remote-plaintext).
     #[arg(
         long,
         global = true,
@@ -98,9 +116,10 @@ struct GlobalArgs {
     plaintext: bool,
 
     /// Allow plaintext off loopback: a client's --plaintext to a server on
-    /// another machine, and a server's token-less listeners (--seed-compat,
-    /// --tcp-echo, --udp-*) on non-loopback addresses. Anyone on the path
-    /// can then read and change the traffic.
+    /// another machine, and a server's --plaintext listener and token-less
+    /// listeners (--seed-compat, --tcp-echo, --udp-echo, --udp-chat,
+    /// --udp-time) on non-loopback addresses. Anyone on the path can then
+    /// read and change the traffic.
     #[arg(
         long,
         global = true,
@@ -167,9 +186,19 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
-    cli.global.server_on_command_line = server_on_command_line(&matches);
+    cli.global.server_on_command_line = on_command_line(&matches, "server");
+    cli.global.token_on_command_line = (
+        on_command_line(&matches, "token"),
+        on_command_line(&matches, "token_file"),
+    );
     let serving = matches!(cli.command, Command::Serve(_));
     let log = init_logging(&cli.global, serving);
+    let datagram = matches!(cli.command, Command::Time(_) | Command::UdpEcho(_));
+    if !serving && !datagram {
+        if let Err(err) = read_token_file(&mut cli.global) {
+            return report(&err);
+        }
+    }
     let global = &cli.global;
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args, global, log.as_ref()),
@@ -192,12 +221,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Whether `--server` was given on the command line, before or after the
-/// command name (a global option is recorded on the command's matches).
-fn server_on_command_line(matches: &clap::ArgMatches) -> bool {
-    let given = |m: &clap::ArgMatches| {
-        m.value_source("server") == Some(clap::parser::ValueSource::CommandLine)
-    };
+/// Whether the global option `id` was given on the command line, before or
+/// after the command name (a global option is recorded on the command's
+/// matches), rather than through its environment variable.
+fn on_command_line(matches: &clap::ArgMatches, id: &str) -> bool {
+    let given =
+        |m: &clap::ArgMatches| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
     given(matches) || matches.subcommand().is_some_and(|(_, sub)| given(sub))
 }
 
@@ -295,12 +324,49 @@ fn local_state_dir() -> Option<PathBuf> {
         .or_else(ferry::server::state::default_state_dir)
 }
 
+/// Reads `--token-file` into `--token`, once for the whole command, and
+/// warns if others may read the file. Given both ways, a flag beats the
+/// other's environment variable; two flags or two variables are a usage
+/// error.
+fn read_token_file(global: &mut GlobalArgs) -> Result<(), Error> {
+    let Some(path) = &global.token_file else {
+        return Ok(());
+    };
+    if global.token.is_some() {
+        match global.token_on_command_line {
+            (true, true) => {
+                return Err(Error::Usage(
+                    "--token and --token-file both name a token; keep --token-file (other users \
+                     can see --token in `ps`)"
+                        .into(),
+                ))
+            }
+            (false, false) => {
+                return Err(Error::Usage(
+                    "FERRY_TOKEN and FERRY_TOKEN_FILE are both set; unset one (FERRY_TOKEN_FILE \
+                     keeps the token out of the environment)"
+                        .into(),
+                ))
+            }
+            (true, false) => return Ok(()),
+            (false, true) => {}
+        }
+    }
+    let file = ferry::client::token_file::TokenFile::read(path)?;
+    if let Some(warning) = file.warning().filter(|_| !global.quiet) {
+        eprintln!("ferry: warning: {}", output::escape_line(&warning));
+    }
+    global.token = Some(file.token);
+    Ok(())
+}
+
 /// Client options from the global flags.
 fn client_options(global: &GlobalArgs) -> ClientOptions {
     ClientOptions {
         token: global.token.clone(),
         fingerprint: global.fingerprint,
         plaintext: global.plaintext,
+        allow_remote_plaintext: global.allow_remote_plaintext,
         known_hosts: known_hosts::default_path().map(KnownHosts::new),
         state_dir: local_state_dir(),
         ..ClientOptions::new(framed_server(global))

@@ -92,7 +92,7 @@ pub struct ServeArgs {
     max_commands: usize,
 
     /// Also listen on ADDR for the socket tutorial's own clients: plaintext,
-    /// no token, loopback only. Serves `get NAME`, put frames, and (with
+    /// no token, loopback only (unless --allow-remote-plaintext). Serves `get NAME`, put frames, and (with
     /// --allow-exec) shell commands, each logged. Repeatable.
     #[arg(
         long = "seed-compat",
@@ -112,6 +112,23 @@ pub struct ServeArgs {
     /// (they are exempt by default, since every local user shares them).
     #[arg(long, env = "FERRY_PENALIZE_LOOPBACK")]
     penalize_loopback: bool,
+
+    /// Seconds a source is refused after its first failed login (wrong
+    /// token, garbage before hello, no hello in time); each failure in a
+    /// row doubles it, up to --penalty-max.
+    #[arg(long, value_name = "SECS", env = "FERRY_PENALTY_MIN", value_parser = parse_seconds,
+          default_value = "5")]
+    penalty_min: Duration,
+
+    /// The longest a source is refused after failed logins; also how long
+    /// its doubling is remembered once a penalty ends.
+    #[arg(long, value_name = "SECS", env = "FERRY_PENALTY_MAX", value_parser = parse_seconds,
+          default_value = "600")]
+    penalty_max: Duration,
+
+    /// Never refuse a source for its failed logins.
+    #[arg(long, env = "FERRY_NO_PENALTIES")]
+    no_penalties: bool,
 
     /// Largest frame header accepted, in bytes.
     #[arg(long, value_name = "BYTES", env = "FERRY_MAX_HEADER_BYTES",
@@ -189,6 +206,7 @@ impl ServeArgs {
             state_dir,
             plaintext: global.plaintext,
             allow_remote_plaintext: global.allow_remote_plaintext,
+            penalties: !self.no_penalties,
             penalize_loopback: self.penalize_loopback,
             limits: Limits {
                 max_header_bytes: self.max_header_bytes,
@@ -200,6 +218,8 @@ impl ServeArgs {
                 request_timeout: self.request_timeout,
                 drain_timeout: self.drain_timeout,
                 max_commands: self.max_commands,
+                penalty_min: self.penalty_min,
+                penalty_max: self.penalty_max,
                 ..Limits::default()
             },
             allow_exec: self.allow_exec,

@@ -8,6 +8,7 @@ pub mod echo;
 pub mod exec;
 pub mod files;
 pub mod known_hosts;
+pub mod token_file;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,8 +30,12 @@ pub struct ClientOptions {
     pub token: Option<String>,
     /// A fingerprint the server must show (overrides and updates the pin).
     pub fingerprint: Option<Fingerprint>,
-    /// Speak plain TCP instead of TLS.
+    /// Speak plain TCP instead of TLS (to a loopback server only, unless
+    /// `allow_remote_plaintext`).
     pub plaintext: bool,
+    /// Let `plaintext` reach a server off loopback, where anyone on the
+    /// path can read the token and the traffic.
+    pub allow_remote_plaintext: bool,
     /// Where pins live; `None` disables trust on first use, so only
     /// `fingerprint` can authenticate a TLS server.
     pub known_hosts: Option<KnownHosts>,
@@ -53,11 +58,30 @@ impl ClientOptions {
             token: None,
             fingerprint: None,
             plaintext: false,
+            allow_remote_plaintext: false,
             known_hosts: known_hosts::default_path().map(KnownHosts::new),
             state_dir: crate::server::state::default_state_dir(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_header_bytes: crate::limits::Limits::default().max_header_bytes,
+        }
+    }
+
+    /// Checks that plaintext goes only where it cannot be overheard:
+    /// every address the server resolved to must be loopback, unless
+    /// `allow_remote_plaintext`. A usage error names the flag to add.
+    pub fn check_plaintext_to(&self, addrs: &[std::net::SocketAddr]) -> Result<(), Error> {
+        if !self.plaintext || self.allow_remote_plaintext {
+            return Ok(());
+        }
+        match addrs.iter().find(|addr| !addr.ip().is_loopback()) {
+            None => Ok(()),
+            Some(addr) => Err(Error::Usage(format!(
+                "--plaintext sends the token and everything else unencrypted, so it only talks \
+                 to a server on loopback, and {} is {addr}; drop --plaintext (TLS is the \
+                 default), or add --allow-remote-plaintext if nobody can listen on the way",
+                self.server
+            ))),
         }
     }
 
@@ -109,6 +133,7 @@ pub struct Client {
     conn: Connection<Stream>,
     welcome: Welcome,
     notices: Vec<Notice>,
+    key_exchange_group: Option<String>,
 }
 
 impl Client {
@@ -118,17 +143,17 @@ impl Client {
         let token = options.resolve_token()?;
         let endpoint = options.server.to_string();
         let mut notices = Vec::new();
-        let raw = tokio::time::timeout(options.connect_timeout, connect_raw(&options.server))
+        let mut key_exchange_group = None;
+        let raw = tokio::time::timeout(options.connect_timeout, connect_raw(options))
             .await
             .unwrap_or_else(|_| {
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no answer within {:?}", options.connect_timeout),
-                ))
-            })
-            .map_err(|source| Error::Connect {
-                endpoint: endpoint.clone(),
-                source,
+                Err(Error::Connect {
+                    endpoint: endpoint.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer within {:?}", options.connect_timeout),
+                    ),
+                })
             })?;
 
         let stream = match (raw, &options.server) {
@@ -160,6 +185,7 @@ impl Client {
                 if let Some(notice) = check_pin(options, &endpoint, offered)? {
                     notices.push(notice);
                 }
+                key_exchange_group = tls::key_exchange_group(tls_stream.get_ref().1);
                 Stream::ClientTls(Box::new(tls_stream))
             }
             (raw, _) => raw,
@@ -203,12 +229,19 @@ impl Client {
             conn,
             welcome,
             notices,
+            key_exchange_group,
         })
     }
 
     /// The server's welcome: its version and services.
     pub fn welcome(&self) -> &Welcome {
         &self.welcome
+    }
+
+    /// The TLS key exchange group the server agreed to, as IANA names it
+    /// (`X25519MLKEM768`); `None` over plaintext or a Unix socket.
+    pub fn key_exchange_group(&self) -> Option<&str> {
+        self.key_exchange_group.as_deref()
     }
 
     /// Notices from connecting (a new pin), for the caller to show.
@@ -237,28 +270,45 @@ pub(crate) fn expect_ok(header: Header) -> Result<Header, Error> {
     }
 }
 
-async fn connect_raw(endpoint: &Endpoint) -> std::io::Result<Stream> {
-    match endpoint {
-        Endpoint::Unix(path) => Ok(Stream::Unix(tokio::net::UnixStream::connect(path).await?)),
+/// Connects to the server; a plaintext connection only to addresses
+/// [`ClientOptions::check_plaintext_to`] allows. The addresses checked are
+/// the ones connected to: a name is resolved once.
+async fn connect_raw(options: &ClientOptions) -> Result<Stream, Error> {
+    let cannot = |source| Error::Connect {
+        endpoint: options.server.to_string(),
+        source,
+    };
+    match &options.server {
+        Endpoint::Unix(path) => Ok(Stream::Unix(
+            tokio::net::UnixStream::connect(path)
+                .await
+                .map_err(cannot)?,
+        )),
         Endpoint::Tcp { .. } => {
-            let mut last_err = None;
-            for addr in endpoint.resolve().await? {
-                match tokio::net::TcpStream::connect(addr).await {
-                    Ok(stream) => {
-                        stream.set_nodelay(true)?;
-                        return Ok(Stream::Tcp(stream));
-                    }
-                    Err(err) => last_err = Some(err),
-                }
-            }
-            Err(last_err.unwrap_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "the name resolves to no address",
-                )
-            }))
+            let addrs = options.server.resolve().await.map_err(cannot)?;
+            options.check_plaintext_to(&addrs)?;
+            connect_tcp(&addrs).await.map_err(cannot)
         }
     }
+}
+
+async fn connect_tcp(addrs: &[std::net::SocketAddr]) -> std::io::Result<Stream> {
+    let mut last_err = None;
+    for &addr in addrs {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                return Ok(Stream::Tcp(stream));
+            }
+            Err(err) => last_err = Some(err),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the name resolves to no address",
+        )
+    }))
 }
 
 /// Checks the offered fingerprint against `--fingerprint` or the pin,
@@ -319,5 +369,50 @@ fn check_pin(
             offered,
             known_hosts: hosts.path().to_path_buf(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(texts: &[&str]) -> Vec<std::net::SocketAddr> {
+        texts.iter().map(|t| t.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn plaintext_goes_to_loopback_only_unless_allowed() {
+        let plaintext = ClientOptions {
+            plaintext: true,
+            ..ClientOptions::new("server:9001".parse().unwrap())
+        };
+        let local = addrs(&["127.0.0.1:9001", "127.3.2.1:9001", "[::1]:9001"]);
+        assert!(plaintext.check_plaintext_to(&local).is_ok());
+        for remote in [
+            "192.0.2.1:9001",
+            "0.0.0.0:9001",
+            "[::]:9001",
+            "[2001:db8::1]:9001",
+        ] {
+            // One remote address among loopback ones is enough to refuse.
+            let mixed = addrs(&["127.0.0.1:9001", remote]);
+            let err = plaintext.check_plaintext_to(&mixed).unwrap_err();
+            assert!(matches!(err, Error::Usage(_)), "{remote}: {err}");
+            assert_eq!(err.exit_code(), crate::error::EXIT_USAGE);
+            assert!(
+                err.to_string().contains("--allow-remote-plaintext"),
+                "{err}"
+            );
+            let allowed = ClientOptions {
+                allow_remote_plaintext: true,
+                ..plaintext.clone()
+            };
+            assert!(allowed.check_plaintext_to(&mixed).is_ok(), "{remote}");
+            let tls = ClientOptions {
+                plaintext: false,
+                ..plaintext.clone()
+            };
+            assert!(tls.check_plaintext_to(&mixed).is_ok(), "{remote}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! idle connections close at once), close the task tracker, and wait for
 //! requests in flight up to the drain deadline.
 
+pub mod penalty;
 pub mod session;
 pub mod state;
 mod unframed;
@@ -55,11 +56,15 @@ pub struct Config {
     pub root: PathBuf,
     /// Where the certificate, key and token live.
     pub state_dir: PathBuf,
-    /// Speak plain TCP instead of TLS (loopback only).
+    /// Speak plain TCP instead of TLS (loopback only, unless
+    /// `allow_remote_plaintext`).
     pub plaintext: bool,
     /// Allow plaintext and token-less listeners off loopback
     /// (`--allow-remote-plaintext`).
     pub allow_remote_plaintext: bool,
+    /// Refuse sources that failed to log in, for a time that doubles with
+    /// each failure (on unless `--no-penalties`); see [`penalty`].
+    pub penalties: bool,
     /// Apply per-source penalties and rate limits to loopback sources too
     /// (`--penalize-loopback`); they are exempt by default.
     pub penalize_loopback: bool,
@@ -68,7 +73,8 @@ pub struct Config {
     /// Run commands for `exec` (off unless `--allow-exec`).
     pub allow_exec: bool,
     /// Addresses of seed-compat listeners (`--seed-compat`): the socket
-    /// tutorial's formats, plaintext and without a token; loopback only.
+    /// tutorial's formats, plaintext and without a token; loopback only
+    /// unless `allow_remote_plaintext`.
     pub seed_compat: Vec<Endpoint>,
     /// Raw TCP echo listeners (`--tcp-echo`).
     pub tcp_echo: Vec<Endpoint>,
@@ -82,14 +88,15 @@ pub struct Config {
 }
 
 impl Config {
-    /// Checks the rules that flags alone cannot: `--plaintext` only on
-    /// loopback, limits that make sense. Errors are usage errors.
+    /// Checks the rules that flags alone cannot: plaintext and token-less
+    /// listeners only on loopback (unless `allow_remote_plaintext`), limits
+    /// that make sense. Errors are usage errors.
     pub async fn validate(&self) -> Result<(), Error> {
         if self.listen.is_empty() {
             return Err(Error::Usage("no address to listen on".into()));
         }
         self.limits.validate().map_err(Error::Usage)?;
-        unframed::validate(&self.seed_compat).await?;
+        unframed::validate(&self.seed_compat)?;
         let chat = self.udp_chat.iter().map(|e| (e, "udp chat"));
         let datagram = self.udp.iter().map(|(s, e)| (e, s.name())).chain(chat);
         for (endpoint, name) in datagram {
@@ -99,18 +106,51 @@ impl Config {
                 )));
             }
         }
-        if self.plaintext {
-            for endpoint in &self.listen {
-                let local = endpoint.is_local().await.map_err(|err| {
-                    Error::Usage(format!("cannot resolve --listen {endpoint}: {err}"))
-                })?;
-                if !local {
-                    return Err(Error::Usage(format!(
-                        "--plaintext is only allowed on loopback addresses, and {endpoint} is not \
-                         one; drop --plaintext (TLS is the default) or listen on 127.0.0.1 or [::1]"
-                    )));
-                }
+        if !self.allow_remote_plaintext {
+            self.keep_plaintext_on_loopback().await?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a listener without TLS or a token off loopback: anyone on
+    /// the path could read and change what it carries (the token, for
+    /// `--plaintext`). `--allow-remote-plaintext` lifts this; `--sntp` is
+    /// exempt, as NTP is public by nature.
+    async fn keep_plaintext_on_loopback(&self) -> Result<(), Error> {
+        let framed = self.listen.iter().filter(|_| self.plaintext);
+        let framed = framed.map(|e| (e, "--plaintext --listen"));
+        let seed_compat = self.seed_compat.iter().map(|e| (e, "--seed-compat"));
+        let tcp_echo = self.tcp_echo.iter().map(|e| (e, "--tcp-echo"));
+        let udp = self.udp.iter().filter(|(s, _)| *s != udp::Service::Sntp);
+        let udp = udp.map(|(s, e)| (e, s.flag()));
+        let udp_chat = self.udp_chat.iter().map(|e| (e, "--udp-chat"));
+        let listeners = framed
+            .chain(seed_compat)
+            .chain(tcp_echo)
+            .chain(udp)
+            .chain(udp_chat);
+        for (endpoint, flag) in listeners {
+            let local = endpoint
+                .is_local()
+                .await
+                .map_err(|err| Error::Usage(format!("cannot resolve {flag} {endpoint}: {err}")))?;
+            if local {
+                continue;
             }
+            let what = if self.plaintext && flag.starts_with("--plaintext") {
+                "--plaintext sends the token and all traffic unencrypted, so it listens on \
+                 loopback only; drop --plaintext (TLS is the default),"
+                    .to_string()
+            } else {
+                format!(
+                    "{flag} speaks plaintext and takes no token, so it listens on loopback only;"
+                )
+            };
+            return Err(Error::Usage(format!(
+                "{what} listen on 127.0.0.1 or [::1] instead of {endpoint}, or add \
+                 --allow-remote-plaintext to serve it to the network (anyone on the path can then \
+                 read and change its traffic)"
+            )));
         }
         Ok(())
     }
@@ -119,6 +159,8 @@ impl Config {
 /// What every connection task shares.
 pub(crate) struct Shared {
     pub token: String,
+    /// Login penalties per source; `None` with `--no-penalties`.
+    pub penalties: Option<std::sync::Mutex<penalty::Penalties>>,
     pub tls: Option<TlsAcceptor>,
     pub limits: Limits,
     pub handshakes: Arc<Semaphore>,
@@ -228,8 +270,17 @@ impl Server {
         let chat = Arc::new(crate::services::chat::hub::Hub::new(crate::limits::CHAT));
         let max_list_bytes = config.limits.max_list_bytes;
         let max_commands = config.limits.max_commands;
+        let penalties = config.penalties.then(|| {
+            std::sync::Mutex::new(penalty::Penalties::new(penalty::PenaltyPolicy {
+                min: config.limits.penalty_min,
+                max: config.limits.penalty_max,
+                max_sources: crate::limits::PENALTY_MAX_SOURCES,
+                penalize_loopback: config.penalize_loopback,
+            }))
+        });
         let shared = Arc::new(Shared {
             token: state.token.clone(),
+            penalties,
             tls,
             handshakes: Arc::new(Semaphore::new(config.limits.max_handshakes)),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
@@ -515,5 +566,119 @@ fn raise_open_file_limit(max_connections: usize) {
                  raise it with `ulimit -n`"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(text: &str) -> Endpoint {
+        text.parse().unwrap()
+    }
+
+    /// A valid configuration with every listener on loopback.
+    fn config() -> Config {
+        Config {
+            listen: vec![endpoint("127.0.0.1:0")],
+            root: "root".into(),
+            state_dir: "state".into(),
+            plaintext: false,
+            allow_remote_plaintext: false,
+            penalties: true,
+            penalize_loopback: false,
+            limits: Limits::default(),
+            allow_exec: false,
+            seed_compat: vec![endpoint("127.0.0.1:0")],
+            tcp_echo: vec![endpoint("[::1]:0")],
+            udp: vec![
+                (udp::Service::Time, endpoint("127.0.0.1:0")),
+                (udp::Service::Echo { upper: false }, endpoint("127.0.0.1:0")),
+            ],
+            echo_upper: false,
+            udp_chat: vec![endpoint("127.0.0.1:0")],
+        }
+    }
+
+    /// Each way of putting a listener without TLS or a token off loopback.
+    fn remote_plaintext() -> Vec<(&'static str, Config)> {
+        let remote = || endpoint("192.0.2.1:0");
+        vec![
+            (
+                "--seed-compat",
+                Config {
+                    seed_compat: vec![remote()],
+                    ..config()
+                },
+            ),
+            (
+                "--tcp-echo",
+                Config {
+                    tcp_echo: vec![remote()],
+                    ..config()
+                },
+            ),
+            (
+                "--udp-time",
+                Config {
+                    udp: vec![(udp::Service::Time, remote())],
+                    ..config()
+                },
+            ),
+            (
+                "--udp-echo",
+                Config {
+                    udp: vec![(udp::Service::Echo { upper: true }, remote())],
+                    ..config()
+                },
+            ),
+            (
+                "--udp-chat",
+                Config {
+                    udp_chat: vec![endpoint("0.0.0.0:0")],
+                    ..config()
+                },
+            ),
+            (
+                "--plaintext",
+                Config {
+                    plaintext: true,
+                    listen: vec![endpoint("[::]:0")],
+                    ..config()
+                },
+            ),
+        ]
+    }
+
+    #[tokio::test]
+    async fn plaintext_listeners_stay_on_loopback_unless_allowed() {
+        assert!(config().validate().await.is_ok());
+        let plaintext_on_loopback = Config {
+            plaintext: true,
+            ..config()
+        };
+        assert!(plaintext_on_loopback.validate().await.is_ok());
+        for (flag, config) in remote_plaintext() {
+            let err = config.validate().await.unwrap_err();
+            assert!(matches!(err, Error::Usage(_)), "{flag}: {err}");
+            let message = err.to_string();
+            assert!(message.contains(flag), "{flag}: {message}");
+            assert!(message.contains("--allow-remote-plaintext"), "{message}");
+            let allowed = Config {
+                allow_remote_plaintext: true,
+                ..config
+            };
+            assert!(allowed.validate().await.is_ok(), "{flag}");
+        }
+    }
+
+    #[tokio::test]
+    async fn sntp_and_tls_need_no_permission_to_leave_loopback() {
+        let public = Config {
+            listen: vec![endpoint("192.0.2.1:0")],
+            udp: vec![(udp::Service::Sntp, endpoint("192.0.2.1:123"))],
+            ..config()
+        };
+        assert!(public.validate().await.is_ok());
     }
 }

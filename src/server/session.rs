@@ -2,7 +2,13 @@
 //! own deadline and permit, then requests until the peer leaves, idles out,
 //! breaks the protocol, or the server shuts down. This file authenticates,
 //! dispatches and keeps deadlines; what a request does is the services'.
+//!
+//! A source under a login penalty ([`super::penalty`]) is closed before
+//! anything else, TLS included, and without a log line: the penalty was
+//! logged when it began. A failed login (wrong token, garbage before hello,
+//! no hello in time) penalises its source.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,17 +51,31 @@ impl std::fmt::Display for End {
     }
 }
 
-/// Serves one accepted connection and logs its open and close.
+/// Serves one accepted connection and logs its open and close, unless its
+/// source is under a penalty: then it is closed at once.
 pub(crate) async fn run(
     stream: Stream,
     peer: String,
     shared: Arc<Shared>,
     handshake: OwnedSemaphorePermit,
 ) {
+    let source = source_ip(&stream);
+    if let (Some(penalties), Some(ip)) = (&shared.penalties, source) {
+        let refused = lock(penalties).refused_for(ip, std::time::Instant::now());
+        if let Some(left) = refused {
+            debug!(%peer, "refused: under a login penalty for {} s more", secs(left));
+            return;
+        }
+    }
     let opened = Instant::now();
     info!(%peer, "connection opened");
     let mut requests = 0u64;
-    let end = serve(stream, &peer, &shared, handshake, &mut requests).await;
+    let login = Login {
+        peer: &peer,
+        source,
+        shared: &shared,
+    };
+    let end = serve(stream, &login, handshake, &mut requests).await;
     info!(
         %peer,
         requests,
@@ -65,13 +85,67 @@ pub(crate) async fn run(
     );
 }
 
+/// Who is logging in, to penalise when the login fails.
+struct Login<'a> {
+    peer: &'a str,
+    source: Option<IpAddr>,
+    shared: &'a Shared,
+}
+
+impl Login<'_> {
+    /// Records a failed login (`why`, for the log) against the source and
+    /// returns what to add to the reply: `; 192.0.2.7 is now refused for
+    /// 5 s`, or nothing when the source is exempt. The penalty is logged
+    /// when it begins, once.
+    fn failed(&self, why: &str) -> String {
+        let (Some(penalties), Some(ip)) = (&self.shared.penalties, self.source) else {
+            return String::new();
+        };
+        let Some(penalty) = lock(penalties).record_failure(ip, std::time::Instant::now()) else {
+            return String::new();
+        };
+        let refused_for = secs(penalty.refused_for);
+        if penalty.started {
+            warn!(
+                peer = %self.peer,
+                "penalised: {ip} is refused for {refused_for} s after a failed login ({why})"
+            );
+        }
+        format!("; {ip} is now refused for {refused_for} s")
+    }
+}
+
+/// The penalty table, even if a thread panicked holding it: every update
+/// leaves it consistent.
+fn lock(
+    penalties: &std::sync::Mutex<super::penalty::Penalties>,
+) -> std::sync::MutexGuard<'_, super::penalty::Penalties> {
+    penalties
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Whole seconds, rounded up: a penalty of 0.4 s left is "1 s", never "0 s".
+fn secs(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+/// The address a TCP connection comes from; `None` for a Unix socket,
+/// which only this machine's users can reach.
+fn source_ip(stream: &Stream) -> Option<IpAddr> {
+    match stream {
+        Stream::Tcp(tcp) => tcp.peer_addr().ok().map(|a| a.ip().to_canonical()),
+        _ => None,
+    }
+}
+
 async fn serve(
     stream: Stream,
-    peer: &str,
-    shared: &Shared,
+    login: &Login<'_>,
     handshake: OwnedSemaphorePermit,
     requests: &mut u64,
 ) -> End {
+    let (peer, shared) = (login.peer, login.shared);
     let limits = &shared.limits;
     // Take a connection slot now; without one the client still gets a clear
     // `busy` answer to its hello.
@@ -94,12 +168,19 @@ async fn serve(
             };
             match accepted {
                 Ok(Ok(tls)) => Stream::ServerTls(Box::new(tls)),
-                Ok(Err(err)) => {
+                // Bytes that are not TLS; a client that only hung up
+                // (UnexpectedEof, a reset) did not try to get in.
+                Ok(Err(err)) if err.kind() == std::io::ErrorKind::InvalidData => {
+                    login.failed("not TLS");
                     return End::Failed(format!(
                         "TLS handshake failed: {err} (a client with --plaintext?)"
-                    ))
+                    ));
                 }
-                Err(_) => return End::Refused(ErrorCode::Timeout),
+                Ok(Err(err)) => return End::Failed(format!("TLS handshake failed: {err}")),
+                Err(_) => {
+                    login.failed("no TLS handshake in time");
+                    return End::Refused(ErrorCode::Timeout);
+                }
             }
         }
         (stream, _) => stream,
@@ -116,18 +197,31 @@ async fn serve(
     };
     let hello = match first {
         Err(_) => {
-            let message = format!("no hello within {:?}", limits.hello_timeout);
+            let penalty = login.failed("no hello in time");
+            let message = format!("no hello within {:?}{penalty}", limits.hello_timeout);
             return refuse(conn, ErrorCode::Timeout, message).await;
         }
         Ok(Ok(None)) => return End::PeerClosed,
         Ok(Ok(Some(header))) => header,
-        Ok(Err(err)) => return fail(conn, err).await,
+        Ok(Err(err)) => {
+            if matches!(err, ConnectionError::Frame(_)) {
+                login.failed("garbage before hello");
+            }
+            return fail(conn, err).await;
+        }
     };
     if let Err((code, message)) = check_hello(&hello, &shared.token) {
-        if code == ErrorCode::BadToken {
-            warn!(%peer, "refused: wrong access token");
-        }
-        return refuse(conn, code, message).await;
+        let why = match code {
+            ErrorCode::BadToken => {
+                warn!(%peer, "refused: wrong access token");
+                Some("wrong token")
+            }
+            // A client of another version is no attacker.
+            ErrorCode::UnsupportedVersion => None,
+            _ => Some("garbage before hello"),
+        };
+        let penalty = why.map(|why| login.failed(why)).unwrap_or_default();
+        return refuse(conn, code, format!("{message}{penalty}")).await;
     }
     let Some(_slot) = slot else {
         let message = format!(
@@ -262,7 +356,7 @@ fn check_hello(header: &Header, token: &str) -> Result<(), (ErrorCode, String)> 
 /// Compares tokens in constant time. Both are hashed first so that neither
 /// the content nor the length of the real token leaks through timing.
 fn tokens_match(given: &str, expected: &str) -> bool {
-    let digest = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+    let digest = |s: &str| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
     digest(given)
         .as_ref()
         .ct_eq(digest(expected).as_ref())

@@ -95,7 +95,7 @@ pub fn default_state_dir() -> Option<PathBuf> {
 
 fn create_token(path: &Path) -> io::Result<String> {
     let mut bytes = [0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+    aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut bytes)
         .map_err(|_| io::Error::other("the system random source failed"))?;
     // Hex, so a token never starts with `-` and `--token $(cat token)`
     // cannot be read as another flag.

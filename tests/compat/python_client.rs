@@ -53,7 +53,7 @@ fn the_python_client_passes_its_tests_over_tls_and_plaintext() {
                 .ok()
         })
         .expect("a `Ran N tests` line");
-    assert!(ran >= 21, "only {ran} Python tests ran:\n{}", run.stderr);
+    assert!(ran >= 28, "only {ran} Python tests ran:\n{}", run.stderr);
     // The client with the wrong pin never sent its token: the only bad
     // token the TLS server saw is the one a test sent on purpose.
     tls.wait_for_log("wrong access token");

@@ -246,7 +246,7 @@ fn seed_compat_on_a_non_loopback_address_is_refused_at_startup() {
         )
         .run();
         assert_eq!(run.code, 2, "{run:?}");
-        assert!(run.stderr.contains("only allowed on loopback"), "{run:?}");
+        assert!(run.stderr.contains("listens on loopback only"), "{run:?}");
         assert!(!run.stdout.contains("listening"), "{run:?}");
     }
 }

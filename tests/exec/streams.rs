@@ -72,7 +72,7 @@ fn stdin_is_forwarded_byte_for_byte() {
 fn a_large_stdin_reaches_the_command_whole() {
     let server = exec_server(&["--plaintext"]);
     let input = random_bytes(2, 20 * MIB);
-    let digest = ring::digest::digest(&ring::digest::SHA256, &input);
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input);
     let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
 
     let out = output(exec(&server, &["--", "wc", "-c"]).stdin(input.clone()));

@@ -226,3 +226,56 @@ fn clients_that_vanish_mid_frame_leave_the_server_healthy() {
     Raw::hello(&server).echo("still serving");
     assert_eq!(server.wait_within(Duration::ZERO), None, "the server died");
 }
+
+/// Each way of failing a login penalises its source, and the next
+/// connection from it is closed before a word is said; a client of another
+/// protocol version is no attacker and goes free.
+#[test]
+fn garbage_silence_and_bad_hellos_penalise_their_source() {
+    let penalised = |extra: &[&str]| {
+        let mut args = vec!["--penalize-loopback", "--penalty-min", "600"];
+        args.extend_from_slice(extra);
+        Server::start(&args)
+    };
+    let refused_at_once = |server: &Server| Raw::connect(server.addr()).expect_closed();
+
+    let server = penalised(&["--plaintext"]);
+    let mut raw = Raw::connect(server.addr());
+    raw.send(&raw_header(b"[not json"));
+    raw.expect_error("header_not_json");
+    server.wait_for_log("refused for 600 s after a failed login (garbage before hello)");
+    refused_at_once(&server);
+
+    let server = penalised(&["--plaintext"]);
+    let mut raw = Raw::connect(server.addr());
+    raw.send_frame(&json!({"cmd": "echo", "size": 2}), b"hi");
+    let message = raw.expect_error("hello_required");
+    assert!(
+        message.contains("127.0.0.1 is now refused for 600 s"),
+        "{message}"
+    );
+    refused_at_once(&server);
+
+    let server = penalised(&["--plaintext", "--hello-timeout", "0.2"]);
+    let mut raw = Raw::connect(server.addr());
+    let message = raw.expect_error("timeout");
+    assert!(message.contains("refused for 600 s"), "{message}");
+    server.wait_for_log("(no hello in time)");
+    refused_at_once(&server);
+
+    // A plaintext hello to the TLS listener is not TLS (it is answered
+    // with a TLS alert).
+    let server = penalised(&[]);
+    let mut raw = Raw::connect(server.addr());
+    raw.send_frame(&hello_header(&server.token()), b"");
+    server.wait_for_log("(not TLS)");
+    refused_at_once(&server);
+
+    let server = penalised(&["--plaintext"]);
+    let mut raw = Raw::connect(server.addr());
+    let other_version = json!({"cmd": "hello", "version": 2, "token": server.token()});
+    raw.send_frame(&other_version, b"");
+    let message = raw.expect_error("unsupported_version");
+    assert!(!message.contains("refused for"), "{message}");
+    Raw::hello(&server);
+}

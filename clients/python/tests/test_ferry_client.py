@@ -106,10 +106,99 @@ class Common:
         with open(os.path.join(self.root, "pure", self.id(), "pure.bin"), "rb") as f:
             self.assertEqual(f.read(), data)
 
+    def test_get_publishes_nothing_if_its_partial_was_swapped(self):
+        with open(os.path.join(self.root, "swapped.txt"), "wb") as f:
+            f.write(b"from the server")
+        victim = self.local("victim", b"precious")
+        local = os.path.join(self.tmp.name, "copy.txt")
+        mode_of = ferry_client._published_mode
+
+        def swap_then_mode(mode):
+            # Another user moves the partial away and plants a symlink at
+            # its name, between the last write and the rename.
+            (partial,) = [n for n in os.listdir(self.tmp.name)
+                          if n.startswith(ferry_client.PARTIAL_PREFIX)]
+            path = os.path.join(self.tmp.name, partial)
+            os.rename(path, path + ".moved")
+            os.symlink(victim, path)
+            return mode_of(mode)
+
+        with mock.patch.object(ferry_client, "_published_mode", swap_then_mode):
+            with self.assertRaises(FerryError) as caught:
+                self.ferry.get("swapped.txt", local)
+        self.assertEqual(caught.exception.code, "changed")
+        self.assertFalse(os.path.lexists(local), "nothing published")
+        with open(victim, "rb") as f:
+            self.assertEqual(f.read(), b"precious")
+        planted = [n for n in os.listdir(self.tmp.name)
+                   if n.startswith(ferry_client.PARTIAL_PREFIX) and not n.endswith(".moved")]
+        self.assertEqual(len(planted), 1, "what was planted is left alone")
+        self.assertTrue(os.path.islink(os.path.join(self.tmp.name, planted[0])))
+
     def test_a_wrong_token_is_refused(self):
         with self.assertRaises(FerryError) as caught:
             self.connect(token="not-the-token")
         self.assertEqual(caught.exception.code, "bad_token")
+
+
+class Partials(unittest.TestCase):
+    """The partial file of `get`: new, random, private, and never a name
+    someone else prepared. No server needed."""
+
+    def setUp(self):
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.dir = tmp.name
+        self.victim = os.path.join(self.dir, "victim")
+        with open(self.victim, "wb") as f:
+            f.write(b"precious")
+
+    def plant(self, suffix):
+        os.symlink(self.victim, os.path.join(self.dir, ferry_client.PARTIAL_PREFIX + suffix))
+
+    def test_a_taken_name_is_never_opened_and_the_new_file_is_private(self):
+        self.plant("0" * 32)
+        names = ["0" * 32, "1" * 32]
+        with mock.patch.object(ferry_client.secrets, "token_hex", side_effect=names):
+            fd, path = ferry_client._create_partial(self.dir)
+        self.addCleanup(os.close, fd)
+        self.assertEqual(os.path.basename(path), ferry_client.PARTIAL_PREFIX + "1" * 32)
+        self.assertEqual(os.lstat(path).st_mode & 0o777, 0o600)
+        os.write(fd, b"downloaded")
+        with open(self.victim, "rb") as f:
+            self.assertEqual(f.read(), b"precious")
+
+    def test_names_are_unpredictable(self):
+        fds = [ferry_client._create_partial(self.dir) for _ in range(2)]
+        for fd, _ in fds:
+            self.addCleanup(os.close, fd)
+        (a, b) = [os.path.basename(path) for _, path in fds]
+        self.assertNotEqual(a, b)
+        self.assertEqual(len(a), len(ferry_client.PARTIAL_PREFIX) + 32)
+
+    def test_it_gives_up_when_every_name_is_taken(self):
+        self.plant("0" * 32)
+        with mock.patch.object(ferry_client.secrets, "token_hex", return_value="0" * 32):
+            with self.assertRaises(FerryError):
+                ferry_client._create_partial(self.dir)
+
+    def test_a_partial_swapped_under_its_name_is_noticed(self):
+        fd, path = ferry_client._create_partial(self.dir)
+        self.addCleanup(os.close, fd)
+        self.assertTrue(ferry_client._names_file(path, fd))
+        os.rename(path, path + ".moved")
+        self.assertFalse(ferry_client._names_file(path, fd))
+        os.symlink(self.victim, path)
+        self.assertFalse(ferry_client._names_file(path, fd))
+
+    def test_the_published_mode_is_the_servers_less_the_umask(self):
+        old = os.umask(0o027)
+        self.addCleanup(os.umask, old)
+        self.assertEqual(ferry_client._umask(), 0o027)
+        self.assertEqual(ferry_client._published_mode(0o775), 0o750)
+        self.assertEqual(ferry_client._published_mode(0o4777), 0o750, "never setuid")
+        self.assertEqual(ferry_client._published_mode(None), 0o640)
+        self.assertEqual(ferry_client._published_mode(True), 0o640)
 
 
 class PureBlake3(unittest.TestCase):
