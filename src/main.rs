@@ -7,7 +7,24 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     keep_freed_buffers_in_the_heap();
+    raise_the_open_file_limit();
     cli::main()
+}
+
+/// A server holds a descriptor per connection and a bounded few per
+/// transfer; the soft limit many systems start processes with (1024) is far
+/// below what they allow (the hard limit), so take what is allowed, as
+/// nginx and Go programs do. Failure leaves the limit as it was.
+fn raise_the_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        let _ = setrlimit(Resource::Nofile, raised);
+    }
 }
 
 /// A transfer frees a buffer of a few hundred KiB every chunk. glibc hands

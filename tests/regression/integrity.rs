@@ -476,3 +476,57 @@ fn a_get_resumed_at_the_files_end_stops_hashing_when_its_client_leaves() {
         "the server used {used} ticks of CPU after its client left"
     );
 }
+
+/// A chain of `depth` directories `d/d/...` under `top`, with a one-byte
+/// file `f` in each.
+fn deep_tree(top: &std::path::Path, depth: usize) {
+    let mut dir = top.to_path_buf();
+    for _ in 0..depth {
+        dir.push("d");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.with_file_name("f"), b"x").unwrap();
+    }
+}
+
+#[test]
+fn a_tree_1900_deep_travels_both_ways_and_goes_with_few_descriptors() {
+    const DEPTH: usize = 1900;
+    let server = Server::start(&["--plaintext"]);
+    // Whatever the tree's depth, a transfer holds only so many handles.
+    let pid = rustix::process::Pid::from_raw(server.pid() as i32);
+    let limit = rustix::process::Rlimit {
+        current: Some(256),
+        maximum: Some(256),
+    };
+    rustix::process::prlimit(pid, rustix::process::Resource::Nofile, limit).unwrap();
+    let local = crate::files::local_dir(&server, "local");
+    deep_tree(&local.join("t"), DEPTH);
+    let started = std::time::Instant::now();
+    // A failure names each of 1900 long paths: show only its end.
+    let brief = |run: &crate::util::Run| {
+        let tail = run.stderr.len().saturating_sub(400);
+        format!("exit {}: ...{}", run.code, &run.stderr[tail..])
+    };
+    let put = crate::files::run(&server, &["put", "-r", local.join("t").to_str().unwrap()]);
+    assert_eq!(put.code, 0, "put {}", brief(&put));
+    let dl = crate::files::local_dir(&server, "dl");
+    let get = crate::files::run(&server, &["get", "-r", "t", "--to", dl.to_str().unwrap()]);
+    assert_eq!(get.code, 0, "get {}", brief(&get));
+    let rm = crate::files::run(&server, &["rm", "-r", "t"]);
+    assert_eq!(rm.code, 0, "rm {}", brief(&rm));
+    let took = started.elapsed();
+    let mut deepest = dl.join("t");
+    for _ in 0..DEPTH {
+        deepest.push("d");
+    }
+    assert!(deepest.is_dir() && deepest.with_file_name("f").is_file());
+    assert!(!server.root().join("t").exists());
+    // Generous for a debug build on two busy cores; the bench holds the
+    // real figure.
+    assert!(took.as_secs() < 60, "put, get and rm took {took:?}");
+    assert!(
+        server.peak_rss_bytes() < 64 << 20,
+        "the server peaked at {} MiB",
+        server.peak_rss_bytes() >> 20
+    );
+}

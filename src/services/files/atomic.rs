@@ -387,7 +387,7 @@ impl PartialFile {
             name: self.name,
             final_name: self.final_name,
             identity: self.identity,
-            file: self.file,
+            file: Some(self.file),
             hash,
         })
     }
@@ -527,7 +527,9 @@ pub struct SealedFile {
     name: OsString,
     final_name: OsString,
     identity: (u64, u64),
-    file: File,
+    /// The open file, until [`SealedFile::close`]: only [`SealedFile::sync`]
+    /// needs it.
+    file: Option<File>,
     hash: blake3::Hash,
 }
 
@@ -540,7 +542,20 @@ impl SealedFile {
     /// Makes this file's data durable (skip it when the caller syncs the
     /// whole filesystem once for many files).
     pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_all()
+        match &self.file {
+            Some(file) => file.sync_all(),
+            None => Err(io::Error::other(
+                "the sealed file was closed before its sync",
+            )),
+        }
+    }
+
+    /// Closes the file, for a caller that makes a batch durable with one
+    /// `syncfs` instead: a batch of thousands of files then holds no
+    /// descriptor for each. Publishing still checks the file by its device
+    /// and inode.
+    pub fn close(&mut self) {
+        self.file = None;
     }
 
     /// Renames the file into place, replacing what was there. With

@@ -9,11 +9,13 @@
 //! path from the root again: a walk costs time linear in its entries, and
 //! a directory swapped for a symlink mid-walk is refused by the kernel.
 //!
-//! Only the deepest [`HELD_HANDLES`] levels keep their handles, so a tree
-//! 2,000 levels deep costs as few descriptors as a shallow one. A level
-//! whose handle was let go is opened again (one level at a time, from the
-//! nearest held one) only when the walk climbs back to it, and must still
-//! be the directory first seen there (device and inode), or the walk fails.
+//! Only the deepest [`HELD_HANDLES`] levels keep their handles, and above
+//! them every [`HELD_HANDLES`]th level, so a tree 2,000 levels deep costs
+//! under a hundred descriptors. A level whose handle was let go is opened
+//! again (one level at a time, from the nearest held one, at most
+//! [`HELD_HANDLES`] levels up) only when the walk climbs back to it, and
+//! must still be the directory first seen there (device and inode), or the
+//! walk fails.
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -73,7 +75,9 @@ impl DirChain {
                 handle: Some(handle.clone()),
             });
             if let Some(old) = self.levels.len().checked_sub(HELD_HANDLES + 1) {
-                self.levels[old].handle = None;
+                if !is_checkpoint(old) {
+                    self.levels[old].handle = None;
+                }
             }
             dir = handle;
         }
@@ -108,13 +112,19 @@ impl DirChain {
                 ));
             }
             // Of the levels opened again, keep the deepest.
-            if top - i <= HELD_HANDLES {
+            if top - i <= HELD_HANDLES || is_checkpoint(i) {
                 self.levels[i].handle = Some(handle.clone());
             }
             dir = handle;
         }
         Ok(dir)
     }
+}
+
+/// Whether level `i` keeps its handle above the deepest ones, so that
+/// climbing back reopens at most [`HELD_HANDLES`] levels at a time.
+fn is_checkpoint(i: usize) -> bool {
+    i % HELD_HANDLES == HELD_HANDLES - 1
 }
 
 /// Opens the directory `name` in `dir`, never through a symlink: a symlink
@@ -195,7 +205,7 @@ mod tests {
         let mut chain = chain(tmp.path());
         chain.enter(&deep).unwrap();
         let held = chain.levels.iter().filter(|l| l.handle.is_some()).count();
-        assert_eq!(held, HELD_HANDLES);
+        assert_eq!(held, HELD_HANDLES + 2, "the deepest and two checkpoints");
         // Climbing back opens the levels that were let go again.
         for len in (0..depth).rev() {
             chain.enter(&deep[..len]).unwrap();

@@ -7,7 +7,7 @@
 //! out of the root, FIFOs, sockets and devices are skipped and listed in
 //! [`Manifest::skipped`]. Reserved partial-file names are never listed.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -249,16 +249,19 @@ struct RootWalk<'w> {
 
 impl RootWalk<'_> {
     /// Lists the directory the walk is in, under the wire prefix `prefix`,
-    /// and everything below it.
+    /// and everything below it, depth first with names sorted, on a heap
+    /// stack of its own (a tree thousands of levels deep must not overflow
+    /// a thread's stack).
     fn walk(&mut self, prefix: &[u8], manifest: &mut Manifest) -> Result<(), FileError> {
-        let fail = |e: io::Error| FileError::io(prefix, &e);
-        let dir = self.chain.enter(&self.names).map_err(fail)?;
-        let mut names =
-            list_fd(rustix::io::fcntl_dupfd_cloexec(&*dir, 0).map_err(|e| fail(e.into()))?)
-                .map_err(fail)?;
-        drop(dir);
-        names.sort();
-        for name in names {
+        // Each directory being listed: its wire prefix and the names left,
+        // last first. `self.names` names the deepest one.
+        let mut stack = vec![(prefix.to_vec(), self.list(prefix)?)];
+        while let Some((prefix, names)) = stack.last_mut() {
+            let Some(name) = names.pop() else {
+                stack.pop();
+                self.names.pop();
+                continue;
+            };
             if is_reserved_name(&name) {
                 continue;
             }
@@ -278,9 +281,8 @@ impl RootWalk<'_> {
                 Kind::Dir => {
                     manifest.push(EntryKind::Dir, &wire, &st, None);
                     self.names.push(name);
-                    let walked = self.walk(&wire, manifest);
-                    self.names.pop();
-                    walked?;
+                    let below = self.list(&wire)?;
+                    stack.push((wire, below));
                 }
                 Kind::File => manifest.push(
                     EntryKind::File,
@@ -305,33 +307,46 @@ impl RootWalk<'_> {
         Ok(())
     }
 
+    /// The names in the directory the walk is in, sorted, last first.
+    fn list(&mut self, shown: &[u8]) -> Result<Vec<OsString>, FileError> {
+        let fail = |e: io::Error| FileError::io(shown, &e);
+        let dir = self.chain.enter(&self.names).map_err(fail)?;
+        let listing = rustix::io::fcntl_dupfd_cloexec(&*dir, 0).map_err(|e| fail(e.into()))?;
+        let mut names = list_fd(listing).map_err(fail)?;
+        names.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(names)
+    }
+
     /// What a symlink in the current directory leads to, if it stays
     /// beneath the root.
     fn symlink_target(&self, name: &OsString) -> Option<Stat> {
-        let mut rel = self.top.clone();
-        for dir in &self.names {
-            rel = rel.join(dir).ok()?;
-        }
-        self.root.stat(&rel.join(name).ok()?).ok()
+        let mut below = self.names.clone();
+        below.push(name.clone());
+        let below = RelPath::parse(&below.join(OsStr::new("/")).into_vec()).ok()?;
+        self.root.stat(&self.top.concat(&below).ok()?).ok()
     }
 }
 
+/// Lists a local directory and everything below it, depth first with
+/// names sorted, on a heap stack of its own (a tree thousands of levels
+/// deep must not overflow a thread's stack).
 fn walk_local(dir: &Path, prefix: &[u8], manifest: &mut Manifest) -> Result<(), FileError> {
-    let shown = dir.as_os_str().as_bytes();
-    let mut entries: Vec<_> = fs::read_dir(dir)
-        .map_err(|e| FileError::io(shown, &e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| FileError::io(shown, &e))?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
+    // Each directory being listed: its wire prefix and the entries left,
+    // last name first.
+    let mut stack = vec![(prefix.to_vec(), list_local(dir)?)];
+    while let Some((prefix, entries)) = stack.last_mut() {
+        let Some(entry) = entries.pop() else {
+            stack.pop();
+            continue;
+        };
         let path = entry.path();
-        let name = entry.file_name();
-        let wire = join(prefix, name.as_bytes());
+        let wire = join(prefix, entry.file_name().as_bytes());
         let md = fs::symlink_metadata(&path).map_err(|e| FileError::io(&wire, &e))?;
         let file_type = md.file_type();
         if file_type.is_dir() {
             manifest.push(EntryKind::Dir, &wire, &stat_of(&md), None);
-            walk_local(&path, &wire, manifest)?;
+            let below = list_local(&path)?;
+            stack.push((wire, below));
         } else if file_type.is_file() {
             manifest.push(
                 EntryKind::File,
@@ -362,6 +377,17 @@ fn walk_local(dir: &Path, prefix: &[u8], manifest: &mut Manifest) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// A local directory's entries, sorted by name, last first.
+fn list_local(dir: &Path) -> Result<Vec<fs::DirEntry>, FileError> {
+    let shown = dir.as_os_str().as_bytes();
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .map_err(|e| FileError::io(shown, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| FileError::io(shown, &e))?;
+    entries.sort_by_key(|e| std::cmp::Reverse(e.file_name()));
+    Ok(entries)
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@ use std::path::Path;
 
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 
+use super::dirs::DirChain;
+
 /// Longest single name accepted, in bytes (Linux's NAME_MAX).
 pub const MAX_NAME_BYTES: usize = 255;
 /// Longest relative path accepted, in bytes (Linux's PATH_MAX less room).
@@ -59,24 +61,10 @@ impl RelPath {
 
     /// Parses a path a peer sent. `a//b/./c/` is `a/b/c`.
     pub fn parse(raw: &[u8]) -> Result<RelPath, PathError> {
-        if raw.contains(&0) {
-            return Err(PathError::Nul);
-        }
-        if raw.first() == Some(&b'/') {
-            return Err(PathError::Absolute);
-        }
-        if raw.len() > MAX_PATH_BYTES {
-            return Err(PathError::TooLong);
-        }
-        let mut names = Vec::new();
-        for name in raw.split(|&b| b == b'/') {
-            match name {
-                b"" | b"." => continue,
-                b".." => return Err(PathError::DotDot),
-                name if name.len() > MAX_NAME_BYTES => return Err(PathError::TooLong),
-                name => names.push(OsString::from_vec(name.to_vec())),
-            }
-        }
+        let names = split_names(raw)?
+            .into_iter()
+            .map(OsStr::to_os_string)
+            .collect();
         Ok(RelPath { names })
     }
 
@@ -111,6 +99,20 @@ impl RelPath {
         Ok(joined)
     }
 
+    /// This path followed by `rest`, checked once for length (where a
+    /// [`RelPath::join`] per name would copy the path each time).
+    pub fn concat(&self, rest: &RelPath) -> Result<RelPath, PathError> {
+        let mut names = Vec::with_capacity(self.names.len() + rest.names.len());
+        names.extend_from_slice(&self.names);
+        names.extend_from_slice(&rest.names);
+        let joined = RelPath { names };
+        let bytes: usize = joined.names.iter().map(|n| n.len() + 1).sum();
+        if bytes > MAX_PATH_BYTES + 1 {
+            return Err(PathError::TooLong);
+        }
+        Ok(joined)
+    }
+
     /// The names, in order.
     pub fn names(&self) -> &[OsString] {
         &self.names
@@ -133,6 +135,31 @@ impl RelPath {
             OsString::from_vec(self.to_bytes())
         }
     }
+}
+
+/// The names of a path a peer sent, borrowed from it, checked as
+/// [`RelPath::parse`] checks them: for walks that visit many paths and
+/// should not copy every name of each.
+pub fn split_names(raw: &[u8]) -> Result<Vec<&OsStr>, PathError> {
+    if raw.contains(&0) {
+        return Err(PathError::Nul);
+    }
+    if raw.first() == Some(&b'/') {
+        return Err(PathError::Absolute);
+    }
+    if raw.len() > MAX_PATH_BYTES {
+        return Err(PathError::TooLong);
+    }
+    let mut names = Vec::new();
+    for name in raw.split(|&b| b == b'/') {
+        match name {
+            b"" | b"." => continue,
+            b".." => return Err(PathError::DotDot),
+            name if name.len() > MAX_NAME_BYTES => return Err(PathError::TooLong),
+            name => names.push(OsStr::from_bytes(name)),
+        }
+    }
+    Ok(names)
 }
 
 impl fmt::Debug for RelPath {
@@ -355,26 +382,59 @@ pub fn list_fd(dir: OwnedFd) -> io::Result<Vec<OsString>> {
     Ok(names)
 }
 
-/// Removes `name` in `parent`, recursing into directories through handles
-/// opened with `O_NOFOLLOW`, so a symlink swapped in cannot redirect it.
+/// Removes `name` in `parent` and everything under it, depth first,
+/// through a [`DirChain`]: each directory is listed once, its other
+/// entries unlinked, and its subdirectories entered with `O_NOFOLLOW`, so a
+/// symlink swapped in cannot redirect the removal, a deep tree costs time
+/// linear in its entries, and the descriptors held stay bounded.
 fn remove_tree_at(parent: BorrowedFd<'_>, name: &OsStr) -> io::Result<u64> {
     let st = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)?;
     if Kind::of(st.st_mode) != Kind::Dir {
         rustix::fs::unlinkat(parent, name, AtFlags::empty())?;
         return Ok(1);
     }
-    let dir = rustix::fs::openat(
-        parent,
-        name,
-        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let mut chain = DirChain::new(rustix::io::fcntl_dupfd_cloexec(parent, 0)?)?;
+    // The directories from `name` down to the one being emptied, each with
+    // the subdirectories it still holds.
+    let mut path: Vec<OsString> = vec![name.to_os_string()];
+    let mut pending: Vec<Vec<OsString>> = Vec::new();
     let mut removed = 0;
-    for child in list_fd(rustix::io::dup(&dir)?)? {
-        removed += remove_tree_at(dir.as_fd(), &child)?;
+    let dir = chain.enter(&path)?;
+    pending.push(empty_but_subdirs(&dir, &mut removed)?);
+    loop {
+        let next = pending.last_mut().and_then(Vec::pop);
+        if let Some(subdir) = next {
+            path.push(subdir);
+            let dir = chain.enter(&path)?;
+            pending.push(empty_but_subdirs(&dir, &mut removed)?);
+            continue;
+        }
+        pending.pop();
+        let Some(done) = path.pop() else { break };
+        let above = chain.enter(&path)?;
+        rustix::fs::unlinkat(&*above, &done, AtFlags::REMOVEDIR)?;
+        removed += 1;
+        if path.is_empty() {
+            break;
+        }
     }
-    rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR)?;
-    Ok(removed + 1)
+    Ok(removed)
+}
+
+/// Unlinks everything in `dir` that is not a directory (symlinks as
+/// links); returns the subdirectories' names.
+fn empty_but_subdirs(dir: &OwnedFd, removed: &mut u64) -> io::Result<Vec<OsString>> {
+    let mut subdirs = Vec::new();
+    for child in list_fd(rustix::io::fcntl_dupfd_cloexec(dir, 0)?)? {
+        let st = rustix::fs::statat(dir, &child, AtFlags::SYMLINK_NOFOLLOW)?;
+        if Kind::of(st.st_mode) == Kind::Dir {
+            subdirs.push(child);
+        } else {
+            rustix::fs::unlinkat(dir, &child, AtFlags::empty())?;
+            *removed += 1;
+        }
+    }
+    Ok(subdirs)
 }
 
 #[cfg(test)]
@@ -410,6 +470,17 @@ mod tests {
         assert!(RelPath::parse(&[b'x'; 255]).is_ok());
         assert_eq!(RelPath::parse(&[b'a'; 5000]), Err(PathError::TooLong));
         assert!(RelPath::parse(b"bad\xffutf8").is_ok(), "names are bytes");
+    }
+
+    #[test]
+    fn concat_joins_whole_paths_within_the_length_limit() {
+        assert_eq!(
+            rel("a/b").concat(&rel("c/d")).unwrap().to_bytes(),
+            b"a/b/c/d"
+        );
+        assert!(rel("").concat(&rel("")).unwrap().is_root());
+        let half = "x/".repeat(1500);
+        assert!(rel(&half).concat(&rel(&half)).is_err());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::protocol::ErrorCode;
 use super::super::atomic::{has_partial, is_reserved_name, process_umask, PartialFile, SourceId};
 use super::super::dirs::DirChain;
 use super::super::error::{show, FileError};
-use super::super::root::{Kind, RelPath, Root, Stat};
+use super::super::root::{split_names, Kind, RelPath, Root, Stat};
 use super::super::wire::{Entry, EntryError, EntryKind, Want, WantAction};
 use super::ReceiveOptions;
 
@@ -155,14 +155,14 @@ impl ReceivePlan {
             .path
             .to_bytes()
             .map_err(|m| FileError::new(ErrorCode::BadPath, m))?;
-        let rel = RelPath::parse(&raw)?;
+        let names = split_names(&raw)?;
         entry
             .check_times()
             .map_err(|m| FileError::new(ErrorCode::BadRequest, format!("{}: {m}", show(&raw))))?;
-        let Some((name, parents)) = rel.names().split_last() else {
+        let Some((&name, parents)) = names.split_last() else {
             return Err(not_a_name(&raw));
         };
-        if rel.names().iter().any(|n| is_reserved_name(n)) {
+        if names.iter().any(|n| is_reserved_name(n)) {
             return Err(not_a_name(&raw));
         }
         let fail = |err: io::Error| FileError::io(&raw, &err);
@@ -184,7 +184,7 @@ impl ReceivePlan {
                     true
                 }
             };
-            chain.enter(rel.names()).map_err(fail)?;
+            chain.enter(&names).map_err(fail)?;
             let meta =
                 (self.options.preserve && (created || self.options.force)).then(|| DirMeta {
                     mode: self.sent_mode(entry.mode),
@@ -332,7 +332,7 @@ fn lstat_at(dir: &OwnedFd, name: &OsStr) -> io::Result<Option<Stat>> {
 
 /// Enters `names` below the chain's base, creating missing directories on
 /// the way (as `mkdir -p` does, with the umask's mode).
-fn enter_creating(chain: &mut DirChain, names: &[std::ffi::OsString]) -> io::Result<Arc<OwnedFd>> {
+fn enter_creating(chain: &mut DirChain, names: &[&OsStr]) -> io::Result<Arc<OwnedFd>> {
     match chain.enter(names) {
         Err(err) if err.kind() == io::ErrorKind::NotFound => {}
         other => return other,
@@ -340,7 +340,7 @@ fn enter_creating(chain: &mut DirChain, names: &[std::ffi::OsString]) -> io::Res
     for depth in 1..=names.len() {
         if let Some((name, parents)) = names[..depth].split_last() {
             let parent = chain.enter(parents)?;
-            match rustix::fs::mkdirat(&*parent, name, Mode::from_raw_mode(0o777)) {
+            match rustix::fs::mkdirat(&*parent, *name, Mode::from_raw_mode(0o777)) {
                 Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                 Err(errno) => return Err(errno.into()),
             }

@@ -1,6 +1,7 @@
 //! The sending side: files are read and hashed on a blocking thread and
 //! handed to the connection in recycled chunk buffers.
 
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, OwnedFd};
@@ -20,7 +21,7 @@ use crate::protocol::{ErrorCode, Header};
 use super::super::dirs::DirChain;
 use super::super::error::{code_of, show, FileError};
 use super::super::manifest::{Manifest, SourceRef};
-use super::super::root::{fstat, Kind, RelPath, Root};
+use super::super::root::{fstat, split_names, Kind, RelPath, Root};
 use super::super::wire::{parse_hash, Entry, FileEnd, FileHead, Want, WantAction};
 use super::{Progress, TransferError, CHANNEL_CHUNKS, CHUNK_BYTES, MAX_BATCH_ITEMS};
 
@@ -119,6 +120,10 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
 struct ChunkPool {
     free: std::sync::Mutex<Vec<Vec<u8>>>,
 }
+
+/// Chunks shorter than this (the tails of files, and small files whole)
+/// are read into buffers of their own size instead of pooled ones.
+const SMALL_CHUNK_BYTES: usize = CHUNK_BYTES / 4;
 
 /// Buffers kept for reuse: the chunks that can be in flight at once.
 const POOLED_CHUNKS: usize = CHANNEL_CHUNKS + 4;
@@ -338,16 +343,26 @@ fn read_one(
     let mut left = size;
     while left > 0 {
         let want = left.min(CHUNK_BYTES as u64) as usize;
-        let mut buf = pool.take();
-        let got = read_full(&mut file, &mut buf.bytes[..want]).unwrap_or(0);
-        // A file that shrank mid-read still owes the announced bytes; the
-        // zeros are sent and the end frame says the file changed.
+        let (got, chunk) = if want < SMALL_CHUNK_BYTES {
+            // A small file's bytes get a buffer of their own size: a batch
+            // of many small files must not pin a pooled chunk each.
+            let mut bytes = vec![0; want];
+            let got = read_full(&mut file, &mut bytes).unwrap_or(0);
+            hasher.update(&bytes[..got]);
+            (got, Bytes::from(bytes))
+        } else {
+            let mut buf = pool.take();
+            let got = read_full(&mut file, &mut buf.bytes[..want]).unwrap_or(0);
+            // A file that shrank mid-read still owes the announced bytes;
+            // the zeros are sent and the end frame says the file changed.
+            buf.bytes[got..want].fill(0);
+            hasher.update(&buf.bytes[..got]);
+            buf.len = want;
+            (got, Bytes::from_owner(buf))
+        };
         short |= got < want;
-        buf.bytes[got..want].fill(0);
-        hasher.update(&buf.bytes[..got]);
-        buf.len = want;
         left -= want as u64;
-        if !out.push(Chunk::Data(Bytes::from_owner(buf)), want) {
+        if !out.push(Chunk::Data(chunk), want) {
             return false;
         }
     }
@@ -413,15 +428,19 @@ impl<'m> Opener<'m> {
                 let root = self
                     .root
                     .ok_or_else(|| FileError::new(ErrorCode::Internal, "no root to read from"))?;
-                let mut rel = self.in_root.clone();
-                for name in RelPath::parse(&shown)?.names() {
-                    rel = rel.join(name)?;
-                }
                 if *via_symlink {
+                    let rel = self.in_root.concat(&RelPath::parse(&shown)?)?;
                     root.open(&rel, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())
                         .map_err(cannot)?
                 } else {
-                    let Some((name, parents)) = rel.names().split_last() else {
+                    let mut names: Vec<&OsStr> = self
+                        .in_root
+                        .names()
+                        .iter()
+                        .map(OsString::as_os_str)
+                        .collect();
+                    names.extend(split_names(&shown)?);
+                    let Some((&name, parents)) = names.split_last() else {
                         return Err(FileError::new(ErrorCode::BadPath, "the root is not a file"));
                     };
                     let chain = match &mut self.chain {

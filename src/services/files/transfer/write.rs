@@ -19,7 +19,7 @@ use crate::protocol::ErrorCode;
 use super::super::atomic::{sweep_stale_partials, FileMeta, PartialFile, SealedFile, SourceId};
 use super::super::dirs::DirChain;
 use super::super::error::{code_of, show, FileError};
-use super::super::root::RelPath;
+use super::super::root::split_names;
 use super::super::wire::{parse_hash, Entry, EntryError, FileEnd};
 use super::plan::{ReceivePlan, Target};
 use super::ReceiveSummary;
@@ -28,8 +28,9 @@ use super::ReceiveSummary;
 const PUBLISH_BATCH_FILES: usize = 2048;
 /// Bytes sealed before one `syncfs` and their renames.
 const PUBLISH_BATCH_BYTES: u64 = 1 << 30;
-/// Directories sealed files may span before they are published.
-const PUBLISH_BATCH_DIRS: usize = 256;
+/// Directories sealed files may span before they are published: each holds
+/// a descriptor until then.
+const PUBLISH_BATCH_DIRS: usize = 64;
 
 /// What the socket side hands the file thread.
 pub(super) enum Op {
@@ -160,6 +161,13 @@ impl ReceivePlan {
             .last()
             .is_none_or(|(_, last)| !Arc::ptr_eq(last.dir(), sealed.dir()));
         state.pending_dirs += usize::from(new_dir);
+        // A batch of more than one file is made durable by one `syncfs`:
+        // none of them needs its descriptor any more.
+        let mut sealed = sealed;
+        if let Some((_, first)) = state.pending.first_mut() {
+            first.close();
+            sealed.close();
+        }
         state.pending.push((i, sealed));
         // Each pending directory holds a descriptor.
         if state.pending.len() >= PUBLISH_BATCH_FILES
@@ -232,8 +240,8 @@ impl ReceivePlan {
         state: &mut WriteState,
     ) -> Result<(Arc<OwnedFd>, OsString), FileError> {
         let shown = self.shown(i);
-        let rel = RelPath::parse(&shown)?;
-        let Some((name, parents)) = rel.names().split_last() else {
+        let names = split_names(&shown)?;
+        let Some((&name, parents)) = names.split_last() else {
             return Err(FileError::new(ErrorCode::BadPath, "the root is not a file"));
         };
         let chain = state.chain.as_mut().ok_or_else(|| {
@@ -256,7 +264,7 @@ impl ReceivePlan {
             let _ =
                 sweep_stale_partials(&dir, limits::PARTIAL_MAX_AGE, std::time::SystemTime::now());
         }
-        Ok((dir, name.clone()))
+        Ok((dir, name.to_os_string()))
     }
 
     fn finish_file(
@@ -360,15 +368,13 @@ impl ReceivePlan {
             let Target::Dir(node) = *target else { continue };
             let node = self.dirs[node as usize];
             let Some(meta) = node.meta else { continue };
-            let Some(rel) = entry
-                .path
-                .to_bytes()
-                .ok()
-                .and_then(|p| RelPath::parse(&p).ok())
-            else {
+            let Ok(path) = entry.path.to_bytes() else {
                 continue;
             };
-            let Ok(dir) = chain.enter(rel.names()) else {
+            let Ok(names) = split_names(&path) else {
+                continue;
+            };
+            let Ok(dir) = chain.enter(&names) else {
                 continue;
             };
             if chain.identity() != node.identity {
