@@ -222,8 +222,8 @@ impl JsonPath {
     fn of(bytes: &[u8]) -> JsonPath {
         let wire = ferry::services::files::wire::WirePath::from_bytes(bytes);
         JsonPath {
-            path: wire.path,
-            path_b64: wire.path_b64,
+            path: wire.path.map(String::from),
+            path_b64: wire.path_b64.map(String::from),
         }
     }
 }
@@ -363,8 +363,8 @@ struct JsonInfo {
 impl From<&FileInfo> for JsonInfo {
     fn from(info: &FileInfo) -> JsonInfo {
         JsonInfo {
-            name: info.name.path.clone(),
-            name_b64: info.name.path_b64.clone(),
+            name: info.name.path.as_deref().map(String::from),
+            name_b64: info.name.path_b64.as_deref().map(String::from),
             kind: info.kind.clone(),
             size: info.file_size,
             mode: info.mode,

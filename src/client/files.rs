@@ -20,9 +20,7 @@ use crate::services::files::ops::{
 };
 use crate::services::files::root::{RelPath, Root};
 use crate::services::files::transfer::{self, Progress, ReceiveOptions, ReceivePlan};
-use crate::services::files::wire::{
-    from_json_lines, to_json_lines, Entry, EntryError, Want, WantAction, WirePath,
-};
+use crate::services::files::wire::{to_json_lines, Entry, EntryError, Want, WantAction, WirePath};
 use crate::services::files::{GetReply, GetRequest, PutRequest, PutResult, WantsFrame};
 
 /// Largest listing or manifest the client accepts from a server.
@@ -182,15 +180,17 @@ impl Client {
             left_out: reply.skipped,
             ..TransferReport::default()
         };
-        report.failures.extend(refusals(&entries, &wants));
-        report.skipped = wants
-            .iter()
-            .filter(|w| matches!(w.action, WantAction::Skip))
-            .count() as u64;
-        progress.begin(bytes_wanted(&entries, &wants));
+        report.failures.extend(
+            wants
+                .refused
+                .iter()
+                .map(|refused| failure(&entries, refused.clone())),
+        );
+        report.skipped = wants.skipped;
+        progress.begin(wants.bytes_wanted);
         let header = Header::from_message(&WantsFrame { wants: true });
         self.connection()
-            .send(header, Bytes::from(to_json_lines(&wants)))
+            .send(header, Bytes::from(wants.body))
             .await?;
         let summary = plan
             .receive(self.connection().reader(), progress.as_ref())
@@ -354,8 +354,9 @@ async fn read_lines<T: serde::de::DeserializeOwned, R: tokio::io::AsyncRead + Un
             header.size()
         )));
     }
-    let body = reader.read_body().await?;
-    from_json_lines(&body).map_err(Error::Protocol)
+    crate::services::files::body_lines(reader)
+        .await?
+        .map_err(Error::Protocol)
 }
 
 fn transfer_error(err: transfer::TransferError) -> Error {

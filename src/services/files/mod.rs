@@ -34,7 +34,7 @@ use error::FileError;
 use manifest::Manifest;
 use root::RelPath;
 use transfer::{NoProgress, ReceiveOptions, ReceivePlan, TransferError};
-use wire::{from_json_lines, to_json_lines, Entry, Want, WirePath};
+use wire::{to_json_lines, Entry, JsonLines, Want, WirePath};
 
 /// `{"cmd": "get", "path": P, "recursive": bool}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,15 +167,13 @@ pub async fn put(
         conn.reader().discard_body().await?;
         return Ok(Outcome::Refused(ErrorCode::TooLarge));
     }
-    let body = conn.reader().read_body().await?;
-    let entries: Vec<Entry> = match from_json_lines(&body) {
+    let entries: Vec<Entry> = match body_lines(conn.reader()).await? {
         Ok(entries) => entries,
         Err(message) => {
             let err = FileError::new(ErrorCode::BadRequest, format!("bad manifest: {message}"));
             return refuse(conn, err).await;
         }
     };
-    drop(body);
     let base = match parse_path(&request.path) {
         Ok(base) => base,
         Err(err) => return refuse(conn, err).await,
@@ -200,11 +198,8 @@ pub async fn put(
         Ok(planned) => planned,
         Err(err) => return refuse(conn, err).await,
     };
-    conn.send(
-        ok_header(&serde_json::json!({})),
-        Bytes::from(to_json_lines(&wants)),
-    )
-    .await?;
+    conn.send(ok_header(&serde_json::json!({})), Bytes::from(wants.body))
+        .await?;
     let summary = plan
         .receive(conn.reader(), &NoProgress)
         .await
@@ -273,8 +268,32 @@ pub(crate) async fn read_lines<T: serde::de::DeserializeOwned, R: tokio::io::Asy
             "a body of {size} bytes is over the cap of {cap}"
         )));
     }
-    let body = reader.read_body().await?;
-    from_json_lines(&body).map_err(ConnectionError::Unexpected)
+    body_lines(reader)
+        .await?
+        .map_err(ConnectionError::Unexpected)
+}
+
+/// Reads the current frame's body as JSON lines, parsing each chunk as it
+/// arrives (a manifest is never held as text and as values at once). A
+/// malformed line is reported after the whole body has been read, so the
+/// connection stays at a frame boundary.
+pub(crate) async fn body_lines<T: serde::de::DeserializeOwned, R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+) -> Result<Result<Vec<T>, String>, ConnectionError> {
+    let mut lines = JsonLines::for_body(reader.body_remaining());
+    let mut malformed = None;
+    while let Some(chunk) = reader.read_body_chunk().await? {
+        if malformed.is_none() {
+            if let Err(message) = lines.push(&chunk) {
+                malformed = Some(message);
+                lines = JsonLines::default();
+            }
+        }
+    }
+    Ok(match malformed {
+        Some(message) => Err(message),
+        None => lines.finish(),
+    })
 }
 
 /// Runs filesystem work off the async threads.

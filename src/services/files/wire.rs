@@ -22,15 +22,17 @@ use base64::Engine;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 /// A path in a header or a JSON line: text when it is UTF-8, base64 under
-/// `path_b64` when it is not, so any Unix name survives the trip.
+/// `path_b64` when it is not, so any Unix name survives the trip. Boxed
+/// strings, not `String`s: a manifest holds one per entry, and the spare
+/// capacity and length of a `String` would be a sixth of its memory.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WirePath {
     /// The path as text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
+    pub path: Option<Box<str>>,
     /// The path's bytes, base64, when they are not UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path_b64: Option<String>,
+    pub path_b64: Option<Box<str>>,
 }
 
 impl WirePath {
@@ -38,12 +40,16 @@ impl WirePath {
     pub fn from_bytes(bytes: &[u8]) -> WirePath {
         match std::str::from_utf8(bytes) {
             Ok(text) => WirePath {
-                path: Some(text.to_string()),
+                path: Some(text.into()),
                 path_b64: None,
             },
             Err(_) => WirePath {
                 path: None,
-                path_b64: Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+                path_b64: Some(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(bytes)
+                        .into(),
+                ),
             },
         }
     }
@@ -59,7 +65,7 @@ impl WirePath {
         match (&self.path, &self.path_b64) {
             (Some(text), None) => Ok(text.as_bytes().to_vec()),
             (None, Some(b64)) => base64::engine::general_purpose::STANDARD
-                .decode(b64)
+                .decode(b64.as_bytes())
                 .map_err(|_| "`path_b64` is not valid base64".to_string()),
             (None, None) => Err("missing `path`".into()),
             (Some(_), Some(_)) => Err("give `path` or `path_b64`, not both".into()),
@@ -211,13 +217,81 @@ pub fn to_json_lines<T: Serialize>(items: &[T]) -> Vec<u8> {
 
 /// Parses a JSON-lines body; blank lines are ignored.
 pub fn from_json_lines<T: DeserializeOwned>(body: &[u8]) -> Result<Vec<T>, String> {
-    body.split(|&b| b == b'\n')
-        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-        .enumerate()
-        .map(|(n, line)| {
-            serde_json::from_slice(line).map_err(|err| format!("line {}: {err}", n + 1))
-        })
-        .collect()
+    let mut lines = JsonLines::default();
+    lines.push(body)?;
+    lines.finish()
+}
+
+/// A JSON-lines body parsed as its chunks arrive, so a large manifest is
+/// never held as text and as values at once: only the line a chunk cut in
+/// two waits for the next chunk. Blank lines are ignored.
+#[derive(Debug)]
+pub struct JsonLines<T> {
+    items: Vec<T>,
+    /// The start of a line whose end has not arrived.
+    partial: Vec<u8>,
+    /// Lines seen, blank ones included, for messages.
+    line: usize,
+}
+
+impl<T> Default for JsonLines<T> {
+    fn default() -> JsonLines<T> {
+        JsonLines {
+            items: Vec::new(),
+            partial: Vec::new(),
+            line: 0,
+        }
+    }
+}
+
+/// The shortest line that can hold a value: `{"i":0}` and the newline.
+const MIN_LINE_BYTES: u64 = 8;
+
+impl<T: DeserializeOwned> JsonLines<T> {
+    /// A parser for a body of `body_bytes`, with room for as many values
+    /// as it could hold, so the list never grows by copying itself (a copy
+    /// that would cost its old size again, and which the allocator may
+    /// keep). Room never written to costs no memory.
+    pub fn for_body(body_bytes: u64) -> JsonLines<T> {
+        JsonLines {
+            items: Vec::with_capacity((body_bytes / MIN_LINE_BYTES) as usize),
+            ..JsonLines::default()
+        }
+    }
+
+    /// Parses the complete lines `chunk` ends or holds.
+    pub fn push(&mut self, mut chunk: &[u8]) -> Result<(), String> {
+        while let Some(end) = chunk.iter().position(|&b| b == b'\n') {
+            if self.partial.is_empty() {
+                self.parse(&chunk[..end])?;
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(&chunk[..end]);
+                self.parse(&line)?;
+            }
+            chunk = &chunk[end + 1..];
+        }
+        self.partial.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    /// The values, once the body has ended (a last line needs no newline).
+    pub fn finish(mut self) -> Result<Vec<T>, String> {
+        let last = std::mem::take(&mut self.partial);
+        self.parse(&last)?;
+        Ok(self.items)
+    }
+
+    fn parse(&mut self, line: &[u8]) -> Result<(), String> {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        self.line += 1;
+        let item =
+            serde_json::from_slice(line).map_err(|err| format!("line {}: {err}", self.line))?;
+        self.items.push(item);
+        Ok(())
+    }
 }
 
 /// Parses a lowercase or uppercase hex BLAKE3.
@@ -290,6 +364,35 @@ mod tests {
         assert_eq!(from_json_lines::<Want>(&body).unwrap(), wants);
         let text = String::from_utf8(body).unwrap();
         assert!(text.starts_with(r#"{"i":1,"action":"send","offset":10,"prefix_blake3":""#));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn json_lines_parse_the_same_however_the_body_is_cut(
+            cuts in proptest::collection::vec(0usize..400, 0..8),
+        ) {
+            let entries: Vec<Entry> = (0..5)
+                .map(|i| Entry {
+                    kind: EntryKind::File,
+                    path: WirePath::from_bytes(format!("d/f{i}").as_bytes()),
+                    file_size: i,
+                    mode: 0o644,
+                    mtime: 1,
+                    mtime_ns: 2,
+                })
+                .collect();
+            let mut body = to_json_lines(&entries);
+            body.extend_from_slice(b"\n  \n");
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(body.len())).collect();
+            cuts.sort_unstable();
+            let mut lines = JsonLines::<Entry>::default();
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([body.len()]) {
+                lines.push(&body[from..cut]).unwrap();
+                from = cut;
+            }
+            proptest::prop_assert_eq!(lines.finish().unwrap(), entries);
+        }
     }
 
     #[test]

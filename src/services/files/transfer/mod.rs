@@ -16,7 +16,7 @@ mod receive;
 mod send;
 mod write;
 
-pub use plan::ReceivePlan;
+pub use plan::{ReceivePlan, Wants};
 pub use send::send_files;
 
 use crate::connection::ConnectionError;
@@ -146,6 +146,7 @@ mod tests {
             Manifest::from_root(&src, &RelPath::parse(path.as_bytes()).unwrap(), true).unwrap();
         let (plan, wants) =
             ReceivePlan::new(dst, &RelPath::root(), manifest.entries.clone(), options).unwrap();
+        let wants: Vec<Want> = super::super::wire::from_json_lines(&wants.body).unwrap();
         let (a, b) = tokio::io::duplex(64 * 1024);
         let mut sender = Connection::new(a, config());
         let mut receiver = Connection::new(b, config());
@@ -461,6 +462,8 @@ mod tests {
             file(b""),
         ];
         let (_, wants) = ReceivePlan::new(dst, &RelPath::root(), entries, OPTIONS).unwrap();
+        assert_eq!(wants.refused.len(), 5);
+        let wants: Vec<Want> = super::super::wire::from_json_lines(&wants.body).unwrap();
         assert_eq!(wants.len(), 5);
         for want in &wants {
             assert!(

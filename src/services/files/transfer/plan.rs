@@ -7,7 +7,7 @@
 //! each directory by device and inode: the file thread later writes only
 //! into, and sets modes only on, the very directories planned here.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -35,13 +35,14 @@ pub struct ReceivePlan {
     pub(super) targets: Vec<Target>,
     /// Every directory entries go into, as planned.
     pub(super) dirs: Vec<DirNode>,
-    /// The offset offered for each file asked for and not yet started;
-    /// data for anything else is refused, so a sender cannot write what
-    /// the receiver skipped, nor write one file twice.
-    pub(super) offered: HashMap<u64, u64>,
-    /// Files asked for that have not yet ended as published or failed: at
-    /// the end of the data phase, each one left is failed.
-    pub(super) outstanding: BTreeSet<u64>,
+    /// Where each entry stands in the data phase, by index: data is taken
+    /// only for a file asked for and not yet started (a sender cannot write
+    /// what the receiver skipped, nor one file twice), and at the end every
+    /// file asked for and not settled is failed.
+    pub(super) states: Vec<FileState>,
+    /// The offset offered for each file resumed from a kept partial (every
+    /// other file is asked for from 0).
+    pub(super) resumed_offsets: HashMap<u64, u64>,
     /// Partial files kept by an earlier attempt, held open until their
     /// data comes.
     pub(super) partials: HashMap<u64, PartialFile>,
@@ -64,6 +65,26 @@ pub(super) enum Target {
     File(u32),
 }
 
+/// Where one entry stands in the data phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FileState {
+    /// Not asked for: a directory, a skipped or refused file.
+    Unwanted,
+    /// Asked for; no data yet.
+    Offered,
+    /// Its data is arriving.
+    Started,
+    /// Published or failed.
+    Settled,
+}
+
+impl FileState {
+    /// Asked for and not yet published or failed.
+    pub fn is_outstanding(self) -> bool {
+        matches!(self, FileState::Offered | FileState::Started)
+    }
+}
+
 /// A directory entries go into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct DirNode {
@@ -79,6 +100,29 @@ pub(super) struct DirNode {
 pub(super) struct DirMeta {
     pub mode: u32,
     pub mtime: (i64, u32),
+}
+
+/// The receiver's answer to a manifest, ready to send: the wants as a
+/// JSON-lines body (written as the plan goes, so a large manifest's answer
+/// is never held twice), and what the receiver reports of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wants {
+    /// One [`Want`] per file and per refused entry, as JSON lines.
+    pub body: Vec<u8>,
+    /// The refused entries, and why.
+    pub refused: Vec<EntryError>,
+    /// Files already in place.
+    pub skipped: u64,
+    /// Bytes the sender will send: each wanted file from its offset.
+    pub bytes_wanted: u64,
+}
+
+impl Wants {
+    fn add(&mut self, want: &Want) {
+        // Our wire types always serialize.
+        let _ = serde_json::to_writer(&mut self.body, want);
+        self.body.push(b'\n');
+    }
 }
 
 /// What the receiver does with one file entry.
@@ -97,7 +141,7 @@ impl ReceivePlan {
         base: &RelPath,
         entries: Vec<Entry>,
         options: ReceiveOptions,
-    ) -> Result<(ReceivePlan, Vec<Want>), FileError> {
+    ) -> Result<(ReceivePlan, Wants), FileError> {
         let shown = base.to_bytes();
         let base_dir = dest.open_dir(base).map_err(|e| FileError::io(&shown, &e))?;
         let mut chain = rustix::io::fcntl_dupfd_cloexec(&base_dir, 0)
@@ -113,8 +157,8 @@ impl ReceivePlan {
                 identity: chain.identity(),
                 meta: None,
             }],
-            offered: HashMap::new(),
-            outstanding: BTreeSet::new(),
+            states: Vec::with_capacity(entries.len()),
+            resumed_offsets: HashMap::new(),
             partials: HashMap::new(),
             replaced_modes: HashMap::new(),
             options,
@@ -122,22 +166,37 @@ impl ReceivePlan {
             skipped: 0,
         };
         let mut known: HashMap<(u64, u64), u32> = HashMap::from([(chain.identity(), 0)]);
-        let mut wants = Vec::new();
+        // Room for every line at once (most are about this long).
+        let mut wants = Wants {
+            body: Vec::with_capacity(entries.len() * 48),
+            ..Wants::default()
+        };
         for (i, entry) in entries.iter().enumerate() {
+            plan.states.push(FileState::Unwanted);
             let i = i as u64;
             let action = match plan.plan_one(&mut chain, &mut known, i, entry) {
                 Ok(None) => continue,
                 Ok(Some(action)) => action,
                 Err(err) => {
                     plan.targets.push(Target::Refused);
+                    let code = err.code.as_str().to_string();
+                    wants.refused.push(EntryError {
+                        i,
+                        code: code.clone(),
+                        message: err.message.clone(),
+                    });
                     WantAction::Refuse {
-                        code: err.code.as_str().to_string(),
+                        code,
                         message: err.message,
                     }
                 }
             };
-            wants.push(Want { i, action });
+            if let WantAction::Send { offset, .. } = action {
+                wants.bytes_wanted += entry.file_size.saturating_sub(offset);
+            }
+            wants.add(&Want { i, action });
         }
+        wants.skipped = plan.skipped;
         plan.entries = Arc::new(entries);
         Ok((plan, wants))
     }
@@ -209,8 +268,10 @@ impl ReceivePlan {
             Step::Fetch => {
                 let action = self.fetch(i, parent, name, entry);
                 if let WantAction::Send { offset, .. } = action {
-                    self.offered.insert(i, offset);
-                    self.outstanding.insert(i);
+                    self.states[i as usize] = FileState::Offered;
+                    if offset > 0 {
+                        self.resumed_offsets.insert(i, offset);
+                    }
                 }
                 action
             }

@@ -21,7 +21,7 @@ use super::super::dirs::DirChain;
 use super::super::error::{code_of, show, FileError};
 use super::super::root::split_names;
 use super::super::wire::{parse_hash, Entry, EntryError, FileEnd};
-use super::plan::{ReceivePlan, Target};
+use super::plan::{FileState, ReceivePlan, Target};
 use super::ReceiveSummary;
 
 /// Files sealed before one `syncfs` and their renames.
@@ -95,9 +95,11 @@ impl ReceivePlan {
         self.publish(&mut state.pending, &mut state.summary);
         // Whatever was asked for and neither arrived nor was failed by the
         // sender is failed here: a transfer never ends with a file unsaid.
-        for i in std::mem::take(&mut self.outstanding) {
-            let message = format!("{}: the sender never sent it", show(&self.shown(i)));
-            self.fail(i, FileError::new(ErrorCode::NotSent, message));
+        for i in 0..self.states.len() as u64 {
+            if self.states[i as usize].is_outstanding() {
+                let message = format!("{}: the sender never sent it", show(&self.shown(i)));
+                self.fail(i, FileError::new(ErrorCode::NotSent, message));
+            }
         }
         if let Some(chain) = &mut state.chain {
             self.apply_dir_meta(chain);
@@ -197,14 +199,16 @@ impl ReceivePlan {
         let shown = self.shown(i);
         let bad =
             |what: &str| FileError::new(ErrorCode::BadRequest, format!("{}: {what}", show(&shown)));
-        match self.offered.remove(&i) {
-            Some(offered) if offset == offered || offset == 0 => {}
-            Some(_) => return Err(bad("sent from an offset that was not offered")),
-            None => {
-                return Err(bad(
-                    "data sent for a file that was not asked for, or sent twice",
-                ))
-            }
+        let entry_state = self.states.get_mut(i as usize);
+        let Some(entry_state @ FileState::Offered) = entry_state else {
+            return Err(bad(
+                "data sent for a file that was not asked for, or sent twice",
+            ));
+        };
+        *entry_state = FileState::Started;
+        let offered = self.resumed_offsets.get(&i).copied().unwrap_or(0);
+        if offset != offered && offset != 0 {
+            return Err(bad("sent from an offset that was not offered"));
         }
         let Some(Target::File(node)) = self.targets.get(i as usize).copied() else {
             return Err(bad("data sent for an entry that is not a file"));
@@ -344,7 +348,7 @@ impl ReceivePlan {
                 .and_then(|()| sealed.publish(single));
             match result {
                 Ok(()) => {
-                    self.outstanding.remove(&i);
+                    self.settle(i);
                     summary.files += 1;
                 }
                 Err(err) => {
@@ -400,10 +404,13 @@ impl ReceivePlan {
     /// (never asked for, or already settled) changes nothing.
     fn end_without_data(&mut self, end: &FileEnd) {
         let i = end.file_end;
-        if !self.outstanding.contains(&i) {
+        if !self
+            .states
+            .get(i as usize)
+            .is_some_and(|state| state.is_outstanding())
+        {
             return;
         }
-        self.offered.remove(&i);
         if let Some(partial) = self.partials.remove(&i) {
             partial.suspend();
         }
@@ -430,9 +437,16 @@ impl ReceivePlan {
         self.fail(i, FileError::new(ErrorCode::BadRequest, message));
     }
 
+    /// Marks file `i` published or failed.
+    fn settle(&mut self, i: u64) {
+        if let Some(state) = self.states.get_mut(i as usize) {
+            *state = FileState::Settled;
+        }
+    }
+
     /// Records a file's failure; the file is settled.
     fn fail(&mut self, i: u64, err: FileError) {
-        self.outstanding.remove(&i);
+        self.settle(i);
         self.errors.push(EntryError {
             i,
             code: err.code.as_str().to_string(),
