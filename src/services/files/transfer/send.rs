@@ -73,20 +73,7 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
     // the request deadline, or the transfer stops and so does the thread.
     let deadline = writer.timeout();
     let mut last_ticks = 0;
-    loop {
-        let batch = tokio::select! {
-            batch = rx.recv() => batch,
-            () = tokio::time::sleep(deadline) => {
-                let ticks = liveness.ticks.load(Ordering::Relaxed);
-                if ticks == last_ticks {
-                    liveness.stopped.store(true, Ordering::Relaxed);
-                    return Err(ConnectionError::Timeout(deadline).into());
-                }
-                last_ticks = ticks;
-                continue;
-            }
-        };
-        let Some(batch) = batch else { break };
+    while let Some(batch) = next_batch(&mut rx, &liveness, deadline, &mut last_ticks).await? {
         for chunk in batch {
             match chunk {
                 Chunk::Head { file, offset, size } => {
@@ -111,6 +98,31 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
         .await?;
     writer.flush().await?;
     Ok(())
+}
+
+/// The file thread's next batch; `None` once it has sent everything. The
+/// thread must show progress (a chunk read or hashed, counted in
+/// `liveness`) within each `deadline`, or it is told to stop and the
+/// transfer fails with a timeout.
+async fn next_batch<T>(
+    rx: &mut mpsc::Receiver<Vec<T>>,
+    liveness: &Liveness,
+    deadline: std::time::Duration,
+    last_ticks: &mut u64,
+) -> Result<Option<Vec<T>>, TransferError> {
+    loop {
+        tokio::select! {
+            batch = rx.recv() => return Ok(batch),
+            () = tokio::time::sleep(deadline) => {
+                let ticks = liveness.ticks.load(Ordering::Relaxed);
+                if ticks == *last_ticks {
+                    liveness.stopped.store(true, Ordering::Relaxed);
+                    return Err(ConnectionError::Timeout(deadline).into());
+                }
+                *last_ticks = ticks;
+            }
+        }
+    }
 }
 
 /// Chunk buffers handed back once the connection has sent them, so a large
@@ -532,6 +544,42 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_file_thread_that_shows_no_progress_within_the_deadline_is_stopped() {
+        let deadline = std::time::Duration::from_secs(30);
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1);
+        let liveness = Arc::new(Liveness::default());
+        // Hashing a long prefix: no batch for three deadlines, but a tick
+        // in each, so the transfer waits.
+        let working = liveness.clone();
+        let worker = tokio::spawn(async move {
+            for _ in 0..3 {
+                tokio::time::sleep(deadline / 2).await;
+                working.ticks.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(deadline / 2).await;
+            }
+            tx.send(vec![1]).await.unwrap();
+            // Then stuck: no tick, no batch, the sender still held.
+            tokio::time::sleep(deadline * 10).await;
+            drop(tx);
+        });
+        let mut last = 0;
+        let first = next_batch(&mut rx, &liveness, deadline, &mut last).await;
+        assert_eq!(first.unwrap(), Some(vec![1]));
+        let started = tokio::time::Instant::now();
+        let stuck = next_batch(&mut rx, &liveness, deadline, &mut last).await;
+        assert!(matches!(
+            stuck,
+            Err(TransferError::Connection(ConnectionError::Timeout(_)))
+        ));
+        assert!(started.elapsed() <= deadline * 2, "{:?}", started.elapsed());
+        assert!(
+            liveness.stopped.load(Ordering::Relaxed),
+            "the thread was told"
+        );
+        worker.abort();
+    }
 
     #[test]
     fn sent_chunk_buffers_come_back_for_the_next_chunk() {
