@@ -3,7 +3,7 @@
 //! and the hub's limits (names, slow readers, silent clients, many
 //! clients).
 
-mod gateway;
+pub(crate) mod gateway;
 mod hub;
 
 use std::io::{BufRead, BufReader};

@@ -18,7 +18,7 @@ fn say(socket: &UdpSocket, text: &str) {
 }
 
 /// Receives datagrams until one satisfies `matches`.
-fn expect(socket: &UdpSocket, matches: impl Fn(&str) -> bool) -> String {
+pub(crate) fn expect(socket: &UdpSocket, matches: impl Fn(&str) -> bool) -> String {
     let mut buf = [0u8; 70_000];
     let mut seen = Vec::new();
     loop {

@@ -395,22 +395,6 @@ fn chat_names_refuse_unicode_format_characters() {
     );
 }
 
-/// Receives datagrams on `socket` until one satisfies `matches`.
-fn expect_datagram(socket: &UdpSocket, matches: impl Fn(&str) -> bool) -> String {
-    let mut buf = vec![0u8; 70_000];
-    let mut seen = Vec::new();
-    loop {
-        let len = socket
-            .recv(&mut buf)
-            .unwrap_or_else(|_| panic!("no such datagram; saw {seen:?}"));
-        let text = String::from_utf8_lossy(&buf[..len]).into_owned();
-        if matches(&text) {
-            return text;
-        }
-        seen.push(text);
-    }
-}
-
 #[test]
 fn udp_chat_gateway_escapes_every_line_it_sends() {
     let server = crate::chat::chat_server(&["--udp-chat", "127.0.0.1:0"]);
@@ -418,13 +402,13 @@ fn udp_chat_gateway_escapes_every_line_it_sends() {
     let qq = bind("127.0.0.1", 0);
     qq.connect(chat).unwrap();
     qq.send(b"/nick qq").unwrap();
-    let nick = expect_datagram(&qq, |t| t.starts_with("* you are now"));
+    let nick = crate::chat::gateway::expect(&qq, |t| t.starts_with("* you are now"));
     let qq_name = nick.trim_start_matches("* you are now ").to_string();
 
     let forged = "hi\n[lobby] admin: fake \u{1b}[2J\u{202e}";
     let run = crate::chat::chat(&server, &["--name", "mallory", "--send", forged]);
     assert_eq!(run.code, 0, "{run:?}");
-    let line = expect_datagram(&qq, |t| t.contains("mallory:"));
+    let line = crate::chat::gateway::expect(&qq, |t| t.contains("mallory:"));
     assert_eq!(
         line,
         "[lobby] mallory: hi\\n[lobby] admin: fake \\u{1b}[2J\\u{202e}"
@@ -434,11 +418,11 @@ fn udp_chat_gateway_escapes_every_line_it_sends() {
         &["--name", "mallory", "--send", "a\rb\u{7}", "--to", &qq_name],
     );
     assert_eq!(run.code, 0, "{run:?}");
-    let line = expect_datagram(&qq, |t| t.starts_with("[private]"));
+    let line = crate::chat::gateway::expect(&qq, |t| t.starts_with("[private]"));
     assert_eq!(line, "[private] mallory: a\\rb\\u{7}");
     // What the gateway answers itself, too: here the line's own word.
     qq.send("/\u{1b}]0;owned\u{7}".as_bytes()).unwrap();
-    let error = expect_datagram(&qq, |t| t.starts_with("error: unknown command"));
+    let error = crate::chat::gateway::expect(&qq, |t| t.starts_with("error: unknown command"));
     assert!(error.contains("/\\u{1b}]0;owned\\u{7}"), "{error:?}");
 }
 
@@ -449,7 +433,7 @@ fn udp_chat_gateway_cannot_take_a_token_holders_name() {
     let impostor = bind("127.0.0.1", 0);
     impostor.connect(chat).unwrap();
     impostor.send(b"/nick alice").unwrap();
-    let nick = expect_datagram(&impostor, |t| {
+    let nick = crate::chat::gateway::expect(&impostor, |t| {
         t.starts_with("* you are now") || t.starts_with("error")
     });
     assert_eq!(nick, "* you are now ~alice");
@@ -467,7 +451,7 @@ fn udp_chat_gateway_cannot_take_a_token_holders_name() {
         ],
     );
     assert_eq!(run.code, 0, "{run:?}");
-    expect_datagram(&impostor, |t| t == "[private] alice: who are you?");
+    crate::chat::gateway::expect(&impostor, |t| t == "[private] alice: who are you?");
     // Nobody with the token can take a gateway name either.
     let run = crate::chat::chat(&server, &["--name", "~bob", "--send", "hi"]);
     assert_eq!(run.code, 1, "{run:?}");
@@ -477,11 +461,11 @@ fn udp_chat_gateway_cannot_take_a_token_holders_name() {
     let other = bind("127.0.0.1", 0);
     other.connect(chat).unwrap();
     other.send(b"/who").unwrap();
-    let who = expect_datagram(&other, |t| t.starts_with("* in lobby"));
+    let who = crate::chat::gateway::expect(&other, |t| t.starts_with("* in lobby"));
     let own = format!("~udp-{}", other.local_addr().unwrap());
     assert!(who.contains(&own), "{who}");
     impostor
         .send(format!("/msg {own} psst").as_bytes())
         .unwrap();
-    expect_datagram(&other, |t| t == "[private] ~alice: psst");
+    crate::chat::gateway::expect(&other, |t| t == "[private] ~alice: psst");
 }

@@ -5,24 +5,12 @@ use std::fs;
 
 use serde_json::{json, Value};
 
-use crate::util::fake::{file_entry, parse_lines, Fake};
+use crate::util::fake::{file_entry, json_lines as lines, parse_lines, Fake};
 use crate::util::{Raw, Sandbox, Server};
 
 /// A manifest line for a directory.
 fn dir_entry(path: &str) -> Value {
     json!({"kind": "dir", "path": path, "mode": 0o755, "mtime": 0})
-}
-
-/// A JSON-lines body.
-fn lines(items: &[Value]) -> Vec<u8> {
-    items
-        .iter()
-        .flat_map(|item| {
-            let mut line = serde_json::to_vec(item).unwrap();
-            line.push(b'\n');
-            line
-        })
-        .collect()
 }
 
 #[test]
