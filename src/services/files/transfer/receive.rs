@@ -94,11 +94,18 @@ async fn forward_frames<R: AsyncRead + Unpin>(
     // (a disk that stalls stops the transfer, not the connection forever).
     let deadline = reader.timeout();
     let hand_over = |batch: Vec<Op>| async move {
+        let stopped = || TransferError::Protocol("the file writer stopped".into());
+        // Most batches find room at once: no timer for those.
+        let batch = match tx.try_send(batch) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(stopped()),
+            Err(mpsc::error::TrySendError::Full(batch)) => batch,
+        };
         match tokio::time::timeout(deadline, tx.send(batch)).await {
             Err(_) => Err(TransferError::Connection(ConnectionError::Timeout(
                 deadline,
             ))),
-            Ok(Err(_)) => Err(TransferError::Protocol("the file writer stopped".into())),
+            Ok(Err(_)) => Err(stopped()),
             Ok(Ok(())) => Ok(()),
         }
     };

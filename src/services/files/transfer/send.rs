@@ -71,9 +71,8 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
     });
     // The file thread must show progress (a chunk read or hashed) within
     // the request deadline, or the transfer stops and so does the thread.
-    let deadline = writer.timeout();
-    let mut last_ticks = 0;
-    while let Some(batch) = next_batch(&mut rx, &liveness, deadline, &mut last_ticks).await? {
+    let mut watch = Watchdog::new(writer.timeout());
+    while let Some(batch) = watch.next_batch(&mut rx, &liveness).await? {
         for chunk in batch {
             match chunk {
                 Chunk::Head { file, offset, size } => {
@@ -100,26 +99,45 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// The file thread's next batch; `None` once it has sent everything. The
-/// thread must show progress (a chunk read or hashed, counted in
-/// `liveness`) within each `deadline`, or it is told to stop and the
-/// transfer fails with a timeout.
-async fn next_batch<T>(
-    rx: &mut mpsc::Receiver<Vec<T>>,
-    liveness: &Liveness,
+/// Checks, once per deadline, that the file thread got on since the last
+/// check: one timer for the whole transfer, not one per batch.
+struct Watchdog {
     deadline: std::time::Duration,
-    last_ticks: &mut u64,
-) -> Result<Option<Vec<T>>, TransferError> {
-    loop {
-        tokio::select! {
-            batch = rx.recv() => return Ok(batch),
-            () = tokio::time::sleep(deadline) => {
-                let ticks = liveness.ticks.load(Ordering::Relaxed);
-                if ticks == *last_ticks {
-                    liveness.stopped.store(true, Ordering::Relaxed);
-                    return Err(ConnectionError::Timeout(deadline).into());
+    check: std::pin::Pin<Box<tokio::time::Sleep>>,
+    last_ticks: u64,
+}
+
+impl Watchdog {
+    fn new(deadline: std::time::Duration) -> Watchdog {
+        Watchdog {
+            deadline,
+            check: Box::pin(tokio::time::sleep(deadline)),
+            last_ticks: 0,
+        }
+    }
+
+    /// The file thread's next batch; `None` once it has sent everything.
+    /// The thread must show progress (a chunk read or hashed, counted in
+    /// `liveness`) within each deadline, or it is told to stop and the
+    /// transfer fails with a timeout.
+    async fn next_batch<T>(
+        &mut self,
+        rx: &mut mpsc::Receiver<Vec<T>>,
+        liveness: &Liveness,
+    ) -> Result<Option<Vec<T>>, TransferError> {
+        loop {
+            tokio::select! {
+                batch = rx.recv() => return Ok(batch),
+                () = self.check.as_mut() => {
+                    let ticks = liveness.ticks.load(Ordering::Relaxed);
+                    if ticks == self.last_ticks {
+                        liveness.stopped.store(true, Ordering::Relaxed);
+                        return Err(ConnectionError::Timeout(self.deadline).into());
+                    }
+                    self.last_ticks = ticks;
+                    let next = tokio::time::Instant::now() + self.deadline;
+                    self.check.as_mut().reset(next);
                 }
-                *last_ticks = ticks;
             }
         }
     }
@@ -564,11 +582,11 @@ mod tests {
             tokio::time::sleep(deadline * 10).await;
             drop(tx);
         });
-        let mut last = 0;
-        let first = next_batch(&mut rx, &liveness, deadline, &mut last).await;
+        let mut watch = Watchdog::new(deadline);
+        let first = watch.next_batch(&mut rx, &liveness).await;
         assert_eq!(first.unwrap(), Some(vec![1]));
         let started = tokio::time::Instant::now();
-        let stuck = next_batch(&mut rx, &liveness, deadline, &mut last).await;
+        let stuck = watch.next_batch(&mut rx, &liveness).await;
         assert!(matches!(
             stuck,
             Err(TransferError::Connection(ConnectionError::Timeout(_)))
