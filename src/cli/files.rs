@@ -311,7 +311,7 @@ fn finish_transfer(
         }
         if report.left_out > 0 {
             line.push_str(&format!(
-                "; {} left out (not regular files or directories)",
+                "; {} left out (not regular files or directories, or removed while listed)",
                 report.left_out
             ));
         }

@@ -272,8 +272,14 @@ impl RootWalk<'_> {
                 .map_err(|e| FileError::io(&wire, &e))?;
             let st = match rustix::fs::statat(&*dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => Stat::from_raw(&st),
-                // Gone since the listing: nothing to send.
-                Err(rustix::io::Errno::NOENT) => continue,
+                // Removed between the directory's listing and this look:
+                // left out, and counted as such.
+                Err(rustix::io::Errno::NOENT) => {
+                    manifest
+                        .skipped
+                        .push((wire, "removed while the tree was listed".into()));
+                    continue;
+                }
                 Err(errno) => return Err(FileError::io(&wire, &errno.into())),
             };
             drop(dir);
