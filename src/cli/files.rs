@@ -274,9 +274,8 @@ fn finish_transfer(
     let secs = started.elapsed().as_secs_f64();
     for failure in &report.failures {
         eprintln!(
-            "ferry: {}: {} ({})",
-            escape_line(&String::from_utf8_lossy(&failure.path)),
-            escape_line(&failure.message),
+            "ferry: {} ({})",
+            escape_line(&failure_line(failure)),
             escape_line(&failure.code)
         );
         if json {
@@ -324,6 +323,21 @@ fn finish_transfer(
             code: report.failures[0].code.clone(),
             message: format!("{} of the files failed", report.failures.len()),
         }))
+    }
+}
+
+/// A failed file's line: its path once, then what happened. Most messages
+/// already start with the quoted path (`"a.txt": no such file`, or
+/// `"a.txt" exists and differs`), so that is not said twice.
+fn failure_line(failure: &ferry::client::files::Failure) -> String {
+    let path = String::from_utf8_lossy(&failure.path);
+    let quoted = format!("{path:?}");
+    match failure.message.strip_prefix(&quoted) {
+        Some(rest) => match rest.strip_prefix(": ") {
+            Some(what) => format!("{path}: {what}"),
+            None => failure.message.clone(),
+        },
+        None => format!("{path}: {}", failure.message),
     }
 }
 
@@ -493,6 +507,24 @@ fn mode_string(kind: &str, mode: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_names_its_file_once() {
+        let failure = |message: &str| ferry::client::files::Failure {
+            path: b"d/a.txt".to_vec(),
+            code: "x".into(),
+            message: message.into(),
+        };
+        assert_eq!(
+            failure_line(&failure("\"d/a.txt\": vanished")),
+            "d/a.txt: vanished"
+        );
+        assert_eq!(
+            failure_line(&failure("\"d/a.txt\" exists and differs")),
+            "\"d/a.txt\" exists and differs"
+        );
+        assert_eq!(failure_line(&failure("vanished")), "d/a.txt: vanished");
+    }
 
     #[test]
     fn modes_and_sizes_read_like_ls() {
