@@ -11,4 +11,5 @@ mod files;
 mod foundation;
 mod regression;
 mod shell;
+mod tokens;
 mod udp;

@@ -14,6 +14,7 @@ mod progress;
 mod prompt;
 mod serve;
 mod shell;
+mod tokens;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -165,6 +166,8 @@ pub(crate) enum Command {
     Time(datagram::TimeArgs),
     /// Send text to a UDP echo service and print the answer.
     UdpEcho(datagram::UdpEchoArgs),
+    /// On the server's machine: list, add or revoke per-client tokens.
+    Tokens(tokens::TokensArgs),
 }
 
 /// Parses, runs, and maps the outcome to an exit status.
@@ -193,8 +196,13 @@ pub fn main() -> ExitCode {
     );
     let serving = matches!(cli.command, Command::Serve(_));
     let log = init_logging(&cli.global, serving);
-    let datagram = matches!(cli.command, Command::Time(_) | Command::UdpEcho(_));
-    if !serving && !datagram {
+    // Commands that send no token (the datagram services, and the local
+    // `tokens`) have no token file to read.
+    let tokenless = matches!(
+        cli.command,
+        Command::Time(_) | Command::UdpEcho(_) | Command::Tokens(_)
+    );
+    if !serving && !tokenless {
         if let Err(err) = read_token_file(&mut cli.global) {
             return report(&err);
         }
@@ -214,6 +222,7 @@ pub fn main() -> ExitCode {
         Command::Chat(args) => run_client(chat::run(args, global)),
         Command::Time(args) => run_client(datagram::time(args, global)),
         Command::UdpEcho(args) => run_client(datagram::udp_echo(args, global)),
+        Command::Tokens(args) => tokens::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@
 pub mod penalty;
 pub mod session;
 pub mod state;
+pub mod tokens;
 mod unframed;
 
 use std::future::Future;
@@ -159,6 +160,8 @@ impl Config {
 /// What every connection task shares.
 pub(crate) struct Shared {
     pub token: String,
+    /// Per-client tokens (`clients.toml` in the state directory).
+    pub clients: tokens::ClientStore,
     /// Login penalties per source; `None` with `--no-penalties`.
     pub penalties: Option<std::sync::Mutex<penalty::Penalties>>,
     pub tls: Option<TlsAcceptor>,
@@ -280,6 +283,7 @@ impl Server {
         });
         let shared = Arc::new(Shared {
             token: state.token.clone(),
+            clients: tokens::ClientStore::new(&config.state_dir),
             penalties,
             tls,
             handshakes: Arc::new(Semaphore::new(config.limits.max_handshakes)),

@@ -16,11 +16,13 @@ use subtle::ConstantTimeEq;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, info, warn};
 
+use super::tokens::{Grant, Limits as TokenLimits};
 use super::Shared;
 use crate::connection::{Connection, ConnectionError};
 use crate::log::peer_text;
 use crate::protocol::{ErrorCode, ErrorReply, Header, Hello, Welcome, PROTOCOL_VERSION};
-use crate::services::{self, Outcome, SERVICES};
+use crate::services::files::root::RelPath;
+use crate::services::{self, Outcome, ServiceContext, SERVICES};
 use crate::transport::Stream;
 
 /// How long a connection waits between requests before it hands back its
@@ -210,18 +212,30 @@ async fn serve(
             return fail(conn, err).await;
         }
     };
-    if let Err((code, message)) = check_hello(&hello, &shared.token) {
-        let why = match code {
-            ErrorCode::BadToken => {
-                warn!(%peer, "refused: wrong access token");
-                Some("wrong token")
-            }
-            // A client of another version is no attacker.
-            ErrorCode::UnsupportedVersion => None,
-            _ => Some("garbage before hello"),
-        };
-        let penalty = why.map(|why| login.failed(why)).unwrap_or_default();
-        return refuse(conn, code, format!("{message}{penalty}")).await;
+    let checked = check_hello(&hello).and_then(|()| grant_of(&hello, shared));
+    let grant = match checked {
+        Ok(grant) => grant,
+        Err((code, message)) => {
+            let why = match code {
+                ErrorCode::BadToken => {
+                    warn!(%peer, "refused: wrong access token");
+                    Some("wrong token")
+                }
+                // A client of another version is no attacker.
+                ErrorCode::UnsupportedVersion => None,
+                _ => Some("garbage before hello"),
+            };
+            let penalty = why.map(|why| login.failed(why)).unwrap_or_default();
+            return refuse(conn, code, format!("{message}{penalty}")).await;
+        }
+    };
+    // A client limited to a subdirectory gets a root of its own.
+    let context = match granted_context(&shared.services, &grant) {
+        Ok(context) => context,
+        Err(message) => return refuse(conn, ErrorCode::NotAllowed, message).await,
+    };
+    if let Grant::Client { name, .. } = &grant {
+        info!(%peer, client = %name, "client token");
     }
     let Some(_slot) = slot else {
         let message = format!(
@@ -231,9 +245,14 @@ async fn serve(
         warn!(%peer, "refused: connection limit reached");
         return refuse(conn, ErrorCode::Busy, message).await;
     };
+    let allowed = grant.limits();
     let welcome = Welcome {
         version: PROTOCOL_VERSION,
-        services: SERVICES.iter().map(|s| s.to_string()).collect(),
+        services: SERVICES
+            .iter()
+            .filter(|cmd| permitted(&allowed, cmd).is_ok())
+            .map(|s| s.to_string())
+            .collect(),
         server: format!("ferry {}", env!("CARGO_PKG_VERSION")),
     };
     let welcome = crate::protocol::message::ok_header(&welcome);
@@ -269,7 +288,24 @@ async fn serve(
         let started = Instant::now();
         let cmd = header.cmd().unwrap_or("").to_string();
         let size = header.size();
-        match services::handle(&mut conn, header, &shared.services).await {
+        // A revoked client token stops working at its next request.
+        if !shared.clients.still_holds(&grant) {
+            warn!(%peer, "refused: the client's token was revoked");
+            let message = "this client's token was revoked; pair again or ask for a new one";
+            return refuse(conn, ErrorCode::BadToken, message.into()).await;
+        }
+        if let Err(message) = permitted(&allowed, &cmd) {
+            let refusal = ErrorReply::new(ErrorCode::NotAllowed, message);
+            if let Err(err) = conn.send_error(&refusal).await {
+                return fail(conn, err).await;
+            }
+            if let Err(err) = conn.reader().discard_body().await {
+                return fail(conn, err).await;
+            }
+            info!(%peer, cmd = %peer_text(&cmd), "request refused: not allowed for this client");
+            continue;
+        }
+        match services::handle(&mut conn, header, &context).await {
             Ok(outcome) => {
                 let elapsed_ms = started.elapsed().as_millis() as u64;
                 match outcome {
@@ -316,9 +352,9 @@ async fn next_request(
     }
 }
 
-/// Checks a first frame: it must be a body-less `hello` of our version with
-/// the right token.
-fn check_hello(header: &Header, token: &str) -> Result<(), (ErrorCode, String)> {
+/// Checks a first frame: it must be a body-less `hello` of our version
+/// (whose token [`grant_of`] then weighs).
+fn check_hello(header: &Header) -> Result<(), (ErrorCode, String)> {
     if header.cmd() != Some("hello") {
         let got = match header.cmd() {
             Some(cmd) => format!("{cmd:?}"),
@@ -344,13 +380,78 @@ fn check_hello(header: &Header, token: &str) -> Result<(), (ErrorCode, String)> 
             ),
         ));
     }
-    if !tokens_match(&hello.token, token) {
-        return Err((
+    Ok(())
+}
+
+/// Who a hello's token speaks for: the shared token, or a client of
+/// `clients.toml` (hashed and compared against every entry).
+fn grant_of(header: &Header, shared: &Shared) -> Result<Grant, (ErrorCode, String)> {
+    let token = header
+        .get("token")
+        .and_then(|t| t.as_str())
+        .unwrap_or_default();
+    grant_for(token, &shared.token, &shared.clients)
+}
+
+/// [`grant_of`] for a token, the shared token and the per-client ones.
+fn grant_for(
+    token: &str,
+    shared_token: &str,
+    store: &super::tokens::ClientStore,
+) -> Result<Grant, (ErrorCode, String)> {
+    if tokens_match(token, shared_token) {
+        return Ok(Grant::Shared);
+    }
+    let clients = store.current().map_err(|err| {
+        warn!("{err}");
+        (ErrorCode::BadToken, "wrong access token".to_string())
+    })?;
+    match clients.find(token) {
+        Some((name, entry)) => Ok(Grant::Client {
+            name: name.to_string(),
+            sha256: entry.sha256.clone(),
+            limits: entry.limits.clone(),
+        }),
+        None => Err((
             ErrorCode::BadToken,
-            "wrong access token; use the one in the server's state directory".into(),
+            "wrong access token; use the one in the server's state directory, or pair".into(),
+        )),
+    }
+}
+
+/// Whether a client with `limits` may send `cmd`; why not, if not.
+fn permitted(limits: &TokenLimits, cmd: &str) -> Result<(), String> {
+    let writes = matches!(cmd, "put" | "mkdir" | "rm");
+    let runs = matches!(cmd, "exec" | "shell");
+    if limits.read_only && (writes || runs) {
+        return Err(format!(
+            "`{cmd}` is not allowed: this client's token is read-only"
+        ));
+    }
+    if limits.no_exec && runs {
+        return Err(format!(
+            "`{cmd}` is not allowed: this client's token may not run commands"
         ));
     }
     Ok(())
+}
+
+/// The services' context for a connection with `grant`: the server's, or
+/// with the root moved down to the client's subdirectory (opened beneath
+/// the root, so it cannot lead out of it).
+fn granted_context(services: &ServiceContext, grant: &Grant) -> Result<ServiceContext, String> {
+    let Some(subdir) = grant.limits().root_subdir else {
+        return Ok(services.clone());
+    };
+    let rel = RelPath::parse(subdir.as_bytes()).map_err(|err| format!("{subdir:?}: {err}"))?;
+    let root = services
+        .root
+        .subdir(&rel)
+        .map_err(|err| format!("this client's directory {subdir:?} cannot be opened: {err}"))?;
+    let mut context = services.clone();
+    context.root = Arc::new(root);
+    context.root_path = services.root_path.join(rel.to_path());
+    Ok(context)
 }
 
 /// Compares tokens in constant time. Both are hashed first so that neither
@@ -418,15 +519,51 @@ mod tests {
 
     #[test]
     fn a_good_hello_passes() {
-        assert_eq!(check_hello(&hello("secret", 1), "secret"), Ok(()));
+        assert_eq!(check_hello(&hello("secret", 1)), Ok(()));
+    }
+
+    #[test]
+    fn tokens_grant_the_shared_standing_or_a_clients_or_nothing() {
+        use super::super::tokens::{ClientStore, Clients, Limits};
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ClientStore::new(tmp.path());
+        let code = |token: &str| grant_for(token, "secret", &store).unwrap_err().0;
+        assert_eq!(code("wrong"), ErrorCode::BadToken);
+        assert_eq!(code(""), ErrorCode::BadToken);
+        assert_eq!(code("secretsecret"), ErrorCode::BadToken);
+        assert_eq!(grant_for("secret", "secret", &store), Ok(Grant::Shared));
+        let mut clients = Clients::default();
+        let limits = Limits {
+            no_exec: true,
+            ..Limits::default()
+        };
+        let token = clients.add("nas", limits.clone(), 0).unwrap();
+        clients.save(tmp.path()).unwrap();
+        match grant_for(&token, "secret", &store) {
+            Ok(Grant::Client {
+                name, limits: got, ..
+            }) => {
+                assert_eq!((name.as_str(), got), ("nas", limits.clone()))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(permitted(&limits, "get").is_ok());
+        assert!(permitted(&limits, "exec").is_err());
+        let read_only = Limits {
+            read_only: true,
+            ..Limits::default()
+        };
+        for cmd in ["put", "mkdir", "rm", "exec", "shell"] {
+            assert!(permitted(&read_only, cmd).is_err(), "{cmd}");
+        }
+        for cmd in ["get", "ls", "stat", "echo", "chat"] {
+            assert!(permitted(&read_only, cmd).is_ok(), "{cmd}");
+        }
     }
 
     #[test]
     fn bad_hellos_get_their_codes() {
-        let code = |h: &Header| check_hello(h, "secret").unwrap_err().0;
-        assert_eq!(code(&hello("wrong", 1)), ErrorCode::BadToken);
-        assert_eq!(code(&hello("", 1)), ErrorCode::BadToken);
-        assert_eq!(code(&hello("secretsecret", 1)), ErrorCode::BadToken);
+        let code = |h: &Header| check_hello(h).unwrap_err().0;
         assert_eq!(code(&hello("secret", 99)), ErrorCode::UnsupportedVersion);
         assert_eq!(
             code(&request_header("echo", &serde_json::json!({}))),

@@ -94,18 +94,22 @@ pub fn default_state_dir() -> Option<PathBuf> {
 }
 
 fn create_token(path: &Path) -> io::Result<String> {
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut bytes)
-        .map_err(|_| io::Error::other("the system random source failed"))?;
-    // Hex, so a token never starts with `-` and `--token $(cat token)`
-    // cannot be read as another flag.
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = new_token()?;
     write_private(path, format!("{token}\n").as_bytes())?;
     Ok(token)
 }
 
+/// A fresh random token: 32 bytes from the system, in hex, so a token never
+/// starts with `-` and `--token $(cat token)` cannot be read as a flag.
+pub fn new_token() -> io::Result<String> {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| io::Error::other("the system random source failed"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Writes `contents` to `path` with mode 0600, atomically.
-fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);
     let mut file = fs::OpenOptions::new()

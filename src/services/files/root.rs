@@ -127,6 +127,11 @@ impl RelPath {
             .join(&b'/')
     }
 
+    /// The path as a relative filesystem path (empty for the root).
+    pub fn to_path(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from(OsString::from_vec(self.to_bytes()))
+    }
+
     /// The path for a system call relative to the root: `.` for the root.
     fn as_syscall_path(&self) -> OsString {
         if self.names.is_empty() {
@@ -246,6 +251,14 @@ impl Root {
             Mode::empty(),
         )?;
         Ok(Root { dir })
+    }
+
+    /// The directory `path` beneath this root as a root of its own: what
+    /// it confines to is that directory.
+    pub fn subdir(&self, path: &RelPath) -> io::Result<Root> {
+        Ok(Root {
+            dir: self.open_dir(path)?,
+        })
     }
 
     /// Opens `path` beneath the root with `flags`. Symlinks are followed
