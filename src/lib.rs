@@ -17,6 +17,8 @@
 //! - [`udp`]: the datagram services (time, SNTP, echo, the chat gateway):
 //!   one socket loop, pure reply builders, and the guard every one of them
 //!   answers through (source checks, rate, amplification cap).
+//! - [`pairing`]: the code, key exchange and proofs of `ferry pair`, as
+//!   both ends run them.
 //! - [`limits`]: every cap and deadline, with its reason.
 //! - [`log`]: peer text made safe for a log line, and a stderr writer that
 //!   never stalls or stops the server.
@@ -31,6 +33,7 @@ pub mod error;
 pub mod escape;
 pub mod limits;
 pub mod log;
+pub mod pairing;
 pub mod protocol;
 pub mod server;
 pub mod services;

@@ -227,6 +227,15 @@ pub const DATAGRAM_RATE_INTERVAL: Duration = Duration::from_secs(1);
 /// costs bounded memory.
 pub const DATAGRAM_RATE_MAX_SOURCES: usize = 4096;
 
+/// How long a pairing code from `ferry invite` stays valid: long enough to
+/// walk to the other machine, short enough that a code seen on a screen
+/// soon means nothing.
+pub const INVITE_TTL: Duration = Duration::from_secs(10 * 60);
+
+/// Wrong tries a pairing code allows before it is spent: each online guess
+/// of its 24 bits has one chance in 16.7 million.
+pub const INVITE_TRIES: u8 = 3;
+
 /// Sources whose login penalties are tracked at once, as OpenSSH's
 /// `max-sources4` and `max-sources6`. Past it the penalty that ends soonest
 /// is forgotten, so a flood of addresses costs bounded memory (under 16 MiB,

@@ -10,6 +10,7 @@ mod exec;
 mod exec_hosts;
 mod files;
 mod output;
+mod pair;
 mod progress;
 mod prompt;
 mod serve;
@@ -168,6 +169,11 @@ pub(crate) enum Command {
     UdpEcho(datagram::UdpEchoArgs),
     /// On the server's machine: list, add or revoke per-client tokens.
     Tokens(tokens::TokensArgs),
+    /// On the server's machine: print a one-time code for `ferry pair`.
+    Invite(pair::InviteArgs),
+    /// Pair this machine with a server: its fingerprint and a token of our
+    /// own, from the code `ferry invite` printed (or over ssh).
+    Pair(pair::PairArgs),
 }
 
 /// Parses, runs, and maps the outcome to an exit status.
@@ -200,7 +206,11 @@ pub fn main() -> ExitCode {
     // `tokens`) have no token file to read.
     let tokenless = matches!(
         cli.command,
-        Command::Time(_) | Command::UdpEcho(_) | Command::Tokens(_)
+        Command::Time(_)
+            | Command::UdpEcho(_)
+            | Command::Tokens(_)
+            | Command::Invite(_)
+            | Command::Pair(_)
     );
     if !serving && !tokenless {
         if let Err(err) = read_token_file(&mut cli.global) {
@@ -223,6 +233,8 @@ pub fn main() -> ExitCode {
         Command::Time(args) => run_client(datagram::time(args, global)),
         Command::UdpEcho(args) => run_client(datagram::udp_echo(args, global)),
         Command::Tokens(args) => tokens::run(args),
+        Command::Invite(args) => pair::invite(args, global),
+        Command::Pair(args) => run_client(pair::pair(args, global)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

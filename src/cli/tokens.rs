@@ -52,8 +52,12 @@ struct AddArgs {
     root_subdir: Option<String>,
     /// Write the token to FILE (mode 0600, refused if it exists) instead of
     /// printing it.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "json")]
     out: Option<PathBuf>,
+    /// Print `{"name", "token", "fingerprint"}` as JSON (what `ferry pair
+    /// --ssh` reads).
+    #[arg(long)]
+    json: bool,
 }
 
 /// Runs `ferry tokens`.
@@ -96,6 +100,16 @@ pub fn run(args: TokensArgs) -> Result<(), Error> {
             let now = chrono::Utc::now().timestamp();
             let token = Clients::update(&state, |clients| clients.add(&add.name, limits, now))
                 .map_err(Error::Usage)?;
+            if add.json {
+                let fingerprint = ferry::server::state::read_fingerprint(&state)?;
+                let doc = serde_json::json!({
+                    "name": add.name,
+                    "token": token,
+                    "fingerprint": fingerprint.to_string(),
+                });
+                writeln!(std::io::stdout(), "{doc}")?;
+                return Ok(());
+            }
             match add.out {
                 None => writeln!(std::io::stdout(), "{token}")?,
                 Some(path) => {

@@ -8,6 +8,7 @@ pub mod echo;
 pub mod exec;
 pub mod files;
 pub mod known_hosts;
+pub mod pair;
 pub mod token_file;
 
 use std::path::PathBuf;
@@ -127,6 +128,45 @@ pub enum Notice {
     },
 }
 
+/// A TLS handshake with the server over `tcp`: the stream and the
+/// fingerprint of the certificate it showed, which the caller must check
+/// (or, pairing, bind into its exchange) before sending anything.
+pub(crate) async fn tls_handshake(
+    tcp: tokio::net::TcpStream,
+    host: &str,
+    options: &ClientOptions,
+) -> Result<
+    (
+        tokio_rustls::client::TlsStream<crate::transport::ReadAhead<tokio::net::TcpStream>>,
+        Fingerprint,
+    ),
+    Error,
+> {
+    let endpoint = options.server.to_string();
+    let connector = tokio_rustls::TlsConnector::from(tls::client_config());
+    let handshake = connector.connect(
+        tls::server_name(host),
+        crate::transport::ReadAhead::new(tcp),
+    );
+    let tls_stream = tokio::time::timeout(options.connect_timeout, handshake)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the server did not finish the TLS handshake",
+            ))
+        })
+        .map_err(|source| Error::Tls { endpoint, source })?;
+    let offered = tls_stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .map(|cert| Fingerprint::of_certificate(cert))
+        .ok_or_else(|| Error::Protocol("the server showed no certificate".into()))?;
+    Ok((tls_stream, offered))
+}
+
 /// A connection that has said hello.
 #[derive(Debug)]
 pub struct Client {
@@ -158,30 +198,7 @@ impl Client {
 
         let stream = match (raw, &options.server) {
             (Stream::Tcp(tcp), Endpoint::Tcp { host, .. }) if !options.plaintext => {
-                let connector = tokio_rustls::TlsConnector::from(tls::client_config());
-                let handshake = connector.connect(
-                    tls::server_name(host),
-                    crate::transport::ReadAhead::new(tcp),
-                );
-                let tls_stream = tokio::time::timeout(options.connect_timeout, handshake)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "the server did not finish the TLS handshake",
-                        ))
-                    })
-                    .map_err(|source| Error::Tls {
-                        endpoint: endpoint.clone(),
-                        source,
-                    })?;
-                let offered = tls_stream
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|certs| certs.first())
-                    .map(|cert| Fingerprint::of_certificate(cert))
-                    .ok_or_else(|| Error::Protocol("the server showed no certificate".into()))?;
+                let (tls_stream, offered) = tls_handshake(tcp, host, options).await?;
                 if let Some(notice) = check_pin(options, &endpoint, offered)? {
                     notices.push(notice);
                 }

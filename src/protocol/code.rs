@@ -117,6 +117,8 @@ error_codes! {
         "Someone in the chat already has that name; pick another.";
     NoSuchUser => "no_such_user", GoesOn,
         "Nobody in the chat has that name.";
+    PairFailed => "pair_failed", Closes,
+        "The pairing code is wrong, expired or already used; run `ferry invite` for a new one.";
     Internal => "internal", Closes,
         "The server failed in a way that is not the client's fault; see its log.";
 }

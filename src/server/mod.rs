@@ -5,6 +5,7 @@
 //! idle connections close at once), close the task tracker, and wait for
 //! requests in flight up to the drain deadline.
 
+pub mod pairing;
 pub mod penalty;
 pub mod session;
 pub mod state;
@@ -160,6 +161,10 @@ impl Config {
 /// What every connection task shares.
 pub(crate) struct Shared {
     pub token: String,
+    /// The certificate's fingerprint, which pairing binds into its exchange.
+    pub fingerprint: Fingerprint,
+    /// The state directory, where pairing finds invites.
+    pub state_dir: PathBuf,
     /// Per-client tokens (`clients.toml` in the state directory).
     pub clients: tokens::ClientStore,
     /// Login penalties per source; `None` with `--no-penalties`.
@@ -283,6 +288,8 @@ impl Server {
         });
         let shared = Arc::new(Shared {
             token: state.token.clone(),
+            fingerprint: state.fingerprint(),
+            state_dir: config.state_dir.clone(),
             clients: tokens::ClientStore::new(&config.state_dir),
             penalties,
             tls,

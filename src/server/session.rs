@@ -212,6 +212,9 @@ async fn serve(
             return fail(conn, err).await;
         }
     };
+    if hello.cmd() == Some("pair") {
+        return pair(conn, &hello, login).await;
+    }
     let checked = check_hello(&hello).and_then(|()| grant_of(&hello, shared));
     let grant = match checked {
         Ok(grant) => grant,
@@ -381,6 +384,30 @@ fn check_hello(header: &Header) -> Result<(), (ErrorCode, String)> {
         ));
     }
     Ok(())
+}
+
+/// A connection that pairs instead of saying hello: it ends with the
+/// exchange, and a wrong code counts as a failed login.
+async fn pair(mut conn: Connection<Stream>, first: &Header, login: &Login<'_>) -> End {
+    let shared = login.shared;
+    let peer = login.peer.to_string();
+    let outcome = super::pairing::serve(
+        &mut conn,
+        first,
+        &shared.state_dir,
+        shared.fingerprint,
+        &peer,
+    )
+    .await;
+    conn.close(Duration::from_secs(1)).await;
+    match outcome {
+        super::pairing::Outcome::Paired(_) => End::PeerClosed,
+        super::pairing::Outcome::Refused => {
+            login.failed("wrong pairing code");
+            End::Refused(ErrorCode::PairFailed)
+        }
+        super::pairing::Outcome::Broken => End::Failed("the pairing broke off".into()),
+    }
 }
 
 /// Who a hello's token speaks for: the shared token, or a client of

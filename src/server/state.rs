@@ -75,6 +75,13 @@ impl ServerState {
     }
 }
 
+/// The certificate fingerprint of the server whose state is in `dir`.
+pub fn read_fingerprint(dir: &Path) -> io::Result<Fingerprint> {
+    Ok(Fingerprint::of_certificate(&read_pem_cert(
+        &dir.join(CERT_FILE),
+    )?))
+}
+
 /// Reads the token of a server whose state is in `dir`, as a client on the
 /// same machine does when no token is given.
 pub fn read_token(dir: &Path) -> io::Result<String> {
@@ -106,6 +113,28 @@ pub fn new_token() -> io::Result<String> {
     aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut bytes)
         .map_err(|_| io::Error::other("the system random source failed"))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Runs `change` holding an exclusive lock (flock) on `lock_name` in the
+/// state directory, so two processes changing one file (`ferry tokens` and
+/// the server pairing a client) cannot lose each other's change. Each file
+/// has its own lock: flock does not nest within one process.
+pub fn with_lock<T>(
+    state_dir: &Path,
+    lock_name: &str,
+    change: impl FnOnce() -> Result<T, String>,
+) -> Result<T, String> {
+    let lock_path = state_dir.join(lock_name);
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|err| format!("cannot open {}: {err}", lock_path.display()))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|err| format!("cannot lock {}: {err}", lock_path.display()))?;
+    change()
 }
 
 /// Writes `contents` to `path` with mode 0600, atomically.

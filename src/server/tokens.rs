@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -119,22 +119,14 @@ impl Clients {
         state_dir: &Path,
         change: impl FnOnce(&mut Clients) -> Result<T, String>,
     ) -> Result<T, String> {
-        let lock_path = state_dir.join(LOCK_FILE);
-        let lock = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(|err| format!("cannot open {}: {err}", lock_path.display()))?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|err| format!("cannot lock {}: {err}", lock_path.display()))?;
-        let mut clients = Clients::load(state_dir).map_err(|err| err.to_string())?;
-        let result = change(&mut clients)?;
-        clients
-            .save(state_dir)
-            .map_err(|err| format!("cannot write {CLIENTS_FILE}: {err}"))?;
-        Ok(result)
+        super::state::with_lock(state_dir, LOCK_FILE, || {
+            let mut clients = Clients::load(state_dir).map_err(|err| err.to_string())?;
+            let result = change(&mut clients)?;
+            clients
+                .save(state_dir)
+                .map_err(|err| format!("cannot write {CLIENTS_FILE}: {err}"))?;
+            Ok(result)
+        })
     }
 
     /// Adds a client with a fresh token, which is returned: the only time
