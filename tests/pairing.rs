@@ -21,18 +21,19 @@ fn invite(server: &Server, args: &[&str]) -> String {
     run.stdout.trim().to_string()
 }
 
-/// `ferry pair ADDR CODE` from another machine (its own home).
+/// `ferry pair ADDR CODE` from another machine (its own home), keeping the
+/// server under the name `srv`.
 fn pair(other: &Sandbox, addr: &str, code: &str) -> Run {
-    Invocation::new(other, &["pair", addr, code, "--name", "laptop"]).run()
+    Invocation::new(other, &["pair", addr, code, "--name", "srv"]).run()
 }
 
-/// The token file `ferry pair` saved on `other` for `addr`.
-fn saved_token(other: &Sandbox, addr: &str) -> PathBuf {
-    let file = addr.replace([':', '[', ']'], "_");
+/// The token file `ferry pair` saved on `other` for the server: under the
+/// name given, else the server's host.
+fn saved_token(other: &Sandbox, name: &str) -> PathBuf {
     other
         .path()
         .join("xdg-config/ferry/tokens")
-        .join(format!("{file}.token"))
+        .join(format!("{name}.token"))
 }
 
 /// Another code for the same slot: the same number, other words.
@@ -53,7 +54,7 @@ fn the_right_code_pins_the_server_and_earns_a_token_of_its_own() {
     let other = Sandbox::new();
     let run = pair(&other, server.addr(), &code);
     assert_eq!(run.code, 0, "{run:?}");
-    let token_file = saved_token(&other, server.addr());
+    let token_file = saved_token(&other, "srv");
     let mode = fs::metadata(&token_file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     let pins = other.read_known_hosts();
@@ -102,7 +103,7 @@ fn wrong_codes_get_nothing_and_spend_the_invite() {
         assert_eq!(run.code, 1, "{run:?}");
         assert!(run.stderr.contains("wrong pairing code"), "{run:?}");
     }
-    assert!(!saved_token(&other, server.addr()).exists());
+    assert!(!saved_token(&other, "srv").exists());
     assert!(!other.known_hosts().exists(), "nothing pinned");
     // Three wrong tries spent it: the right code is refused now.
     let run = pair(&other, server.addr(), &code);
@@ -144,7 +145,7 @@ fn a_man_in_the_middle_with_his_own_certificate_gets_nothing() {
     // did not match: the fingerprints the two ends bound differ.
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("wrong pairing code"), "{run:?}");
-    assert!(!saved_token(&other, &proxy.addr).exists());
+    assert!(!saved_token(&other, "srv").exists());
     assert!(!other.known_hosts().exists(), "nothing pinned");
     let listed = Invocation::new(
         &server.sandbox,
@@ -165,7 +166,7 @@ fn a_read_only_invite_pairs_a_read_only_client() {
     let code = invite(&server, &["--read-only"]);
     let other = Sandbox::new();
     assert_eq!(pair(&other, server.addr(), &code).code, 0);
-    let token_file = saved_token(&other, server.addr());
+    let token_file = saved_token(&other, "srv");
     let local = other.path().join("f");
     fs::write(&local, b"x").unwrap();
     let put = Invocation::new(
@@ -210,7 +211,7 @@ fn pair_over_ssh_makes_a_token_there_without_a_code() {
         .env("FERRY_STATE", server.state_dir())
         .run();
     assert_eq!(run.code, 0, "{run:?}");
-    let token_file = saved_token(&other, server.addr());
+    let token_file = saved_token(&other, "127.0.0.1");
     let echo = Invocation::new(
         &other,
         &[

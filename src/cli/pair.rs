@@ -52,7 +52,8 @@ pub struct PairArgs {
     /// The code `ferry invite` printed on the server's machine.
     #[arg(value_name = "CODE", required_unless_present = "ssh")]
     code: Option<String>,
-    /// The name to ask for on the server [default: this machine's name].
+    /// The name this machine keeps the server under (its token file, and
+    /// its host entry) [default: the server's host name].
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
     /// No code: log in with ssh to HOST and make a token there with
@@ -110,9 +111,10 @@ pub fn invite(args: InviteArgs, global: &GlobalArgs) -> Result<(), Error> {
 
 /// Runs `ferry pair`.
 pub async fn pair(args: PairArgs, global: &GlobalArgs) -> Result<(), Error> {
-    let name = args.name.unwrap_or_else(hostname);
+    // This machine's name on the server, unless the invite chose one.
+    let asked = hostname();
     let (server, pairing) = if args.ssh {
-        let (server, pairing) = pair_over_ssh(&args.host, args.port, &name).await?;
+        let (server, pairing) = pair_over_ssh(&args.host, args.port, &asked).await?;
         (server, pairing)
     } else {
         let server: Endpoint = with_default_port(&args.host)
@@ -123,13 +125,18 @@ pub async fn pair(args: PairArgs, global: &GlobalArgs) -> Result<(), Error> {
             plaintext: global.plaintext,
             ..ferry::client::ClientOptions::new(server.clone())
         };
-        let pairing = ferry::client::pair::pair(&options, &code, Some(&name)).await?;
+        let pairing = ferry::client::pair::pair(&options, &code, Some(&asked)).await?;
         (server, pairing)
     };
-    let token_file = store(&server, &pairing)?;
+    let alias = match args.name {
+        Some(alias) => alias,
+        None => host_of(&server),
+    };
+    ferry::server::tokens::check_name(&alias).map_err(Error::Usage)?;
+    let token_file = store(&server, &alias, &pairing)?;
     if !global.quiet {
         eprintln!(
-            "ferry: paired with {server} as {:?}; pinned {} and saved this machine's token in {}",
+            "ferry: paired with {server} (as {:?} there); pinned {} and saved this machine's token in {}",
             pairing.name,
             pairing.fingerprint,
             token_file.display()
@@ -159,9 +166,17 @@ fn with_default_port(host: &str) -> String {
     }
 }
 
+/// The host part of a TCP endpoint, as a name to keep it under.
+fn host_of(server: &Endpoint) -> String {
+    match server {
+        Endpoint::Tcp { host, .. } => host.trim_matches(['[', ']']).replace(':', "_"),
+        Endpoint::Unix(path) => path.display().to_string().replace('/', "_"),
+    }
+}
+
 /// Pins the server and saves the token (mode 0600) under the client's
-/// config directory; returns the token file.
-fn store(server: &Endpoint, pairing: &Pairing) -> Result<PathBuf, Error> {
+/// config directory as `tokens/ALIAS.token`; returns the token file.
+fn store(server: &Endpoint, alias: &str, pairing: &Pairing) -> Result<PathBuf, Error> {
     let known_hosts = ferry::client::known_hosts::default_path().ok_or_else(|| {
         Error::Usage("neither XDG_CONFIG_HOME nor HOME is set: nowhere to keep the pin".into())
     })?;
@@ -174,8 +189,7 @@ fn store(server: &Endpoint, pairing: &Pairing) -> Result<PathBuf, Error> {
         .recursive(true)
         .mode(0o700)
         .create(&dir)?;
-    let file_name = server.to_string().replace(['/', ':', '[', ']'], "_");
-    let path = dir.join(format!("{file_name}.token"));
+    let path = dir.join(format!("{alias}.token"));
     write_private(&path, format!("{}\n", pairing.token).as_bytes())?;
     Ok(path)
 }
