@@ -85,7 +85,7 @@ pub struct FileInfo {
 }
 
 impl FileInfo {
-    fn new(name: &[u8], st: &Stat) -> FileInfo {
+    pub(crate) fn new(name: &[u8], st: &Stat) -> FileInfo {
         FileInfo {
             name: WirePath::from_bytes(name),
             kind: kind_name(st.kind).to_string(),
