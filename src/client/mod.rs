@@ -10,6 +10,7 @@ pub mod echo;
 pub mod exec;
 pub mod files;
 pub mod known_hosts;
+pub mod stream;
 pub mod token_file;
 
 use std::path::PathBuf;
