@@ -23,3 +23,15 @@ fn a_pin_made_by_name_holds_for_the_address_it_reached() {
     assert!(run.stderr.contains("has changed"), "{run:?}");
     assert!(run.stderr.contains(second.fingerprint()), "{run:?}");
 }
+
+/// `-` as get's destination is stdout, as for cp and tar: before, `ferry
+/// get a.txt --to -` made a directory named `-` and printed nothing.
+#[test]
+fn get_to_dash_writes_stdout_not_a_directory_named_dash() {
+    let server = Server::start(&[]);
+    std::fs::create_dir_all(server.root()).unwrap();
+    std::fs::write(server.root().join("a.txt"), b"to stdout").unwrap();
+    let run = ferry(&server, &["get", "a.txt", "--to", "-"]);
+    assert_eq!((run.code, run.stdout.as_str()), (0, "to stdout"), "{run:?}");
+    assert!(!server.sandbox.path().join("-").exists());
+}
