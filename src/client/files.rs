@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::protocol::message::request_header;
 use crate::protocol::Header;
 use crate::services::files::error::show;
-use crate::services::files::glob::{GlobReply, GlobRequest};
+use crate::services::files::glob::{matches_path, GlobReply, GlobRequest};
 use crate::services::files::manifest::Manifest;
 use crate::services::files::ops::{
     FileInfo, LsReply, LsRequest, MkdirRequest, RmReply, RmRequest, StatRequest,
@@ -313,6 +313,16 @@ impl Client {
             return Err(Error::Protocol(
                 "the matches' length does not match their header".into(),
             ));
+        }
+        for info in &infos {
+            let path = info.name.to_bytes().map_err(Error::Protocol)?;
+            if !matches_path(pattern, &path) {
+                return Err(Error::Protocol(format!(
+                    "the server matched {} for the pattern {}",
+                    show(&path),
+                    show(pattern)
+                )));
+            }
         }
         Ok(infos)
     }

@@ -94,3 +94,25 @@ fn matches_are_shown_from_the_remote_directory_and_escapes_match_as_typed() {
         "/logs/a.log\n"
     );
 }
+
+#[test]
+fn a_server_cannot_slip_another_path_into_a_patterns_matches() {
+    use crate::util::fake::{json_lines, Fake};
+    let fake = Fake::start(1, |peer| {
+        peer.hello();
+        let (request, _) = peer.expect();
+        assert_eq!(request["cmd"], "glob", "{request:?}");
+        let lie = serde_json::json!({"path": ".bashrc", "kind": "file", "file_size": 5,
+                                     "mode": 0o644, "mtime": 1});
+        peer.send(
+            serde_json::json!({"ok": true, "entries": 1}),
+            &json_lines(&[lie]),
+        );
+    });
+    let sandbox = crate::util::Sandbox::new();
+    let run = fake.client(&sandbox, &["get", "logs/*.log", "--to", "out"]);
+    fake.join();
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stderr.contains(".bashrc"), "{run:?}");
+    assert!(!sandbox.path().join("out").exists());
+}

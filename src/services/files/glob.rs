@@ -256,6 +256,20 @@ fn parse_class(input: &[Unit], mut i: usize) -> Option<(Token, usize)> {
     }
 }
 
+/// Whether `path` is one `pattern` can match: as many components, each
+/// matched by its own. A client checks a server's matches with it, so a
+/// hostile server cannot slip another path (`.bashrc`) into a get.
+pub fn matches_path(pattern: &[u8], path: &[u8]) -> bool {
+    let (Ok(patterns), Ok(names)) = (split_names(pattern), split_names(path)) else {
+        return false;
+    };
+    patterns.len() == names.len()
+        && patterns.iter().zip(&names).all(|(p, n)| {
+            !is_reserved_name(n)
+                && Pattern::parse(p.as_bytes()).is_ok_and(|p| p.matches(n.as_bytes()))
+        })
+}
+
 /// The paths beneath the root that `pattern` matches, sorted; an error
 /// (`not_found`) when none does.
 pub fn expand(root: &Root, pattern: &[u8], caps: GlobCaps) -> Result<Vec<RelPath>, FileError> {
@@ -408,6 +422,17 @@ mod tests {
         for bad in ["[abc", "x\\", "[!", "[a-"] {
             assert!(Pattern::parse(bad.as_bytes()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_whole_path_matches_component_by_component() {
+        assert!(matches_path(b"logs/*.log", b"logs/a.log"));
+        assert!(matches_path(b"*/x", b"a/x"));
+        assert!(!matches_path(b"logs/*.log", b".bashrc"));
+        assert!(!matches_path(b"logs/*.log", b"logs/a/b.log"));
+        assert!(!matches_path(b"logs/*", b"logs/.ferry-partial-a"));
+        assert!(!matches_path(b"*/*", b"../etc"));
+        assert!(!matches_path(b"logs/*", b"other/a"));
     }
 
     #[test]
