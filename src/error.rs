@@ -75,7 +75,10 @@ pub enum Error {
         known_hosts: PathBuf,
     },
     /// The server's certificate is not the one `--fingerprint` named.
-    #[error("the certificate of {endpoint} is {offered}, not {expected} as --fingerprint says")]
+    #[error(
+        "the certificate of {endpoint} is {offered}, not {expected} as required (by --fingerprint \
+         or the host's entry in the config file)"
+    )]
     FingerprintMismatch {
         /// The server.
         endpoint: String,
