@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::protocol::message::request_header;
 use crate::protocol::Header;
 use crate::services::files::error::show;
-use crate::services::files::glob::{matches_path, GlobReply, GlobRequest};
+use crate::services::files::glob::{matches_path, GlobRequest};
 use crate::services::files::manifest::Manifest;
 use crate::services::files::ops::{
     FileInfo, LsReply, LsRequest, MkdirRequest, RmReply, RmRequest, StatRequest,
@@ -274,8 +274,17 @@ impl Client {
         let request = LsRequest {
             path: WirePath::from_bytes(path),
         };
+        self.listing("ls", &request).await
+    }
+
+    /// One request answered by a listing: `entries` and as many lines.
+    async fn listing<T: serde::Serialize>(
+        &mut self,
+        cmd: &str,
+        request: &T,
+    ) -> Result<Vec<FileInfo>, Error> {
         self.connection()
-            .send(request_header("ls", &request), Bytes::new())
+            .send(request_header(cmd, request), Bytes::new())
             .await?;
         let reader = self.connection().reader();
         let reply = expect_ok(reader.expect_header().await?)?;
@@ -285,9 +294,9 @@ impl Client {
             .map(|r| r.entries)
             .unwrap_or(0);
         if infos.len() as u64 != expected {
-            return Err(Error::Protocol(
-                "the listing's length does not match its header".into(),
-            ));
+            return Err(Error::Protocol(format!(
+                "the {cmd} listing's length does not match its header"
+            )));
         }
         Ok(infos)
     }
@@ -299,21 +308,7 @@ impl Client {
         let request = GlobRequest {
             path: WirePath::from_bytes(pattern),
         };
-        self.connection()
-            .send(request_header("glob", &request), Bytes::new())
-            .await?;
-        let reader = self.connection().reader();
-        let reply = expect_ok(reader.expect_header().await?)?;
-        let infos: Vec<FileInfo> = read_lines(reader, &reply).await?;
-        let expected = reply
-            .to_message::<GlobReply>()
-            .map(|r| r.entries)
-            .unwrap_or(0);
-        if infos.len() as u64 != expected {
-            return Err(Error::Protocol(
-                "the matches' length does not match their header".into(),
-            ));
-        }
+        let infos = self.listing("glob", &request).await?;
         for info in &infos {
             let path = info.name.to_bytes().map_err(Error::Protocol)?;
             if !matches_path(pattern, &path) {

@@ -17,20 +17,18 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::connection::{Connection, ConnectionError};
-use crate::protocol::message::ok_header;
 use crate::protocol::ErrorCode;
 use crate::transport::Stream;
 
 use super::super::{Outcome, ServiceContext};
 use super::atomic::is_reserved_name;
 use super::error::{show, FileError};
-use super::ops::FileInfo;
+use super::ops::{describe, send_listing, FileInfo};
 use super::root::{split_names, RelPath, Root};
-use super::wire::{to_json_lines, WirePath};
+use super::wire::WirePath;
 use super::{blocking, refuse};
 
 /// `{"cmd": "glob", "path": PATTERN}`.
@@ -41,13 +39,10 @@ pub struct GlobRequest {
     pub path: WirePath,
 }
 
-/// The ok reply to `glob`: its body is one [`FileInfo`] per match, named
-/// by its whole path beneath the root, sorted.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GlobReply {
-    /// How many matches the body holds.
-    pub entries: u64,
-}
+/// The ok reply to `glob` has the shape of `ls`'s: its body is one
+/// [`FileInfo`] per match, named by its whole path beneath the root,
+/// sorted.
+pub type GlobReply = super::ops::LsReply;
 
 /// How much one expansion may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -355,38 +350,20 @@ pub async fn glob(
             .to_bytes()
             .map_err(|m| FileError::new(ErrorCode::BadPath, m))?;
         let matched = expand(&root, &pattern, GlobCaps::default())?;
-        let mut infos = Vec::with_capacity(matched.len());
-        for path in matched {
-            let st = match root.stat(&path) {
-                Ok(st) => st,
-                Err(_) => match root.lstat(&path) {
-                    Ok(st) => st,
-                    // Removed since it matched.
-                    Err(_) => continue,
-                },
-            };
-            infos.push(FileInfo::new(&path.to_bytes(), &st));
-        }
-        Ok(infos)
+        // A path removed since it matched is left out.
+        Ok(matched
+            .iter()
+            .filter_map(|path| {
+                let st = describe(&root, path).ok()?;
+                Some(FileInfo::new(&path.to_bytes(), &st))
+            })
+            .collect::<Vec<_>>())
     })
     .await;
-    let infos = match expanded {
-        Ok(infos) => infos,
-        Err(err) => return refuse(conn, err).await,
-    };
-    let body = to_json_lines(&infos);
-    if body.len() > cap {
-        let message = format!(
-            "the matches are {} bytes, over the cap of {cap}",
-            body.len()
-        );
-        return refuse(conn, FileError::new(ErrorCode::TooLarge, message)).await;
+    match expanded {
+        Ok(infos) => send_listing(conn, &infos, cap).await,
+        Err(err) => refuse(conn, err).await,
     }
-    let reply = GlobReply {
-        entries: infos.len() as u64,
-    };
-    conn.send(ok_header(&reply), Bytes::from(body)).await?;
-    Ok(Outcome::Ok)
 }
 
 #[cfg(test)]
