@@ -75,7 +75,10 @@ pub enum Error {
         known_hosts: PathBuf,
     },
     /// The server's certificate is not the one `--fingerprint` named.
-    #[error("the certificate of {endpoint} is {offered}, not {expected} as --fingerprint says")]
+    #[error(
+        "the certificate of {endpoint} is {offered}, not {expected} as required (by --fingerprint \
+         or the host's entry in the config file)"
+    )]
     FingerprintMismatch {
         /// The server.
         endpoint: String,
@@ -91,6 +94,14 @@ pub enum Error {
         endpoint: String,
         /// Where a local server's token was looked for.
         looked_in: Option<PathBuf>,
+    },
+    /// A `HOST:` names no host of the client's config file.
+    #[error("unknown host `{name}`: it is not in {}", .config.display())]
+    UnknownHost {
+        /// The name as typed.
+        name: String,
+        /// The config file looked in.
+        config: PathBuf,
     },
     /// The server refused the connection at `hello`.
     #[error("the server refused the connection: {}", .0.message)]
@@ -131,7 +142,7 @@ impl Error {
     /// The process exit status this error maps to.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Usage(_) => EXIT_USAGE,
+            Error::Usage(_) | Error::UnknownHost { .. } => EXIT_USAGE,
             Error::Remote(_)
             | Error::Io(_)
             | Error::Startup(_)
@@ -156,6 +167,11 @@ impl Error {
             Error::Connect { .. } => {
                 Some("is `ferry serve` running there? Check --server (or FERRY_SERVER)".into())
             }
+            Error::UnknownHost { name, .. } => Some(format!(
+                "pair with it (`ferry pair HOST[:PORT] CODE --name {name}`), or add a \
+                 [hosts.{name}] table with its `server` to that file; an address needs its port \
+                 ({name}:9001), and a local path with a colon is written ./{name}:..."
+            )),
             Error::NoReply { .. } => Some(
                 "is `ferry serve` running there with this service on? (the time service is on \
                  127.0.0.1:9000 unless --udp-time or --no-udp-time say otherwise)"

@@ -252,6 +252,16 @@ pub const PARTIAL_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// ends, so one transfer of a vast tree does not list every directory.
 pub const MAX_SWEPT_DIRS: usize = 1024;
 
+/// Paths a `glob` may match after any one of its components. A pattern
+/// names files to fetch or remove one request each, so tens of thousands
+/// is already more than a person means; a whole tree goes with `-r`.
+pub const MAX_GLOB_MATCHES: usize = 65_536;
+
+/// Directory entries a `glob` may read in all, so a pattern such as
+/// `*/*/*/*` over a vast tree costs the server a second or so of listing,
+/// not minutes.
+pub const MAX_GLOB_NAMES_READ: usize = 1 << 20;
+
 // Checked when the crate compiles: the caps fit together.
 const _: () = {
     assert!(UDP_MAX_PAYLOAD_BYTES < UDP_RECEIVE_BUFFER_BYTES);
@@ -270,6 +280,7 @@ const _: () = {
         DATAGRAM_RATE_MAX_SOURCES * 64 < 1024 * 1024,
         "rate state under 1 MiB"
     );
+    assert!(MAX_GLOB_MATCHES <= MAX_GLOB_NAMES_READ);
 };
 
 #[cfg(test)]
@@ -292,6 +303,17 @@ mod tests {
     fn compat_output_held_by_all_commands_stays_bounded() {
         let held = MAX_COMPAT_OUTPUT_BYTES * Limits::default().max_commands;
         assert!(held <= 128 * 1024 * 1024, "{held} bytes");
+    }
+
+    #[test]
+    fn the_most_glob_matches_fit_in_a_listing_and_are_what_glob_uses() {
+        // A match's JSON line is about 100 bytes; allow twice that.
+        assert!(MAX_GLOB_MATCHES * 200 <= Limits::default().max_list_bytes);
+        let caps = crate::services::files::glob::GlobCaps::default();
+        assert_eq!(
+            (caps.max_matches, caps.max_names_read),
+            (MAX_GLOB_MATCHES, MAX_GLOB_NAMES_READ)
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One named test per fixed bug, each named after what it guards. Every test
 //! here failed on the code before its fix; the commit that added it says how.
 
+mod addressing;
 mod auth;
 mod datagram;
 mod doors;

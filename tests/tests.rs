@@ -4,6 +4,7 @@
 
 mod util;
 
+mod addressing;
 mod chat;
 mod compat;
 mod exec;

@@ -13,7 +13,13 @@ use super::{connect, parse_seconds, GlobalArgs};
 
 /// `ferry exec` arguments.
 #[derive(Debug, Args)]
+#[command(override_usage = "ferry exec [OPTIONS] [HOST] -- COMMAND [ARGS...]")]
 pub struct ExecArgs {
+    /// The server: a host of the config file (`ferry hosts`) or an address
+    /// with its port [default: --server]. The command goes after `--`.
+    #[arg(value_name = "HOST", conflicts_with_all = ["hosts", "hosts_file"])]
+    pub host: Option<String>,
+
     /// Working directory on the server, relative to its root (or absolute)
     /// [default: the root].
     #[arg(long, value_name = "DIR")]
@@ -74,6 +80,13 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
 }
 
 impl ExecArgs {
+    /// Starts the command in `dir` unless `--cwd` says where.
+    pub fn default_cwd(&mut self, dir: &[u8]) {
+        if self.cwd.is_none() {
+            self.cwd = Some(String::from_utf8_lossy(dir).into_owned());
+        }
+    }
+
     fn request(&self, command: &[String]) -> ExecRequest {
         let (shell, argv) = match command {
             [line] => (Some(line.clone()), None),

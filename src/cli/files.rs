@@ -5,16 +5,19 @@
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
 use ferry::client::files::{TransferOptions, TransferReport};
 use ferry::services::files::ops::FileInfo;
+use ferry::services::files::wire::WirePath;
 use ferry::Error;
 use serde::Serialize;
 
+use super::address::{remote_paths, GetDest, GetPlan, PutPlan, PutSources, RemotePath};
+use super::copy::{expand_sources, get_to_stdout, put_planned, spool_stdin};
 use super::output::{escape_line, format_utc, print_escaped_line, print_peer_bytes};
 use super::progress::TransferBar;
 use super::{connect, GlobalArgs};
@@ -64,12 +67,23 @@ impl TransferFlags {
 
 /// `ferry put` arguments.
 #[derive(Debug, Args)]
+#[command(override_usage = "ferry put [OPTIONS] LOCAL... [HOST:DEST]\n       \
+                            ferry put [OPTIONS] LOCAL... [--to REMOTE_DIR]\n       \
+                            ferry put [OPTIONS] - [HOST:]FILE")]
 pub struct PutArgs {
-    /// Local files (and with -r, directories) to upload.
+    /// Local files (and with -r, directories) to upload, then the
+    /// destination HOST:DEST (a host of `ferry hosts`, or ADDR:PORT). DEST
+    /// is a directory when it is one, ends with `/` or takes several
+    /// files; otherwise the one file is stored under that name, as cp
+    /// does. `-` uploads stdin as one file, stored atomically once it has
+    /// all arrived and its BLAKE3 matched (it is first copied to $TMPDIR,
+    /// since its size goes ahead of it). A local path with a colon is
+    /// written ./a:b.
     #[arg(required = true, value_name = "LOCAL")]
-    local: Vec<PathBuf>,
-    /// Remote directory to store into [default: the served root]; created
-    /// with its parents if missing.
+    local: Vec<OsString>,
+    /// Remote directory to store into [default: the served root, or the
+    /// host's remote-dir]; created with its parents if missing. Not with
+    /// a HOST:DEST.
     #[arg(long, value_name = "REMOTE_DIR")]
     to: Option<OsString>,
     #[command(flatten)]
@@ -78,13 +92,26 @@ pub struct PutArgs {
 
 /// `ferry get` arguments.
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "ferry get [OPTIONS] HOST:REMOTE... [LOCAL_DEST]\n       \
+                            ferry get [OPTIONS] REMOTE... [--to LOCAL_DIR]\n       \
+                            ferry get [OPTIONS] [HOST:]FILE -"
+)]
 pub struct GetArgs {
-    /// Remote files (and with -r, directories) to download.
+    /// Remote files (and with -r, directories) to download, as HOST:PATH
+    /// (a host of `ferry hosts`, or ADDR:PORT) or, without a host, from
+    /// --server. A pattern (`'nas:logs/*.log'`, quoted) is expanded on the
+    /// server. After HOST:PATHs, a last local path is the destination: a
+    /// directory when it is one, ends with `/` or takes several files,
+    /// else the one file's new name. `-` writes the one file to stdout as
+    /// it arrives and checks its BLAKE3 at the end: on a mismatch the
+    /// bytes are already written, and ferry exits 1 saying so.
     #[arg(required = true, value_name = "REMOTE")]
     remote: Vec<OsString>,
-    /// Local directory to store into; created if missing.
-    #[arg(long, value_name = "LOCAL_DIR", default_value = ".")]
-    to: PathBuf,
+    /// Local directory to store into [default: .]; created if missing.
+    /// Not with a destination argument.
+    #[arg(long, value_name = "LOCAL_DIR")]
+    to: Option<PathBuf>,
     #[command(flatten)]
     flags: TransferFlags,
     #[command(flatten)]
@@ -94,7 +121,8 @@ pub struct GetArgs {
 /// `ferry ls` arguments.
 #[derive(Debug, Args)]
 pub struct LsArgs {
-    /// Remote directory or file [default: the served root].
+    /// Remote directory or file, as [HOST:]PATH [default: the served
+    /// root]. A pattern (`'nas:logs/*.log'`) lists what it matches.
     #[arg(value_name = "REMOTE_PATH")]
     path: Option<OsString>,
     /// Long format: mode, size, modification time (UTC), name.
@@ -108,7 +136,7 @@ pub struct LsArgs {
 /// `ferry stat` arguments.
 #[derive(Debug, Args)]
 pub struct StatArgs {
-    /// Remote path to describe.
+    /// Remote path to describe, as [HOST:]PATH.
     #[arg(value_name = "REMOTE")]
     path: OsString,
     /// Also compute the file's BLAKE3 on the server.
@@ -122,7 +150,7 @@ pub struct StatArgs {
 /// `ferry mkdir` arguments.
 #[derive(Debug, Args)]
 pub struct MkdirArgs {
-    /// Remote directory to create.
+    /// Remote directory to create, as [HOST:]PATH.
     #[arg(value_name = "REMOTE")]
     path: OsString,
     /// Create missing parents; an existing directory is not an error.
@@ -133,7 +161,8 @@ pub struct MkdirArgs {
 /// `ferry rm` arguments.
 #[derive(Debug, Args)]
 pub struct RmArgs {
-    /// Remote paths to remove.
+    /// Remote paths to remove, as [HOST:]PATH, all on one host. A
+    /// pattern (`'nas:tmp/*'`) removes what it matches.
     #[arg(required = true, value_name = "REMOTE")]
     paths: Vec<OsString>,
     /// Remove directories and everything under them.
@@ -143,17 +172,25 @@ pub struct RmArgs {
 
 /// Runs `ferry put`.
 pub async fn put(args: PutArgs, global: &GlobalArgs) -> Result<(), Error> {
+    let plan = PutPlan::new(&args.local, args.to.as_deref(), global)?;
+    let global = &global.for_target(plan.target.as_ref())?;
+    // Stdin is read whole before connecting: a slow producer (`tar c` of
+    // a large tree) must not hold a connection idle.
+    let spool = match plan.sources {
+        PutSources::Stdin => Some(spool_stdin().await?),
+        PutSources::Files(_) => None,
+    };
     let mut client = connect(global).await?;
     let bar = Arc::new(TransferBar::new(global.quiet));
     let started = Instant::now();
-    let to = args
-        .to
-        .as_ref()
-        .map(|t| t.as_bytes().to_vec())
-        .unwrap_or_default();
-    let report = client
-        .put(&args.local, &to, args.flags.options(), bar.clone())
-        .await;
+    let report = put_planned(
+        &mut client,
+        &plan,
+        spool.as_ref(),
+        args.flags.options(),
+        bar.clone(),
+    )
+    .await;
     bar.finish();
     client.close().await;
     finish_transfer("sent", report?, started, args.flags.json, global)
@@ -161,6 +198,25 @@ pub async fn put(args: PutArgs, global: &GlobalArgs) -> Result<(), Error> {
 
 /// Runs `ferry get`.
 pub async fn get(args: GetArgs, global: &GlobalArgs) -> Result<(), Error> {
+    let plan = GetPlan::new(&args.remote, args.to.as_deref(), global)?;
+    let global = &global.for_target(plan.target.as_ref())?;
+    if plan.dest == GetDest::Stdout {
+        let refusal = if plan.sources.len() != 1 {
+            Some("stdout takes one file, so one source")
+        } else if args.flags.recursive {
+            Some("-r sends a tree, which stdout cannot hold")
+        } else if args.get_flags.md5 || args.flags.json {
+            Some("stdout carries the file alone: no --md5 or --json")
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            return Err(Error::Usage(format!("{refusal} (with `-`, stdout)")));
+        }
+        let started = Instant::now();
+        let report = get_to_stdout(&plan.sources[0], global).await?;
+        return finish_transfer("received", report, started, false, global);
+    }
     let mut client = connect(global).await?;
     let bar = Arc::new(TransferBar::new(global.quiet));
     let started = Instant::now();
@@ -169,11 +225,24 @@ pub async fn get(args: GetArgs, global: &GlobalArgs) -> Result<(), Error> {
         md5: args.get_flags.md5,
         ..args.flags.options()
     };
-    for remote in &args.remote {
-        match client
-            .get(remote.as_bytes(), &args.to, options, bar.clone())
-            .await
-        {
+    let (to, rename) = match &plan.dest {
+        GetDest::Name(path) => (
+            path.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf(),
+            path.file_name().map(|n| n.as_bytes().to_vec()),
+        ),
+        GetDest::Dir(dir) => (dir.clone(), None),
+        GetDest::Stdout => (PathBuf::from("."), None),
+    };
+    let remotes = expand_sources(&mut client, &plan.sources, &mut total.failures).await?;
+    for remote in &remotes {
+        let got = match &rename {
+            Some(name) => client.get_as(remote, &to, name, options, bar.clone()).await,
+            None => client.get(remote, &to, options, bar.clone()).await,
+        };
+        match got {
             Ok(report) => {
                 for (path, md5) in &report.md5s {
                     if args.flags.json {
@@ -194,7 +263,7 @@ pub async fn get(args: GetArgs, global: &GlobalArgs) -> Result<(), Error> {
             // A refusal of one path (not found, a directory without -r)
             // is reported and the others still go.
             Err(Error::Remote(reply)) => total.failures.push(ferry::client::files::Failure {
-                path: remote.as_bytes().to_vec(),
+                path: remote.clone(),
                 code: reply.code,
                 message: reply.message,
             }),
@@ -264,7 +333,7 @@ fn print_record(record: &Record<'_>) -> std::io::Result<()> {
 /// Reports a transfer: each failed file by name on stderr (and on stdout
 /// with `json`), the summary, and an error if any file failed, so the exit
 /// status is 0 only when every file arrived or was already there.
-fn finish_transfer(
+pub(super) fn finish_transfer(
     verb: &str,
     report: TransferReport,
     started: Instant,
@@ -389,19 +458,30 @@ impl From<&FileInfo> for JsonInfo {
     }
 }
 
-fn name_of(info: &FileInfo) -> Vec<u8> {
+pub(super) fn name_of(info: &FileInfo) -> Vec<u8> {
     info.name.to_bytes().unwrap_or_default()
+}
+
+/// One remote path on one host, and the options aimed at that host.
+fn one_remote(arg: &OsString, global: &GlobalArgs) -> Result<(RemotePath, GlobalArgs), Error> {
+    let (target, mut paths) = remote_paths(std::slice::from_ref(arg), global)?;
+    let global = global.for_target(target.as_ref())?;
+    Ok((paths.remove(0), global))
 }
 
 /// Runs `ferry ls`.
 pub async fn ls(args: LsArgs, global: &GlobalArgs) -> Result<(), Error> {
-    let mut client = connect(global).await?;
-    let path = args
-        .path
-        .as_ref()
-        .map(|p| p.as_bytes().to_vec())
-        .unwrap_or_default();
-    let infos = client.ls(&path).await?;
+    let (remote, global) = one_remote(&args.path.unwrap_or_default(), global)?;
+    let mut client = connect(&global).await?;
+    let infos = if remote.is_pattern() {
+        let mut matches = client.glob(&remote.path).await?;
+        for info in &mut matches {
+            info.name = WirePath::from_bytes(&remote.shown(&name_of(info)));
+        }
+        matches
+    } else {
+        client.ls(&remote.path).await?
+    };
     client.close().await;
     for info in &infos {
         if args.json {
@@ -426,8 +506,9 @@ pub async fn ls(args: LsArgs, global: &GlobalArgs) -> Result<(), Error> {
 
 /// Runs `ferry stat`.
 pub async fn stat(args: StatArgs, global: &GlobalArgs) -> Result<(), Error> {
-    let mut client = connect(global).await?;
-    let info = client.stat(args.path.as_bytes(), args.blake3).await?;
+    let (remote, global) = one_remote(&args.path, global)?;
+    let mut client = connect(&global).await?;
+    let info = client.stat(&remote.path, args.blake3).await?;
     client.close().await;
     if args.json {
         let doc = serde_json::to_string(&JsonInfo::from(&info)).unwrap_or_default();
@@ -456,18 +537,38 @@ pub async fn stat(args: StatArgs, global: &GlobalArgs) -> Result<(), Error> {
 
 /// Runs `ferry mkdir`.
 pub async fn mkdir(args: MkdirArgs, global: &GlobalArgs) -> Result<(), Error> {
-    let mut client = connect(global).await?;
-    client.mkdir(args.path.as_bytes(), args.parents).await?;
+    let (remote, global) = one_remote(&args.path, global)?;
+    let mut client = connect(&global).await?;
+    client.mkdir(&remote.path, args.parents).await?;
     client.close().await;
     Ok(())
 }
 
-/// Runs `ferry rm`: every path is tried; each failure is reported.
+/// Runs `ferry rm`: every path is tried, each match of a pattern too;
+/// each failure is reported.
 pub async fn rm(args: RmArgs, global: &GlobalArgs) -> Result<(), Error> {
+    let (target, remotes) = remote_paths(&args.paths, global)?;
+    let global = &global.for_target(target.as_ref())?;
     let mut client = connect(global).await?;
     let mut last_error = None;
-    for path in &args.paths {
-        match client.rm(path.as_bytes(), args.recursive).await {
+    let mut paths = Vec::with_capacity(remotes.len());
+    for remote in &remotes {
+        if !remote.is_pattern() {
+            paths.push(Ok(remote.path.clone()));
+            continue;
+        }
+        match client.glob(&remote.path).await {
+            Ok(matches) => paths.extend(matches.iter().map(|m| Ok(name_of(m)))),
+            Err(Error::Remote(reply)) => paths.push(Err(reply)),
+            Err(other) => return Err(other),
+        }
+    }
+    for path in paths {
+        let removed = match path {
+            Ok(path) => client.rm(&path, args.recursive).await,
+            Err(reply) => Err(Error::Remote(reply)),
+        };
+        match removed {
             Ok(_) => {}
             Err(Error::Remote(reply)) => {
                 eprintln!("ferry: {}", escape_line(&reply.message));

@@ -3,12 +3,15 @@
 //! server answered with an error, 2 usage, 3 cannot connect / TLS /
 //! fingerprint / authentication.
 
+mod address;
 mod chat;
+mod copy;
 mod datagram;
 mod echo;
 mod exec;
 mod exec_hosts;
 mod files;
+mod hosts;
 mod output;
 mod pair;
 mod progress;
@@ -23,6 +26,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use ferry::client::address::Target;
 use ferry::client::known_hosts::{self, KnownHosts};
 use ferry::client::{Client, ClientOptions, Notice};
 use ferry::log::StderrLog;
@@ -49,8 +53,22 @@ pub(crate) struct Cli {
 }
 
 /// Options every command accepts, before or after its name.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct GlobalArgs {
+    /// The config file. For `ferry serve`, its flags as TOML, one key per
+    /// flag (`idle-timeout = 60`, `listen = ["127.0.0.1:9001"]`; flags on
+    /// the command line and FERRY_* variables win). For every other
+    /// command, the client's named hosts ([hosts.NAME] tables) [default:
+    /// $XDG_CONFIG_HOME/ferry/config.toml]. One file may hold both.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "FERRY_CONFIG",
+        value_name = "FILE"
+    )]
+    config: Option<PathBuf>,
+
     /// Server to talk to: HOST:PORT, [IPV6]:PORT or unix:PATH [default:
     /// 127.0.0.1:9001; `time` asks 127.0.0.1:9000 and `udp-echo`
     /// 127.0.0.1:7, and they take --server from the command line only].
@@ -107,6 +125,11 @@ struct GlobalArgs {
     )]
     fingerprint: Option<Fingerprint>,
 
+    /// Whether `--fingerprint` came from the command line, where it beats
+    /// a configured host's.
+    #[arg(skip)]
+    fingerprint_on_command_line: bool,
+
     /// Speak plain TCP instead of TLS (loopback only, unless
     /// --allow-remote-plaintext).
     #[arg(
@@ -145,9 +168,9 @@ pub(crate) enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Send text to the echo service and print the answer.
     Echo(echo::EchoArgs),
-    /// Upload files (and with -r, directories).
+    /// Upload files (and with -r, directories): ferry put LOCAL... [HOST:DEST]
     Put(files::PutArgs),
-    /// Download files (and with -r, directories).
+    /// Download files (and with -r, directories): ferry get [HOST:]REMOTE... [LOCAL]
     Get(files::GetArgs),
     /// List a remote directory.
     Ls(files::LsArgs),
@@ -157,9 +180,9 @@ pub(crate) enum Command {
     Mkdir(files::MkdirArgs),
     /// Remove remote files (and with -r, directories).
     Rm(files::RmArgs),
-    /// Run a command on the server: ferry exec [OPTIONS] -- COMMAND [ARGS...]
+    /// Run a command on the server: ferry exec [OPTIONS] [HOST] -- COMMAND [ARGS...]
     Exec(exec::ExecArgs),
-    /// Open an interactive login shell on the server, like `ssh host`.
+    /// Open an interactive login shell on the server, like `ssh host`: ferry shell [HOST]
     Shell(shell::ShellArgs),
     /// Chat with others on the server: interactively, or --send / --listen.
     Chat(chat::ChatArgs),
@@ -174,6 +197,8 @@ pub(crate) enum Command {
     /// Pair this machine with a server: its fingerprint and a token of our
     /// own, from the code `ferry invite` printed (or over ssh).
     Pair(pair::PairArgs),
+    /// List the hosts of the client's config file.
+    Hosts(hosts::HostsArgs),
 }
 
 /// Parses, runs, and maps the outcome to an exit status.
@@ -200,41 +225,51 @@ pub fn main() -> ExitCode {
         on_command_line(&matches, "token"),
         on_command_line(&matches, "token_file"),
     );
+    cli.global.fingerprint_on_command_line = on_command_line(&matches, "fingerprint");
     let serving = matches!(cli.command, Command::Serve(_));
     let log = init_logging(&cli.global, serving);
-    // Commands that send no token (the datagram services, and the local
-    // `tokens`) have no token file to read.
-    let tokenless = matches!(
-        cli.command,
-        Command::Time(_)
-            | Command::UdpEcho(_)
-            | Command::Tokens(_)
-            | Command::Invite(_)
-            | Command::Pair(_)
-    );
-    if !serving && !tokenless {
-        if let Err(err) = read_token_file(&mut cli.global) {
-            return report(&err);
-        }
-    }
     let global = &cli.global;
+    // Each client command aims the global options at its host (if it
+    // names one) and reads the token file once: file commands in
+    // `files.rs`, where their arguments are read; the rest here.
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args, global, log.as_ref()),
-        Command::Echo(args) => run_client(echo::run(args, global)),
+        Command::Echo(args) => global
+            .for_target(None)
+            .and_then(|global| run_client(echo::run(args, &global))),
         Command::Put(args) => run_client(files::put(args, global)),
         Command::Get(args) => run_client(files::get(args, global)),
         Command::Ls(args) => run_client(files::ls(args, global)),
         Command::Stat(args) => run_client(files::stat(args, global)),
         Command::Mkdir(args) => run_client(files::mkdir(args, global)),
         Command::Rm(args) => run_client(files::rm(args, global)),
-        Command::Exec(args) => return exit_with_status(run_client(exec::run(args, global))),
-        Command::Shell(args) => return exit_with_status(run_client(shell::run(args, global))),
-        Command::Chat(args) => run_client(chat::run(args, global)),
+        Command::Exec(mut args) => {
+            return exit_with_status(global.for_host(args.host.as_deref()).and_then(
+                |(global, target)| {
+                    // A host's remote directory is where its commands start.
+                    if let Some(dir) = target.filter(|t| !t.remote_dir.is_empty()) {
+                        args.default_cwd(&dir.remote_dir);
+                    }
+                    run_client(exec::run(args, &global))
+                },
+            ));
+        }
+        Command::Shell(args) => {
+            return exit_with_status(
+                global
+                    .for_host(args.host.as_deref())
+                    .and_then(|(global, _)| run_client(shell::run(args, &global))),
+            )
+        }
+        Command::Chat(args) => global
+            .for_target(None)
+            .and_then(|global| run_client(chat::run(args, &global))),
         Command::Time(args) => run_client(datagram::time(args, global)),
         Command::UdpEcho(args) => run_client(datagram::udp_echo(args, global)),
         Command::Tokens(args) => tokens::run(args),
         Command::Invite(args) => pair::invite(args, global),
         Command::Pair(args) => run_client(pair::pair(args, global)),
+        Command::Hosts(args) => hosts::run(args, global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -259,7 +294,7 @@ fn exit_with_status(result: Result<u8, Error>) -> ExitCode {
         Ok(status) => ExitCode::from(status),
         Err(err) => {
             let code = report(&err);
-            if code == ExitCode::SUCCESS || matches!(err, Error::Usage(_)) {
+            if code == ExitCode::SUCCESS || err.exit_code() == ferry::error::EXIT_USAGE {
                 code
             } else {
                 ExitCode::from(ferry::error::EXIT_CONNECT)
@@ -379,6 +414,70 @@ fn read_token_file(global: &mut GlobalArgs) -> Result<(), Error> {
     }
     global.token = Some(file.token);
     Ok(())
+}
+
+impl GlobalArgs {
+    /// The client's config file: `--config` or FERRY_CONFIG, else the
+    /// default.
+    fn client_config_path(&self) -> PathBuf {
+        self.config
+            .clone()
+            .or_else(ferry::client::config::ClientConfig::default_path)
+            .unwrap_or_else(|| PathBuf::from("$XDG_CONFIG_HOME/ferry/config.toml"))
+    }
+
+    /// The client's config file, read (empty if it does not exist).
+    fn client_config(&self) -> Result<ferry::client::config::ClientConfig, Error> {
+        ferry::client::config::ClientConfig::load(&self.client_config_path())
+    }
+
+    /// These options aimed at the host argument `host` (a configured name
+    /// or an address with its port), or as given without one; and the
+    /// host it named.
+    fn for_host(&self, host: Option<&str>) -> Result<(GlobalArgs, Option<Target>), Error> {
+        let target = match host {
+            Some(host) => Some(ferry::client::address::parse_host(
+                host,
+                &self.client_config()?,
+            )?),
+            None => None,
+        };
+        Ok((self.for_target(target.as_ref())?, target))
+    }
+
+    /// These options aimed at `target`, with the token file read. A flag on
+    /// the command line beats the host's setting, which beats the
+    /// environment (`FERRY_SERVER`, `FERRY_TOKEN`...); `--server` and a
+    /// host together are a usage error.
+    fn for_target(&self, target: Option<&Target>) -> Result<GlobalArgs, Error> {
+        let mut aimed = self.clone();
+        if let Some(target) = target {
+            if self.server_on_command_line {
+                return Err(Error::Usage(format!(
+                    "--server and `{}` both name the server; keep one",
+                    target.name
+                )));
+            }
+            aimed.server = Some(target.server.clone());
+            let (token_flag, token_file_flag) = self.token_on_command_line;
+            if let Some(file) = target
+                .token_file
+                .as_ref()
+                .filter(|_| !token_flag && !token_file_flag)
+            {
+                aimed.token = None;
+                aimed.token_file = Some(file.clone());
+            }
+            if let Some(fp) = target
+                .fingerprint
+                .filter(|_| !self.fingerprint_on_command_line)
+            {
+                aimed.fingerprint = Some(fp);
+            }
+        }
+        read_token_file(&mut aimed)?;
+        Ok(aimed)
+    }
 }
 
 /// Client options from the global flags.

@@ -18,15 +18,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use super::{parse_seconds, GlobalArgs};
 
 /// `ferry serve` flags. Each can also come from a `FERRY_*` variable, or
-/// from the `--config` file.
+/// from the global `--config` file (FERRY_CONFIG), which for `serve` holds
+/// these flags by name.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Read flags from this TOML file: one key per flag, named as the flag
-    /// (`idle-timeout = 60`, `listen = ["127.0.0.1:9001"]`, `allow-exec =
-    /// true`). Flags on the command line and FERRY_* variables win.
-    #[arg(long, value_name = "FILE", env = "FERRY_CONFIG")]
-    pub config: Option<PathBuf>,
-
     /// Address to listen on: HOST:PORT, [IPV6]:PORT or unix:PATH. Repeat it
     /// to listen on several; port 0 picks a free port. Any --listen replaces
     /// the default.
@@ -260,9 +255,13 @@ fn config_args(
         .map_err(|err| format!("not valid TOML: {err}"))?;
     let command = ServeArgs::augment_args(clap::Command::new("serve"));
     for (key, value) in &table {
+        // The client's hosts, when one file serves both.
+        if key == "hosts" {
+            continue;
+        }
         let arg = command
             .get_arguments()
-            .find(|a| a.get_long() == Some(key.as_str()) && key != "config")
+            .find(|a| a.get_long() == Some(key.as_str()))
             .ok_or_else(|| {
                 format!("unknown setting `{key}`; settings are named as `ferry serve` flags, e.g. `idle-timeout`")
             })?;
@@ -438,6 +437,12 @@ mod tests {
         assert!(err.contains("`allow-exec` cannot be"), "{err}");
         let err = parse(&["ferry", "serve"], "config = \"other.toml\"\n").unwrap_err();
         assert!(err.contains("unknown setting `config`"), "{err}");
+        // The client's hosts may share the file.
+        let shared = "idle-timeout = 7\n[hosts.nas]\nserver = \"nas.lan:9001\"\n";
+        assert_eq!(
+            parse(&["ferry", "serve"], shared).unwrap().idle_timeout,
+            Duration::from_secs(7)
+        );
         assert!(parse(&["ferry", "serve"], "not toml [").is_err());
     }
 }

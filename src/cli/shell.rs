@@ -15,7 +15,12 @@ use super::{connect, GlobalArgs};
 
 /// `ferry shell` arguments.
 #[derive(Debug, Args)]
-pub struct ShellArgs {}
+pub struct ShellArgs {
+    /// The server: a host of the config file (`ferry hosts`) or an address
+    /// with its port [default: --server].
+    #[arg(value_name = "HOST")]
+    pub host: Option<String>,
+}
 
 /// Puts stdin's terminal in raw mode and restores it when dropped.
 struct RawMode {

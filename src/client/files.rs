@@ -14,13 +14,16 @@ use crate::error::Error;
 use crate::protocol::message::request_header;
 use crate::protocol::Header;
 use crate::services::files::error::show;
+use crate::services::files::glob::{matches_path, GlobRequest};
 use crate::services::files::manifest::Manifest;
 use crate::services::files::ops::{
     FileInfo, LsReply, LsRequest, MkdirRequest, RmReply, RmRequest, StatRequest,
 };
 use crate::services::files::root::{RelPath, Root};
 use crate::services::files::transfer::{self, Progress, ReceiveOptions, ReceivePlan};
-use crate::services::files::wire::{to_json_lines, Entry, EntryError, Want, WantAction, WirePath};
+use crate::services::files::wire::{
+    rename_top, to_json_lines, Entry, EntryError, Want, WantAction, WirePath,
+};
 use crate::services::files::{GetReply, GetRequest, PutRequest, PutResult, WantsFrame};
 
 /// Largest listing or manifest the client accepts from a server.
@@ -79,12 +82,34 @@ impl Client {
         options: TransferOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<TransferReport, Error> {
-        let owned = locals.to_vec();
-        let manifest =
-            tokio::task::spawn_blocking(move || Manifest::from_local(&owned, options.recursive))
-                .await
-                .map_err(|e| Error::Protocol(e.to_string()))?
-                .map_err(Error::Files)?;
+        let manifest = local_manifest(locals, options.recursive).await?;
+        self.put_manifest(manifest, to, options, progress).await
+    }
+
+    /// Uploads one local file (or with `recursive`, directory) into the
+    /// directory `to` under the name `name`, as `cp a.txt dir/b.txt` does:
+    /// the manifest names it so, and the server's put is unchanged.
+    pub async fn put_as(
+        &mut self,
+        local: &Path,
+        to: &[u8],
+        name: &[u8],
+        options: TransferOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<TransferReport, Error> {
+        let mut manifest = local_manifest(&[local.to_path_buf()], options.recursive).await?;
+        rename_top(&mut manifest.entries, name)
+            .map_err(|why| Error::Usage(format!("{}: {why}", show(name))))?;
+        self.put_manifest(manifest, to, options, progress).await
+    }
+
+    async fn put_manifest(
+        &mut self,
+        manifest: Manifest,
+        to: &[u8],
+        options: TransferOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<TransferReport, Error> {
         let request = PutRequest {
             path: WirePath::from_bytes(to),
             force: options.force,
@@ -142,6 +167,32 @@ impl Client {
         options: TransferOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<TransferReport, Error> {
+        self.get_into(remote, to, None, options, progress).await
+    }
+
+    /// Downloads `remote` into the local directory `to` under the name
+    /// `name`, as `cp dir/a.txt b.txt` does. The server's entries are
+    /// checked against the name asked for first, then renamed here.
+    pub async fn get_as(
+        &mut self,
+        remote: &[u8],
+        to: &Path,
+        name: &[u8],
+        options: TransferOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<TransferReport, Error> {
+        self.get_into(remote, to, Some(name), options, progress)
+            .await
+    }
+
+    async fn get_into(
+        &mut self,
+        remote: &[u8],
+        to: &Path,
+        rename: Option<&[u8]>,
+        options: TransferOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<TransferReport, Error> {
         let requested =
             RelPath::parse(remote).map_err(|e| Error::Usage(format!("{}: {e}", show(remote))))?;
         let request = GetRequest {
@@ -154,11 +205,20 @@ impl Client {
             .await?;
         let reader = self.connection().reader();
         let reply_header = expect_ok(reader.expect_header().await?)?;
-        let entries: Vec<Entry> = read_lines(reader, &reply_header).await?;
+        let mut entries: Vec<Entry> = read_lines(reader, &reply_header).await?;
         let reply: GetReply = reply_header
             .to_message()
             .map_err(|e| Error::Protocol(format!("bad get reply: {e}")))?;
         check_names(&requested, &entries)?;
+        if let Some(name) = rename {
+            if requested.is_root() {
+                return Err(Error::Usage(
+                    "the served root has no name to give another; get it into a directory".into(),
+                ));
+            }
+            rename_top(&mut entries, name)
+                .map_err(|why| Error::Usage(format!("{}: {why}", show(name))))?;
+        }
 
         std::fs::create_dir_all(to)?;
         let dest = Arc::new(Root::new(to)?);
@@ -214,8 +274,17 @@ impl Client {
         let request = LsRequest {
             path: WirePath::from_bytes(path),
         };
+        self.listing("ls", &request).await
+    }
+
+    /// One request answered by a listing: `entries` and as many lines.
+    async fn listing<T: serde::Serialize>(
+        &mut self,
+        cmd: &str,
+        request: &T,
+    ) -> Result<Vec<FileInfo>, Error> {
         self.connection()
-            .send(request_header("ls", &request), Bytes::new())
+            .send(request_header(cmd, request), Bytes::new())
             .await?;
         let reader = self.connection().reader();
         let reply = expect_ok(reader.expect_header().await?)?;
@@ -225,9 +294,30 @@ impl Client {
             .map(|r| r.entries)
             .unwrap_or(0);
         if infos.len() as u64 != expected {
-            return Err(Error::Protocol(
-                "the listing's length does not match its header".into(),
-            ));
+            return Err(Error::Protocol(format!(
+                "the {cmd} listing's length does not match its header"
+            )));
+        }
+        Ok(infos)
+    }
+
+    /// The paths a pattern (`logs/*.log`) matches on the server, described
+    /// as [`Client::ls`] describes entries but named by their whole path.
+    /// A pattern that matches nothing is the server's `not_found`.
+    pub async fn glob(&mut self, pattern: &[u8]) -> Result<Vec<FileInfo>, Error> {
+        let request = GlobRequest {
+            path: WirePath::from_bytes(pattern),
+        };
+        let infos = self.listing("glob", &request).await?;
+        for info in &infos {
+            let path = info.name.to_bytes().map_err(Error::Protocol)?;
+            if !matches_path(pattern, &path) {
+                return Err(Error::Protocol(format!(
+                    "the server matched {} for the pattern {}",
+                    show(&path),
+                    show(pattern)
+                )));
+            }
         }
         Ok(infos)
     }
@@ -281,9 +371,18 @@ impl Client {
     }
 }
 
+/// The manifest of local paths, built off the async threads.
+async fn local_manifest(locals: &[PathBuf], recursive: bool) -> Result<Manifest, Error> {
+    let owned = locals.to_vec();
+    tokio::task::spawn_blocking(move || Manifest::from_local(&owned, recursive))
+        .await
+        .map_err(|e| Error::Protocol(e.to_string()))?
+        .map_err(Error::Files)
+}
+
 /// Every entry a server sends for `get` must lie under the name the client
 /// asked for, so a hostile server cannot choose where files land.
-fn check_names(requested: &RelPath, entries: &[Entry]) -> Result<(), Error> {
+pub(crate) fn check_names(requested: &RelPath, entries: &[Entry]) -> Result<(), Error> {
     let Some(name) = requested.file_name() else {
         return Ok(()); // the root: entries land directly in the destination
     };
@@ -344,7 +443,7 @@ fn entry_path(entries: &[Entry], i: u64) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-async fn read_lines<T: serde::de::DeserializeOwned, R: tokio::io::AsyncRead + Unpin>(
+pub(crate) async fn read_lines<T: serde::de::DeserializeOwned, R: tokio::io::AsyncRead + Unpin>(
     reader: &mut crate::connection::FrameReader<R>,
     header: &Header,
 ) -> Result<Vec<T>, Error> {

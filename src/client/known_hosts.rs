@@ -1,8 +1,12 @@
 //! Trust on first use, as ssh does: the first certificate a server shows is
 //! pinned in a known-hosts file; later connections must show the same one.
 //!
-//! The file has one `HOST:PORT SHA256:...` line per server; blank lines and
-//! `#` comments are kept as they are.
+//! The file has one `HOST:PORT SHA256:...` line per key; blank lines and
+//! `#` comments are kept as they are. A server is pinned under two keys:
+//! its name as the user typed it (`localhost:9001`) and the address the
+//! connection reached (`127.0.0.1:9001`), and every pin found under either
+//! must match. So `localhost` and `127.0.0.1` are one server, not two
+//! with a pin each, and a file written with name keys only keeps working.
 
 use std::fs;
 use std::io::{self, Write};
@@ -14,11 +18,17 @@ use crate::transport::Fingerprint;
 /// The default known-hosts file: `$XDG_CONFIG_HOME/ferry/known_hosts`, else
 /// `~/.config/ferry/known_hosts`.
 pub fn default_path() -> Option<PathBuf> {
+    config_dir().map(|dir| dir.join("known_hosts"))
+}
+
+/// ferry's client config directory: `$XDG_CONFIG_HOME/ferry`, else
+/// `~/.config/ferry`; `None` when neither variable is set.
+pub fn config_dir() -> Option<PathBuf> {
     let dir = match std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(std::env::var_os("HOME").filter(|h| !h.is_empty())?).join(".config"),
     };
-    Some(dir.join("ferry").join("known_hosts"))
+    Some(dir.join("ferry"))
 }
 
 /// What checking a server's certificate against the file found.
@@ -30,6 +40,26 @@ pub enum PinCheck {
     Unknown,
     /// A different fingerprint is pinned.
     Changed(Fingerprint),
+}
+
+/// What checking a server under all its keys found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerCheck {
+    /// Every key with a pin matches; these keys have none yet (to pin
+    /// quietly: the server is known under another).
+    Known {
+        /// The keys to add.
+        missing: Vec<String>,
+    },
+    /// No key has a pin.
+    Unknown,
+    /// The pin under `key` is another fingerprint.
+    Changed {
+        /// The key whose pin differs.
+        key: String,
+        /// Its fingerprint.
+        pinned: Fingerprint,
+    },
 }
 
 /// A known-hosts file.
@@ -71,9 +101,49 @@ impl KnownHosts {
         })
     }
 
+    /// Compares `offered` with the pins under every one of `keys` (the
+    /// server as typed, and the address reached), read in one pass.
+    pub fn check_server(&self, keys: &[&str], offered: Fingerprint) -> io::Result<ServerCheck> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(err) => return Err(err),
+        };
+        let mut missing = Vec::new();
+        let mut known = false;
+        for key in keys {
+            let pinned = text.lines().find_map(|line| {
+                let (name, fp) = parse_line(line)?;
+                (name == *key).then_some(fp).flatten()
+            });
+            match pinned {
+                Some(pinned) if pinned != offered => {
+                    return Ok(ServerCheck::Changed {
+                        key: key.to_string(),
+                        pinned,
+                    })
+                }
+                Some(_) => known = true,
+                None if !missing.iter().any(|m| m == key) => missing.push(key.to_string()),
+                None => {}
+            }
+        }
+        Ok(if known {
+            ServerCheck::Known { missing }
+        } else {
+            ServerCheck::Unknown
+        })
+    }
+
     /// Pins `fingerprint` for `host`, replacing any older pin. The file is
     /// rewritten through a temporary file, so a crash keeps the old one.
     pub fn pin(&self, host: &str, fingerprint: Fingerprint) -> io::Result<()> {
+        self.pin_all(&[host], fingerprint)
+    }
+
+    /// Pins `fingerprint` under each of `keys`, replacing older pins, in
+    /// one rewrite of the file.
+    pub fn pin_all(&self, keys: &[&str], fingerprint: Fingerprint) -> io::Result<()> {
         if let Some(dir) = self.path.parent() {
             fs::DirBuilder::new()
                 .recursive(true)
@@ -87,12 +157,18 @@ impl KnownHosts {
         };
         let mut new = String::with_capacity(old.len() + 80);
         for line in old.lines() {
-            if !matches!(parse_line(line), Some((name, _)) if name == host) {
+            if !matches!(parse_line(line), Some((name, _)) if keys.contains(&name)) {
                 new.push_str(line);
                 new.push('\n');
             }
         }
-        new.push_str(&format!("{host} {fingerprint}\n"));
+        let mut written: Vec<&str> = Vec::new();
+        for key in keys {
+            if !written.contains(key) {
+                new.push_str(&format!("{key} {fingerprint}\n"));
+                written.push(key);
+            }
+        }
         let tmp = self
             .path
             .with_extension(format!("tmp.{}", std::process::id()));
@@ -143,6 +219,44 @@ mod tests {
         assert_eq!(text.lines().count(), 2, "{text}");
         use std::os::unix::fs::MetadataExt;
         assert_eq!(fs::metadata(hosts.path()).unwrap().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_server_is_checked_and_pinned_under_its_name_and_its_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = KnownHosts::new(dir.path().join("known_hosts"));
+        let a = Fingerprint::of_certificate(b"a");
+        let b = Fingerprint::of_certificate(b"b");
+        let keys = ["localhost:1", "127.0.0.1:1"];
+        assert_eq!(hosts.check_server(&keys, a).unwrap(), ServerCheck::Unknown);
+        hosts.pin_all(&keys, a).unwrap();
+        assert_eq!(
+            hosts.check_server(&keys, a).unwrap(),
+            ServerCheck::Known { missing: vec![] }
+        );
+        // Another name for the same address: known, and its own key is
+        // still to be written.
+        let other = ["box:1", "127.0.0.1:1"];
+        assert_eq!(
+            hosts.check_server(&other, a).unwrap(),
+            ServerCheck::Known {
+                missing: vec!["box:1".into()]
+            }
+        );
+        // A different certificate on the address is a change, whatever
+        // name it is reached by.
+        assert_eq!(
+            hosts.check_server(&other, b).unwrap(),
+            ServerCheck::Changed {
+                key: "127.0.0.1:1".into(),
+                pinned: a
+            }
+        );
+        // The same key twice (typed as the address) is one line.
+        hosts.pin_all(&["127.0.0.1:2", "127.0.0.1:2"], b).unwrap();
+        let text = fs::read_to_string(hosts.path()).unwrap();
+        assert_eq!(text.matches("127.0.0.1:2 ").count(), 1, "{text}");
+        assert_eq!(text.lines().count(), 3, "{text}");
     }
 
     #[test]

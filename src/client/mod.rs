@@ -2,13 +2,16 @@
 //! call services (one file per service). No terminal code lives here; what to
 //! print is the CLI's business, so notices such as a new pin are returned.
 
+pub mod address;
 pub mod chat;
+pub mod config;
 pub mod datagram;
 pub mod echo;
 pub mod exec;
 pub mod files;
 pub mod known_hosts;
 pub mod pair;
+pub mod stream;
 pub mod token_file;
 
 use std::path::PathBuf;
@@ -20,7 +23,7 @@ use crate::connection::{Connection, ConnectionConfig, ConnectionError};
 use crate::error::Error;
 use crate::protocol::{Header, Hello, Reply, Welcome, PROTOCOL_VERSION};
 use crate::transport::{tls, Endpoint, Fingerprint, Stream};
-use known_hosts::{KnownHosts, PinCheck};
+use known_hosts::{KnownHosts, ServerCheck};
 
 /// How to reach and trust a server.
 #[derive(Debug, Clone)]
@@ -198,8 +201,9 @@ impl Client {
 
         let stream = match (raw, &options.server) {
             (Stream::Tcp(tcp), Endpoint::Tcp { host, .. }) if !options.plaintext => {
+                let reached = tcp.peer_addr().ok();
                 let (tls_stream, offered) = tls_handshake(tcp, host, options).await?;
-                if let Some(notice) = check_pin(options, &endpoint, offered)? {
+                if let Some(notice) = check_pin(options, &endpoint, reached, offered)? {
                     notices.push(notice);
                 }
                 key_exchange_group = tls::key_exchange_group(tls_stream.get_ref().1);
@@ -328,11 +332,13 @@ async fn connect_tcp(addrs: &[std::net::SocketAddr]) -> std::io::Result<Stream> 
     }))
 }
 
-/// Checks the offered fingerprint against `--fingerprint` or the pin,
-/// pinning it on first use.
+/// Checks the offered fingerprint against `--fingerprint` or the pins of
+/// the server as typed (`endpoint`) and of the address it was `reached`
+/// at, pinning it under both on first use (see [`known_hosts`]).
 fn check_pin(
     options: &ClientOptions,
     endpoint: &str,
+    reached: Option<std::net::SocketAddr>,
     offered: Fingerprint,
 ) -> Result<Option<Notice>, Error> {
     if let Some(expected) = options.fingerprint {
@@ -353,35 +359,46 @@ fn check_pin(
             )),
         };
     };
-    let check = hosts.check(endpoint, offered).map_err(|err| {
+    let address = reached.map(|addr| Endpoint::from(addr).to_string());
+    let mut keys = vec![endpoint];
+    keys.extend(address.as_deref());
+    let check = hosts.check_server(&keys, offered).map_err(|err| {
         Error::Io(std::io::Error::new(
             err.kind(),
             format!("cannot read {}: {err}", hosts.path().display()),
         ))
     })?;
-    let pin = |notice: Notice| -> Result<Option<Notice>, Error> {
-        hosts.pin(endpoint, offered).map_err(|err| {
+    let pin = |keys: &[&str]| -> Result<(), Error> {
+        hosts.pin_all(keys, offered).map_err(|err| {
             Error::Io(std::io::Error::new(
                 err.kind(),
                 format!("cannot write {}: {err}", hosts.path().display()),
             ))
-        })?;
-        Ok(Some(notice))
+        })
     };
     match check {
-        PinCheck::Known => Ok(None),
-        PinCheck::Unknown => pin(Notice::Pinned {
-            endpoint: endpoint.to_string(),
-            fingerprint: offered,
-            known_hosts: hosts.path().to_path_buf(),
+        ServerCheck::Known { missing } if missing.is_empty() => Ok(None),
+        // Known under its other key: the same server, nothing to say.
+        ServerCheck::Known { missing } => {
+            let missing: Vec<&str> = missing.iter().map(String::as_str).collect();
+            pin(&missing).map(|()| None)
+        }
+        ServerCheck::Unknown => pin(&keys).map(|()| {
+            Some(Notice::Pinned {
+                endpoint: endpoint.to_string(),
+                fingerprint: offered,
+                known_hosts: hosts.path().to_path_buf(),
+            })
         }),
-        PinCheck::Changed(_) if options.fingerprint.is_some() => pin(Notice::Repinned {
-            endpoint: endpoint.to_string(),
-            fingerprint: offered,
-            known_hosts: hosts.path().to_path_buf(),
+        ServerCheck::Changed { .. } if options.fingerprint.is_some() => pin(&keys).map(|()| {
+            Some(Notice::Repinned {
+                endpoint: endpoint.to_string(),
+                fingerprint: offered,
+                known_hosts: hosts.path().to_path_buf(),
+            })
         }),
-        PinCheck::Changed(pinned) => Err(Error::FingerprintChanged {
-            endpoint: endpoint.to_string(),
+        ServerCheck::Changed { key, pinned } => Err(Error::FingerprintChanged {
+            endpoint: key,
             pinned,
             offered,
             known_hosts: hosts.path().to_path_buf(),

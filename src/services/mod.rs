@@ -19,7 +19,7 @@ use crate::transport::Stream;
 
 /// The `cmd`s this build serves, in the order `hello` lists them.
 pub const SERVICES: &[&str] = &[
-    "echo", "get", "put", "ls", "stat", "mkdir", "rm", "exec", "shell", "chat",
+    "echo", "get", "put", "ls", "stat", "mkdir", "rm", "glob", "exec", "shell", "chat",
 ];
 
 /// A request, parsed from its header by `cmd`.
@@ -40,6 +40,8 @@ pub enum Request {
     Mkdir(files::ops::MkdirRequest),
     /// Remove a file or tree.
     Rm(files::ops::RmRequest),
+    /// Expand a pattern beneath the root.
+    Glob(files::glob::GlobRequest),
     /// Run a command and stream its output.
     Exec(exec::ExecRequest),
     /// An interactive login shell on a pseudo-terminal.
@@ -150,6 +152,7 @@ pub async fn handle(
         Request::Stat(request) => files::ops::stat(conn, context, request).await,
         Request::Mkdir(request) => files::ops::mkdir(conn, context, request).await,
         Request::Rm(request) => files::ops::rm(conn, context, request).await,
+        Request::Glob(request) => files::glob::glob(conn, context, request).await,
         Request::Exec(request) => exec::serve(conn, context, request).await,
         Request::Shell(request) => exec::pty::serve(conn, context, request).await,
         Request::Chat(request) => chat::serve(conn, context, request).await,

@@ -8,11 +8,13 @@
 //! - `manifest.rs`: what a transfer sends, walked from the root or local paths.
 //! - `transfer.rs`: the data phase, shared by client and server.
 //! - `ops.rs`: ls, stat, mkdir and rm.
+//! - `glob.rs`: patterns such as `logs/*.log`, expanded beneath the root.
 //! - `error.rs`: the service's error: a wire code and a message.
 
 pub mod atomic;
 pub mod dirs;
 pub mod error;
+pub mod glob;
 pub mod manifest;
 pub mod ops;
 pub mod root;

@@ -17,7 +17,7 @@ use crate::transport::Stream;
 use super::super::{Outcome, ServiceContext};
 use super::atomic::is_reserved_name;
 use super::error::{show, FileError};
-use super::root::{Kind, RelPath, Stat};
+use super::root::{Kind, RelPath, Root, Stat};
 use super::wire::{to_json_lines, WirePath};
 use super::{blocking, parse_path, refuse};
 
@@ -85,7 +85,7 @@ pub struct FileInfo {
 }
 
 impl FileInfo {
-    fn new(name: &[u8], st: &Stat) -> FileInfo {
+    pub(crate) fn new(name: &[u8], st: &Stat) -> FileInfo {
         FileInfo {
             name: WirePath::from_bytes(name),
             kind: kind_name(st.kind).to_string(),
@@ -139,22 +139,32 @@ pub async fn ls(
         let mut infos = Vec::with_capacity(names.len());
         for name in names {
             let child = rel.join(&name)?;
-            let st = match root.stat(&child) {
-                Ok(st) => st,
-                Err(_) => root
-                    .lstat(&child)
-                    .map_err(|e| FileError::io(&child.to_bytes(), &e))?,
-            };
+            let st = describe(&root, &child).map_err(|e| FileError::io(&child.to_bytes(), &e))?;
             infos.push(FileInfo::new(name.as_bytes(), &st));
         }
         Ok(infos)
     })
     .await;
-    let infos = match listed {
-        Ok(infos) => infos,
-        Err(err) => return refuse(conn, err).await,
-    };
-    let body = to_json_lines(&infos);
+    match listed {
+        Ok(infos) => send_listing(conn, &infos, cap).await,
+        Err(err) => refuse(conn, err).await,
+    }
+}
+
+/// Facts about `path` as a listing shows them: of what a symlink points to
+/// while that is beneath the root, else of the link itself.
+pub(crate) fn describe(root: &Root, path: &RelPath) -> std::io::Result<Stat> {
+    root.stat(path).or_else(|_| root.lstat(path))
+}
+
+/// Answers with `infos` as a listing: `{"ok": true, "entries": N}` and
+/// one JSON line each, or `too_large` past `cap` bytes.
+pub(crate) async fn send_listing(
+    conn: &mut Connection<Stream>,
+    infos: &[FileInfo],
+    cap: usize,
+) -> Result<Outcome, ConnectionError> {
+    let body = to_json_lines(infos);
     if body.len() > cap {
         let message = format!("the listing is {} bytes, over the cap of {cap}", body.len());
         return refuse(conn, FileError::new(ErrorCode::TooLarge, message)).await;

@@ -294,6 +294,36 @@ impl<T: DeserializeOwned> JsonLines<T> {
     }
 }
 
+/// Gives the one top-level name that every entry lies under (`a`, `a/...`)
+/// the name `to`, for a copy made under a new name, as `cp a b` makes one.
+/// `to` must be one plain name.
+pub fn rename_top(entries: &mut [Entry], to: &[u8]) -> Result<(), String> {
+    if to.is_empty() || to.contains(&b'/') || to.contains(&0) || to == b"." || to == b".." {
+        return Err(format!(
+            "{:?} is not a plain file name",
+            String::from_utf8_lossy(to)
+        ));
+    }
+    let Some(first) = entries.first() else {
+        return Ok(());
+    };
+    let first = first.path.to_bytes()?;
+    let top = first
+        .split(|&b| b == b'/')
+        .next()
+        .unwrap_or_default()
+        .to_vec();
+    for entry in entries.iter_mut() {
+        let path = entry.path.to_bytes()?;
+        let rest = match path.strip_prefix(top.as_slice()) {
+            Some(rest) if rest.is_empty() || rest.first() == Some(&b'/') => rest,
+            _ => return Err("the entries do not lie under one name".into()),
+        };
+        entry.path = WirePath::from_bytes(&[to, rest].concat());
+    }
+    Ok(())
+}
+
 /// Parses a lowercase or uppercase hex BLAKE3.
 pub fn parse_hash(hex: &str) -> Result<blake3::Hash, String> {
     blake3::Hash::from_hex(hex).map_err(|_| format!("`{hex}` is not a BLAKE3 hash"))
@@ -393,6 +423,34 @@ mod tests {
             }
             proptest::prop_assert_eq!(lines.finish().unwrap(), entries);
         }
+    }
+
+    #[test]
+    fn a_copy_under_a_new_name_renames_its_top_only() {
+        let entry = |path: &[u8]| Entry {
+            kind: EntryKind::File,
+            path: WirePath::from_bytes(path),
+            file_size: 0,
+            mode: 0o644,
+            mtime: 0,
+            mtime_ns: 0,
+        };
+        let mut entries = vec![
+            entry(b"photos"),
+            entry(b"photos/a"),
+            entry(b"photos/photos"),
+        ];
+        rename_top(&mut entries, b"pics").unwrap();
+        let paths: Vec<Vec<u8>> = entries.iter().map(|e| e.path.to_bytes().unwrap()).collect();
+        assert_eq!(paths, [&b"pics"[..], b"pics/a", b"pics/photos"]);
+        let mut file = vec![entry(b"a.txt")];
+        rename_top(&mut file, b"\xffb.txt").unwrap();
+        assert_eq!(file[0].path.to_bytes().unwrap(), b"\xffb.txt");
+        for bad in [&b""[..], b"a/b", b"..", b"."] {
+            assert!(rename_top(&mut file, bad).is_err(), "{bad:?}");
+        }
+        let mut two = vec![entry(b"a"), entry(b"ab")];
+        assert!(rename_top(&mut two, b"c").is_err());
     }
 
     #[test]
