@@ -2,6 +2,7 @@
 //! here failed on the code before its fix; the commit that added it says how.
 
 mod auth;
+mod cli;
 mod datagram;
 mod doors;
 mod integrity;

@@ -127,13 +127,24 @@ pub enum Notice {
     },
 }
 
-/// A connection that has said hello.
+/// A connection that has said hello. Dropped without [`Client::close`]
+/// (an error on the way), it still ends TLS properly if the socket takes
+/// the close_notify at once, so a refusal is not logged as a failure.
 #[derive(Debug)]
 pub struct Client {
     conn: Connection<Stream>,
     welcome: Welcome,
     notices: Vec<Notice>,
     key_exchange_group: Option<String>,
+    closed: bool,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if !self.closed {
+            self.conn.shutdown_now();
+        }
+    }
 }
 
 impl Client {
@@ -173,7 +184,7 @@ impl Client {
                     })
                     .map_err(|source| Error::Tls {
                         endpoint: endpoint.clone(),
-                        source,
+                        source: tls::in_plain_words(source, tls::Phase::Handshake),
                     })?;
                 let offered = tls_stream
                     .get_ref()
@@ -230,6 +241,7 @@ impl Client {
             welcome,
             notices,
             key_exchange_group,
+            closed: false,
         })
     }
 
@@ -255,8 +267,9 @@ impl Client {
     }
 
     /// Closes the connection politely.
-    pub async fn close(self) {
-        self.conn.close(Duration::from_secs(1)).await;
+    pub async fn close(mut self) {
+        self.conn.shutdown(Duration::from_secs(1)).await;
+        self.closed = true;
     }
 }
 

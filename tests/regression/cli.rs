@@ -1,0 +1,65 @@
+//! The behaviour users of the command line rely on: how connections end,
+//! what errors say, what each command prints and its exit status.
+
+use std::path::Path;
+
+use crate::compat::python;
+use crate::util::Server;
+
+/// Every "connection closed" line a server has logged so far, waiting for
+/// `count` of them.
+fn closed_lines(server: &Server, count: usize) -> Vec<String> {
+    server.wait_for_log_lines("connection closed", count)
+}
+
+/// A refused request is normal use: the client that got it must end TLS
+/// properly, so the server logs the connection as closed by its peer, not
+/// as failed with rustls's link to its manual.
+#[test]
+fn a_refused_request_still_ends_tls_cleanly_in_the_servers_log() {
+    let server = Server::start(&[]);
+    std::fs::create_dir_all(server.root().join("there")).unwrap();
+    let runs = [
+        vec!["echo", "hi"],
+        vec!["get", "missing"],
+        vec!["ls", "missing"],
+        vec!["stat", "missing"],
+        vec!["mkdir", "there"],
+        vec!["rm", "missing"],
+    ];
+    for args in &runs {
+        let run = server.client(args).run();
+        let expected = if args[0] == "echo" { 0 } else { 1 };
+        assert_eq!(run.code, expected, "{args:?}: {run:?}");
+    }
+    let lines = closed_lines(&server, runs.len());
+    for line in &lines {
+        assert!(line.ends_with("end=peer closed"), "{line}");
+    }
+}
+
+/// A client that cuts TLS short (Python's `ssl` closes without
+/// `close_notify`) is logged in plain words, without rustls's link.
+#[test]
+fn a_client_that_cuts_tls_short_is_logged_in_plain_words() {
+    let server = Server::start(&[]);
+    let client_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/python");
+    let (host, port) = server.addr().rsplit_once(':').unwrap();
+    let script = "import sys\nfrom ferry_client import Client\n\
+                  host, port, token, pin = sys.argv[1:]\n\
+                  with Client.connect(host, int(port), token=token, fingerprint=pin) as ferry:\n\
+                  \x20   ferry.echo(b'hi')\n";
+    let token = server.token();
+    let run = python(
+        &client_dir,
+        &["-c", script, host, port, &token, server.fingerprint()],
+        &[("PYTHONPATH", client_dir.to_str().unwrap())],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let line = closed_lines(&server, 1).remove(0);
+    assert!(
+        line.contains("end=peer closed without TLS close_notify"),
+        "{line}"
+    );
+    assert!(!line.contains("://"), "{line}");
+}
