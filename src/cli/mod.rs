@@ -385,8 +385,15 @@ fn framed_server(global: &GlobalArgs) -> Endpoint {
 /// Connects and reports notices (a new pin) on stderr.
 async fn connect(global: &GlobalArgs) -> Result<Client, Error> {
     let mut client = Client::connect(&client_options(global)).await?;
+    report_notices(&mut client, global.quiet);
+    Ok(client)
+}
+
+/// Prints what connecting did that the user must hear of (a new pin) on
+/// stderr, unless `quiet`: every command that connects says it the same way.
+fn report_notices(client: &mut Client, quiet: bool) {
     for notice in client.take_notices() {
-        if global.quiet {
+        if quiet {
             continue;
         }
         match notice {
@@ -408,7 +415,6 @@ async fn connect(global: &GlobalArgs) -> Result<Client, Error> {
             ),
         }
     }
-    Ok(client)
 }
 
 /// Parses a number of seconds, fractions allowed: `10`, `0.5`.

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::compat::python;
-use crate::util::Server;
+use crate::util::{Sandbox, Server};
 
 /// Every "connection closed" line a server has logged so far, waiting for
 /// `count` of them.
@@ -62,4 +62,32 @@ fn a_client_that_cuts_tls_short_is_logged_in_plain_words() {
         "{line}"
     );
     assert!(!line.contains("://"), "{line}");
+}
+
+/// `exec --hosts` pins each new host as a single `exec` does, and must say
+/// so for each: a pin made silently is a trust decision the user never saw.
+#[test]
+fn exec_hosts_says_which_certificates_it_pinned() {
+    let sandbox = Sandbox::new();
+    let a = Server::start_in(&sandbox, &["--allow-exec", "--root", "root-a"]);
+    let b = Server::start_in(&sandbox, &["--allow-exec", "--root", "root-b"]);
+    let hosts = format!("{},{}", a.addr(), b.addr());
+    let run = a.client(&["exec", "--hosts", &hosts, "--", "true"]).run();
+    assert_eq!(run.code, 0, "{run:?}");
+    for server in [&a, &b] {
+        let notice = format!(
+            "ferry: pinned the certificate of {} ({}) in ",
+            server.addr(),
+            server.fingerprint()
+        );
+        assert!(run.stderr.contains(&notice), "{notice:?} missing: {run:?}");
+    }
+    let known = sandbox.read_known_hosts();
+    assert!(
+        known.contains(a.addr()) && known.contains(b.addr()),
+        "{known}"
+    );
+    // Pinned once: the next run has nothing to say.
+    let again = a.client(&["exec", "--hosts", &hosts, "--", "true"]).run();
+    assert!(!again.stderr.contains("pinned"), "{again:?}");
 }
