@@ -158,6 +158,11 @@ pub(crate) enum Command {
     /// Run a command on the server: ferry exec [OPTIONS] -- COMMAND [ARGS...]
     Exec(exec::ExecArgs),
     /// Open an interactive login shell on the server, like `ssh host`.
+    ///
+    /// Without a terminal on stdin (`ferry shell < script`), the login
+    /// shell runs the script without a pseudo-terminal and ends at its end,
+    /// as `ssh host < script` does; stdout and stderr stay apart and the
+    /// exit status is the script's.
     Shell(shell::ShellArgs),
     /// Chat with others on the server: interactively, or --send / --listen.
     Chat(chat::ChatArgs),

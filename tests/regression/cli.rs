@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::compat::python;
-use crate::util::{Sandbox, Server};
+use crate::util::{Sandbox, Server, DEADLINE};
 
 /// Every "connection closed" line a server has logged so far, waiting for
 /// `count` of them.
@@ -90,4 +90,22 @@ fn exec_hosts_says_which_certificates_it_pinned() {
     // Pinned once: the next run has nothing to say.
     let again = a.client(&["exec", "--hosts", &hosts, "--", "true"]).run();
     assert!(!again.stderr.contains("pinned"), "{again:?}");
+}
+
+/// `ferry shell < script` runs the script and ends at its end, as
+/// `ssh host < script` does: without a terminal on stdin there is no
+/// pseudo-terminal (which never sees an end of input), and the exit status
+/// and stderr are the script's.
+#[test]
+fn a_shell_without_a_terminal_runs_its_stdin_as_a_script_and_ends() {
+    let server = Server::start(&["--allow-exec"]);
+    let run = server
+        .client(&["-q", "shell"])
+        .stdin("echo hi\necho oops >&2\n(exit 3)\n")
+        .output_within(DEADLINE);
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    assert_eq!(
+        (run.code, text(&run.stdout), text(&run.stderr)),
+        (3, "hi\n".to_string(), "oops\n".to_string())
+    );
 }

@@ -40,6 +40,12 @@ pub struct ShellRequest {
     pub cols: u16,
 }
 
+/// The `exec` command line a client sends for a shell without a terminal
+/// (`ferry shell < script`, as `ssh host < script`): the login shell this
+/// service would start, reading the script from stdin and ending at its
+/// end, which a pseudo-terminal never reports.
+pub const SCRIPT_SHELL_LINE: &str = "exec \"${SHELL:-/bin/sh}\" -l";
+
 /// How long a send to a client may stall; long, as for `exec`.
 const STALLED_CLIENT_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -141,6 +147,7 @@ fn open_and_spawn(
         rustix::fs::Mode::empty(),
     )?;
     set_size(&master, request.rows, request.cols);
+    // As SCRIPT_SHELL_LINE chooses it.
     let shell = std::env::var("SHELL")
         .ok()
         .filter(|s| !s.is_empty())
