@@ -102,6 +102,22 @@ pub enum Error {
     /// The server answered a request with an error.
     #[error("{}", .0.message)]
     Remote(ErrorReply),
+    /// A command or shell stopped before its end: the server said it is
+    /// shutting down, or the connection broke.
+    #[error(
+        "{}",
+        if *.shutting_down {
+            format!("the server is shutting down and ended the {what}")
+        } else {
+            format!("the server closed the connection before the {what} ended")
+        }
+    )]
+    Ended {
+        /// What ended: `command` or `shell`.
+        what: &'static str,
+        /// Whether the server said it is shutting down.
+        shutting_down: bool,
+    },
     /// The connection failed or the server broke the protocol.
     #[error("connection to the server failed: {0}")]
     Connection(#[from] ConnectionError),
@@ -145,6 +161,7 @@ impl Error {
             | Error::NoToken { .. }
             | Error::Refused(_)
             | Error::NotRun(_)
+            | Error::Ended { .. }
             | Error::Connection(_)
             | Error::Protocol(_) => EXIT_CONNECT,
         }
@@ -203,6 +220,10 @@ impl Error {
                 }
                 _ => None,
             },
+            Error::Ended { .. } => Some(
+                "it may have shut down, restarted or lost its network; try again once it is back"
+                    .into(),
+            ),
             Error::Connection(ConnectionError::Closed | ConnectionError::Truncated) => {
                 Some(CLOSED_HINT.into())
             }

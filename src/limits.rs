@@ -243,6 +243,11 @@ pub const PARTIAL_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// ends, so one transfer of a vast tree does not list every directory.
 pub const MAX_SWEPT_DIRS: usize = 1024;
 
+/// How long a shell hung up at shutdown (its terminal closed, as when a
+/// line drops) has to exit before its process group is killed: enough for
+/// a shell to save its history, short beside the drain deadline.
+pub const SHELL_HANGUP_GRACE: Duration = Duration::from_secs(2);
+
 // Checked when the crate compiles: the caps fit together.
 const _: () = {
     assert!(UDP_MAX_PAYLOAD_BYTES < UDP_RECEIVE_BUFFER_BYTES);
@@ -288,6 +293,11 @@ mod tests {
     #[test]
     fn per_connection_buffers_stay_well_under_a_mebibyte() {
         assert!(Limits::default().max_buffer_bytes_per_connection() < 1024 * 1024);
+    }
+
+    #[test]
+    fn a_hung_up_shell_is_killed_well_within_the_default_drain() {
+        assert!(SHELL_HANGUP_GRACE * 2 <= Limits::default().drain_timeout);
     }
 
     #[test]

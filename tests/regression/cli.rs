@@ -2,9 +2,12 @@
 //! what errors say, what each command prints and its exit status.
 
 use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
 
 use crate::compat::python;
-use crate::util::{Sandbox, Server, DEADLINE};
+use crate::shell::Terminal;
+use crate::util::{Process, Sandbox, Server, DEADLINE};
 
 /// Every "connection closed" line a server has logged so far, waiting for
 /// `count` of them.
@@ -107,5 +110,72 @@ fn a_shell_without_a_terminal_runs_its_stdin_as_a_script_and_ends() {
     assert_eq!(
         (run.code, text(&run.stdout), text(&run.stderr)),
         (3, "hi\n".to_string(), "oops\n".to_string())
+    );
+}
+
+/// A shell whose server starts shutting down is told so at once, and the
+/// client says so, instead of sitting silent until the drain deadline cuts
+/// the connection (and then printing rustls's link).
+#[test]
+fn a_shell_whose_server_shuts_down_says_so_at_once() {
+    let sandbox = Sandbox::new();
+    let mut server = Server::start_in(&sandbox, &["--allow-exec", "--drain-timeout", "60"]);
+    let (mut terminal, device) = Terminal::open(24, 80);
+    let mut command = sandbox.command(&["--server", server.addr(), "shell"]);
+    command
+        .env("FERRY_STATE", server.state_dir())
+        .stdin(Stdio::from(device.try_clone().unwrap()))
+        .stdout(Stdio::from(device.try_clone().unwrap()))
+        .stderr(Stdio::from(device.try_clone().unwrap()));
+    let mut client = Process::spawn(&mut command);
+    terminal.type_text("echo ready=$((20+22))\n");
+    terminal.expect("ready=42");
+
+    server.terminate();
+    terminal.expect("ferry: the server is shutting down and ended the shell");
+    let status = client.wait_within(DEADLINE).expect("the client ends");
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "ferry's own failure, not the shell's"
+    );
+    server.assert_exits_0_within(Duration::from_secs(5));
+}
+
+/// A command cut off by its server (the drain deadline passed) says so in
+/// plain words: no rustls link, and no hint about --plaintext or login
+/// penalties, which have nothing to do with it.
+#[test]
+fn a_command_cut_off_by_its_server_says_so_in_plain_words() {
+    use std::io::{BufRead, BufReader, Read};
+    let mut server = Server::start(&["--allow-exec", "--drain-timeout", "1"]);
+    let mut client = server
+        .client(&["-q", "exec", "--", "echo started; exec sleep 30"])
+        .spawn_piped();
+    let stdout = client.take_stdout().unwrap();
+    let (tx, started) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    assert_eq!(started.recv_timeout(DEADLINE).unwrap(), "started\n");
+    server.terminate();
+    server.assert_exits_0_within(DEADLINE);
+    let status = client.wait_within(DEADLINE).expect("the client ends");
+    let mut stderr = String::new();
+    client
+        .take_stderr()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.starts_with("ferry: the server closed the connection before the command ended\n"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("://") && !stderr.contains("plaintext"),
+        "{stderr}"
     );
 }
