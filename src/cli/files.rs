@@ -100,7 +100,8 @@ pub struct LsArgs {
     /// Long format: mode, size, modification time (UTC), name.
     #[arg(short = 'l', long)]
     long: bool,
-    /// One JSON object per entry, one per line.
+    /// One JSON object per entry, one per line: `path` (or `path_b64`),
+    /// `kind`, `size`, `mode`, `mtime`, `mtime_ns`.
     #[arg(long)]
     json: bool,
 }
@@ -114,7 +115,7 @@ pub struct StatArgs {
     /// Also compute the file's BLAKE3 on the server.
     #[arg(long)]
     blake3: bool,
-    /// One JSON document.
+    /// One JSON document, with the names of `ls --json` (and `blake3`).
     #[arg(long)]
     json: bool,
 }
@@ -357,14 +358,13 @@ fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// An entry as `ls --json` and `stat --json` print it: sizes in bytes,
-/// times as integer seconds, names as text or `name_b64`.
+/// An entry as `ls --json` and `stat --json` print it, with the names the
+/// Python client's `ls()` uses too: `path` (or `path_b64`), `kind`, `size`
+/// in bytes, `mode`, `mtime` in integer seconds and `mtime_ns`.
 #[derive(Debug, Serialize)]
 struct JsonInfo {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name_b64: Option<String>,
+    #[serde(flatten)]
+    path: JsonPath,
     kind: String,
     size: u64,
     mode: u32,
@@ -377,8 +377,10 @@ struct JsonInfo {
 impl From<&FileInfo> for JsonInfo {
     fn from(info: &FileInfo) -> JsonInfo {
         JsonInfo {
-            name: info.name.path.as_deref().map(String::from),
-            name_b64: info.name.path_b64.as_deref().map(String::from),
+            path: JsonPath {
+                path: info.name.path.as_deref().map(String::from),
+                path_b64: info.name.path_b64.as_deref().map(String::from),
+            },
             kind: info.kind.clone(),
             size: info.file_size,
             mode: info.mode,

@@ -179,3 +179,42 @@ fn a_command_cut_off_by_its_server_says_so_in_plain_words() {
         "{stderr}"
     );
 }
+
+/// `ls --json` and the Python client's `ls()` describe an entry with the
+/// same names, so a script moves between them unchanged (they were
+/// `name`/`size` and `path`/`file_size`).
+#[test]
+fn ls_json_and_the_python_client_use_the_same_field_names() {
+    let server = Server::start(&[]);
+    std::fs::create_dir_all(server.root()).unwrap();
+    std::fs::write(server.root().join("a.txt"), b"hello").unwrap();
+    let cli = server.client(&["-q", "ls", "--json"]).run();
+    assert_eq!(cli.code, 0, "{cli:?}");
+    let cli: serde_json::Value = serde_json::from_str(cli.stdout.trim()).unwrap();
+
+    let client_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/python");
+    let (host, port) = server.addr().rsplit_once(':').unwrap();
+    let script = "import json, sys\nfrom ferry_client import Client\n\
+                  host, port, token, pin = sys.argv[1:]\n\
+                  with Client.connect(host, int(port), token=token, fingerprint=pin) as ferry:\n\
+                  \x20   print(json.dumps(ferry.ls('')[0]))\n";
+    let token = server.token();
+    let python = python(
+        &client_dir,
+        &["-c", script, host, port, &token, server.fingerprint()],
+        &[("PYTHONPATH", client_dir.to_str().unwrap())],
+    );
+    assert_eq!(python.code, 0, "{}", python.stderr);
+    let python: serde_json::Value = serde_json::from_str(python.stdout.trim()).unwrap();
+    let keys = |v: &serde_json::Value| {
+        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(keys(&cli), keys(&python), "{cli} vs {python}");
+    assert_eq!(
+        (&cli["path"], &cli["size"]),
+        (&python["path"], &python["size"])
+    );
+    assert_eq!((&cli["path"], &cli["size"]), (&"a.txt".into(), &5.into()));
+}
