@@ -1,7 +1,8 @@
 //! The command line: clap structs (doc comments are the `--help`), turned
 //! into validated library options, then run. Exit codes: 0 success, 1 the
-//! server answered with an error, 2 usage, 3 cannot connect / TLS /
-//! fingerprint / authentication.
+//! server answered with an error or a transfer failed, 2 usage, 3 ferry
+//! could not do its part (connect, TLS, fingerprint, authentication, or a
+//! local failure outside a transfer); see [`ferry::error`].
 
 mod chat;
 mod datagram;
@@ -128,7 +129,9 @@ struct GlobalArgs {
     )]
     allow_remote_plaintext: bool,
 
-    /// Log more (-v, -vv); RUST_LOG overrides.
+    /// Say more: put and get print a line per file (-v) and the
+    /// protocol's steps (-vv); the server logs each request (-v). RUST_LOG
+    /// overrides.
     #[arg(short, long, global = true, help_heading = "Global options", action = clap::ArgAction::Count)]
     verbose: u8,
 

@@ -236,6 +236,12 @@ impl Client {
             Some(Reply::Error(err)) => return Err(Error::Refused(err)),
             None => return Err(Error::Protocol("the answer to hello is not a reply".into())),
         };
+        tracing::debug!(
+            server = ?welcome.server,
+            version = welcome.version,
+            key_exchange = key_exchange_group.as_deref().unwrap_or("none (no TLS)"),
+            "connected to {endpoint}"
+        );
         Ok(Client {
             conn,
             welcome,

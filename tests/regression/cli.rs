@@ -218,3 +218,121 @@ fn ls_json_and_the_python_client_use_the_same_field_names() {
     );
     assert_eq!((&cli["path"], &cli["size"]), (&"a.txt".into(), &5.into()));
 }
+
+fn md5_hex(bytes: &[u8]) -> String {
+    use md5::Digest;
+    md5::Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `get --md5` prints a line for every file asked for, also one already
+/// up to date and so skipped: a script checking the lines must not find
+/// one missing because an earlier run fetched the file.
+#[test]
+fn get_md5_prints_the_md5_of_a_file_skipped_as_up_to_date() {
+    let server = Server::start(&[]);
+    std::fs::create_dir_all(server.root().join("d")).unwrap();
+    std::fs::write(server.root().join("d/a"), b"alpha\n").unwrap();
+    std::fs::write(server.root().join("d/b"), b"").unwrap();
+    let expected = format!("{}  d/a\n{}  d/b\n", md5_hex(b"alpha\n"), md5_hex(b""));
+    let first = server.client(&["-q", "get", "-r", "--md5", "d"]).run();
+    assert_eq!((first.code, first.stdout.as_str()), (0, expected.as_str()));
+    let again = server.client(&["get", "-r", "--md5", "d"]).run();
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stderr.contains("2 already up to date"), "{again:?}");
+    assert_eq!(again.stdout, expected);
+}
+
+/// A transfer that fails says on which side: a local file that is not
+/// there is this machine's failure, a remote one the server's. Both are
+/// transfer failures, exit 1.
+#[test]
+fn a_failed_transfer_says_which_side_failed() {
+    let server = Server::start(&[]);
+    let put = server.client(&["put", "nothere"]).run();
+    assert_eq!(put.code, 1, "{put:?}");
+    assert!(
+        put.stderr
+            .contains("ferry: local: \"nothere\": no such file or directory"),
+        "{put:?}"
+    );
+    let get = server.client(&["get", "missing"]).run();
+    assert_eq!(get.code, 1, "{get:?}");
+    assert!(
+        get.stderr
+            .contains("ferry: server: missing: no such file or directory (not_found)"),
+        "{get:?}"
+    );
+}
+
+/// A get onto a local disk that fills up fails the file, exit 1, and says
+/// the local side failed (the client runs in its own mount namespace with
+/// its destination on a 1 MiB tmpfs, as `files::space` runs the server).
+#[test]
+fn a_get_onto_a_full_local_disk_says_the_local_side_failed() {
+    use std::process::Command;
+    let server = Server::start(&["--plaintext"]);
+    std::fs::create_dir_all(server.root()).unwrap();
+    std::fs::write(server.root().join("big.bin"), vec![7u8; 3 << 20]).unwrap();
+    let dest = server.sandbox.path().join("tiny");
+    std::fs::create_dir_all(&dest).unwrap();
+    let script = r#"mount -t tmpfs -o size=1m ferry-test "$1" && shift && exec "$@""#;
+    let mut command = Command::new("unshare");
+    command.args(["--map-root-user", "--mount", "sh", "-c", script, "sh"]);
+    command.arg(&dest).arg(crate::util::FERRY).args([
+        "--plaintext",
+        "--server",
+        server.addr(),
+        "get",
+        "big.bin",
+        "--to",
+    ]);
+    command
+        .arg(&dest)
+        .env_clear()
+        .env("HOME", server.sandbox.path())
+        .env("FERRY_STATE", server.state_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut client = Process::spawn(&mut command);
+    let status = client.wait_within(DEADLINE).expect("the get ends");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut client.take_stderr().unwrap(), &mut stderr).unwrap();
+    assert!(
+        !stderr.contains("mount:"),
+        "unshare and tmpfs must work here: {stderr}"
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("ferry: local: big.bin: ") && stderr.contains("No space left on device"),
+        "{stderr}"
+    );
+}
+
+/// A local failure outside any transfer (stdout is a full disk) is not
+/// "the server answered with an error": it exits 3, as ferry's own
+/// failures do, and says it was local.
+#[test]
+fn a_local_failure_outside_a_transfer_exits_3_and_says_so() {
+    let server = Server::start(&[]);
+    std::fs::create_dir_all(server.root()).unwrap();
+    std::fs::write(server.root().join("a"), b"").unwrap();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let mut client = server
+        .client(&["-q", "ls"])
+        .spawn_with(Stdio::null(), Stdio::from(full));
+    let status = client.wait_within(DEADLINE).expect("ls ends");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut client.take_stderr().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.starts_with("ferry: local: cannot write to stdout: No space left on device"),
+        "{stderr}"
+    );
+}

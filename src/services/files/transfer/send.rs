@@ -31,6 +31,19 @@ enum Chunk {
     End(FileEnd),
 }
 
+/// What the sending side did, for its own report: the receiver's result
+/// says which files failed, this says which of them the sender failed
+/// itself and which it resumed. Both lists are as long as the files they
+/// name, never a list of every file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SendSummary {
+    /// Files the sender could not read whole (gone, unreadable, changed),
+    /// sent as failed end frames.
+    pub failed: Vec<u64>,
+    /// Files sent from the offset the receiver offered: index and offset.
+    pub resumed: Vec<(u64, u64)>,
+}
+
 /// Sends the wanted files of `manifest`, then an end frame. Files are read
 /// beneath `root` or from local paths, as the manifest's sources say.
 pub async fn send_files<W: AsyncWrite + Unpin>(
@@ -40,7 +53,7 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
     wants: Vec<Want>,
     md5: bool,
     progress: &dyn Progress,
-) -> Result<(), TransferError> {
+) -> Result<SendSummary, TransferError> {
     let (tx, mut rx) = mpsc::channel::<Vec<Chunk>>(CHANNEL_CHUNKS);
     let reading_manifest = manifest.clone();
     let liveness = Arc::new(Liveness::default());
@@ -49,6 +62,7 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
         let mut out = Batcher::new(tx, reading_liveness);
         let pool = Arc::new(ChunkPool::default());
         let mut opener = Opener::new(root.as_deref(), &reading_manifest.in_root);
+        let mut sent = SendSummary::default();
         for want in wants {
             let WantAction::Send {
                 offset,
@@ -63,11 +77,16 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
                 prefix: prefix_blake3,
                 md5,
             };
-            if !read_one((&reading_manifest, &mut opener), asked, &mut out, &pool) {
-                return; // the connection side is gone
+            let read = read_one((&reading_manifest, &mut opener), asked, &mut out, &pool);
+            match read {
+                ReadOutcome::Gone => return sent,
+                ReadOutcome::Failed => sent.failed.push(want.i),
+                ReadOutcome::Sent { from: 0 } => {}
+                ReadOutcome::Sent { from } => sent.resumed.push((want.i, from)),
             }
         }
         out.flush();
+        sent
     });
     // The file thread must show progress (a chunk read or hashed) within
     // the request deadline, or the transfer stops and so does the thread.
@@ -89,14 +108,14 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
             }
         }
     }
-    reader
+    let sent = reader
         .await
         .map_err(|err| FileError::new(ErrorCode::Internal, format!("file reader failed: {err}")))?;
     writer
         .send_header(&StreamFrame::end_header(&serde_json::json!({})))
         .await?;
     writer.flush().await?;
-    Ok(())
+    Ok(sent)
 }
 
 /// Checks, once per deadline, that the file thread got on since the last
@@ -286,14 +305,34 @@ impl Hashes {
     }
 }
 
-/// Reads one file into the channel: head, data, end. Returns false when the
-/// receiving side of the channel is gone.
+/// How reading one asked-for file went.
+enum ReadOutcome {
+    /// Its data and hashes went out, from this offset.
+    Sent { from: u64 },
+    /// It went out as a failed end frame.
+    Failed,
+    /// The connection side is gone: stop.
+    Gone,
+}
+
+impl ReadOutcome {
+    /// `Sent` (from `from`) or `Failed`, if the item went into the channel.
+    fn pushed(pushed: bool, ok: ReadOutcome) -> ReadOutcome {
+        if pushed {
+            ok
+        } else {
+            ReadOutcome::Gone
+        }
+    }
+}
+
+/// Reads one file into the channel: head, data, end.
 fn read_one(
     (manifest, opener): (&Manifest, &mut Opener<'_>),
     asked: Asked,
     out: &mut Batcher<Chunk>,
     pool: &Arc<ChunkPool>,
-) -> bool {
+) -> ReadOutcome {
     let Asked {
         i,
         offset,
@@ -310,7 +349,7 @@ fn read_one(
             error: Some(message),
             code: Some(code.as_str().into()),
         };
-        out.push(Chunk::End(end), 0)
+        ReadOutcome::pushed(out.push(Chunk::End(end), 0), ReadOutcome::Failed)
     };
     let (Some(entry), Some(Some(source))) = (
         manifest.entries.get(i as usize),
@@ -345,7 +384,7 @@ fn read_one(
     let mut offset = offset.min(entry.file_size);
     if offset > 0 {
         let hashed = match hash_prefix(&mut file, offset, &mut hasher, out) {
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => return false,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => return ReadOutcome::Gone,
             hashed => hashed.ok(),
         };
         let matches = hashed == prefix.as_deref().and_then(|p| parse_hash(p).ok());
@@ -367,7 +406,7 @@ fn read_one(
         },
         0,
     ) {
-        return false;
+        return ReadOutcome::Gone;
     }
     let mut short = false;
     let mut left = size;
@@ -393,13 +432,23 @@ fn read_one(
         short |= got < want;
         left -= want as u64;
         if !out.push(Chunk::Data(chunk), want) {
-            return false;
+            return ReadOutcome::Gone;
         }
     }
-    finish_read(i, short || changed(&file), hasher, out)
+    let changed = short || changed(&file);
+    let pushed = finish_read(i, changed, hasher, out);
+    ReadOutcome::pushed(
+        pushed,
+        if changed {
+            ReadOutcome::Failed
+        } else {
+            ReadOutcome::Sent { from: offset }
+        },
+    )
 }
 
-/// Ends one file: its hashes, or why it cannot be trusted.
+/// Ends one file: its hashes, or why it cannot be trusted. False when the
+/// other side of the channel is gone.
 fn finish_read(i: u64, changed: bool, hasher: Hashes, out: &mut Batcher<Chunk>) -> bool {
     let end = if changed {
         FileEnd {
@@ -516,6 +565,35 @@ impl<'m> Opener<'m> {
     }
 }
 
+/// The md5 of the regular file `path` beneath `root`, opened as files to
+/// send are: without following a symlink in its last name, without
+/// blocking on a FIFO, and only if it is a regular file once open. For a
+/// receiver that reports the md5s of files it already had. Blocking.
+pub fn md5_beneath(root: &Root, path: &[u8]) -> Result<String, FileError> {
+    let cannot = |err: io::Error| {
+        let err = FileError::io(path, &err);
+        FileError::new(err.code, format!("cannot compute its md5: {}", err.message))
+    };
+    let rel = RelPath::parse(path)?;
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK;
+    let fd = root.open(&rel, flags, Mode::empty()).map_err(cannot)?;
+    if fstat(&fd).map_err(cannot)?.kind != Kind::File {
+        return Err(FileError::new(
+            ErrorCode::NotRegular,
+            format!("{}: not a regular file, so no md5", show(path)),
+        ));
+    }
+    let mut file = File::from(fd);
+    let mut md5 = md5::Md5::default();
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    loop {
+        match read_full(&mut file, &mut buf).map_err(cannot)? {
+            0 => return Ok(hex(&md5::Digest::finalize(md5))),
+            n => md5::Digest::update(&mut md5, &buf[..n]),
+        }
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -597,6 +675,29 @@ mod tests {
             "the thread was told"
         );
         worker.abort();
+    }
+
+    #[test]
+    fn md5_beneath_hashes_a_regular_file_and_never_follows_its_last_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("hello"), b"hello\n").unwrap();
+        std::os::unix::fs::symlink("hello", dir.path().join("link")).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        // md5sum's answer for "hello\n".
+        assert_eq!(
+            md5_beneath(&root, b"hello").unwrap(),
+            "b1946ac92492d2347c6235b4d2611184"
+        );
+        for (path, code) in [
+            (&b"link"[..], ErrorCode::BadPath),
+            (b"sub", ErrorCode::NotRegular),
+            (b"gone", ErrorCode::NotFound),
+            (b"../hello", ErrorCode::BadPath),
+        ] {
+            let err = md5_beneath(&root, path).unwrap_err();
+            assert_eq!(err.code, code, "{}: {err}", String::from_utf8_lossy(path));
+        }
     }
 
     #[test]
