@@ -9,15 +9,17 @@
 //!
 //! [`send`] reads and hashes files for the connection; [`receive`] plans
 //! where entries go, hashes what arrives and writes it through partial
-//! files.
+//! files; [`md5`] gives a receiver the md5 of a file it already had.
 
+mod md5;
 mod plan;
 mod receive;
 mod send;
 mod write;
 
+pub use md5::md5_beneath;
 pub use plan::{ReceivePlan, Wants};
-pub use send::{md5_beneath, send_files, SendSummary};
+pub use send::{send_files, SendSummary};
 
 use crate::connection::ConnectionError;
 

@@ -23,6 +23,7 @@ use super::super::error::{code_of, show, FileError};
 use super::super::manifest::{Manifest, SourceRef};
 use super::super::root::{fstat, split_names, Kind, RelPath, Root};
 use super::super::wire::{parse_hash, Entry, FileEnd, FileHead, Want, WantAction};
+use super::md5::hex;
 use super::{Progress, TransferError, CHANNEL_CHUNKS, CHUNK_BYTES, MAX_BATCH_ITEMS};
 
 enum Chunk {
@@ -565,39 +566,6 @@ impl<'m> Opener<'m> {
     }
 }
 
-/// The md5 of the regular file `path` beneath `root`, opened as files to
-/// send are: without following a symlink in its last name, without
-/// blocking on a FIFO, and only if it is a regular file once open. For a
-/// receiver that reports the md5s of files it already had. Blocking.
-pub fn md5_beneath(root: &Root, path: &[u8]) -> Result<String, FileError> {
-    let cannot = |err: io::Error| {
-        let err = FileError::io(path, &err);
-        FileError::new(err.code, format!("cannot compute its md5: {}", err.message))
-    };
-    let rel = RelPath::parse(path)?;
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK;
-    let fd = root.open(&rel, flags, Mode::empty()).map_err(cannot)?;
-    if fstat(&fd).map_err(cannot)?.kind != Kind::File {
-        return Err(FileError::new(
-            ErrorCode::NotRegular,
-            format!("{}: not a regular file, so no md5", show(path)),
-        ));
-    }
-    let mut file = File::from(fd);
-    let mut md5 = md5::Md5::default();
-    let mut buf = vec![0u8; CHUNK_BYTES];
-    loop {
-        match read_full(&mut file, &mut buf).map_err(cannot)? {
-            0 => return Ok(hex(&md5::Digest::finalize(md5))),
-            n => md5::Digest::update(&mut md5, &buf[..n]),
-        }
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Hashes the first `len` bytes of `file`, to check a receiver's kept
 /// prefix; stops (`Interrupted`) as soon as the connection side is gone.
 fn hash_prefix<T>(
@@ -624,7 +592,8 @@ fn hash_prefix<T>(
     Ok(hasher.blake3.finalize())
 }
 
-fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+/// Reads until `buf` is full or the file ends; the bytes read.
+pub(super) fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match file.read(&mut buf[filled..]) {
@@ -675,29 +644,6 @@ mod tests {
             "the thread was told"
         );
         worker.abort();
-    }
-
-    #[test]
-    fn md5_beneath_hashes_a_regular_file_and_never_follows_its_last_name() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("hello"), b"hello\n").unwrap();
-        std::os::unix::fs::symlink("hello", dir.path().join("link")).unwrap();
-        std::fs::create_dir(dir.path().join("sub")).unwrap();
-        let root = Root::new(dir.path()).unwrap();
-        // md5sum's answer for "hello\n".
-        assert_eq!(
-            md5_beneath(&root, b"hello").unwrap(),
-            "b1946ac92492d2347c6235b4d2611184"
-        );
-        for (path, code) in [
-            (&b"link"[..], ErrorCode::BadPath),
-            (b"sub", ErrorCode::NotRegular),
-            (b"gone", ErrorCode::NotFound),
-            (b"../hello", ErrorCode::BadPath),
-        ] {
-            let err = md5_beneath(&root, path).unwrap_err();
-            assert_eq!(err.code, code, "{}: {err}", String::from_utf8_lossy(path));
-        }
     }
 
     #[test]
