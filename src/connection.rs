@@ -165,11 +165,27 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
     /// Flushes and closes our sending side (for TLS, with close_notify),
     /// giving the peer at most `deadline` to take the rest.
     pub async fn close(mut self, deadline: Duration) {
+        self.shutdown(deadline).await;
+    }
+
+    /// [`Connection::close`] through a borrow, for an owner that must
+    /// know the connection is closed (see [`Connection::shutdown_now`]).
+    pub async fn shutdown(&mut self, deadline: Duration) {
         let _ = tokio::time::timeout(deadline, async {
             let _ = self.writer.flush().await;
             let _ = self.writer.io.shutdown().await;
         })
         .await;
+    }
+
+    /// Starts closing our sending side without waiting, where nothing can
+    /// be awaited (a client dropped on its way out after an error): for
+    /// TLS, close_notify is queued and written if the socket takes it at
+    /// once, so the peer sees an orderly end instead of a cut connection.
+    /// Frames still buffered are dropped.
+    pub fn shutdown_now(&mut self) {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let _ = std::pin::Pin::new(&mut self.writer.io).poll_shutdown(&mut cx);
     }
 }
 

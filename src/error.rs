@@ -1,8 +1,10 @@
 //! `ferry::Error`: everything that can go wrong for a caller of the library,
 //! with the exit code the CLI turns it into and a hint naming the next step.
 //!
-//! Exit codes: 0 success, 1 the server answered with an error, 2 usage,
-//! 3 cannot connect / TLS / fingerprint / authentication.
+//! Exit codes: 0 success, 1 the server answered with an error or a
+//! transfer failed (on either side), 2 usage, 3 ferry could not do its
+//! part: cannot connect / TLS / fingerprint / authentication, or a local
+//! failure outside a transfer. Messages of local failures start `local:`.
 
 use std::path::PathBuf;
 
@@ -10,12 +12,13 @@ use crate::connection::ConnectionError;
 use crate::protocol::{ErrorCode, ErrorReply};
 use crate::transport::Fingerprint;
 
-/// Exit status when the server refused a request.
+/// Exit status when the server refused a request or a transfer failed.
 pub const EXIT_REMOTE: u8 = 1;
 /// Exit status for a usage error.
 pub const EXIT_USAGE: u8 = 2;
-/// Exit status when ferry itself could not get through: connection, TLS,
-/// fingerprint, authentication.
+/// Exit status when ferry itself could not do its part: connection, TLS,
+/// fingerprint, authentication, or a local failure outside a transfer
+/// (stdin, stdout, the known-hosts file).
 pub const EXIT_CONNECT: u8 = 3;
 
 /// An error of the ferry library.
@@ -113,18 +116,40 @@ pub enum Error {
     /// The server answered a request with an error.
     #[error("{}", .0.message)]
     Remote(ErrorReply),
+    /// A command or shell stopped before its end: the server said it is
+    /// shutting down, or the connection broke.
+    #[error(
+        "{}",
+        if *.shutting_down {
+            format!("the server is shutting down and ended the {what}")
+        } else {
+            format!("the server closed the connection before the {what} ended")
+        }
+    )]
+    Ended {
+        /// What ended: `command` or `shell`.
+        what: &'static str,
+        /// Whether the server said it is shutting down.
+        shutting_down: bool,
+    },
     /// The connection failed or the server broke the protocol.
     #[error("connection to the server failed: {0}")]
     Connection(#[from] ConnectionError),
     /// The server sent something the protocol does not allow.
     #[error("the server broke the protocol: {0}")]
     Protocol(String),
-    /// A file operation failed on this side (a local file to send, a
+    /// Files of a transfer failed, each reported with its side.
+    #[error("{failed} of the files failed")]
+    TransferFailed {
+        /// How many.
+        failed: usize,
+    },
+    /// A transfer failed on this side as a whole (a local file to send, a
     /// destination directory).
-    #[error("{0}")]
+    #[error("local: {0}")]
     Files(crate::services::files::error::FileError),
-    /// A local IO error (stdin, stdout, a file).
-    #[error(transparent)]
+    /// A local IO error outside a transfer (stdin, stdout, a file).
+    #[error("local: {0}")]
     Io(#[from] std::io::Error),
 }
 
@@ -144,7 +169,7 @@ impl Error {
         match self {
             Error::Usage(_) | Error::UnknownHost { .. } => EXIT_USAGE,
             Error::Remote(_)
-            | Error::Io(_)
+            | Error::TransferFailed { .. }
             | Error::Startup(_)
             | Error::Files(_)
             | Error::DatagramError { .. } => EXIT_REMOTE,
@@ -156,8 +181,10 @@ impl Error {
             | Error::NoToken { .. }
             | Error::Refused(_)
             | Error::NotRun(_)
+            | Error::Ended { .. }
             | Error::Connection(_)
-            | Error::Protocol(_) => EXIT_CONNECT,
+            | Error::Protocol(_)
+            | Error::Io(_) => EXIT_CONNECT,
         }
     }
 
@@ -219,6 +246,10 @@ impl Error {
                 }
                 _ => None,
             },
+            Error::Ended { .. } => Some(
+                "it may have shut down, restarted or lost its network; try again once it is back"
+                    .into(),
+            ),
             Error::Connection(ConnectionError::Closed | ConnectionError::Truncated) => {
                 Some(CLOSED_HINT.into())
             }
@@ -266,5 +297,13 @@ mod tests {
         };
         assert_eq!(changed.exit_code(), 3);
         assert!(changed.hint().unwrap().contains("/k/known_hosts"));
+        // A transfer that failed, on either side, is 1; a local failure
+        // outside a transfer (stdout, stdin) is ferry's own, 3.
+        assert_eq!(Error::TransferFailed { failed: 2 }.exit_code(), 1);
+        let missing = crate::services::files::error::FileError::new(ErrorCode::NotFound, "x");
+        assert_eq!(Error::Files(missing).exit_code(), 1);
+        let stdout = Error::Io(std::io::Error::other("cannot write to stdout"));
+        assert_eq!(stdout.exit_code(), 3);
+        assert!(stdout.to_string().starts_with("local: "), "{stdout}");
     }
 }

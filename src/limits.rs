@@ -262,6 +262,11 @@ pub const MAX_GLOB_MATCHES: usize = 65_536;
 /// not minutes.
 pub const MAX_GLOB_NAMES_READ: usize = 1 << 20;
 
+/// How long a shell hung up at shutdown (its terminal closed, as when a
+/// line drops) has to exit before its process group is killed: enough for
+/// a shell to save its history, short beside the drain deadline.
+pub const SHELL_HANGUP_GRACE: Duration = Duration::from_secs(2);
+
 // Checked when the crate compiles: the caps fit together.
 const _: () = {
     assert!(UDP_MAX_PAYLOAD_BYTES < UDP_RECEIVE_BUFFER_BYTES);
@@ -319,6 +324,11 @@ mod tests {
     #[test]
     fn per_connection_buffers_stay_well_under_a_mebibyte() {
         assert!(Limits::default().max_buffer_bytes_per_connection() < 1024 * 1024);
+    }
+
+    #[test]
+    fn a_hung_up_shell_is_killed_well_within_the_default_drain() {
+        assert!(SHELL_HANGUP_GRACE * 2 <= Limits::default().drain_timeout);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 mod confinement;
 mod distrust;
 mod ops;
+mod report;
 mod resume;
 mod scale;
 pub(crate) mod space;

@@ -3,6 +3,7 @@
 
 mod addressing;
 mod auth;
+mod cli;
 mod datagram;
 mod doors;
 mod integrity;

@@ -14,7 +14,7 @@ use rustix::termios::{self, LocalModes, Winsize};
 use crate::util::{Process, Sandbox, Server};
 
 /// The test's side of a terminal: what it types and what it has seen.
-struct Terminal {
+pub(crate) struct Terminal {
     master: std::fs::File,
     seen: Vec<u8>,
     output: mpsc::Receiver<Vec<u8>>,
@@ -23,7 +23,7 @@ struct Terminal {
 impl Terminal {
     /// A new terminal of `rows` x `cols`; returns the test's side and the
     /// terminal device for the program under test.
-    fn open(rows: u16, cols: u16) -> (Terminal, OwnedFd) {
+    pub(crate) fn open(rows: u16, cols: u16) -> (Terminal, OwnedFd) {
         let master =
             rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
                 .unwrap();
@@ -56,12 +56,12 @@ impl Terminal {
         (terminal, device)
     }
 
-    fn type_text(&mut self, text: &str) {
+    pub(crate) fn type_text(&mut self, text: &str) {
         self.master.write_all(text.as_bytes()).unwrap();
     }
 
     /// Waits until `needle` has appeared on the screen since the last wait.
-    fn expect(&mut self, needle: &str) {
+    pub(crate) fn expect(&mut self, needle: &str) {
         assert!(
             self.appears(needle, Duration::from_secs(10)),
             "{needle:?} did not appear; the screen shows {:?}",
@@ -71,7 +71,7 @@ impl Terminal {
 
     /// Whether `needle` appears within `within`; what came before it is
     /// consumed.
-    fn appears(&mut self, needle: &str, within: Duration) -> bool {
+    pub(crate) fn appears(&mut self, needle: &str, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         loop {
             if let Some(at) = find(&self.seen, needle.as_bytes()) {
@@ -198,4 +198,30 @@ fn a_shell_is_refused_without_allow_exec() {
         after.local_modes.contains(LocalModes::ICANON),
         "terminal left raw"
     );
+}
+
+#[test]
+fn a_shell_that_ignores_the_hangup_at_shutdown_is_killed_after_a_grace() {
+    let sandbox = Sandbox::new();
+    let mut server = Server::start_in(&sandbox, &["--allow-exec", "--drain-timeout", "60"]);
+    let (mut terminal, device) = Terminal::open(24, 80);
+    let mut command = sandbox.command(&["--server", server.addr(), "shell"]);
+    command
+        .env("FERRY_STATE", server.state_dir())
+        .stdin(Stdio::from(device.try_clone().unwrap()))
+        .stdout(Stdio::from(device.try_clone().unwrap()))
+        .stderr(Stdio::from(device.try_clone().unwrap()));
+    let mut client = Process::spawn(&mut command);
+    // Deaf to the hangup, and blocked in the shell itself (opening a FIFO
+    // nobody writes), so it never reads the closed terminal either.
+    terminal.type_text("trap '' HUP; mkfifo hold; echo deaf=$((1+1)); read x < hold\n");
+    terminal.expect("deaf=2");
+    let signalled = Instant::now();
+    server.terminate();
+    terminal.expect("the server is shutting down and ended the shell");
+    // ferry::limits::SHELL_HANGUP_GRACE, then the kill.
+    assert!(signalled.elapsed() >= Duration::from_secs(2), "no grace");
+    let status = client.wait_within(Duration::from_secs(10)).expect("ends");
+    assert_eq!(status.code(), Some(3));
+    server.assert_exits_0_within(Duration::from_secs(10));
 }

@@ -24,7 +24,7 @@ def main():
         print("server:", ferry.welcome["server"], "offers", ", ".join(ferry.welcome["services"]))
         print("echo:", ferry.echo(b"hello ferry", upper=True).decode())
         for entry in ferry.ls(""):
-            print("ls: %-6s %10d %s" % (entry["kind"], entry["file_size"], entry["path"]))
+            print("ls: %-6s %10d %s" % (entry["kind"], entry["size"], entry["path"]))
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "example.txt")
             with open(path, "w") as f:

@@ -403,9 +403,15 @@ class Client:
 
     def ls(self, path=""):
         """The entries of a remote directory (or one file), as dicts with
-        `path`, `kind`, `file_size`, `mode`, `mtime`."""
+        `path` (or `path_b64` for a name that is not UTF-8), `kind`, `size`,
+        `mode`, `mtime` and `mtime_ns`: the names `ferry ls --json` prints."""
         self._send({"cmd": "ls", "path": path})
-        return self._lines(self._body(self._reply()))
+        entries = self._lines(self._body(self._reply()))
+        for entry in entries:
+            if not isinstance(entry, dict):
+                raise _protocol_error("a listing entry that is not an object: %r" % (entry,))
+            entry["size"] = entry.pop("file_size", None)
+        return entries
 
     def get(self, remote, local):
         """Downloads the file `remote` to `local` (a file name; a directory

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use ferry::client::files::{Failure, TransferOptions, TransferReport};
+use ferry::client::files::{Failure, Side, TransferOptions, TransferReport};
 use ferry::client::stream::Spool;
 use ferry::client::Client;
 use ferry::Error;
@@ -95,6 +95,7 @@ pub async fn expand_sources(
                 path: source.typed.clone(),
                 code: reply.code,
                 message: reply.message,
+                side: Side::Server,
             }),
             Err(other) => return Err(other),
         }

@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio::io::AsyncWrite;
 
 use super::output::escape_line;
-use super::{client_options, GlobalArgs};
+use super::{client_options, report_notices, GlobalArgs};
 
 /// How one host's run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -72,6 +72,7 @@ pub async fn run(
     let slots = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
     let request = Arc::new(request);
     let mut tasks = tokio::task::JoinSet::new();
+    let quiet = global.quiet;
     for (index, host) in hosts.into_iter().enumerate() {
         let mut options = client_options(global);
         options.server = host.clone();
@@ -85,6 +86,7 @@ pub async fn run(
             let mut err = Prefixed::new(&name, false);
             let result = async {
                 let mut client = Client::connect(&options).await?;
+                report_notices(&mut client, quiet);
                 let end = client
                     .exec(&request, None::<tokio::io::Empty>, &mut out, &mut err)
                     .await?;

@@ -1,7 +1,8 @@
 //! `ferry put`, `get`, `ls`, `stat`, `mkdir` and `rm`. Only what was asked
-//! for goes to stdout; progress, summaries and per-file failures go to
-//! stderr. Across many paths each failure is reported and the work goes on;
-//! the exit status says whether everything succeeded.
+//! for goes to stdout; progress, summaries, per-file failures (each with
+//! the side it failed on) and, with `-v`, a line per file go to stderr.
+//! Across many paths each failure is reported and the work goes on; the
+//! exit status says whether everything succeeded.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
@@ -10,7 +11,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
-use ferry::client::files::{TransferOptions, TransferReport};
+use ferry::client::files::{
+    Failure, FileAction, FileOutcome, Side, TransferOptions, TransferReport,
+};
 use ferry::services::files::ops::FileInfo;
 use ferry::services::files::wire::WirePath;
 use ferry::Error;
@@ -38,8 +41,10 @@ pub struct TransferFlags {
     #[arg(long)]
     no_preserve: bool,
     /// Print one JSON object per line on stdout: each failed file
-    /// (`"event": "failed"`, with its path and code), each md5 with --md5,
-    /// and a summary last.
+    /// (`"event": "failed"`, with its path, code and side), with -v each
+    /// other file (`"event": "file"`: path, size, action `sent`, `skipped`
+    /// or `resumed`), each md5 with --md5, and a summary last (files,
+    /// bytes, resumed_bytes, skipped, failed, left_out, seconds).
     #[arg(long)]
     json: bool,
 }
@@ -47,8 +52,9 @@ pub struct TransferFlags {
 /// `get`'s own flags.
 #[derive(Debug, Args)]
 pub struct GetOnlyFlags {
-    /// Print each received file's md5 on stdout, in `md5sum` format (the
-    /// server computes it while sending, as the tutorial's header carries it).
+    /// Print each file's md5 on stdout, in `md5sum` format: the server
+    /// computes it while sending, as the tutorial's header carries it; for
+    /// a file skipped as up to date, this client computes it from its copy.
     #[arg(long)]
     md5: bool,
 }
@@ -61,6 +67,7 @@ impl TransferFlags {
             resume: !self.no_resume,
             preserve: !self.no_preserve,
             md5: false,
+            list_files: false,
         }
     }
 }
@@ -128,7 +135,8 @@ pub struct LsArgs {
     /// Long format: mode, size, modification time (UTC), name.
     #[arg(short = 'l', long)]
     long: bool,
-    /// One JSON object per entry, one per line.
+    /// One JSON object per entry, one per line: `path` (or `path_b64`),
+    /// `kind`, `size`, `mode`, `mtime`, `mtime_ns`.
     #[arg(long)]
     json: bool,
 }
@@ -142,7 +150,7 @@ pub struct StatArgs {
     /// Also compute the file's BLAKE3 on the server.
     #[arg(long)]
     blake3: bool,
-    /// One JSON document.
+    /// One JSON document, with the names of `ls --json` (and `blake3`).
     #[arg(long)]
     json: bool,
 }
@@ -183,14 +191,11 @@ pub async fn put(args: PutArgs, global: &GlobalArgs) -> Result<(), Error> {
     let mut client = connect(global).await?;
     let bar = Arc::new(TransferBar::new(global.quiet));
     let started = Instant::now();
-    let report = put_planned(
-        &mut client,
-        &plan,
-        spool.as_ref(),
-        args.flags.options(),
-        bar.clone(),
-    )
-    .await;
+    let options = TransferOptions {
+        list_files: global.verbose > 0,
+        ..args.flags.options()
+    };
+    let report = put_planned(&mut client, &plan, spool.as_ref(), options, bar.clone()).await;
     bar.finish();
     client.close().await;
     finish_transfer("sent", report?, started, args.flags.json, global)
@@ -223,6 +228,7 @@ pub async fn get(args: GetArgs, global: &GlobalArgs) -> Result<(), Error> {
     let mut total = TransferReport::default();
     let options = TransferOptions {
         md5: args.get_flags.md5,
+        list_files: global.verbose > 0,
         ..args.flags.options()
     };
     let (to, rename) = match &plan.dest {
@@ -254,18 +260,18 @@ pub async fn get(args: GetArgs, global: &GlobalArgs) -> Result<(), Error> {
                         print_escaped_line(&[md5.as_bytes(), b"  ", path].concat())?;
                     }
                 }
-                total.files += report.files;
-                total.bytes += report.bytes;
-                total.skipped += report.skipped;
-                total.left_out += report.left_out;
-                total.failures.extend(report.failures);
+                total.add(TransferReport {
+                    md5s: Vec::new(),
+                    ..report
+                });
             }
             // A refusal of one path (not found, a directory without -r)
             // is reported and the others still go.
-            Err(Error::Remote(reply)) => total.failures.push(ferry::client::files::Failure {
+            Err(Error::Remote(reply)) => total.failures.push(Failure {
                 path: remote.clone(),
                 code: reply.code,
                 message: reply.message,
+                side: Side::Server,
             }),
             Err(other) => {
                 bar.finish();
@@ -301,12 +307,23 @@ impl JsonPath {
 #[derive(Debug, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 enum Record<'a> {
-    /// A file that did not arrive, and why.
+    /// A file that did not arrive, why, and on which side it failed.
     Failed {
         #[serde(flatten)]
         path: JsonPath,
         code: &'a str,
         message: &'a str,
+        side: &'a str,
+    },
+    /// A file that arrived or was already there (with `-v`).
+    File {
+        #[serde(flatten)]
+        path: JsonPath,
+        size: u64,
+        action: &'a str,
+        /// For `resumed`: bytes kept from an earlier attempt.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resumed_bytes: Option<u64>,
     },
     /// A received file's md5 (`get --md5`).
     Md5 {
@@ -318,6 +335,7 @@ enum Record<'a> {
     Summary {
         files: u64,
         bytes: u64,
+        resumed_bytes: u64,
         skipped: u64,
         failed: usize,
         left_out: u64,
@@ -330,9 +348,10 @@ fn print_record(record: &Record<'_>) -> std::io::Result<()> {
     print_peer_bytes(line.as_bytes())
 }
 
-/// Reports a transfer: each failed file by name on stderr (and on stdout
-/// with `json`), the summary, and an error if any file failed, so the exit
-/// status is 0 only when every file arrived or was already there.
+/// Reports a transfer: with `-v` each file that arrived or was already
+/// there, each failed file by name and side on stderr (and all of them on
+/// stdout with `json`), the summary, and an error if any file failed, so
+/// the exit status is 0 only when every file arrived or was already there.
 pub(super) fn finish_transfer(
     verb: &str,
     report: TransferReport,
@@ -341,9 +360,28 @@ pub(super) fn finish_transfer(
     global: &GlobalArgs,
 ) -> Result<(), Error> {
     let secs = started.elapsed().as_secs_f64();
+    for done in &report.files_done {
+        if !global.quiet {
+            eprintln!("ferry: {}", escape_line(&file_line(done)));
+        }
+        if json {
+            let (action, resumed_bytes) = match done.action {
+                FileAction::Sent => ("sent", None),
+                FileAction::Skipped => ("skipped", None),
+                FileAction::Resumed { from } => ("resumed", Some(from)),
+            };
+            print_record(&Record::File {
+                path: JsonPath::of(&done.path),
+                size: done.size,
+                action,
+                resumed_bytes,
+            })?;
+        }
+    }
     for failure in &report.failures {
         eprintln!(
-            "ferry: {} ({})",
+            "ferry: {}: {} ({})",
+            failure.side.as_str(),
             escape_line(&failure_line(failure)),
             escape_line(&failure.code)
         );
@@ -352,6 +390,7 @@ pub(super) fn finish_transfer(
                 path: JsonPath::of(&failure.path),
                 code: &failure.code,
                 message: &failure.message,
+                side: failure.side.as_str(),
             })?;
         }
     }
@@ -359,6 +398,7 @@ pub(super) fn finish_transfer(
         print_record(&Record::Summary {
             files: report.files,
             bytes: report.bytes,
+            resumed_bytes: report.resumed_bytes,
             skipped: report.skipped,
             failed: report.failures.len(),
             left_out: report.left_out,
@@ -374,6 +414,12 @@ pub(super) fn finish_transfer(
             secs,
             human_bytes((report.bytes as f64 / secs.max(1e-6)) as u64)
         );
+        if report.resumed_bytes > 0 {
+            line.push_str(&format!(
+                "; {} resumed from an earlier attempt",
+                human_bytes(report.resumed_bytes)
+            ));
+        }
         if report.skipped > 0 {
             line.push_str(&format!("; {} already up to date", report.skipped));
         }
@@ -385,20 +431,31 @@ pub(super) fn finish_transfer(
         }
         eprintln!("{line}");
     }
-    if report.failures.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Remote(ferry::protocol::ErrorReply {
-            code: report.failures[0].code.clone(),
-            message: format!("{} of the files failed", report.failures.len()),
-        }))
+    match report.failures.len() {
+        0 => Ok(()),
+        failed => Err(Error::TransferFailed { failed }),
+    }
+}
+
+/// A `-v` line for a file that arrived or was already there:
+/// `sent photos/a.jpg (1.5 MiB)`.
+fn file_line(done: &FileOutcome) -> String {
+    let path = String::from_utf8_lossy(&done.path);
+    let size = human_bytes(done.size);
+    match done.action {
+        FileAction::Sent => format!("sent {path} ({size})"),
+        FileAction::Skipped => format!("skipped {path} ({size}, up to date)"),
+        FileAction::Resumed { from } => format!(
+            "resumed {path} ({size}, {} of it from an earlier attempt)",
+            human_bytes(from)
+        ),
     }
 }
 
 /// A failed file's line: its path once, then what happened. Most messages
 /// already start with the quoted path (`"a.txt": no such file`, or
 /// `"a.txt" exists and differs`), so that is not said twice.
-fn failure_line(failure: &ferry::client::files::Failure) -> String {
+fn failure_line(failure: &Failure) -> String {
     let path = String::from_utf8_lossy(&failure.path);
     let quoted = format!("{path:?}");
     match failure.message.strip_prefix(&quoted) {
@@ -426,14 +483,13 @@ fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// An entry as `ls --json` and `stat --json` print it: sizes in bytes,
-/// times as integer seconds, names as text or `name_b64`.
+/// An entry as `ls --json` and `stat --json` print it, with the names the
+/// Python client's `ls()` uses too: `path` (or `path_b64`), `kind`, `size`
+/// in bytes, `mode`, `mtime` in integer seconds and `mtime_ns`.
 #[derive(Debug, Serialize)]
 struct JsonInfo {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name_b64: Option<String>,
+    #[serde(flatten)]
+    path: JsonPath,
     kind: String,
     size: u64,
     mode: u32,
@@ -446,8 +502,10 @@ struct JsonInfo {
 impl From<&FileInfo> for JsonInfo {
     fn from(info: &FileInfo) -> JsonInfo {
         JsonInfo {
-            name: info.name.path.as_deref().map(String::from),
-            name_b64: info.name.path_b64.as_deref().map(String::from),
+            path: JsonPath {
+                path: info.name.path.as_deref().map(String::from),
+                path_b64: info.name.path_b64.as_deref().map(String::from),
+            },
             kind: info.kind.clone(),
             size: info.file_size,
             mode: info.mode,
@@ -611,10 +669,11 @@ mod tests {
 
     #[test]
     fn a_failure_names_its_file_once() {
-        let failure = |message: &str| ferry::client::files::Failure {
+        let failure = |message: &str| Failure {
             path: b"d/a.txt".to_vec(),
             code: "x".into(),
             message: message.into(),
+            side: Side::Local,
         };
         assert_eq!(
             failure_line(&failure("\"d/a.txt\": vanished")),

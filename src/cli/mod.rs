@@ -1,7 +1,8 @@
 //! The command line: clap structs (doc comments are the `--help`), turned
 //! into validated library options, then run. Exit codes: 0 success, 1 the
-//! server answered with an error, 2 usage, 3 cannot connect / TLS /
-//! fingerprint / authentication.
+//! server answered with an error or a transfer failed, 2 usage, 3 ferry
+//! could not do its part (connect, TLS, fingerprint, authentication, or a
+//! local failure outside a transfer); see [`ferry::error`].
 
 mod address;
 mod chat;
@@ -153,7 +154,9 @@ struct GlobalArgs {
     )]
     allow_remote_plaintext: bool,
 
-    /// Log more (-v, -vv); RUST_LOG overrides.
+    /// Say more: put and get print a line per file (-v) and the
+    /// protocol's steps (-vv); the server logs each request (-v). RUST_LOG
+    /// overrides.
     #[arg(short, long, global = true, help_heading = "Global options", action = clap::ArgAction::Count)]
     verbose: u8,
 
@@ -183,6 +186,11 @@ pub(crate) enum Command {
     /// Run a command on the server: ferry exec [OPTIONS] [HOST] -- COMMAND [ARGS...]
     Exec(exec::ExecArgs),
     /// Open an interactive login shell on the server, like `ssh host`: ferry shell [HOST]
+    ///
+    /// Without a terminal on stdin (`ferry shell < script`), the login
+    /// shell runs the script without a pseudo-terminal and ends at its end,
+    /// as `ssh host < script` does; stdout and stderr stay apart and the
+    /// exit status is the script's.
     Shell(shell::ShellArgs),
     /// Chat with others on the server: interactively, or --send / --listen.
     Chat(chat::ChatArgs),
@@ -505,8 +513,15 @@ fn framed_server(global: &GlobalArgs) -> Endpoint {
 /// Connects and reports notices (a new pin) on stderr.
 async fn connect(global: &GlobalArgs) -> Result<Client, Error> {
     let mut client = Client::connect(&client_options(global)).await?;
+    report_notices(&mut client, global.quiet);
+    Ok(client)
+}
+
+/// Prints what connecting did that the user must hear of (a new pin) on
+/// stderr, unless `quiet`: every command that connects says it the same way.
+fn report_notices(client: &mut Client, quiet: bool) {
     for notice in client.take_notices() {
-        if global.quiet {
+        if quiet {
             continue;
         }
         match notice {
@@ -528,7 +543,6 @@ async fn connect(global: &GlobalArgs) -> Result<Client, Error> {
             ),
         }
     }
-    Ok(client)
 }
 
 /// Parses a number of seconds, fractions allowed: `10`, `0.5`.

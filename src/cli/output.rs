@@ -12,9 +12,12 @@ pub use ferry::escape::{escape_for_terminal, escape_line};
 /// drive the terminal; `--json` output is the lossless form.
 pub fn print_escaped_line(bytes: &[u8]) -> io::Result<()> {
     let mut out = io::stdout().lock();
-    out.write_all(escape_line(&String::from_utf8_lossy(bytes)).as_bytes())?;
-    out.write_all(b"\n")?;
-    out.flush()
+    let written = (|| {
+        out.write_all(escape_line(&String::from_utf8_lossy(bytes)).as_bytes())?;
+        out.write_all(b"\n")?;
+        out.flush()
+    })();
+    written.map_err(stdout_error)
 }
 
 /// Writes peer bytes and a newline to stdout: escaped when stdout is a
@@ -23,13 +26,22 @@ pub fn print_peer_bytes(bytes: &[u8]) -> io::Result<()> {
     let stdout = io::stdout();
     let terminal = stdout.is_terminal();
     let mut out = stdout.lock();
-    if terminal {
-        out.write_all(escape_for_terminal(bytes).as_bytes())?;
-    } else {
-        out.write_all(bytes)?;
-    }
-    out.write_all(b"\n")?;
-    out.flush()
+    let written = (|| {
+        if terminal {
+            out.write_all(escape_for_terminal(bytes).as_bytes())?;
+        } else {
+            out.write_all(bytes)?;
+        }
+        out.write_all(b"\n")?;
+        out.flush()
+    })();
+    written.map_err(stdout_error)
+}
+
+/// A failed write to stdout, saying so: `cannot write to stdout: No space
+/// left on device`. The kind is kept, so a closed pipe is still one.
+fn stdout_error(err: io::Error) -> io::Error {
+    io::Error::new(err.kind(), format!("cannot write to stdout: {err}"))
 }
 
 /// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS` in UTC, for `ls -l` and

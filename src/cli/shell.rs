@@ -1,12 +1,15 @@
 //! `ferry shell`: an interactive login shell on the server, like `ssh host`.
 //! The local terminal goes into raw mode (restored on the way out, however
 //! the session ends), window size changes are forwarded, and keys such as
-//! Ctrl-C pass through to the remote terminal.
+//! Ctrl-C pass through to the remote terminal. Without a terminal on stdin
+//! (`ferry shell < script`), the login shell runs the script through
+//! `exec`, without a pseudo-terminal, and ends at its end.
 
 use std::io::IsTerminal;
 
 use clap::Args;
-use ferry::services::exec::pty::ShellRequest;
+use ferry::services::exec::pty::{ShellRequest, SCRIPT_SHELL_LINE};
+use ferry::services::exec::ExecRequest;
 use ferry::Error;
 use rustix::termios::{self, OptionalActions, Termios};
 use tokio::signal::unix::{signal, SignalKind};
@@ -56,6 +59,9 @@ fn window_size() -> Option<(u16, u16)> {
 
 /// Runs `ferry shell`; returns the remote shell's exit status.
 pub async fn run(_args: ShellArgs, global: &GlobalArgs) -> Result<u8, Error> {
+    if !std::io::stdin().is_terminal() {
+        return run_script(global).await;
+    }
     let mut client = connect(global).await?;
     let (rows, cols) = window_size().unwrap_or((24, 80));
     let request = ShellRequest {
@@ -85,6 +91,27 @@ pub async fn run(_args: ShellArgs, global: &GlobalArgs) -> Result<u8, Error> {
         Error::Remote(reply) => Error::NotRun(reply),
         other => other,
     })?;
+    client.close().await;
+    Ok(end.shell_status().clamp(0, 255) as u8)
+}
+
+/// Runs stdin as a script in the server's login shell, as `ssh host <
+/// script` does: stdout and stderr apart, the shell's exit status.
+async fn run_script(global: &GlobalArgs) -> Result<u8, Error> {
+    let mut client = connect(global).await?;
+    let request = ExecRequest {
+        shell: Some(SCRIPT_SHELL_LINE.to_string()),
+        ..ExecRequest::default()
+    };
+    let mut stdout = tokio::io::stdout();
+    let mut stderr = tokio::io::stderr();
+    let end = client
+        .exec(&request, Some(tokio::io::stdin()), &mut stdout, &mut stderr)
+        .await
+        .map_err(|err| match err {
+            Error::Remote(reply) => Error::NotRun(reply),
+            other => other,
+        })?;
     client.close().await;
     Ok(end.shell_status().clamp(0, 255) as u8)
 }

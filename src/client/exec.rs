@@ -9,7 +9,7 @@ use super::{expect_ok, Client};
 use crate::connection::{ConnectionError, FrameReader};
 use crate::error::Error;
 use crate::protocol::message::{request_header, StreamFrame};
-use crate::protocol::Header;
+use crate::protocol::{ErrorCode, Header};
 use crate::services::exec::pty::ShellRequest;
 use crate::services::exec::{read_chunk, ExecEnd, ExecRequest, PIPE_READ_BYTES};
 use tokio::sync::mpsc;
@@ -35,7 +35,8 @@ impl Client {
         E: AsyncWrite + Unpin,
     {
         let header = request_header("exec", request);
-        self.relay(header, stdin, stdout, stderr, None).await
+        self.relay("command", header, stdin, stdout, stderr, None)
+            .await
     }
 
     /// Opens an interactive login shell on a pseudo-terminal on the server:
@@ -54,15 +55,46 @@ impl Client {
     {
         let header = request_header("shell", request);
         let mut no_stderr = tokio::io::sink();
-        self.relay(header, Some(stdin), stdout, &mut no_stderr, Some(resizes))
-            .await
+        self.relay(
+            "shell",
+            header,
+            Some(stdin),
+            stdout,
+            &mut no_stderr,
+            Some(resizes),
+        )
+        .await
     }
 
-    /// Sends a request whose reply is an output stream, and relays: stdin
-    /// (and window sizes) up, stdout and stderr down, until the end frame.
+    /// Sends a request whose reply is an output stream (of `what`: a
+    /// command or a shell), and relays: stdin (and window sizes) up, stdout
+    /// and stderr down, until the end frame. A stream cut short is
+    /// [`Error::Ended`].
     async fn relay<I, O, E>(
         &mut self,
+        what: &'static str,
         header: Header,
+        stdin: Option<I>,
+        stdout: &mut O,
+        stderr: &mut E,
+        resizes: Option<mpsc::Receiver<(u16, u16)>>,
+    ) -> Result<ExecEnd, Error>
+    where
+        I: AsyncRead + Unpin,
+        O: AsyncWrite + Unpin,
+        E: AsyncWrite + Unpin,
+    {
+        let conn = self.connection();
+        conn.send(header, Bytes::new()).await?;
+        expect_ok(conn.reader().expect_header().await?)?;
+        self.stream(stdin, stdout, stderr, resizes)
+            .await
+            .map_err(|err| cut_short(what, err))
+    }
+
+    /// The streams of an exec or shell once the server has started it.
+    async fn stream<I, O, E>(
+        &mut self,
         mut stdin: Option<I>,
         stdout: &mut O,
         stderr: &mut E,
@@ -73,10 +105,7 @@ impl Client {
         O: AsyncWrite + Unpin,
         E: AsyncWrite + Unpin,
     {
-        let conn = self.connection();
-        conn.send(header, Bytes::new()).await?;
-        expect_ok(conn.reader().expect_header().await?)?;
-        let (reader, writer) = conn.split();
+        let (reader, writer) = self.connection().split();
         let end_frame = || StreamFrame::end_header(&serde_json::json!({}));
         // No stdin: the command's stdin closes at once.
         let mut sent_end = stdin.is_none();
@@ -141,6 +170,38 @@ impl Client {
         }
         writer.flush().await?;
         Ok(end)
+    }
+}
+
+/// An output stream (of `what`) that stopped before its end frame,
+/// because the server is shutting down or the connection broke, as
+/// [`Error::Ended`]: neither is the command's doing nor a login problem.
+/// Local errors (writing stdout) and refusals pass unchanged.
+fn cut_short(what: &'static str, err: Error) -> Error {
+    use std::io::ErrorKind;
+    match err {
+        Error::Remote(reply) if reply.known_code() == Some(ErrorCode::ShuttingDown) => {
+            Error::Ended {
+                what,
+                shutting_down: true,
+            }
+        }
+        Error::Connection(ConnectionError::Closed | ConnectionError::Truncated) => Error::Ended {
+            what,
+            shutting_down: false,
+        },
+        Error::Connection(ConnectionError::Io(io))
+            if matches!(
+                io.kind(),
+                ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+            ) =>
+        {
+            Error::Ended {
+                what,
+                shutting_down: false,
+            }
+        }
+        other => other,
     }
 }
 

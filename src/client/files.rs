@@ -3,17 +3,23 @@
 //! request (every entry must sit under the requested name), writes them
 //! beneath the local destination through the same confined root and atomic
 //! partial files the server uses, and checks every file's BLAKE3.
+//!
+//! A report says on which side each failed file failed, and, only when
+//! asked ([`TransferOptions::list_files`]), what happened to every other
+//! file: a transfer of a vast tree keeps nothing per file otherwise.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use tracing::debug;
 
 use super::{expect_ok, Client};
 use crate::error::Error;
 use crate::protocol::message::request_header;
 use crate::protocol::Header;
-use crate::services::files::error::show;
+use crate::services::files::error::{show, FileError};
 use crate::services::files::glob::{matches_path, GlobRequest};
 use crate::services::files::manifest::Manifest;
 use crate::services::files::ops::{
@@ -40,8 +46,30 @@ pub struct TransferOptions {
     pub resume: bool,
     /// Keep modes and mtimes.
     pub preserve: bool,
-    /// Ask the sender for each file's md5 (get only).
+    /// Each file's md5 (get only): the sender's for a file it sends, one
+    /// computed here for a file skipped as up to date.
     pub md5: bool,
+    /// Report every file's outcome ([`TransferReport::files_done`]).
+    pub list_files: bool,
+}
+
+/// The end of a transfer a failure happened on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// This machine: a local file, directory or disk.
+    Local,
+    /// The server.
+    Server,
+}
+
+impl Side {
+    /// `local` or `server`, as messages and `--json` say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Local => "local",
+            Side::Server => "server",
+        }
+    }
 }
 
 /// One file that did not make it.
@@ -53,6 +81,34 @@ pub struct Failure {
     pub code: String,
     /// What went wrong.
     pub message: String,
+    /// Where it went wrong.
+    pub side: Side,
+}
+
+/// What happened to a file that did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileAction {
+    /// Sent whole.
+    Sent,
+    /// Already in place (same size and mtime): nothing sent.
+    Skipped,
+    /// Sent from this offset: the bytes before it were kept from an
+    /// earlier, interrupted attempt.
+    Resumed {
+        /// Bytes that were already there.
+        from: u64,
+    },
+}
+
+/// One file's outcome, for a per-file report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileOutcome {
+    /// Its path in the transfer.
+    pub path: Vec<u8>,
+    /// Its size in bytes.
+    pub size: u64,
+    /// What happened to it.
+    pub action: FileAction,
 }
 
 /// What a transfer did.
@@ -62,14 +118,33 @@ pub struct TransferReport {
     pub files: u64,
     /// Bytes moved (resumed bytes not counted).
     pub bytes: u64,
+    /// Bytes of the files written that an earlier attempt had moved.
+    pub resumed_bytes: u64,
     /// Files already in place.
     pub skipped: u64,
     /// Files that failed.
     pub failures: Vec<Failure>,
     /// Paths the sender left out (not regular files or directories).
     pub left_out: u64,
-    /// Each written file's path and md5, when asked for.
+    /// Each file's path and md5, in manifest order, when asked for.
     pub md5s: Vec<(Vec<u8>, String)>,
+    /// With [`TransferOptions::list_files`]: every file written or
+    /// skipped, in manifest order (failures are in `failures`).
+    pub files_done: Vec<FileOutcome>,
+}
+
+impl TransferReport {
+    /// Adds `other`'s counts and lists to this report's.
+    pub fn add(&mut self, other: TransferReport) {
+        self.files += other.files;
+        self.bytes += other.bytes;
+        self.resumed_bytes += other.resumed_bytes;
+        self.skipped += other.skipped;
+        self.failures.extend(other.failures);
+        self.left_out += other.left_out;
+        self.md5s.extend(other.md5s);
+        self.files_done.extend(other.files_done);
+    }
 }
 
 impl Client {
@@ -110,6 +185,13 @@ impl Client {
         options: TransferOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<TransferReport, Error> {
+        debug!(
+            entries = manifest.entries.len(),
+            bytes = manifest.total_bytes,
+            left_out = manifest.skipped.len(),
+            "put: manifest to {}",
+            show(to)
+        );
         let request = PutRequest {
             path: WirePath::from_bytes(to),
             force: options.force,
@@ -127,16 +209,27 @@ impl Client {
             left_out: manifest.skipped.len() as u64,
             ..TransferReport::default()
         };
+        // Refused by the server's plan: the destination there says no.
         report.failures.extend(refusals(&manifest.entries, &wants));
         report.skipped = wants
             .iter()
             .filter(|w| matches!(w.action, WantAction::Skip))
             .count() as u64;
-        progress.begin(bytes_wanted(&manifest.entries, &wants));
+        let bytes = bytes_wanted(&manifest.entries, &wants);
+        debug!(
+            wants = wants.len(),
+            bytes,
+            skipped = report.skipped,
+            refused = report.failures.len(),
+            "put: the server's answer"
+        );
+        progress.begin(bytes);
+        let listed = options.list_files.then(|| wants.clone());
+        let manifest = Arc::new(manifest);
         let (_, writer) = self.connection().split();
-        transfer::send_files(
+        let sent = transfer::send_files(
             writer,
-            Arc::new(manifest.clone()),
+            manifest.clone(),
             None,
             wants,
             false,
@@ -150,11 +243,49 @@ impl Client {
         let result: PutResult = result
             .to_message()
             .map_err(|e| Error::Protocol(format!("bad put result: {e}")))?;
+        debug!(
+            files = result.files,
+            bytes = result.bytes,
+            failed = result.failed,
+            "put: the server's result"
+        );
         report.files = result.files;
         report.bytes = result.bytes;
-        report
-            .failures
-            .extend(errors.into_iter().map(|e| failure(&manifest.entries, e)));
+        // The server reports every failure; those this side sent as failed
+        // (a local file gone or changed) are local.
+        let failed_here: HashSet<u64> = sent.failed.iter().copied().collect();
+        let failed: HashSet<u64> = errors.iter().map(|e| e.i).collect();
+        report.failures.extend(errors.into_iter().map(|e| {
+            let side = if failed_here.contains(&e.i) {
+                Side::Local
+            } else {
+                Side::Server
+            };
+            failure(&manifest.entries, e, side)
+        }));
+        let resumed: HashMap<u64, u64> = sent
+            .resumed
+            .into_iter()
+            .filter(|(i, _)| !failed.contains(i))
+            .collect();
+        report.resumed_bytes = resumed.values().sum();
+        if let Some(wants) = listed {
+            report.files_done = wants
+                .iter()
+                .filter(|w| !failed.contains(&w.i))
+                .filter_map(|w| {
+                    let action = match w.action {
+                        WantAction::Skip => FileAction::Skipped,
+                        WantAction::Send { .. } => match resumed.get(&w.i) {
+                            Some(&from) => FileAction::Resumed { from },
+                            None => FileAction::Sent,
+                        },
+                        WantAction::Refuse { .. } => return None,
+                    };
+                    Some(outcome(&manifest.entries, w.i, action))
+                })
+                .collect();
+        }
         Ok(report)
     }
 
@@ -209,6 +340,13 @@ impl Client {
         let reply: GetReply = reply_header
             .to_message()
             .map_err(|e| Error::Protocol(format!("bad get reply: {e}")))?;
+        debug!(
+            entries = reply.entries,
+            bytes = reply.total_bytes,
+            left_out = reply.skipped,
+            "get {}: the server's manifest",
+            show(remote)
+        );
         check_names(&requested, &entries)?;
         if let Some(name) = rename {
             if requested.is_root() {
@@ -220,18 +358,29 @@ impl Client {
                 .map_err(|why| Error::Usage(format!("{}: {why}", show(name))))?;
         }
 
-        std::fs::create_dir_all(to)?;
-        let dest = Arc::new(Root::new(to)?);
+        let local = |err: std::io::Error| {
+            Error::Files(FileError::io(to.as_os_str().as_encoded_bytes(), &err))
+        };
+        std::fs::create_dir_all(to).map_err(local)?;
+        let dest = Arc::new(Root::new(to).map_err(local)?);
         let receive_options = ReceiveOptions {
             force: options.force,
             resume: options.resume,
             preserve: options.preserve,
             // A server's modes pass through the user's umask.
             trust_sent_modes: false,
+            // The md5 of a skipped file is computed here.
+            list_files: options.list_files || options.md5,
         };
         let planned_entries = entries.clone();
+        let planned_dest = dest.clone();
         let (plan, wants) = tokio::task::spawn_blocking(move || {
-            ReceivePlan::new(dest, &RelPath::root(), planned_entries, receive_options)
+            ReceivePlan::new(
+                planned_dest,
+                &RelPath::root(),
+                planned_entries,
+                receive_options,
+            )
         })
         .await
         .map_err(|e| Error::Protocol(e.to_string()))?
@@ -240,13 +389,20 @@ impl Client {
             left_out: reply.skipped,
             ..TransferReport::default()
         };
+        // Refused by this side's plan: the destination here says no.
         report.failures.extend(
             wants
                 .refused
                 .iter()
-                .map(|refused| failure(&entries, refused.clone())),
+                .map(|refused| failure(&entries, refused.clone(), Side::Local)),
         );
         report.skipped = wants.skipped;
+        debug!(
+            bytes = wants.bytes_wanted,
+            skipped = wants.skipped,
+            refused = wants.refused.len(),
+            "get: asking for the files not in place"
+        );
         progress.begin(wants.bytes_wanted);
         let header = Header::from_message(&WantsFrame { wants: true });
         self.connection()
@@ -256,16 +412,53 @@ impl Client {
             .receive(self.connection().reader(), progress.as_ref())
             .await
             .map_err(transfer_error)?;
+        debug!(
+            files = summary.files,
+            bytes = summary.bytes,
+            resumed_bytes = summary.resumed_bytes,
+            failed = summary.errors.len(),
+            "get: received"
+        );
         report.files = summary.files;
         report.bytes = summary.bytes;
-        report.md5s = summary
-            .md5s
+        report.resumed_bytes = summary.resumed_bytes;
+        let mut md5s = summary.md5s;
+        if options.md5 {
+            let (computed, failed) = md5s_here(dest, &entries, &wants.skipped_files).await?;
+            md5s.extend(computed);
+            report.failures.extend(failed);
+        }
+        md5s.sort_unstable_by_key(|(i, _)| *i);
+        report.md5s = md5s
             .into_iter()
             .map(|(i, md5)| (entry_path(&entries, i), md5))
             .collect();
         report
             .failures
-            .extend(summary.errors.into_iter().map(|e| failure(&entries, e)));
+            .extend(summary.errors.into_iter().map(|failed| {
+                let side = if failed.by_sender {
+                    Side::Server
+                } else {
+                    Side::Local
+                };
+                failure(&entries, failed.error, side)
+            }));
+        if options.list_files {
+            let skipped = wants
+                .skipped_files
+                .iter()
+                .map(|&i| (i, FileAction::Skipped));
+            let published = summary.published.iter().map(|&(i, from)| match from {
+                0 => (i, FileAction::Sent),
+                from => (i, FileAction::Resumed { from }),
+            });
+            let mut done: Vec<(u64, FileAction)> = skipped.chain(published).collect();
+            done.sort_unstable_by_key(|(i, _)| *i);
+            report.files_done = done
+                .into_iter()
+                .map(|(i, action)| outcome(&entries, i, action))
+                .collect();
+        }
         Ok(report)
     }
 
@@ -414,6 +607,7 @@ fn bytes_wanted(entries: &[Entry], wants: &[Want]) -> u64 {
         .sum()
 }
 
+/// The files a server's plan refused (a put's destination there says no).
 fn refusals(entries: &[Entry], wants: &[Want]) -> Vec<Failure> {
     wants
         .iter()
@@ -422,18 +616,60 @@ fn refusals(entries: &[Entry], wants: &[Want]) -> Vec<Failure> {
                 path: entry_path(entries, w.i),
                 code: code.clone(),
                 message: message.clone(),
+                side: Side::Server,
             }),
             _ => None,
         })
         .collect()
 }
 
-fn failure(entries: &[Entry], error: EntryError) -> Failure {
+fn failure(entries: &[Entry], error: EntryError, side: Side) -> Failure {
     Failure {
         path: entry_path(entries, error.i),
         code: error.code,
         message: error.message,
+        side,
     }
+}
+
+fn outcome(entries: &[Entry], i: u64, action: FileAction) -> FileOutcome {
+    FileOutcome {
+        path: entry_path(entries, i),
+        size: entries.get(i as usize).map_or(0, |e| e.file_size),
+        action,
+    }
+}
+
+/// The md5s of files skipped as up to date, computed from the copies here
+/// (the server sent nothing for them), each read beneath `dest` without
+/// following a symlink. A file that cannot be read fails, locally.
+async fn md5s_here(
+    dest: Arc<Root>,
+    entries: &[Entry],
+    skipped: &[u64],
+) -> Result<(Vec<(u64, String)>, Vec<Failure>), Error> {
+    let targets: Vec<(u64, Vec<u8>)> = skipped
+        .iter()
+        .map(|&i| (i, entry_path(entries, i)))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let mut md5s = Vec::with_capacity(targets.len());
+        let mut failures = Vec::new();
+        for (i, path) in targets {
+            match transfer::md5_beneath(&dest, &path) {
+                Ok(md5) => md5s.push((i, md5)),
+                Err(err) => failures.push(Failure {
+                    path,
+                    code: err.code.as_str().to_string(),
+                    message: err.message,
+                    side: Side::Local,
+                }),
+            }
+        }
+        (md5s, failures)
+    })
+    .await
+    .map_err(|e| Error::Protocol(e.to_string()))
 }
 
 fn entry_path(entries: &[Entry], i: u64) -> Vec<u8> {

@@ -159,7 +159,10 @@ pub(crate) async fn tls_handshake(
                 "the server did not finish the TLS handshake",
             ))
         })
-        .map_err(|source| Error::Tls { endpoint, source })?;
+        .map_err(|source| Error::Tls {
+            endpoint,
+            source: tls::in_plain_words(source, tls::Phase::Handshake),
+        })?;
     let offered = tls_stream
         .get_ref()
         .1
@@ -170,13 +173,24 @@ pub(crate) async fn tls_handshake(
     Ok((tls_stream, offered))
 }
 
-/// A connection that has said hello.
+/// A connection that has said hello. Dropped without [`Client::close`]
+/// (an error on the way), it still ends TLS properly if the socket takes
+/// the close_notify at once, so a refusal is not logged as a failure.
 #[derive(Debug)]
 pub struct Client {
     conn: Connection<Stream>,
     welcome: Welcome,
     notices: Vec<Notice>,
     key_exchange_group: Option<String>,
+    closed: bool,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if !self.closed {
+            self.conn.shutdown_now();
+        }
+    }
 }
 
 impl Client {
@@ -246,11 +260,18 @@ impl Client {
             Some(Reply::Error(err)) => return Err(Error::Refused(err)),
             None => return Err(Error::Protocol("the answer to hello is not a reply".into())),
         };
+        tracing::debug!(
+            server = ?welcome.server,
+            version = welcome.version,
+            key_exchange = key_exchange_group.as_deref().unwrap_or("none (no TLS)"),
+            "connected to {endpoint}"
+        );
         Ok(Client {
             conn,
             welcome,
             notices,
             key_exchange_group,
+            closed: false,
         })
     }
 
@@ -276,8 +297,9 @@ impl Client {
     }
 
     /// Closes the connection politely.
-    pub async fn close(self) {
-        self.conn.close(Duration::from_secs(1)).await;
+    pub async fn close(mut self) {
+        self.conn.shutdown(Duration::from_secs(1)).await;
+        self.closed = true;
     }
 }
 

@@ -74,7 +74,7 @@ error_codes! {
     Timeout => "timeout", Closes,
         "A deadline passed: hello, idle or request timeout.";
     ShuttingDown => "shutting_down", Closes,
-        "The server is shutting down and takes no new requests.";
+        "The server is shutting down and takes no new requests (or, in place of a shell's end frame, it hung up the shell).";
     MissingCmd => "missing_cmd", GoesOn,
         "The header has no string `cmd`; the frame's body is skipped.";
     UnknownCmd => "unknown_cmd", GoesOn,

@@ -23,7 +23,7 @@ use crate::log::peer_text;
 use crate::protocol::{ErrorCode, ErrorReply, Header, Hello, Welcome, PROTOCOL_VERSION};
 use crate::services::files::root::RelPath;
 use crate::services::{self, Outcome, ServiceContext, SERVICES};
-use crate::transport::Stream;
+use crate::transport::{tls, Stream};
 
 /// How long a connection waits between requests before it hands back its
 /// buffers; short enough that idle connections are cheap, long enough that
@@ -37,6 +37,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 enum End {
     PeerClosed,
+    /// The peer cut a TLS connection without `close_notify`: how some
+    /// clients end (Python's `ssl` module closes that way), so not a failure.
+    PeerCut,
     Refused(ErrorCode),
     ShutDown,
     Failed(String),
@@ -46,6 +49,7 @@ impl std::fmt::Display for End {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             End::PeerClosed => f.write_str("peer closed"),
+            End::PeerCut => f.write_str("peer closed without TLS close_notify"),
             End::Refused(code) => write!(f, "refused: {code}"),
             End::ShutDown => f.write_str("server shutting down"),
             End::Failed(why) => write!(f, "failed: {why}"),
@@ -168,6 +172,9 @@ async fn serve(
                 _ = shared.cancel.cancelled() => return End::ShutDown,
                 accepted = handshake => accepted,
             };
+            let accepted = accepted.map(|result| {
+                result.map_err(|err| tls::in_plain_words(err, tls::Phase::Handshake))
+            });
             match accepted {
                 Ok(Ok(tls)) => Stream::ServerTls(Box::new(tls)),
                 // Bytes that are not TLS; a client that only hung up
@@ -521,6 +528,7 @@ async fn fail(conn: Connection<Stream>, err: ConnectionError) -> End {
             End::Failed(what)
         }
         ConnectionError::Truncated | ConnectionError::Closed => End::PeerClosed,
+        ConnectionError::Io(err) if tls::closed_without_notify(&err) => End::PeerCut,
         other => End::Failed(other.to_string()),
     }
 }

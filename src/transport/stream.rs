@@ -1,5 +1,6 @@
 //! One byte stream type for every transport, so the layers above are written
 //! once: plain TCP, TLS over TCP (either side), or a Unix-domain socket.
+//! TLS errors come out in plain words ([`super::tls::in_plain_words`]).
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -8,6 +9,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
+use super::tls::{self, Phase};
 use super::ReadAhead;
 
 /// A connected byte stream.
@@ -54,13 +56,22 @@ macro_rules! delegate {
     };
 }
 
+/// A TLS stream's errors in plain words ([`tls::in_plain_words`]).
+fn plain<T>(tls: bool, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    match polled {
+        Poll::Ready(Err(err)) if tls => Poll::Ready(Err(tls::in_plain_words(err, Phase::Stream))),
+        other => other,
+    }
+}
+
 impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        delegate!(self, s => s.poll_read(cx, buf))
+        let tls = self.is_tls();
+        plain(tls, delegate!(self, s => s.poll_read(cx, buf)))
     }
 }
 
@@ -70,7 +81,8 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        delegate!(self, s => s.poll_write(cx, buf))
+        let tls = self.is_tls();
+        plain(tls, delegate!(self, s => s.poll_write(cx, buf)))
     }
 
     fn poll_write_vectored(
@@ -78,7 +90,8 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        delegate!(self, s => s.poll_write_vectored(cx, bufs))
+        let tls = self.is_tls();
+        plain(tls, delegate!(self, s => s.poll_write_vectored(cx, bufs)))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -91,11 +104,13 @@ impl AsyncWrite for Stream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        delegate!(self, s => s.poll_flush(cx))
+        let tls = self.is_tls();
+        plain(tls, delegate!(self, s => s.poll_flush(cx)))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        delegate!(self, s => s.poll_shutdown(cx))
+        let tls = self.is_tls();
+        plain(tls, delegate!(self, s => s.poll_shutdown(cx)))
     }
 }
 

@@ -5,6 +5,7 @@
 //! before the client sends anything, the token included.
 
 use std::fmt;
+use std::io;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -140,6 +141,78 @@ pub fn server_name(host: &str) -> ServerName<'static> {
         .unwrap_or_else(|_| ServerName::try_from("ferry").expect("valid DNS name"))
 }
 
+/// The other end of a TLS stream closed the connection without ending
+/// TLS first (no `close_notify`). ferry's frames carry their lengths, so a
+/// cut inside a frame is caught by the framing; this only says how the
+/// connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClosedWithoutNotify;
+
+impl fmt::Display for ClosedWithoutNotify {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the other end closed the connection without ending TLS (no close_notify)")
+    }
+}
+
+impl std::error::Error for ClosedWithoutNotify {}
+
+/// Whether an error is [`ClosedWithoutNotify`].
+pub fn closed_without_notify(err: &io::Error) -> bool {
+    err.get_ref()
+        .is_some_and(|inner| inner.is::<ClosedWithoutNotify>())
+}
+
+/// Where in a TLS connection an error happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The handshake.
+    Handshake,
+    /// Reading or writing after it.
+    Stream,
+}
+
+/// rustls's and tokio-rustls's errors in plain words, for users and logs:
+/// rustls's own text for a cut connection links to its manual, and others
+/// name its internal types. The kind is kept, so callers can still tell a
+/// cut connection (`UnexpectedEof`) from bad data (`InvalidData`).
+pub fn in_plain_words(err: io::Error, phase: Phase) -> io::Error {
+    let kind = err.kind();
+    if kind == io::ErrorKind::UnexpectedEof {
+        return match phase {
+            Phase::Handshake => io::Error::new(
+                kind,
+                "the other end closed the connection during the TLS handshake",
+            ),
+            Phase::Stream => io::Error::new(kind, ClosedWithoutNotify),
+        };
+    }
+    let Some(tls) = err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        return err;
+    };
+    let words = match tls {
+        rustls::Error::InvalidMessage(_)
+        | rustls::Error::InappropriateMessage { .. }
+        | rustls::Error::InappropriateHandshakeMessage { .. } => {
+            "what arrived is not TLS as ferry speaks it".to_string()
+        }
+        rustls::Error::AlertReceived(alert) => {
+            format!("the other end refused the TLS connection (alert {alert:?})")
+        }
+        rustls::Error::PeerIncompatible(_) => {
+            "the other end's TLS cannot agree with ferry's (TLS 1.3 only)".to_string()
+        }
+        rustls::Error::DecryptError => {
+            "data arrived that does not decrypt: changed on the way, or not from the other end"
+                .to_string()
+        }
+        _ => return err,
+    };
+    io::Error::new(kind, words)
+}
+
 /// Checks signatures, defers identity to the fingerprint pin.
 #[derive(Debug)]
 struct PinnedByCaller {
@@ -239,6 +312,57 @@ mod tests {
         for bad in ["", "MD5:abc", "SHA256:", "SHA256:!!!!", "SHA256:YWJj"] {
             assert!(bad.parse::<Fingerprint>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tls_errors_read_in_plain_words_without_links() {
+        // rustls's own words for a cut connection, link included.
+        let cut = io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "peer closed connection without sending TLS close_notify: \
+             https://docs.rs/rustls/latest/rustls/manual/_03_howto/index.html#unexpected-eof",
+        );
+        let plain = in_plain_words(cut, Phase::Stream);
+        assert_eq!(plain.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(closed_without_notify(&plain));
+        assert_eq!(
+            plain.to_string(),
+            "the other end closed the connection without ending TLS (no close_notify)"
+        );
+        let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "tls handshake eof");
+        let plain = in_plain_words(eof, Phase::Handshake);
+        assert!(!closed_without_notify(&plain));
+        assert!(
+            plain.to_string().contains("during the TLS handshake"),
+            "{plain}"
+        );
+        let not_tls = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+        );
+        let plain = in_plain_words(not_tls, Phase::Handshake);
+        assert_eq!(plain.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(
+            plain.to_string(),
+            "what arrived is not TLS as ferry speaks it"
+        );
+        for err in [
+            rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure),
+            rustls::Error::DecryptError,
+        ] {
+            let plain = in_plain_words(
+                io::Error::new(io::ErrorKind::InvalidData, err),
+                Phase::Stream,
+            );
+            let text = plain.to_string();
+            assert!(!text.contains("://") && !text.contains("rustls"), "{text}");
+        }
+        // Errors that are not TLS's pass unchanged.
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            in_plain_words(refused, Phase::Stream).kind(),
+            io::ErrorKind::ConnectionRefused
+        );
     }
 
     #[test]

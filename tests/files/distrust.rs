@@ -211,7 +211,7 @@ fn control_characters_from_the_server_never_reach_the_terminal_raw() {
         run.stdout
     );
     let listed: Vec<Value> = parse_lines(run.stdout.as_bytes());
-    let listed: Vec<&str> = listed.iter().map(|l| l["name"].as_str().unwrap()).collect();
+    let listed: Vec<&str> = listed.iter().map(|l| l["path"].as_str().unwrap()).collect();
     assert_eq!(listed, names);
 
     let run = fake.client(&sandbox, &["stat", "x"]);

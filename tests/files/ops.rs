@@ -88,7 +88,7 @@ fn ls_json_prints_one_object_per_line_with_integer_size_and_mtime() {
     assert_eq!(lines.len(), 3, "{run:?}");
     let names: Vec<Vec<u8>> = lines
         .iter()
-        .map(|l| match (l["name"].as_str(), l["name_b64"].as_str()) {
+        .map(|l| match (l["path"].as_str(), l["path_b64"].as_str()) {
             (Some(text), None) => text.as_bytes().to_vec(),
             (None, Some(b64)) => base64::engine::general_purpose::STANDARD
                 .decode(b64)
@@ -130,7 +130,7 @@ fn stat_describes_a_path_and_its_blake3_matches_one_computed_here() {
     assert_eq!(json.code, 0, "{json:?}");
     assert_eq!(json.stdout.lines().count(), 1, "one document: {json:?}");
     let doc: Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(doc["name"], "f");
+    assert_eq!(doc["path"], "f");
     assert_eq!(doc["kind"], "file");
     assert_eq!(doc["size"], 1_500_000);
     assert_eq!(doc["mode"], 0o640);

@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustix::process::Signal;
+use serde_json::json;
 
 use super::{
     arg, assert_no_partials, assert_transferred, bytes_moved, client, hash_file, local_dir,
     names_in, poll_until, run, write_file, write_random_file, MIB, PARTIAL_PREFIX,
 };
-use crate::util::{Process, Server, DEADLINE};
+use crate::util::fake::parse_lines;
+use crate::util::{Process, Run, Server, DEADLINE};
 
 /// Big enough that a plaintext transfer on loopback takes a second or two.
 const BIG: u64 = 192 * MIB;
@@ -101,6 +103,25 @@ fn assert_moved_only_the_rest(moved: u64, kept: u64) {
     assert!(moved < BIG * 7 / 10, "moved {moved} of {BIG} bytes");
 }
 
+/// Asserts a `-v --json` run resumed `path` from `kept` bytes, and says so
+/// on stderr, in its file record and in its summary.
+#[track_caller]
+fn assert_resumed(run: &Run, path: &str, kept: u64) {
+    assert_eq!(run.code, 0, "{run:?}");
+    let records = parse_lines(run.stdout.as_bytes());
+    let file = json!({"event": "file", "path": path, "size": BIG, "action": "resumed",
+                      "resumed_bytes": kept});
+    assert_eq!(records[0], file, "{run:?}");
+    assert_eq!(records[1]["event"], "summary", "{run:?}");
+    assert_eq!(records[1]["resumed_bytes"], kept, "{run:?}");
+    let line = format!("ferry: resumed {path} (192.0 MiB, ");
+    assert!(run.stderr.contains(&line), "{run:?}");
+    assert!(
+        run.stderr.contains(" resumed from an earlier attempt"),
+        "{run:?}"
+    );
+}
+
 #[test]
 fn an_interrupted_put_resumes_and_sends_only_the_rest() {
     let server = Server::start(&["--plaintext"]);
@@ -115,8 +136,8 @@ fn an_interrupted_put_resumes_and_sends_only_the_rest() {
     server.wait_for_log("connection closed");
     let kept = fs::metadata(&partial).unwrap().len();
 
-    let run = run(&server, &args);
-    assert_transferred(&run);
+    let run = run(&server, &["put", "-v", "--json", arg(&source)]);
+    assert_resumed(&run, "big", kept);
     assert_moved_only_the_rest(bytes_moved(&run), kept);
     assert_eq!(hash_file(&stored), hash);
     assert_eq!(names_in(server.root()), ["big"], "no partial left");
@@ -134,8 +155,8 @@ fn an_interrupted_get_resumes_from_the_local_partial() {
     let partial = interrupt(&server, &args, &dl, &got);
     let kept = fs::metadata(&partial).unwrap().len();
 
-    let run = run(&server, &args);
-    assert_transferred(&run);
+    let run = run(&server, &["get", "-v", "--json", "big", "--to", arg(&dl)]);
+    assert_resumed(&run, "big", kept);
     assert_moved_only_the_rest(bytes_moved(&run), kept);
     assert_eq!(hash_file(&got), hash);
     assert_eq!(names_in(&dl), ["big"], "no partial left");

@@ -56,7 +56,7 @@ class Common:
         with open(os.path.join(self.root, "up", self.id(), "blob.bin"), "rb") as f:
             self.assertEqual(f.read(), data)
         entries = self.ferry.ls("up/%s" % self.id())
-        self.assertEqual([(e["path"], e["kind"], e["file_size"]) for e in entries],
+        self.assertEqual([(e["path"], e["kind"], e["size"]) for e in entries],
                          [("blob.bin", "file", len(data))])
         back = os.path.join(self.tmp.name, "back.bin")
         self.assertEqual(self.ferry.get("up/%s/blob.bin" % self.id(), back), len(data))

@@ -6,6 +6,13 @@
 //! `stdout` data frames, the user's keys from `stdin` data frames. A
 //! `{"resize": true, "rows": R, "cols": C}` frame from the client sets the
 //! window size. The stream ends as `exec`'s does.
+//!
+//! A shell would hold a shutting-down server until its drain deadline and
+//! then be cut off unannounced, so at shutdown the server hangs up the
+//! terminal (closes its side, as a dropped line does: the shell and its
+//! foreground job get SIGHUP), kills what is left after
+//! [`limits::SHELL_HANGUP_GRACE`], and answers `shutting_down` in place of
+//! the end frame.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -21,6 +28,7 @@ use tokio::io::unix::AsyncFd;
 
 use super::{admit, finish, next_stdin, process, ExecEnd, StdinItem, PIPE_READ_BYTES};
 use crate::connection::{Connection, ConnectionError};
+use crate::limits;
 use crate::protocol::message::{ok_header, StreamFrame};
 use crate::protocol::{ErrorCode, ErrorReply};
 use crate::services::{Outcome, ServiceContext};
@@ -39,6 +47,12 @@ pub struct ShellRequest {
     #[serde(default)]
     pub cols: u16,
 }
+
+/// The `exec` command line a client sends for a shell without a terminal
+/// (`ferry shell < script`, as `ssh host < script`): the login shell this
+/// service would start, reading the script from stdin and ending at its
+/// end, which a pseudo-terminal never reports.
+pub const SCRIPT_SHELL_LINE: &str = "exec \"${SHELL:-/bin/sh}\" -l";
 
 /// How long a send to a client may stall; long, as for `exec`.
 const STALLED_CLIENT_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -76,20 +90,32 @@ pub async fn serve(
     let mut keys: Option<Bytes> = None;
     let mut body_left = 0u64;
     let mut client_done = false;
-    let mut terminal_open = true;
+    // The server's side of the terminal, until the shell's side closes or
+    // the server hangs up.
+    let mut master = Some(master);
     let mut status = None;
+    // When the server hung up at shutdown: the moment to kill what is left.
+    let mut hung_up: Option<tokio::time::Instant> = None;
     let relayed: Result<(), ConnectionError> = async {
-        while terminal_open || status.is_none() {
+        while master.is_some() || status.is_none() {
             tokio::select! {
-                read = read_master(&master, &mut out), if terminal_open => match read {
+                read = read_master(master.as_ref(), &mut out), if master.is_some() => match read {
                     Some(bytes) => writer.send(StreamFrame::data_header("stdout", 0), bytes).await?,
-                    None => terminal_open = false,
+                    None => master = None,
                 },
                 exited = child.wait(), if status.is_none() => status = Some(exited?),
-                written = write_master(&master, &mut keys), if keys.is_some() => {
+                written = write_master(master.as_ref(), &mut keys), if keys.is_some() => {
                     if written.is_err() {
                         keys = None;
                     }
+                }
+                () = context.shutdown.cancelled(), if hung_up.is_none() => {
+                    master = None;
+                    hung_up = Some(tokio::time::Instant::now() + limits::SHELL_HANGUP_GRACE);
+                }
+                () = sleep_until(hung_up), if hung_up.is_some() && status.is_none() => {
+                    process::kill_group(&child);
+                    hung_up = Some(tokio::time::Instant::now() + STALLED_CLIENT_TIMEOUT);
                 }
                 item = next_stdin(reader, body_left, client_done), if client_done || keys.is_none() => {
                     match item? {
@@ -100,7 +126,11 @@ pub async fn serve(
                                 keys = Some(chunk);
                             }
                         }
-                        StdinItem::Resize { rows, cols } => set_size(master.get_ref(), rows, cols),
+                        StdinItem::Resize { rows, cols } => {
+                            if let Some(master) = &master {
+                                set_size(master.get_ref(), rows, cols);
+                            }
+                        }
                         StdinItem::Eof => client_done = true,
                     }
                 }
@@ -116,6 +146,11 @@ pub async fn serve(
     conn.writer().set_timeout(old_timeout);
     relayed?;
     guard.disarm();
+    if hung_up.is_some() {
+        // The session answers `shutting_down` and closes the connection,
+        // which is all the client needs to hear.
+        return Ok(Outcome::Refused(ErrorCode::ShuttingDown));
+    }
     let (exit_code, signal) = status.map(process::describe).unwrap_or((None, None));
     let end = ExecEnd {
         exit_code,
@@ -141,6 +176,7 @@ fn open_and_spawn(
         rustix::fs::Mode::empty(),
     )?;
     set_size(&master, request.rows, request.cols);
+    // As SCRIPT_SHELL_LINE chooses it.
     let shell = std::env::var("SHELL")
         .ok()
         .filter(|s| !s.is_empty())
@@ -186,9 +222,18 @@ fn set_size(master: &impl AsFd, rows: u16, cols: u16) {
     }
 }
 
+/// Waits until `deadline`, or for ever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Reads what the terminal printed; `None` once the shell's side is closed
-/// (Linux answers EIO then).
-async fn read_master(master: &AsyncFd<OwnedFd>, buf: &mut BytesMut) -> Option<Bytes> {
+/// (Linux answers EIO then), or when there is no terminal.
+async fn read_master(master: Option<&AsyncFd<OwnedFd>>, buf: &mut BytesMut) -> Option<Bytes> {
+    let master = master?;
     buf.resize(PIPE_READ_BYTES, 0);
     loop {
         let mut guard = master.readable().await.ok()?;
@@ -202,10 +247,16 @@ async fn read_master(master: &AsyncFd<OwnedFd>, buf: &mut BytesMut) -> Option<By
     }
 }
 
-/// Writes the user's keys to the terminal.
-async fn write_master(master: &AsyncFd<OwnedFd>, keys: &mut Option<Bytes>) -> io::Result<()> {
+/// Writes the user's keys to the terminal; an error once it is gone.
+async fn write_master(
+    master: Option<&AsyncFd<OwnedFd>>,
+    keys: &mut Option<Bytes>,
+) -> io::Result<()> {
     let Some(bytes) = keys.as_mut() else {
         return Ok(());
+    };
+    let Some(master) = master else {
+        return Err(io::ErrorKind::BrokenPipe.into());
     };
     loop {
         let mut guard = master.writable().await?;

@@ -149,7 +149,7 @@ pub async fn get(
     // The client says nothing until the data ends, so anything it does
     // meanwhile (above all, leaving) stops the work done for it.
     tokio::select! {
-        sent = send => sent.map(|()| Outcome::Ok).map_err(transfer_failed),
+        sent = send => sent.map(|_| Outcome::Ok).map_err(transfer_failed),
         _ = reader.read_header() => Err(ConnectionError::Unexpected(
             "the client left, or spoke, in the middle of a get's data".into(),
         )),
@@ -187,6 +187,8 @@ pub async fn put(
         preserve: request.preserve,
         // The user's own files: modes are kept as sent.
         trust_sent_modes: true,
+        // The client reports per file from its own side.
+        list_files: false,
     };
     let planned = blocking(move || {
         if !base.is_root() {

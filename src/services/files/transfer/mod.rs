@@ -9,15 +9,17 @@
 //!
 //! [`send`] reads and hashes files for the connection; [`receive`] plans
 //! where entries go, hashes what arrives and writes it through partial
-//! files.
+//! files; [`md5`] gives a receiver the md5 of a file it already had.
 
+mod md5;
 mod plan;
 mod receive;
 mod send;
 mod write;
 
+pub use md5::md5_beneath;
 pub use plan::{ReceivePlan, Wants};
-pub use send::send_files;
+pub use send::{send_files, SendSummary};
 
 use crate::connection::ConnectionError;
 
@@ -68,12 +70,31 @@ pub struct ReceiveSummary {
     pub files: u64,
     /// Bytes received into them (resumed bytes not counted).
     pub bytes: u64,
+    /// Bytes of published files that were kept from an earlier attempt.
+    pub resumed_bytes: u64,
     /// Files already there (same size and mtime).
     pub skipped: u64,
     /// Entries that failed, with why.
-    pub errors: Vec<EntryError>,
+    pub errors: Vec<FailedFile>,
     /// The md5 the sender gave for each file written, when it was asked.
     pub md5s: Vec<(u64, String)>,
+    /// With [`ReceiveOptions::list_files`]: each published file's index
+    /// and the offset it was resumed from (0 when sent whole).
+    pub published: Vec<(u64, u64)>,
+}
+
+/// A file the receiver did not keep: the failure as the wire reports it
+/// (serialized as just that), and which end caused it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FailedFile {
+    /// The index, code and message.
+    #[serde(flatten)]
+    pub error: EntryError,
+    /// The sender failed it (could not read it, sent what does not hash,
+    /// broke the protocol, never sent it); otherwise this receiver did
+    /// (could not write or publish it).
+    #[serde(skip)]
+    pub by_sender: bool,
 }
 
 /// How to treat files already at the destination, and the sender's
@@ -91,6 +112,11 @@ pub struct ReceiveOptions {
     /// user's put). Otherwise (the client, for what a server sends) they
     /// pass through this process's umask, as a file it creates would.
     pub trust_sent_modes: bool,
+    /// Keep each skipped file's index ([`Wants::skipped_files`]) and each
+    /// published one's ([`ReceiveSummary::published`]) for a per-file
+    /// report. Off, nothing per file is kept but failures, so a vast tree
+    /// costs no memory for its report.
+    pub list_files: bool,
 }
 
 #[cfg(test)]
@@ -118,6 +144,7 @@ mod tests {
         resume: true,
         preserve: true,
         trust_sent_modes: true,
+        list_files: true,
     };
 
     /// Sends `path` beneath `from` to `base` beneath `to` over an in-memory
@@ -319,10 +346,11 @@ mod tests {
             assert_eq!(summary.files, 0, "decrypting: {decrypting}");
             assert_eq!(summary.errors.len(), 1, "decrypting: {decrypting}");
             assert!(
-                summary.errors[0].message.contains("checksum"),
+                summary.errors[0].error.message.contains("checksum"),
                 "{:?}",
                 summary.errors
             );
+            assert!(summary.errors[0].by_sender, "data that does not hash");
             assert_eq!(entries_of(to.path()), Vec::<String>::new());
         }
     }
@@ -354,6 +382,11 @@ mod tests {
         )));
         assert_eq!(summary.errors, vec![]);
         assert_eq!(summary.bytes, 400_005, "only the rest moved");
+        assert_eq!(summary.resumed_bytes, 300_000, "the rest of a.bin");
+        let mut published = summary.published.clone();
+        published.sort_unstable();
+        // photos, photos/a.bin, photos/b, photos/b/ünï code.txt, photos/empty
+        assert_eq!(published, [(1, 300_000), (3, 0), (4, 0)]);
         assert_eq!(
             std::fs::read(to.path().join("photos/a.bin")).unwrap(),
             vec![7u8; 700_000]
@@ -369,6 +402,8 @@ mod tests {
         keep_partial(from.path(), to.path(), &vec![9u8; 1000]); // corrupt prefix
         let (_, summary) = transfer(from.path(), "photos", to.path(), OPTIONS).await;
         assert_eq!(summary.errors, vec![]);
+        assert_eq!(summary.resumed_bytes, 0, "sent whole, not resumed");
+        assert!(summary.published.iter().all(|&(_, from)| from == 0));
         assert_eq!(
             std::fs::read(to.path().join("photos/a.bin")).unwrap(),
             vec![7u8; 700_000]

@@ -41,7 +41,8 @@ pub struct ReceivePlan {
     /// file asked for and not settled is failed.
     pub(super) states: Vec<FileState>,
     /// The offset offered for each file resumed from a kept partial (every
-    /// other file is asked for from 0).
+    /// other file is asked for from 0); dropped when the sender starts it
+    /// over instead.
     pub(super) resumed_offsets: HashMap<u64, u64>,
     /// Partial files kept by an earlier attempt, held open until their
     /// data comes.
@@ -50,7 +51,7 @@ pub struct ReceivePlan {
     /// replaced file keeps its own.
     pub(super) replaced_modes: HashMap<u64, u32>,
     pub(super) options: ReceiveOptions,
-    pub(super) errors: Vec<EntryError>,
+    pub(super) errors: Vec<super::FailedFile>,
     pub(super) skipped: u64,
 }
 
@@ -113,6 +114,9 @@ pub struct Wants {
     pub refused: Vec<EntryError>,
     /// Files already in place.
     pub skipped: u64,
+    /// With [`ReceiveOptions::list_files`]: the index of each file already
+    /// in place.
+    pub skipped_files: Vec<u64>,
     /// Bytes the sender will send: each wanted file from its offset.
     pub bytes_wanted: u64,
 }
@@ -191,8 +195,12 @@ impl ReceivePlan {
                     }
                 }
             };
-            if let WantAction::Send { offset, .. } = action {
-                wants.bytes_wanted += entry.file_size.saturating_sub(offset);
+            match action {
+                WantAction::Send { offset, .. } => {
+                    wants.bytes_wanted += entry.file_size.saturating_sub(offset);
+                }
+                WantAction::Skip if options.list_files => wants.skipped_files.push(i),
+                _ => {}
             }
             wants.add(&Want { i, action });
         }

@@ -23,12 +23,26 @@ use super::super::error::{code_of, show, FileError};
 use super::super::manifest::{Manifest, SourceRef};
 use super::super::root::{fstat, split_names, Kind, RelPath, Root};
 use super::super::wire::{parse_hash, Entry, FileEnd, FileHead, Want, WantAction};
+use super::md5::hex;
 use super::{Progress, TransferError, CHANNEL_CHUNKS, CHUNK_BYTES, MAX_BATCH_ITEMS};
 
 enum Chunk {
     Head { file: u64, offset: u64, size: u64 },
     Data(Bytes),
     End(FileEnd),
+}
+
+/// What the sending side did, for its own report: the receiver's result
+/// says which files failed, this says which of them the sender failed
+/// itself and which it resumed. Both lists are as long as the files they
+/// name, never a list of every file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SendSummary {
+    /// Files the sender could not read whole (gone, unreadable, changed),
+    /// sent as failed end frames.
+    pub failed: Vec<u64>,
+    /// Files sent from the offset the receiver offered: index and offset.
+    pub resumed: Vec<(u64, u64)>,
 }
 
 /// Sends the wanted files of `manifest`, then an end frame. Files are read
@@ -40,7 +54,7 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
     wants: Vec<Want>,
     md5: bool,
     progress: &dyn Progress,
-) -> Result<(), TransferError> {
+) -> Result<SendSummary, TransferError> {
     let (tx, mut rx) = mpsc::channel::<Vec<Chunk>>(CHANNEL_CHUNKS);
     let reading_manifest = manifest.clone();
     let liveness = Arc::new(Liveness::default());
@@ -49,6 +63,7 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
         let mut out = Batcher::new(tx, reading_liveness);
         let pool = Arc::new(ChunkPool::default());
         let mut opener = Opener::new(root.as_deref(), &reading_manifest.in_root);
+        let mut sent = SendSummary::default();
         for want in wants {
             let WantAction::Send {
                 offset,
@@ -63,11 +78,16 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
                 prefix: prefix_blake3,
                 md5,
             };
-            if !read_one((&reading_manifest, &mut opener), asked, &mut out, &pool) {
-                return; // the connection side is gone
+            let read = read_one((&reading_manifest, &mut opener), asked, &mut out, &pool);
+            match read {
+                ReadOutcome::Gone => return sent,
+                ReadOutcome::Failed => sent.failed.push(want.i),
+                ReadOutcome::Sent { from: 0 } => {}
+                ReadOutcome::Sent { from } => sent.resumed.push((want.i, from)),
             }
         }
         out.flush();
+        sent
     });
     // The file thread must show progress (a chunk read or hashed) within
     // the request deadline, or the transfer stops and so does the thread.
@@ -89,14 +109,14 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
             }
         }
     }
-    reader
+    let sent = reader
         .await
         .map_err(|err| FileError::new(ErrorCode::Internal, format!("file reader failed: {err}")))?;
     writer
         .send_header(&StreamFrame::end_header(&serde_json::json!({})))
         .await?;
     writer.flush().await?;
-    Ok(())
+    Ok(sent)
 }
 
 /// Checks, once per deadline, that the file thread got on since the last
@@ -286,14 +306,34 @@ impl Hashes {
     }
 }
 
-/// Reads one file into the channel: head, data, end. Returns false when the
-/// receiving side of the channel is gone.
+/// How reading one asked-for file went.
+enum ReadOutcome {
+    /// Its data and hashes went out, from this offset.
+    Sent { from: u64 },
+    /// It went out as a failed end frame.
+    Failed,
+    /// The connection side is gone: stop.
+    Gone,
+}
+
+impl ReadOutcome {
+    /// `Sent` (from `from`) or `Failed`, if the item went into the channel.
+    fn pushed(pushed: bool, ok: ReadOutcome) -> ReadOutcome {
+        if pushed {
+            ok
+        } else {
+            ReadOutcome::Gone
+        }
+    }
+}
+
+/// Reads one file into the channel: head, data, end.
 fn read_one(
     (manifest, opener): (&Manifest, &mut Opener<'_>),
     asked: Asked,
     out: &mut Batcher<Chunk>,
     pool: &Arc<ChunkPool>,
-) -> bool {
+) -> ReadOutcome {
     let Asked {
         i,
         offset,
@@ -310,7 +350,7 @@ fn read_one(
             error: Some(message),
             code: Some(code.as_str().into()),
         };
-        out.push(Chunk::End(end), 0)
+        ReadOutcome::pushed(out.push(Chunk::End(end), 0), ReadOutcome::Failed)
     };
     let (Some(entry), Some(Some(source))) = (
         manifest.entries.get(i as usize),
@@ -345,7 +385,7 @@ fn read_one(
     let mut offset = offset.min(entry.file_size);
     if offset > 0 {
         let hashed = match hash_prefix(&mut file, offset, &mut hasher, out) {
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => return false,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => return ReadOutcome::Gone,
             hashed => hashed.ok(),
         };
         let matches = hashed == prefix.as_deref().and_then(|p| parse_hash(p).ok());
@@ -367,7 +407,7 @@ fn read_one(
         },
         0,
     ) {
-        return false;
+        return ReadOutcome::Gone;
     }
     let mut short = false;
     let mut left = size;
@@ -393,13 +433,23 @@ fn read_one(
         short |= got < want;
         left -= want as u64;
         if !out.push(Chunk::Data(chunk), want) {
-            return false;
+            return ReadOutcome::Gone;
         }
     }
-    finish_read(i, short || changed(&file), hasher, out)
+    let changed = short || changed(&file);
+    let pushed = finish_read(i, changed, hasher, out);
+    ReadOutcome::pushed(
+        pushed,
+        if changed {
+            ReadOutcome::Failed
+        } else {
+            ReadOutcome::Sent { from: offset }
+        },
+    )
 }
 
-/// Ends one file: its hashes, or why it cannot be trusted.
+/// Ends one file: its hashes, or why it cannot be trusted. False when the
+/// other side of the channel is gone.
 fn finish_read(i: u64, changed: bool, hasher: Hashes, out: &mut Batcher<Chunk>) -> bool {
     let end = if changed {
         FileEnd {
@@ -516,10 +566,6 @@ impl<'m> Opener<'m> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Hashes the first `len` bytes of `file`, to check a receiver's kept
 /// prefix; stops (`Interrupted`) as soon as the connection side is gone.
 fn hash_prefix<T>(
@@ -546,7 +592,8 @@ fn hash_prefix<T>(
     Ok(hasher.blake3.finalize())
 }
 
-fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+/// Reads until `buf` is full or the file ends; the bytes read.
+pub(super) fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match file.read(&mut buf[filled..]) {

@@ -22,7 +22,7 @@ use super::super::error::{code_of, show, FileError};
 use super::super::root::split_names;
 use super::super::wire::{parse_hash, Entry, EntryError, FileEnd};
 use super::plan::{FileState, ReceivePlan, Target};
-use super::ReceiveSummary;
+use super::{FailedFile, ReceiveSummary};
 
 /// Files sealed before one `syncfs` and their renames.
 const PUBLISH_BATCH_FILES: usize = 2048;
@@ -44,12 +44,37 @@ pub(super) enum Op {
     End(FileEnd, Option<blake3::Hash>),
 }
 
+/// Why a file failed, and whether the sender caused it (see
+/// [`FailedFile::by_sender`]).
+struct Fault {
+    err: FileError,
+    by_sender: bool,
+}
+
+impl Fault {
+    /// A failure of this receiver: a write, a publish, a directory.
+    fn here(err: FileError) -> Fault {
+        Fault {
+            err,
+            by_sender: false,
+        }
+    }
+
+    /// A failure the sender caused.
+    fn sender(err: FileError) -> Fault {
+        Fault {
+            err,
+            by_sender: true,
+        }
+    }
+}
+
 /// The file thread's progress through the data phase.
 struct WriteState {
     /// The walk through the destination, in manifest order.
     chain: Option<DirChain>,
     /// The file being written, or why it cannot be.
-    current: Option<(u64, Result<PartialFile, FileError>)>,
+    current: Option<(u64, Result<PartialFile, Fault>)>,
     /// Sealed files waiting for the next durable publish, by index.
     pending: Vec<(u64, SealedFile)>,
     pending_bytes: u64,
@@ -98,7 +123,10 @@ impl ReceivePlan {
         for i in 0..self.states.len() as u64 {
             if self.states[i as usize].is_outstanding() {
                 let message = format!("{}: the sender never sent it", show(&self.shown(i)));
-                self.fail(i, FileError::new(ErrorCode::NotSent, message));
+                self.fail(
+                    i,
+                    Fault::sender(FileError::new(ErrorCode::NotSent, message)),
+                );
             }
         }
         if let Some(chain) = &mut state.chain {
@@ -129,7 +157,8 @@ impl ReceivePlan {
                     };
                     if let Err(err) = written {
                         let path = self.shown(*i);
-                        state.current = Some((*i, Err(FileError::write(&path, &err))));
+                        let fault = Fault::here(FileError::write(&path, &err));
+                        state.current = Some((*i, Err(fault)));
                     } else {
                         state.summary.bytes += chunk.len() as u64;
                     }
@@ -195,10 +224,12 @@ impl ReceivePlan {
         i: u64,
         offset: u64,
         state: &mut WriteState,
-    ) -> Result<PartialFile, FileError> {
+    ) -> Result<PartialFile, Fault> {
         let shown = self.shown(i);
-        let bad =
-            |what: &str| FileError::new(ErrorCode::BadRequest, format!("{}: {what}", show(&shown)));
+        let bad = |what: &str| {
+            let message = format!("{}: {what}", show(&shown));
+            Fault::sender(FileError::new(ErrorCode::BadRequest, message))
+        };
         let entry_state = self.states.get_mut(i as usize);
         let Some(entry_state @ FileState::Offered) = entry_state else {
             return Err(bad(
@@ -216,21 +247,25 @@ impl ReceivePlan {
         let mut partial = match self.partials.remove(&i) {
             Some(partial) => partial,
             None => {
-                let (dir, name) = self.enter_dir_of(i, node, state)?;
+                let (dir, name) = self.enter_dir_of(i, node, state).map_err(Fault::here)?;
                 let entry = &self.entries[i as usize];
                 let source = SourceId {
                     file_size: entry.file_size,
                     mtime: (entry.mtime, entry.mtime_ns),
                 };
                 PartialFile::open_in(dir, &name, &source, false)
-                    .map_err(|e| FileError::write(&shown, &e))?
+                    .map_err(|e| Fault::here(FileError::write(&shown, &e)))?
             }
         };
         if offset != partial.resumed_len() {
             if offset != 0 {
                 return Err(bad("resumed from an offset that was not offered"));
             }
-            partial.restart().map_err(|e| FileError::io(&shown, &e))?;
+            // The sender starts over (the kept prefix was not its file's).
+            self.resumed_offsets.remove(&i);
+            partial
+                .restart()
+                .map_err(|e| Fault::here(FileError::io(&shown, &e)))?;
         }
         Ok(partial)
     }
@@ -274,24 +309,24 @@ impl ReceivePlan {
     fn finish_file(
         &mut self,
         i: u64,
-        opened: Result<PartialFile, FileError>,
+        opened: Result<PartialFile, Fault>,
         end: &FileEnd,
         received: Option<blake3::Hash>,
-    ) -> Result<SealedFile, FileError> {
+    ) -> Result<SealedFile, Fault> {
         let shown = self.shown(i);
         let mut partial = opened?;
         if let Some(error) = &end.error {
             partial.remove();
             let code = end.code.as_deref().and_then(ErrorCode::from_wire);
-            return Err(FileError::new(
+            return Err(Fault::sender(FileError::new(
                 code.unwrap_or(ErrorCode::Changed),
                 format!("{}: {error}", show(&shown)),
-            ));
+            )));
         }
         let entry = &self.entries[i as usize];
         if partial.len() != entry.file_size {
             partial.remove();
-            return Err(FileError::new(
+            return Err(Fault::sender(FileError::new(
                 ErrorCode::BadRequest,
                 format!(
                     "{}: {} bytes received for a file of {}",
@@ -299,14 +334,14 @@ impl ReceivePlan {
                     partial.len(),
                     entry.file_size
                 ),
-            ));
+            )));
         }
         let hash = end
             .blake3
             .as_deref()
             .ok_or_else(|| "no blake3 in the end frame".to_string())
             .and_then(parse_hash)
-            .map_err(|m| FileError::new(ErrorCode::BadRequest, m))?;
+            .map_err(|m| Fault::sender(FileError::new(ErrorCode::BadRequest, m)))?;
         let meta = self.file_meta(i, entry);
         // Without the reader's hash, `seal` checks the partial's own: after
         // unhashed writes it cannot match, so a missing hash refuses the file.
@@ -314,7 +349,15 @@ impl ReceivePlan {
             Some(received) => partial.seal_hashed(&received, &hash, &meta),
             None => partial.seal(&hash, &meta),
         }
-        .map_err(|e| FileError::write(&shown, &e))
+        .map_err(|e| {
+            // Data that does not hash to the sender's hash is the sender's
+            // (or the network's) fault; anything else failed writing here.
+            let err = FileError::write(&shown, &e);
+            match err.code {
+                ErrorCode::ChecksumMismatch => Fault::sender(err),
+                _ => Fault::here(err),
+            }
+        })
     }
 
     /// The mode and mtime file `i` is published with.
@@ -350,11 +393,16 @@ impl ReceivePlan {
                 Ok(()) => {
                     self.settle(i);
                     summary.files += 1;
+                    let from = self.resumed_offsets.get(&i).copied().unwrap_or(0);
+                    summary.resumed_bytes += from;
+                    if self.options.list_files {
+                        summary.published.push((i, from));
+                    }
                 }
                 Err(err) => {
                     let shown = self.shown(i);
                     let message = format!("{}: cannot publish: {err}", show(&shown));
-                    self.fail(i, FileError::new(code_of(&err), message));
+                    self.fail(i, Fault::here(FileError::new(code_of(&err), message)));
                 }
             }
         }
@@ -424,17 +472,20 @@ impl ReceivePlan {
             .as_deref()
             .unwrap_or("the sender ended it without sending its data");
         let message = format!("{}: {why}", show(&self.shown(i)));
-        self.fail(i, FileError::new(code, message));
+        self.fail(i, Fault::sender(FileError::new(code, message)));
     }
 
     /// Gives up on the file being written, whose data was cut short by a
     /// sender that broke the protocol.
-    fn abandon(&mut self, i: u64, opened: Result<PartialFile, FileError>, why: &str) {
+    fn abandon(&mut self, i: u64, opened: Result<PartialFile, Fault>, why: &str) {
         if let Ok(mut partial) = opened {
             partial.remove();
         }
         let message = format!("{}: {why}", show(&self.shown(i)));
-        self.fail(i, FileError::new(ErrorCode::BadRequest, message));
+        self.fail(
+            i,
+            Fault::sender(FileError::new(ErrorCode::BadRequest, message)),
+        );
     }
 
     /// Marks file `i` published or failed.
@@ -445,12 +496,15 @@ impl ReceivePlan {
     }
 
     /// Records a file's failure; the file is settled.
-    fn fail(&mut self, i: u64, err: FileError) {
+    fn fail(&mut self, i: u64, fault: Fault) {
         self.settle(i);
-        self.errors.push(EntryError {
-            i,
-            code: err.code.as_str().to_string(),
-            message: err.message,
+        self.errors.push(FailedFile {
+            error: EntryError {
+                i,
+                code: fault.err.code.as_str().to_string(),
+                message: fault.err.message,
+            },
+            by_sender: fault.by_sender,
         });
     }
 }
