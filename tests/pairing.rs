@@ -76,6 +76,11 @@ fn the_right_code_pins_the_server_and_earns_a_token_of_its_own() {
     assert_eq!((echo.code, echo.stdout.as_str()), (0, "hi\n"), "{echo:?}");
     assert!(!echo.stderr.contains("pinned"), "{echo:?}");
     server.wait_for_log("client=laptop");
+    // And by the name it keeps the server under, from its config file.
+    let ls = Invocation::new(&other, &["ls", "srv:"]).run();
+    assert_eq!(ls.code, 0, "{ls:?}");
+    let hosts = Invocation::new(&other, &["hosts"]).run();
+    assert!(hosts.stdout.contains("srv"), "{hosts:?}");
     let listed = Invocation::new(
         &server.sandbox,
         &[

@@ -132,19 +132,25 @@ pub async fn pair(args: PairArgs, global: &GlobalArgs) -> Result<(), Error> {
         Some(alias) => alias,
         None => host_of(&server),
     };
-    ferry::server::tokens::check_name(&alias).map_err(Error::Usage)?;
+    ferry::client::config::check_host_name(&alias).map_err(Error::Usage)?;
     let token_file = store(&server, &alias, &pairing)?;
+    let mut config = global.client_config()?;
+    let entry = ferry::client::config::HostEntry {
+        token_file: Some(token_file.clone()),
+        fingerprint: Some(pairing.fingerprint),
+        ..ferry::client::config::HostEntry::new(server.clone())
+    };
+    config.add_host(&alias, entry)?;
+    config.save()?;
     if !global.quiet {
         eprintln!(
-            "ferry: paired with {server} (as {:?} there); pinned {} and saved this machine's token in {}",
+            "ferry: paired with {server} (as {:?} there): pinned {}, saved this machine's token              in {} and the host {alias:?} in {}",
             pairing.name,
             pairing.fingerprint,
-            token_file.display()
+            token_file.display(),
+            config.path().display()
         );
-        eprintln!(
-            "ferry: try: ferry --server {server} --token-file {} echo hi",
-            token_file.display()
-        );
+        eprintln!("ferry: try: ferry ls {alias}:");
     }
     Ok(())
 }
