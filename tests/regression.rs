@@ -4,5 +4,6 @@
 mod auth;
 mod datagram;
 mod doors;
+mod fresh_machine;
 mod integrity;
 mod python_client;
