@@ -9,6 +9,7 @@ mod compat;
 mod exec;
 mod files;
 mod foundation;
+mod install;
 mod regression;
 mod shell;
 mod udp;

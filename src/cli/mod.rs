@@ -9,6 +9,7 @@ mod echo;
 mod exec;
 mod exec_hosts;
 mod files;
+mod install;
 mod output;
 mod progress;
 mod prompt;
@@ -35,7 +36,7 @@ use ferry::Error;
 #[derive(Debug, Parser)]
 #[command(
     name = "ferry",
-    version,
+    version = VERSION,
     propagate_version = true,
     max_term_width = 100
 )]
@@ -45,6 +46,11 @@ pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
 }
+
+/// `ferry --version`: the program's version and the wire protocol's, which
+/// is what decides whether two ferries can talk (checked against
+/// `ferry::protocol::PROTOCOL_VERSION` by a test below).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (protocol 1)");
 
 /// Options every command accepts, before or after its name.
 #[derive(Debug, Args)]
@@ -165,6 +171,10 @@ pub(crate) enum Command {
     Time(datagram::TimeArgs),
     /// Send text to a UDP echo service and print the answer.
     UdpEcho(datagram::UdpEchoArgs),
+    /// Print a shell completion script: ferry completions bash > FILE.
+    Completions(install::CompletionsArgs),
+    /// Print the manual page (roff) of ferry, or of one command.
+    Man(install::ManArgs),
 }
 
 /// Parses, runs, and maps the outcome to an exit status.
@@ -194,7 +204,9 @@ pub fn main() -> ExitCode {
     let serving = matches!(cli.command, Command::Serve(_));
     let log = init_logging(&cli.global, serving);
     let datagram = matches!(cli.command, Command::Time(_) | Command::UdpEcho(_));
-    if !serving && !datagram {
+    // What installing ferry needs is printed without asking any server.
+    let installing = matches!(cli.command, Command::Completions(_) | Command::Man(_));
+    if !serving && !datagram && !installing {
         if let Err(err) = read_token_file(&mut cli.global) {
             return report(&err);
         }
@@ -214,6 +226,8 @@ pub fn main() -> ExitCode {
         Command::Chat(args) => run_client(chat::run(args, global)),
         Command::Time(args) => run_client(datagram::time(args, global)),
         Command::UdpEcho(args) => run_client(datagram::udp_echo(args, global)),
+        Command::Completions(args) => install::completions(&args),
+        Command::Man(args) => install::man(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -430,6 +444,14 @@ mod tests {
     #[test]
     fn the_cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_version_names_the_protocol_version() {
+        let protocol = format!("(protocol {})", ferry::protocol::PROTOCOL_VERSION);
+        assert_eq!(VERSION, format!("{} {protocol}", env!("CARGO_PKG_VERSION")));
+        let long = Cli::command().render_version();
+        assert_eq!(long, format!("ferry {VERSION}\n"));
     }
 
     #[test]

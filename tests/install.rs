@@ -1,0 +1,4 @@
+//! Getting ferry onto a machine: what `--version`, `ferry completions` and
+//! `ferry man` print. One file per concern.
+
+mod generated;
