@@ -1,4 +1,6 @@
 //! Getting ferry onto a machine: what `--version`, `ferry completions` and
-//! `ferry man` print. One file per concern.
+//! `ferry man` print, and the systemd unit of `ferry serve --systemd-unit`.
+//! One file per concern.
 
 mod generated;
+mod systemd;

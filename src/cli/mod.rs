@@ -201,7 +201,7 @@ pub fn main() -> ExitCode {
         on_command_line(&matches, "token"),
         on_command_line(&matches, "token_file"),
     );
-    let serving = matches!(cli.command, Command::Serve(_));
+    let serving = matches!(&cli.command, Command::Serve(args) if !args.systemd_unit);
     let log = init_logging(&cli.global, serving);
     let datagram = matches!(cli.command, Command::Time(_) | Command::UdpEcho(_));
     // What installing ferry needs is printed without asking any server.
@@ -213,6 +213,10 @@ pub fn main() -> ExitCode {
     }
     let global = &cli.global;
     let result = match cli.command {
+        Command::Serve(args) if args.systemd_unit => {
+            let serve = matches.subcommand_matches("serve").expect("serve matches");
+            serve::systemd_unit::print(&args, global, serve)
+        }
         Command::Serve(args) => serve::run(*args, global, log.as_ref()),
         Command::Echo(args) => run_client(echo::run(args, global)),
         Command::Put(args) => run_client(files::put(args, global)),

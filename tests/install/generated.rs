@@ -97,7 +97,7 @@ fn man_to_a_directory_writes_a_page_per_command() {
         assert!(text.contains(".SH NAME"), "{page}");
     }
     let serve = std::fs::read_to_string(dir.join("ferry-serve.1")).unwrap();
-    assert!(serve.contains("\\-\\-max\\-connections"), "{serve}");
+    assert!(serve.contains("\\-\\-systemd\\-unit"), "{serve}");
 }
 
 #[test]
