@@ -6,5 +6,6 @@ mod auth;
 mod cli;
 mod datagram;
 mod doors;
+mod fresh_machine;
 mod integrity;
 mod python_client;

@@ -10,6 +10,7 @@ mod compat;
 mod exec;
 mod files;
 mod foundation;
+mod install;
 mod pairing;
 mod regression;
 mod shell;

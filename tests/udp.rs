@@ -34,17 +34,3 @@ pub fn expect_silence(addr: &str, request: &[u8], quiet: Duration) {
         panic!("expected no reply, got {:?}", &buf[..len]);
     }
 }
-
-/// Fails with how to get `tool` when it is missing: `.ci/run` installs it.
-pub fn require(tool: &str) -> String {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|dir| dir.join(tool))
-        .find(|path| path.is_file());
-    match found {
-        Some(path) => path.display().to_string(),
-        None => panic!("{tool} is not installed; .ci/run installs it (apt-get install)"),
-    }
-}

@@ -10,6 +10,7 @@
 //! fails a test instead of hanging the suite.
 
 pub mod fake;
+pub mod outside_tool;
 mod raw;
 
 pub use raw::{frame_bytes, hello_header, Raw};

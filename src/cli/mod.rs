@@ -13,6 +13,7 @@ mod exec;
 mod exec_hosts;
 mod files;
 mod hosts;
+mod install;
 mod output;
 mod pair;
 mod progress;
@@ -42,7 +43,7 @@ use ferry::Error;
 #[derive(Debug, Parser)]
 #[command(
     name = "ferry",
-    version,
+    version = VERSION,
     propagate_version = true,
     max_term_width = 100
 )]
@@ -52,6 +53,11 @@ pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
 }
+
+/// `ferry --version`: the program's version and the wire protocol's, which
+/// is what decides whether two ferries can talk (checked against
+/// `ferry::protocol::PROTOCOL_VERSION` by a test below).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (protocol 1)");
 
 /// Options every command accepts, before or after its name.
 #[derive(Debug, Clone, Args)]
@@ -207,6 +213,10 @@ pub(crate) enum Command {
     Pair(pair::PairArgs),
     /// List the hosts of the client's config file.
     Hosts(hosts::HostsArgs),
+    /// Print a shell completion script: ferry completions bash > FILE.
+    Completions(install::CompletionsArgs),
+    /// Print the manual page (roff) of ferry, or of one command.
+    Man(install::ManArgs),
 }
 
 /// Parses, runs, and maps the outcome to an exit status.
@@ -234,13 +244,17 @@ pub fn main() -> ExitCode {
         on_command_line(&matches, "token_file"),
     );
     cli.global.fingerprint_on_command_line = on_command_line(&matches, "fingerprint");
-    let serving = matches!(cli.command, Command::Serve(_));
+    let serving = matches!(&cli.command, Command::Serve(args) if !args.systemd_unit);
     let log = init_logging(&cli.global, serving);
     let global = &cli.global;
     // Each client command aims the global options at its host (if it
     // names one) and reads the token file once: file commands in
     // `files.rs`, where their arguments are read; the rest here.
     let result = match cli.command {
+        Command::Serve(args) if args.systemd_unit => {
+            let serve = matches.subcommand_matches("serve").expect("serve matches");
+            serve::systemd_unit::print(&args, global, serve)
+        }
         Command::Serve(args) => serve::run(*args, global, log.as_ref()),
         Command::Echo(args) => global
             .for_target(None)
@@ -278,6 +292,8 @@ pub fn main() -> ExitCode {
         Command::Invite(args) => pair::invite(args, global),
         Command::Pair(args) => run_client(pair::pair(args, global)),
         Command::Hosts(args) => hosts::run(args, global),
+        Command::Completions(args) => install::completions(&args),
+        Command::Man(args) => install::man(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -564,6 +580,14 @@ mod tests {
     #[test]
     fn the_cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_version_names_the_protocol_version() {
+        let protocol = format!("(protocol {})", ferry::protocol::PROTOCOL_VERSION);
+        assert_eq!(VERSION, format!("{} {protocol}", env!("CARGO_PKG_VERSION")));
+        let long = Cli::command().render_version();
+        assert_eq!(long, format!("ferry {VERSION}\n"));
     }
 
     #[test]

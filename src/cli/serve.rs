@@ -1,5 +1,8 @@
 //! `ferry serve`: flags → validated `server::Config` → a running server that
-//! stops on SIGINT or SIGTERM.
+//! stops on SIGINT or SIGTERM; or, with `--systemd-unit`, the same flags as
+//! a systemd service ([`systemd_unit`]).
+
+pub mod systemd_unit;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -130,6 +133,13 @@ pub struct ServeArgs {
           default_value_t = Limits::default().max_header_bytes)]
     max_header_bytes: usize,
 
+    /// Print a systemd unit that runs this server with the other flags
+    /// given, as a hardened service (user `ferry`, a read-only system, no
+    /// privileges), and exit. Its root and state default to
+    /// /var/lib/ferry/share and /var/lib/ferry/state.
+    #[arg(long)]
+    pub systemd_unit: bool,
+
     /// Last: its help heading applies to what follows it.
     #[command(flatten)]
     services: ServiceArgs,
@@ -245,6 +255,9 @@ pub fn with_config_file(
         .map_err(|err| Error::Usage(format!("{}: {err}", file.display())))
 }
 
+/// Flags that say what to do with the file, not how to serve.
+const NOT_IN_CONFIG: &[&str] = &["config", "systemd-unit"];
+
 fn config_args(
     mut argv: Vec<OsString>,
     serve: &ArgMatches,
@@ -261,7 +274,7 @@ fn config_args(
         }
         let arg = command
             .get_arguments()
-            .find(|a| a.get_long() == Some(key.as_str()))
+            .find(|a| a.get_long() == Some(key.as_str()) && !NOT_IN_CONFIG.contains(&key.as_str()))
             .ok_or_else(|| {
                 format!("unknown setting `{key}`; settings are named as `ferry serve` flags, e.g. `idle-timeout`")
             })?;
@@ -443,6 +456,8 @@ mod tests {
             parse(&["ferry", "serve"], shared).unwrap().idle_timeout,
             Duration::from_secs(7)
         );
+        let err = parse(&["ferry", "serve"], "systemd-unit = true\n").unwrap_err();
+        assert!(err.contains("unknown setting `systemd-unit`"), "{err}");
         assert!(parse(&["ferry", "serve"], "not toml [").is_err());
     }
 }

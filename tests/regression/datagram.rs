@@ -5,14 +5,28 @@
 //! datagrams in order, so once it has answered a later one, a reply to an
 //! earlier one would already sit in the receiving socket's queue (loopback
 //! delivers during `sendto`). Low ports on 127.0.0.x stand in for other
-//! services; binding them and forging datagrams needs root, as the tests
-//! run.
+//! services; binding them and forging datagrams needs root, as CI runs the
+//! tests: those two report a skip for anyone else.
 
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::util::outside_tool;
 use crate::util::{Server, DEADLINE};
+
+/// Whether the test runs as root; reported as a skip, saying that `what`
+/// needs root, where it does not (a developer's own account).
+fn root_for(what: &str) -> bool {
+    let root = rustix::process::geteuid().is_root();
+    if !root {
+        outside_tool::skip(
+            &format!("{what} needs root"),
+            "run cargo test as root; CI does",
+        );
+    }
+    root
+}
 
 fn addr(text: &str) -> SocketAddrV4 {
     text.parse().unwrap()
@@ -95,6 +109,9 @@ fn udp_services_never_answer_the_servers_own_ports() {
 
 #[test]
 fn udp_services_never_answer_well_known_service_ports() {
+    if !root_for("binding ports below 1024") {
+        return;
+    }
     let server = Server::start(&[
         "--udp-time",
         "127.0.0.1:0",
@@ -181,6 +198,9 @@ fn ports_seen(sniffer: &Socket) -> Vec<(u16, u16)> {
 
 #[test]
 fn a_forged_datagram_starts_no_loop_between_time_and_echo() {
+    if !root_for("a raw socket") {
+        return;
+    }
     let server = Server::start(&["--udp-time", "127.0.0.1:0", "--udp-echo", "127.0.0.1:0"]);
     let time = addr(server.service_addr("udp time"));
     let echo = addr(server.service_addr("udp echo"));

@@ -4,9 +4,12 @@ integration test `compat::python_client` (cargo test), which passes:
     FERRY_TEST_HOST, FERRY_TEST_TOKEN
     FERRY_TEST_TLS_PORT, FERRY_TEST_FINGERPRINT, FERRY_TEST_TLS_ROOT
     FERRY_TEST_PLAIN_PORT, FERRY_TEST_PLAIN_TOKEN, FERRY_TEST_PLAIN_ROOT
+    FERRY_TEST_BLAKE3_VECTORS
 
-Both servers run with --allow-exec. The blake3 module, which .ci/run
-installs, is what the pure-Python BLAKE3 is checked against.
+Both servers run with --allow-exec. The pure-Python BLAKE3 is checked
+against hashes the Rust blake3 crate computed (FERRY_TEST_BLAKE3_VECTORS:
+`LENGTH=HEX` pairs over `edge_data(LENGTH)`), and against the blake3 module
+when it is installed (.ci/run installs it; the test is skipped otherwise).
 """
 
 import os
@@ -201,8 +204,16 @@ class Partials(unittest.TestCase):
         self.assertEqual(ferry_client._published_mode(True), 0o640)
 
 
+def edge_data(n):
+    """n bytes that differ from block to block; the Rust test hashes the same."""
+    return bytes(i % 251 for i in range(n))
+
+
 class PureBlake3(unittest.TestCase):
-    """The fallback BLAKE3 against published values and the module."""
+    """The fallback BLAKE3 against published values, the Rust crate and the module."""
+
+    # Lengths on either side of a block (64), a chunk (1024) and tree edges.
+    EDGES = [1, 63, 64, 65, 1023, 1024, 1025, 2048, 2049, 3072, 4097, 8193, 16384, 31745]
 
     @staticmethod
     def pure(data, step=None):
@@ -218,11 +229,20 @@ class PureBlake3(unittest.TestCase):
         self.assertEqual(self.pure(b"abc"),
                          "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85")
 
+    def test_agrees_with_the_rust_crate_across_block_chunk_and_tree_edges(self):
+        vectors = dict(pair.split("=") for pair in ENV["FERRY_TEST_BLAKE3_VECTORS"].split())
+        self.assertEqual(sorted(int(n) for n in vectors), self.EDGES)
+        for n in self.EDGES:
+            data = edge_data(n)
+            expected = vectors[str(n)]
+            self.assertEqual(self.pure(data), expected, n)
+            self.assertEqual(self.pure(data, step=777), expected, (n, "in pieces"))
+
+    @unittest.skipUnless(ferry_client._blake3,
+                         "the blake3 module is missing: pip install blake3 (.ci/run does)")
     def test_agrees_with_the_module_across_block_chunk_and_tree_edges(self):
-        self.assertIsNotNone(ferry_client._blake3,
-                             "the blake3 module is missing: pip install blake3 (.ci/run does)")
-        for n in [1, 63, 64, 65, 1023, 1024, 1025, 2048, 2049, 3072, 4097, 8193, 16384, 31745]:
-            data = bytes(i % 251 for i in range(n))
+        for n in self.EDGES:
+            data = edge_data(n)
             expected = ferry_client._blake3.blake3(data).hexdigest()
             self.assertEqual(self.pure(data), expected, n)
             self.assertEqual(self.pure(data, step=777), expected, (n, "in pieces"))
