@@ -144,7 +144,7 @@ pub async fn pair(args: PairArgs, global: &GlobalArgs) -> Result<(), Error> {
     config.save()?;
     if !global.quiet {
         eprintln!(
-            "ferry: paired with {server} (as {:?} there): pinned {}, saved this machine's token              in {} and the host {alias:?} in {}",
+            "ferry: paired with {server} (as {:?} there): pinned {}, saved this machine's token in {} and the host {alias:?} in {}",
             pairing.name,
             pairing.fingerprint,
             token_file.display(),
