@@ -17,6 +17,9 @@
 //!   port 0 through `FERRY_LISTEN` and `FERRY_UDP_TIME`, and the client
 //!   the port through `FERRY_SERVER`. The token and the pin it finds by
 //!   itself, as the README says.
+//!
+//! The last command, `cargo test`, is this very test run (CI runs it
+//! exactly so), so it is checked to be there and not run again.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -34,6 +37,7 @@ const QUICK_START: &[&str] = &[
     "cargo install --locked --path .",
     "ferry serve",
     "ferry echo hello ferry",
+    "cargo test",
 ];
 
 /// A first start generates a key.
