@@ -208,8 +208,8 @@ pub(crate) enum Command {
     Tokens(tokens::TokensArgs),
     /// On the server's machine: print a one-time code for `ferry pair`.
     Invite(pair::InviteArgs),
-    /// Pair this machine with a server: its fingerprint and a token of our
-    /// own, from the code `ferry invite` printed (or over ssh).
+    /// Pair this machine with a server: its fingerprint and a token of this
+    /// machine's own, from the code `ferry invite` printed (or over ssh).
     Pair(pair::PairArgs),
     /// List the hosts of the client's config file.
     Hosts(hosts::HostsArgs),

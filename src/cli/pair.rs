@@ -60,7 +60,7 @@ pub struct PairArgs {
     /// `ferry tokens add` (the server's machine must have ferry on PATH).
     #[arg(long, conflicts_with = "code")]
     ssh: bool,
-    /// With --ssh: the port ferry serves on [default: 9001].
+    /// With --ssh: the port ferry serves on.
     #[arg(long, value_name = "PORT", default_value_t = 9001, requires = "ssh")]
     port: u16,
 }
