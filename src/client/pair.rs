@@ -85,6 +85,15 @@ pub async fn pair(
     let paired: Paired = expect_ok(conn.reader().expect_header().await?)?
         .to_message()
         .map_err(|err| Error::Protocol(format!("bad pairing result: {err}")))?;
+    // The token goes into a file and back into every hello: one line of
+    // printable ASCII, as the server makes them.
+    let plain =
+        |t: &str| !t.is_empty() && t.len() <= 1024 && t.bytes().all(|b| b.is_ascii_graphic());
+    if !plain(&paired.token) {
+        return Err(Error::Protocol(
+            "the server sent a token that is not one".into(),
+        ));
+    }
     if !key.verify(Side::Server, &paired.mac) {
         return Err(Error::Protocol(
             "the server's proof does not match: this is not the server that made the code".into(),

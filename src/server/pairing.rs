@@ -223,22 +223,23 @@ pub async fn serve(
         return Outcome::Refused;
     }
     // One use: the invite goes as the token comes.
-    let name = invite
-        .name
-        .clone()
-        .or(request.name.clone())
-        .unwrap_or_else(|| format!("client-{}", request.slot));
+    let asked = invite.name.clone().or(request.name.clone());
     let minted = Invites::update(state_dir, now(), |invites| {
-        invites
-            .invites
-            .remove(&slot)
-            .ok_or_else(|| "the pairing code was used meanwhile".to_string())?;
-        Clients::update(state_dir, |clients| {
-            clients.add(&name, invite.limits.clone(), now())
-        })
+        if !invites.invites.contains_key(&slot) {
+            return Err("the pairing code was used meanwhile".to_string());
+        }
+        let minted = Clients::update(state_dir, |clients| {
+            let name = free_name(asked.as_deref(), request.slot, clients);
+            clients
+                .add(&name, invite.limits.clone(), now())
+                .map(|token| (name, token))
+        })?;
+        // Spent only once the token exists.
+        invites.invites.remove(&slot);
+        Ok(minted)
     });
-    let token = match minted {
-        Ok(token) => token,
+    let (name, token) = match minted {
+        Ok(minted) => minted,
         Err(message) => {
             let _ = conn.send_error(&refuse(&message)).await;
             return Outcome::Broken;
@@ -261,9 +262,56 @@ pub async fn serve(
     Outcome::Paired(name)
 }
 
+/// The name a paired client gets: the one asked for (by the invite, else
+/// the client) made plain and unused: `laptop`, or `laptop-2` when a
+/// `laptop` is paired already; `client-SLOT` when nothing usable was asked.
+fn free_name(asked: Option<&str>, slot: u16, clients: &Clients) -> String {
+    let plain: String = asked
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .skip_while(|&c| c == '-')
+        .take(super::tokens::MAX_NAME_BYTES - 4)
+        .collect();
+    let base = if plain.is_empty() {
+        format!("client-{slot}")
+    } else {
+        plain
+    };
+    (1..)
+        .map(|n| {
+            if n == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            }
+        })
+        .find(|name| !clients.clients.contains_key(name))
+        .unwrap_or(base)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_paired_client_gets_a_plain_unused_name() {
+        let mut clients = Clients::default();
+        assert_eq!(free_name(Some("laptop"), 7, &clients), "laptop");
+        clients.add("laptop", Limits::default(), 0).unwrap();
+        assert_eq!(free_name(Some("laptop"), 7, &clients), "laptop-2");
+        assert_eq!(free_name(Some("Mé's box"), 7, &clients), "M--s-box");
+        assert_eq!(free_name(Some("--"), 7, &clients), "client-7");
+        assert_eq!(free_name(None, 9, &clients), "client-9");
+        let long = "x".repeat(200);
+        assert!(super::super::tokens::check_name(&free_name(Some(&long), 1, &clients)).is_ok());
+    }
 
     #[test]
     fn an_invite_takes_a_free_slot_and_expires() {
