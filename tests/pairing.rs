@@ -300,6 +300,9 @@ fn a_second_machine_under_a_taken_name_gets_a_name_of_its_own() {
         let code = invite(&server, &["--name", "laptop"]);
         let run = pair(&Sandbox::new(), server.addr(), &code);
         assert_eq!(run.code, 0, "{run:?}");
-        assert!(run.stderr.contains(&format!("as \"{expected}\" there")), "{run:?}");
+        assert!(
+            run.stderr.contains(&format!("as \"{expected}\" there")),
+            "{run:?}"
+        );
     }
 }
