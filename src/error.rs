@@ -147,7 +147,7 @@ pub enum Error {
     /// A transfer failed on this side as a whole (a local file to send, a
     /// destination directory).
     #[error("local: {0}")]
-    Files(crate::services::files::error::FileError),
+    Files(crate::engine::error::FileError),
     /// A local IO error outside a transfer (stdin, stdout, a file).
     #[error("local: {0}")]
     Io(#[from] std::io::Error),
@@ -300,7 +300,7 @@ mod tests {
         // A transfer that failed, on either side, is 1; a local failure
         // outside a transfer (stdout, stdin) is ferry's own, 3.
         assert_eq!(Error::TransferFailed { failed: 2 }.exit_code(), 1);
-        let missing = crate::services::files::error::FileError::new(ErrorCode::NotFound, "x");
+        let missing = crate::engine::error::FileError::new(ErrorCode::NotFound, "x");
         assert_eq!(Error::Files(missing).exit_code(), 1);
         let stdout = Error::Io(std::io::Error::other("cannot write to stdout"));
         assert_eq!(stdout.exit_code(), 3);

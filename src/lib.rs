@@ -12,6 +12,8 @@
 //! - [`transport`]: addresses, listeners, TLS and fingerprints; knows no
 //!   services.
 //! - [`services`]: one module per `cmd`, and the request dispatch.
+//! - [`engine`]: what both peers run: confinement, atomic writes, the
+//!   manifest, the transfer by role, the state directory.
 //! - [`server`]: listeners, one task per connection, limits, shutdown.
 //! - [`client`]: connect, pin, hello, and one file per service.
 //! - [`udp`]: the datagram services (time, SNTP, echo, the chat gateway):
@@ -29,6 +31,7 @@
 
 pub mod client;
 pub mod connection;
+pub mod engine;
 pub mod error;
 pub mod escape;
 pub mod limits;

@@ -14,8 +14,8 @@ use clap::Args;
 use ferry::client::files::{
     Failure, FileAction, FileOutcome, Side, TransferOptions, TransferReport,
 };
+use ferry::engine::wire::WirePath;
 use ferry::services::files::ops::FileInfo;
-use ferry::services::files::wire::WirePath;
 use ferry::Error;
 use serde::Serialize;
 
@@ -295,7 +295,7 @@ struct JsonPath {
 
 impl JsonPath {
     fn of(bytes: &[u8]) -> JsonPath {
-        let wire = ferry::services::files::wire::WirePath::from_bytes(bytes);
+        let wire = ferry::engine::wire::WirePath::from_bytes(bytes);
         JsonPath {
             path: wire.path.map(String::from),
             path_b64: wire.path_b64.map(String::from),

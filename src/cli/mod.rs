@@ -401,7 +401,7 @@ fn local_state_dir() -> Option<PathBuf> {
     std::env::var_os("FERRY_STATE")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .or_else(ferry::server::state::default_state_dir)
+        .or_else(ferry::engine::state::default_state_dir)
 }
 
 /// Reads `--token-file` into `--token`, once for the whole command, and

@@ -75,11 +75,11 @@ fn hostname() -> String {
 pub fn invite(args: InviteArgs, global: &GlobalArgs) -> Result<(), Error> {
     let state = match args.state {
         Some(dir) => dir,
-        None => ferry::server::state::default_state_dir().ok_or_else(|| {
+        None => ferry::engine::state::default_state_dir().ok_or_else(|| {
             Error::Usage("HOME is not set; pass --state DIR for the server's state".into())
         })?,
     };
-    if !state.join(ferry::server::state::CERT_FILE).exists() {
+    if !state.join(ferry::engine::state::CERT_FILE).exists() {
         return Err(Error::Usage(format!(
             "no server state in {}: start `ferry serve` first (or pass its --state DIR)",
             state.display()

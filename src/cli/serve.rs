@@ -201,7 +201,7 @@ impl ServeArgs {
     fn to_config(&self, global: &GlobalArgs) -> Result<Config, Error> {
         let state_dir = match &self.state {
             Some(dir) => dir.clone(),
-            None => ferry::server::state::default_state_dir().ok_or_else(|| {
+            None => ferry::engine::state::default_state_dir().ok_or_else(|| {
                 Error::Usage("HOME is not set; pass --state DIR for the server's state".into())
             })?,
         };

@@ -64,7 +64,7 @@ struct AddArgs {
 pub fn run(args: TokensArgs) -> Result<(), Error> {
     let state = match args.state {
         Some(dir) => dir,
-        None => ferry::server::state::default_state_dir().ok_or_else(|| {
+        None => ferry::engine::state::default_state_dir().ok_or_else(|| {
             Error::Usage("HOME is not set; pass --state DIR for the server's state".into())
         })?,
     };
@@ -84,7 +84,7 @@ pub fn run(args: TokensArgs) -> Result<(), Error> {
         }
         TokensAction::Add(add) => {
             if let Some(dir) = &add.root_subdir {
-                let rel = ferry::services::files::root::RelPath::parse(dir.as_bytes())
+                let rel = ferry::engine::root::RelPath::parse(dir.as_bytes())
                     .map_err(|err| Error::Usage(format!("--root-subdir {dir:?}: {err}")))?;
                 if rel.is_root() {
                     return Err(Error::Usage(
@@ -101,7 +101,7 @@ pub fn run(args: TokensArgs) -> Result<(), Error> {
             let token = Clients::update(&state, |clients| clients.add(&add.name, limits, now))
                 .map_err(Error::Usage)?;
             if add.json {
-                let fingerprint = ferry::server::state::read_fingerprint(&state)?;
+                let fingerprint = ferry::engine::state::read_fingerprint(&state)?;
                 let doc = serde_json::json!({
                     "name": add.name,
                     "token": token,

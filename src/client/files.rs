@@ -16,19 +16,19 @@ use bytes::Bytes;
 use tracing::debug;
 
 use super::{expect_ok, Client};
+use crate::engine::error::{show, FileError};
+use crate::engine::manifest::Manifest;
+use crate::engine::root::{RelPath, Root};
+use crate::engine::transfer::{self, Progress, ReceiveOptions, ReceivePlan};
+use crate::engine::wire::{
+    rename_top, to_json_lines, Entry, EntryError, Want, WantAction, WirePath,
+};
 use crate::error::Error;
 use crate::protocol::message::request_header;
 use crate::protocol::Header;
-use crate::services::files::error::{show, FileError};
 use crate::services::files::glob::{matches_path, GlobRequest};
-use crate::services::files::manifest::Manifest;
 use crate::services::files::ops::{
     FileInfo, LsReply, LsRequest, MkdirRequest, RmReply, RmRequest, StatRequest,
-};
-use crate::services::files::root::{RelPath, Root};
-use crate::services::files::transfer::{self, Progress, ReceiveOptions, ReceivePlan};
-use crate::services::files::wire::{
-    rename_top, to_json_lines, Entry, EntryError, Want, WantAction, WirePath,
 };
 use crate::services::files::{GetReply, GetRequest, PutRequest, PutResult, WantsFrame};
 
@@ -708,7 +708,7 @@ mod tests {
 
     fn entry(path: &str) -> Entry {
         Entry {
-            kind: crate::services::files::wire::EntryKind::File,
+            kind: crate::engine::wire::EntryKind::File,
             path: WirePath::from_bytes(path.as_bytes()),
             file_size: 0,
             mode: 0o644,

@@ -64,7 +64,7 @@ impl ClientOptions {
             plaintext: false,
             allow_remote_plaintext: false,
             known_hosts: known_hosts::default_path().map(KnownHosts::new),
-            state_dir: crate::server::state::default_state_dir(),
+            state_dir: crate::engine::state::default_state_dir(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_header_bytes: crate::limits::Limits::default().max_header_bytes,
@@ -98,10 +98,10 @@ impl ClientOptions {
             looked_in: self
                 .state_dir
                 .as_ref()
-                .map(|d| d.join(crate::server::state::TOKEN_FILE)),
+                .map(|d| d.join(crate::engine::state::TOKEN_FILE)),
         };
         let dir = self.state_dir.as_ref().ok_or_else(no_token)?;
-        match crate::server::state::read_token(dir) {
+        match crate::engine::state::read_token(dir) {
             Ok(token) if !token.is_empty() => Ok(token),
             _ => Err(no_token()),
         }

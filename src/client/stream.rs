@@ -21,14 +21,14 @@ use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::{expect_ok, Client};
+use crate::engine::error::show;
+use crate::engine::root::RelPath;
+use crate::engine::wire::{
+    parse_hash, to_json_lines, Entry, EntryKind, FileEnd, FileHead, Want, WantAction, WirePath,
+};
 use crate::error::Error;
 use crate::protocol::message::request_header;
 use crate::protocol::{ErrorCode, ErrorReply, Header};
-use crate::services::files::error::show;
-use crate::services::files::root::RelPath;
-use crate::services::files::wire::{
-    parse_hash, to_json_lines, Entry, EntryKind, FileEnd, FileHead, Want, WantAction, WirePath,
-};
 use crate::services::files::{GetRequest, WantsFrame};
 
 impl Client {

@@ -8,7 +8,6 @@
 pub mod pairing;
 pub mod penalty;
 pub mod session;
-pub mod state;
 pub mod tokens;
 mod unframed;
 
@@ -203,12 +202,14 @@ impl Server {
     /// listener. Nothing is served until [`Server::run`].
     pub async fn bind(config: Config) -> Result<Server, Error> {
         config.validate().await?;
-        let state = state::ServerState::load_or_create(&config.state_dir).map_err(|err| {
-            Error::Startup(format!(
-                "cannot use the state directory {}: {err}",
-                config.state_dir.display()
-            ))
-        })?;
+        let state = crate::engine::state::ServerState::load_or_create(&config.state_dir).map_err(
+            |err| {
+                Error::Startup(format!(
+                    "cannot use the state directory {}: {err}",
+                    config.state_dir.display()
+                ))
+            },
+        )?;
         std::fs::create_dir_all(&config.root).map_err(|err| {
             Error::Startup(format!(
                 "cannot create the root {}: {err}",
@@ -218,7 +219,7 @@ impl Server {
         let root = std::fs::canonicalize(&config.root)
             .map_err(|err| Error::Startup(format!("{}: {err}", config.root.display())))?;
 
-        let root_handle = crate::services::files::root::Root::new(&root).map_err(|err| {
+        let root_handle = crate::engine::root::Root::new(&root).map_err(|err| {
             Error::Startup(format!("cannot open the root {}: {err}", root.display()))
         })?;
 

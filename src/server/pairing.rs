@@ -64,7 +64,7 @@ impl Invites {
 
     fn save(&self, state_dir: &Path) -> io::Result<()> {
         let text = toml::to_string(self).map_err(io::Error::other)?;
-        super::state::write_private(&state_dir.join(INVITES_FILE), text.as_bytes())
+        crate::engine::state::write_private(&state_dir.join(INVITES_FILE), text.as_bytes())
     }
 
     /// Reads, changes and writes back the file under the state
@@ -74,7 +74,7 @@ impl Invites {
         now: i64,
         change: impl FnOnce(&mut Invites) -> Result<T, String>,
     ) -> Result<T, String> {
-        super::state::with_lock(state_dir, LOCK_FILE, || {
+        crate::engine::state::with_lock(state_dir, LOCK_FILE, || {
             let mut invites = Invites::load(state_dir).map_err(|err| err.to_string())?;
             invites.invites.retain(|_, invite| invite.expires > now);
             let result = change(&mut invites);

@@ -19,9 +19,9 @@ use tracing::{debug, info, warn};
 use super::tokens::{Grant, Limits as TokenLimits};
 use super::Shared;
 use crate::connection::{Connection, ConnectionError};
+use crate::engine::root::RelPath;
 use crate::log::peer_text;
 use crate::protocol::{ErrorCode, ErrorReply, Header, Hello, Welcome, PROTOCOL_VERSION};
-use crate::services::files::root::RelPath;
 use crate::services::{self, Outcome, ServiceContext, SERVICES};
 use crate::transport::{tls, Stream};
 

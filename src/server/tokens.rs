@@ -109,7 +109,7 @@ impl Clients {
     /// Writes the file in `state_dir`, mode 0600, through a rename.
     pub fn save(&self, state_dir: &Path) -> io::Result<()> {
         let text = toml::to_string(self).map_err(io::Error::other)?;
-        super::state::write_private(&state_dir.join(CLIENTS_FILE), text.as_bytes())
+        crate::engine::state::write_private(&state_dir.join(CLIENTS_FILE), text.as_bytes())
     }
 
     /// Reads, changes and writes back the file in `state_dir` under an
@@ -119,7 +119,7 @@ impl Clients {
         state_dir: &Path,
         change: impl FnOnce(&mut Clients) -> Result<T, String>,
     ) -> Result<T, String> {
-        super::state::with_lock(state_dir, LOCK_FILE, || {
+        crate::engine::state::with_lock(state_dir, LOCK_FILE, || {
             let mut clients = Clients::load(state_dir).map_err(|err| err.to_string())?;
             let result = change(&mut clients)?;
             clients
@@ -138,7 +138,7 @@ impl Clients {
                 "a client named {name:?} exists; revoke it first or pick another name"
             ));
         }
-        let token = super::state::new_token().map_err(|err| err.to_string())?;
+        let token = crate::engine::state::new_token().map_err(|err| err.to_string())?;
         self.clients.insert(
             name.to_string(),
             ClientEntry {

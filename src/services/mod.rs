@@ -93,7 +93,7 @@ impl Request {
 #[derive(Debug, Clone)]
 pub struct ServiceContext {
     /// The directory the file service serves, held open.
-    pub root: Arc<files::root::Root>,
+    pub root: Arc<crate::engine::root::Root>,
     /// Cap on a manifest, wants list or listing body.
     pub max_list_bytes: usize,
     /// The served root as a path: where commands start.

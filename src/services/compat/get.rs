@@ -23,13 +23,14 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::{info, warn};
 
 use super::{request, End, Session};
+use crate::engine::error::FileError;
+use crate::engine::root::Root;
+use crate::engine::root::{fstat, Kind};
+use crate::engine::transfer::{CHANNEL_CHUNKS, CHUNK_BYTES};
+use crate::engine::wire::WirePath;
 use crate::log::peer_text;
 use crate::protocol::ErrorCode;
-use crate::services::files::error::FileError;
-use crate::services::files::root::{fstat, Kind};
-use crate::services::files::transfer::{CHANNEL_CHUNKS, CHUNK_BYTES};
-use crate::services::files::wire::WirePath;
-use crate::services::files::{self, root::Root};
+use crate::services::files;
 
 /// A file opened and hashed, ready to send.
 struct Hashed {
@@ -231,5 +232,5 @@ fn open(root: &Root, name: &str) -> Result<(File, u64, Vec<u8>), FileError> {
 }
 
 fn error_name(path: &[u8]) -> String {
-    files::error::show(path)
+    crate::engine::error::show(path)
 }

@@ -17,13 +17,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tracing::{info, warn};
 
 use super::{End, Session};
+use crate::engine::atomic::{PartialFile, SourceId};
+use crate::engine::error::show;
+use crate::engine::error::FileError;
+use crate::engine::root::RelPath;
+use crate::engine::transfer::{CHANNEL_CHUNKS, CHUNK_BYTES};
+use crate::engine::wire::WirePath;
 use crate::log::peer_text;
-use crate::services::files::atomic::{PartialFile, SourceId};
-use crate::services::files::error::FileError;
-use crate::services::files::root::RelPath;
-use crate::services::files::transfer::{CHANNEL_CHUNKS, CHUNK_BYTES};
-use crate::services::files::wire::WirePath;
-use crate::services::files::{self, error::show};
+use crate::services::files;
 
 /// What the connection hands the file thread.
 enum Piece {
@@ -123,7 +124,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
 /// publishes it once [`Piece::Done`] arrives. Anything short of that
 /// removes the partial: the tutorial's format cannot resume.
 fn write_file(
-    root: &files::root::Root,
+    root: &crate::engine::root::Root,
     rel: &RelPath,
     filesize: u64,
     mut rx: tokio::sync::mpsc::Receiver<Piece>,
@@ -155,7 +156,7 @@ fn write_file(
         }
     }
     let sealed = partial
-        .seal_as_received(&files::atomic::FileMeta::fresh())
+        .seal_as_received(&crate::engine::atomic::FileMeta::fresh())
         .map_err(|err| fail(FileError::write(&shown, &err)))?;
     sealed
         .sync()

@@ -24,12 +24,12 @@ use crate::protocol::ErrorCode;
 use crate::transport::Stream;
 
 use super::super::{Outcome, ServiceContext};
-use super::atomic::is_reserved_name;
-use super::error::{show, FileError};
 use super::ops::{describe, send_listing, FileInfo};
-use super::root::{split_names, RelPath, Root};
-use super::wire::WirePath;
 use super::{blocking, refuse};
+use crate::engine::atomic::is_reserved_name;
+use crate::engine::error::{show, FileError};
+use crate::engine::root::{split_names, RelPath, Root};
+use crate::engine::wire::WirePath;
 
 /// `{"cmd": "glob", "path": PATTERN}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,25 +1,12 @@
 //! The file service: get, put, ls, stat, mkdir and rm, confined to the
-//! served root.
+//! served root. What both peers run of a transfer (confinement, atomic
+//! writes, the manifest, the data phase) is in [`crate::engine`].
 //!
-//! - `root.rs`: confinement; every path resolves beneath a held handle.
-//! - `atomic.rs`: partial file, hash, seal, publish by rename.
-//! - `dirs.rs`: the chain of open directories a tree walk moves through.
-//! - `wire.rs`: the messages of both transfer directions, as pure code.
-//! - `manifest.rs`: what a transfer sends, walked from the root or local paths.
-//! - `transfer.rs`: the data phase, shared by client and server.
 //! - `ops.rs`: ls, stat, mkdir and rm.
 //! - `glob.rs`: patterns such as `logs/*.log`, expanded beneath the root.
-//! - `error.rs`: the service's error: a wire code and a message.
 
-pub mod atomic;
-pub mod dirs;
-pub mod error;
 pub mod glob;
-pub mod manifest;
 pub mod ops;
-pub mod root;
-pub mod transfer;
-pub mod wire;
 
 use std::sync::Arc;
 
@@ -32,11 +19,11 @@ use crate::protocol::{ErrorCode, ErrorReply};
 use crate::transport::Stream;
 
 use super::{Outcome, ServiceContext};
-use error::FileError;
-use manifest::Manifest;
-use root::RelPath;
-use transfer::{NoProgress, ReceiveOptions, ReceivePlan, TransferError};
-use wire::{to_json_lines, Entry, JsonLines, Want, WirePath};
+use crate::engine::error::FileError;
+use crate::engine::manifest::Manifest;
+use crate::engine::root::RelPath;
+use crate::engine::transfer::{NoProgress, ReceiveOptions, ReceivePlan, TransferError};
+use crate::engine::wire::{to_json_lines, Entry, JsonLines, Want, WirePath};
 
 /// `{"cmd": "get", "path": P, "recursive": bool}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,7 +125,7 @@ pub async fn get(
     }
     let wants: Vec<Want> = read_lines(reader, header.size(), context.max_list_bytes).await?;
     let manifest = Arc::new(manifest);
-    let send = transfer::send_files(
+    let send = crate::engine::transfer::send_files(
         writer,
         manifest,
         Some(context.root.clone()),
@@ -228,7 +215,11 @@ pub fn parse_path(path: &WirePath) -> Result<RelPath, FileError> {
         .to_bytes()
         .map_err(|m| FileError::new(ErrorCode::BadPath, m))?;
     let rel = RelPath::parse(&bytes)?;
-    if rel.names().iter().any(|n| atomic::is_reserved_name(n)) {
+    if rel
+        .names()
+        .iter()
+        .any(|n| crate::engine::atomic::is_reserved_name(n))
+    {
         return Err(FileError::new(ErrorCode::BadPath, "reserved name"));
     }
     Ok(rel)

@@ -15,11 +15,11 @@ use crate::protocol::ErrorCode;
 use crate::transport::Stream;
 
 use super::super::{Outcome, ServiceContext};
-use super::atomic::is_reserved_name;
-use super::error::{show, FileError};
-use super::root::{Kind, RelPath, Root, Stat};
-use super::wire::{to_json_lines, WirePath};
 use super::{blocking, parse_path, refuse};
+use crate::engine::atomic::is_reserved_name;
+use crate::engine::error::{show, FileError};
+use crate::engine::root::{Kind, RelPath, Root, Stat};
+use crate::engine::wire::{to_json_lines, WirePath};
 
 /// `{"cmd": "ls", "path": P}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -287,7 +287,7 @@ pub async fn rm(
             .map_err(|e| FileError::io(&shown, &e))?;
         // An interrupted upload's partial goes with the file it was for.
         if let (Some(name), Ok(dir)) = (rel.file_name(), root.open_dir(&rel.parent())) {
-            let partial = super::atomic::partial_name(name);
+            let partial = crate::engine::atomic::partial_name(name);
             let _ = rustix::fs::unlinkat(&dir, &partial, rustix::fs::AtFlags::empty());
         }
         Ok(removed)

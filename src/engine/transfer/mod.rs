@@ -123,10 +123,10 @@ pub struct ReceiveOptions {
 mod tests {
     use super::*;
     use crate::connection::{Connection, ConnectionConfig};
-    use crate::services::files::atomic::{PartialFile, SourceId};
-    use crate::services::files::manifest::Manifest;
-    use crate::services::files::root::{RelPath, Root};
-    use crate::services::files::wire::{Entry, EntryKind, Want, WantAction};
+    use crate::engine::atomic::{PartialFile, SourceId};
+    use crate::engine::manifest::Manifest;
+    use crate::engine::root::{RelPath, Root};
+    use crate::engine::wire::{Entry, EntryKind, Want, WantAction};
     use std::os::unix::fs::MetadataExt;
     use std::sync::Arc;
     use std::time::Duration;
@@ -297,9 +297,9 @@ mod tests {
 
     #[tokio::test]
     async fn data_that_does_not_hash_to_the_end_frame_is_refused_on_either_thread() {
+        use crate::engine::wire::{FileEnd, FileHead};
         use crate::protocol::message::StreamFrame;
         use crate::protocol::Header;
-        use crate::services::files::wire::{FileEnd, FileHead};
         for decrypting in [false, true] {
             let to = tempfile::tempdir().unwrap();
             let dst = Arc::new(Root::new(to.path()).unwrap());
@@ -429,7 +429,7 @@ mod tests {
             let mut partial = PartialFile::open(&dst, &target, &source, true).unwrap();
             partial.write(b"abandoned").unwrap();
             partial.suspend();
-            let name = crate::services::files::atomic::partial_name(target.file_name().unwrap());
+            let name = crate::engine::atomic::partial_name(target.file_name().unwrap());
             let parent = String::from_utf8(target.parent().to_bytes()).unwrap();
             let file = to.path().join(parent).join(name);
             let then = std::time::SystemTime::now() - Duration::from_secs(days * 86_400);

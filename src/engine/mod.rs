@@ -1,0 +1,20 @@
+//! What both peers run, so neither owns it: the server runs it for `put`
+//! and the client for `get`, and the other way round.
+//!
+//! - `root.rs`: confinement; every path resolves beneath a held handle.
+//! - `dirs.rs`: the chain of open directories a tree walk moves through.
+//! - `atomic.rs`: partial file, hash, seal, publish by rename.
+//! - `wire.rs`: the messages of both transfer directions, as pure code.
+//! - `manifest.rs`: what a transfer sends, walked from the root or local paths.
+//! - `transfer/`: the data phase by role: plan, write, receive, send.
+//! - `error.rs`: a file's error: a wire code and a message.
+//! - `state.rs`: the state directory: token, certificate, client tokens.
+
+pub mod atomic;
+pub mod dirs;
+pub mod error;
+pub mod manifest;
+pub mod root;
+pub mod state;
+pub mod transfer;
+pub mod wire;
