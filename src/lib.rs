@@ -14,11 +14,9 @@
 //! - [`services`]: one module per `cmd`, and the request dispatch.
 //! - [`engine`]: what both peers run: confinement, atomic writes, the
 //!   manifest, the transfer by role, the state directory.
-//! - [`server`]: listeners, one task per connection, limits, shutdown.
+//! - [`server`]: every door (framed, the tutorial's, raw echo, datagrams),
+//!   who may come in, one task per connection, limits, shutdown.
 //! - [`client`]: connect, pin, hello, and one file per service.
-//! - [`udp`]: the datagram services (time, SNTP, echo, the chat gateway):
-//!   one socket loop, pure reply builders, and the guard every one of them
-//!   answers through (source checks, rate, amplification cap).
 //! - [`pairing`]: the code, key exchange and proofs of `ferry pair`, as
 //!   both ends run them.
 //! - [`limits`]: every cap and deadline, with its reason.
@@ -41,6 +39,5 @@ pub mod protocol;
 pub mod server;
 pub mod services;
 pub mod transport;
-pub mod udp;
 
 pub use error::Error;

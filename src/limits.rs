@@ -271,7 +271,7 @@ pub const SHELL_HANGUP_GRACE: Duration = Duration::from_secs(2);
 const _: () = {
     assert!(UDP_MAX_PAYLOAD_BYTES < UDP_RECEIVE_BUFFER_BYTES);
     assert!(CHAT_GATEWAY_MAX_USERS * 4 <= CHAT.max_members);
-    assert!(crate::udp::time::MAX_FORMAT_BYTES < UDP_RECEIVE_BUFFER_BYTES);
+    assert!(crate::services::time::MAX_FORMAT_BYTES < UDP_RECEIVE_BUFFER_BYTES);
     assert!(
         DATAGRAM_RATE_BURST >= 4,
         "a client's iburst start must get through"

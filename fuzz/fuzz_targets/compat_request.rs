@@ -7,7 +7,7 @@
 
 #![no_main]
 
-use ferry::services::compat::request::{decode, is_frame, reply_head, Request};
+use ferry::server::seed::request::{decode, is_frame, reply_head, Request};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use ferry::udp::{sntp, time};
+use ferry::services::{sntp, time};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

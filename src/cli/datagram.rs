@@ -66,7 +66,7 @@ fn server(global: &GlobalArgs, default: &str) -> Result<Endpoint, Error> {
 
 /// Runs `ferry time`.
 pub async fn time(args: TimeArgs, global: &GlobalArgs) -> Result<(), Error> {
-    let server = server(global, ferry::udp::time::DEFAULT_ADDR)?;
+    let server = server(global, ferry::services::time::DEFAULT_ADDR)?;
     let format = args.format.unwrap_or_default();
     let reply = datagram::ask(&server, format.as_bytes(), args.retry.retry()).await?;
     output::print_peer_bytes(&reply)?;

@@ -152,7 +152,7 @@ struct ServiceArgs {
     /// The tutorial's UDP time service: a datagram holding a strftime
     /// format gets the local time in it (empty: `%Y-%m-%d %X`).
     #[arg(long, value_name = "ADDR", env = "FERRY_UDP_TIME",
-          default_value = ferry::udp::time::DEFAULT_ADDR)]
+          default_value = ferry::services::time::DEFAULT_ADDR)]
     udp_time: Endpoint,
 
     /// Do not run the UDP time service.
@@ -184,8 +184,8 @@ struct ServiceArgs {
 
 impl ServiceArgs {
     /// The UDP services the flags ask for, each with its address.
-    fn udp(&self) -> Vec<(ferry::udp::Service, Endpoint)> {
-        use ferry::udp::Service;
+    fn udp(&self) -> Vec<(ferry::server::datagram::Service, Endpoint)> {
+        use ferry::server::datagram::Service;
         let time = (!self.no_udp_time).then(|| (Service::Time, self.udp_time.clone()));
         let sntp = self.sntp.clone().map(|e| (Service::Sntp, e));
         let echo = self.udp_echo.clone().map(|e| {

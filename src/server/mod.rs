@@ -1,15 +1,26 @@
 //! The server: binds its listeners, then runs one task per connection until
-//! a shutdown future resolves, and drains.
+//! a shutdown future resolves, and drains. Every door is here, each a
+//! framing plus a session loop plus adapters onto the services:
+//!
+//! - `session.rs`: the framed door (TLS, TCP, Unix): hello, then requests.
+//! - `seed/`: the tutorial's door, its framing and adapters.
+//! - `raw_echo.rs`: raw TCP echo.
+//! - `open_doors.rs`: the accept loop and permits of the token-less doors.
+//! - `datagram/`: the datagram door: time, SNTP, echo, the chat gateway.
+//! - `tokens.rs`, `pairing.rs`, `penalty.rs`: who may come in.
 //!
 //! Shutdown follows tokio-util's pattern: cancel a token (accept loops stop,
 //! idle connections close at once), close the task tracker, and wait for
 //! requests in flight up to the drain deadline.
 
+pub mod datagram;
+mod open_doors;
 pub mod pairing;
 pub mod penalty;
+mod raw_echo;
+pub mod seed;
 pub mod session;
 pub mod tokens;
-mod unframed;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -26,9 +37,8 @@ use crate::error::Error;
 use crate::limits::Limits;
 use crate::services::ServiceContext;
 use crate::transport::{tls, Endpoint, Fingerprint, Listener};
-use crate::udp;
+use open_doors::OpenDoor;
 use tokio::net::UdpSocket;
-use unframed::Unframed;
 
 /// The address `ferry serve` listens on without `--listen`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9001";
@@ -81,7 +91,7 @@ pub struct Config {
     pub tcp_echo: Vec<Endpoint>,
     /// UDP services and the addresses they listen on (`--udp-time`,
     /// `--sntp`, `--udp-echo`).
-    pub udp: Vec<(udp::Service, Endpoint)>,
+    pub udp: Vec<(datagram::Service, Endpoint)>,
     /// Upper-case what the echo services send back (`--echo-upper`).
     pub echo_upper: bool,
     /// UDP gateways into the chat hub (`--udp-chat`).
@@ -97,7 +107,7 @@ impl Config {
             return Err(Error::Usage("no address to listen on".into()));
         }
         self.limits.validate().map_err(Error::Usage)?;
-        unframed::validate(&self.seed_compat)?;
+        seed::validate(&self.seed_compat)?;
         let chat = self.udp_chat.iter().map(|e| (e, "udp chat"));
         let datagram = self.udp.iter().map(|(s, e)| (e, s.name())).chain(chat);
         for (endpoint, name) in datagram {
@@ -122,7 +132,10 @@ impl Config {
         let framed = framed.map(|e| (e, "--plaintext --listen"));
         let seed_compat = self.seed_compat.iter().map(|e| (e, "--seed-compat"));
         let tcp_echo = self.tcp_echo.iter().map(|e| (e, "--tcp-echo"));
-        let udp = self.udp.iter().filter(|(s, _)| *s != udp::Service::Sntp);
+        let udp = self
+            .udp
+            .iter()
+            .filter(|(s, _)| *s != datagram::Service::Sntp);
         let udp = udp.map(|(s, e)| (e, s.flag()));
         let udp_chat = self.udp_chat.iter().map(|e| (e, "--udp-chat"));
         let listeners = framed
@@ -185,12 +198,12 @@ pub(crate) struct Shared {
 /// run.
 pub struct Server {
     listeners: Vec<Listener>,
-    unframed_listeners: Vec<(Listener, Unframed)>,
-    udp_sockets: Vec<(UdpSocket, udp::Service)>,
+    unframed_listeners: Vec<(Listener, OpenDoor)>,
+    udp_sockets: Vec<(UdpSocket, datagram::Service)>,
     chat_sockets: Vec<UdpSocket>,
     /// What the datagram services check sources against: every address
     /// bound above, and one rate limit per source.
-    datagram_guard: Arc<udp::guard::Guard>,
+    datagram_guard: Arc<datagram::guard::Guard>,
     shared: Arc<Shared>,
     fingerprint: Fingerprint,
     token_path: PathBuf,
@@ -242,9 +255,9 @@ impl Server {
         let unframed = config
             .seed_compat
             .iter()
-            .map(|e| (e, Unframed::SeedCompat, "--seed-compat"))
+            .map(|e| (e, OpenDoor::SeedCompat, "--seed-compat"))
             .chain(config.tcp_echo.iter().map(|e| {
-                let echo = Unframed::TcpEcho {
+                let echo = OpenDoor::TcpEcho {
                     upper: config.echo_upper,
                 };
                 (e, echo, "--tcp-echo")
@@ -320,8 +333,8 @@ impl Server {
             .map(|(socket, _)| socket)
             .chain(&chat_sockets)
             .filter_map(|socket| socket.local_addr().ok());
-        let own_addresses = udp::guard::OwnAddresses::new(tcp.chain(datagram));
-        let datagram_guard = Arc::new(udp::guard::Guard::new(
+        let own_addresses = datagram::guard::OwnAddresses::new(tcp.chain(datagram));
+        let datagram_guard = Arc::new(datagram::guard::Guard::new(
             own_addresses,
             config.penalize_loopback,
         ));
@@ -391,7 +404,7 @@ impl Server {
             let shared = shared.clone();
             shared.tracker.clone().spawn(accept_loop(listener, shared));
         }
-        let unframed = unframed::accept_loop(self.unframed_listeners, shared.clone());
+        let unframed = open_doors::accept_loop(self.unframed_listeners, shared.clone());
         shared.tracker.spawn(unframed);
         for (socket, service) in self.udp_sockets {
             let cancel = shared.cancel.clone();
@@ -400,7 +413,7 @@ impl Server {
                 Ok(socket) => {
                     shared
                         .tracker
-                        .spawn_blocking(move || udp::serve(socket, service, guard, cancel));
+                        .spawn_blocking(move || datagram::serve(socket, service, guard, cancel));
                 }
                 Err(err) => warn!("{}: cannot serve: {err}", service.name()),
             }
@@ -412,7 +425,7 @@ impl Server {
             let guard = self.datagram_guard.clone();
             shared
                 .tracker
-                .spawn(udp::chat::serve(socket, hub, idle, guard, cancel));
+                .spawn(datagram::chat::serve(socket, hub, idle, guard, cancel));
         }
         shutdown.await;
         let open = shared.limits.max_connections - shared.connections.available_permits();
@@ -604,8 +617,11 @@ mod tests {
             seed_compat: vec![endpoint("127.0.0.1:0")],
             tcp_echo: vec![endpoint("[::1]:0")],
             udp: vec![
-                (udp::Service::Time, endpoint("127.0.0.1:0")),
-                (udp::Service::Echo { upper: false }, endpoint("127.0.0.1:0")),
+                (datagram::Service::Time, endpoint("127.0.0.1:0")),
+                (
+                    datagram::Service::Echo { upper: false },
+                    endpoint("127.0.0.1:0"),
+                ),
             ],
             echo_upper: false,
             udp_chat: vec![endpoint("127.0.0.1:0")],
@@ -633,14 +649,14 @@ mod tests {
             (
                 "--udp-time",
                 Config {
-                    udp: vec![(udp::Service::Time, remote())],
+                    udp: vec![(datagram::Service::Time, remote())],
                     ..config()
                 },
             ),
             (
                 "--udp-echo",
                 Config {
-                    udp: vec![(udp::Service::Echo { upper: true }, remote())],
+                    udp: vec![(datagram::Service::Echo { upper: true }, remote())],
                     ..config()
                 },
             ),
@@ -688,7 +704,7 @@ mod tests {
     async fn sntp_and_tls_need_no_permission_to_leave_loopback() {
         let public = Config {
             listen: vec![endpoint("192.0.2.1:0")],
-            udp: vec![(udp::Service::Sntp, endpoint("192.0.2.1:123"))],
+            udp: vec![(datagram::Service::Sntp, endpoint("192.0.2.1:123"))],
             ..config()
         };
         assert!(public.validate().await.is_ok());

@@ -6,13 +6,9 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
-use tracing::info;
 
 use super::Outcome;
 use crate::connection::{Connection, ConnectionError};
-use crate::limits::Limits;
 use crate::protocol::message::ok_header;
 use crate::transport::Stream;
 
@@ -24,14 +20,32 @@ pub struct EchoRequest {
     pub upper: bool,
 }
 
+/// The echo rule, for every door that echoes (framed, raw TCP, datagram):
+/// ASCII letters upper-cased with `upper`, every other byte as it came, so
+/// a reply is as long as its request.
+pub fn echo_in_place(bytes: &mut [u8], upper: bool) {
+    if upper {
+        bytes.make_ascii_uppercase();
+    }
+}
+
 /// The bytes the reply carries for `chunk`; both ends use it (the client to
-/// check the reply).
+/// check the reply). A chunk with nothing to change is passed on uncopied.
 pub fn transform(chunk: Bytes, upper: bool) -> Bytes {
     if upper && chunk.iter().any(u8::is_ascii_lowercase) {
-        Bytes::from(chunk.to_ascii_uppercase())
+        let mut out = chunk.to_vec();
+        echo_in_place(&mut out, upper);
+        Bytes::from(out)
     } else {
         chunk
     }
+}
+
+/// The reply to one echo datagram (RFC 862 over UDP).
+pub fn datagram_reply(request: &[u8], upper: bool) -> Vec<u8> {
+    let mut out = request.to_vec();
+    echo_in_place(&mut out, upper);
+    out
 }
 
 /// Serves one echo request of `size` body bytes.
@@ -51,50 +65,10 @@ pub async fn serve(
     Ok(Outcome::Ok)
 }
 
-/// A raw echo connection's whole buffer: what it reads at once and holds.
-pub const RAW_ECHO_BUFFER_BYTES: usize = 16 * 1024;
-
-/// Serves one raw TCP echo connection (`--tcp-echo`, RFC 862): bytes in,
-/// the same bytes out (upper-cased with `upper`), no framing, no token,
-/// until the peer closes, idles past the idle timeout, stops reading for
-/// the request timeout, or the server shuts down. Memory is one buffer.
-pub async fn serve_raw<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    peer: &str,
-    upper: bool,
-    limits: &Limits,
-    cancel: &CancellationToken,
-) {
-    let mut buf = vec![0u8; RAW_ECHO_BUFFER_BYTES];
-    let mut echoed = 0u64;
-    let end = loop {
-        let read = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => break "the server is shutting down",
-            read = tokio::time::timeout(limits.idle_timeout, stream.read(&mut buf)) => read,
-        };
-        let len = match read {
-            Err(_) => break "idle past the idle timeout",
-            Ok(Err(_)) => break "the connection failed",
-            Ok(Ok(0)) => break "closed by the peer",
-            Ok(Ok(len)) => len,
-        };
-        if upper {
-            buf[..len].make_ascii_uppercase();
-        }
-        match tokio::time::timeout(limits.request_timeout, stream.write_all(&buf[..len])).await {
-            Err(_) => break "the peer stopped reading",
-            Ok(Err(_)) => break "the connection failed",
-            Ok(Ok(())) => echoed += len as u64,
-        }
-    };
-    info!(peer, bytes = echoed, "tcp echo connection ended: {end}");
-    let _ = tokio::time::timeout(limits.request_timeout, stream.shutdown()).await;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn upper_is_ascii_only_and_keeps_length() {
@@ -105,5 +79,22 @@ mod tests {
         assert_eq!(transform(input.clone(), false), input);
         let binary = Bytes::from_static(&[0, 0xff, b'a', 0x80]);
         assert_eq!(&transform(binary, true)[..], &[0, 0xff, b'A', 0x80]);
+    }
+
+    #[test]
+    fn echo_returns_the_bytes_or_upper_cases_them() {
+        assert_eq!(datagram_reply(b"hello \xff", false), b"hello \xff");
+        assert_eq!(datagram_reply(b"hello \xff", true), b"HELLO \xff");
+        assert_eq!(
+            datagram_reply("straße".as_bytes(), true),
+            "STRAßE".as_bytes()
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn a_reply_is_as_long_as_its_request(request in proptest::collection::vec(any::<u8>(), 0..100), upper: bool) {
+            prop_assert_eq!(datagram_reply(&request, upper).len(), request.len());
+        }
     }
 }

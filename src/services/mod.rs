@@ -4,10 +4,11 @@
 //! an error only when the connection cannot go on.
 
 pub mod chat;
-pub mod compat;
 pub mod echo;
 pub mod exec;
 pub mod files;
+pub mod sntp;
+pub mod time;
 
 use std::sync::Arc;
 

@@ -110,7 +110,7 @@ mod tests {
 
     #[test]
     fn the_over_cap_refusal_answers_even_an_empty_request() {
-        use crate::udp::guard::{reply_fits, Family};
+        use crate::server::datagram::guard::{reply_fits, Family};
         assert!(OVER_CAP_REPLY.starts_with("error: "));
         assert!(reply_fits(0, OVER_CAP_REPLY.len(), Family::V4));
     }

@@ -25,11 +25,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::guard::{reply_fits, Family, Guard};
 use crate::escape::escape_line;
 use crate::limits::{CHAT_GATEWAY_MAX_USERS, UDP_RECEIVE_BUFFER_BYTES};
 use crate::services::chat::hub::{Event, Hub, Sink, DEFAULT_ROOM, GATEWAY_NAME_PREFIX};
 use crate::services::chat::line::{self, Line};
-use crate::udp::guard::{reply_fits, Family, Guard};
 
 /// Datagrams waiting to go out to gateway users; past it they are lost,
 /// as UDP may lose them anyway.

@@ -1,9 +1,9 @@
-//! Datagram services, like inetd's built-ins: the tutorial's time service,
+//! The datagram door, like inetd's built-ins: the tutorial's time service,
 //! an SNTP server, echo, and a gateway into the chat hub (`chat`, async,
 //! as it shares the hub with framed clients). One socket loop serves the
-//! first three; what each
-//! answers is pure code in its own module (`time`, `sntp`, `echo`), which
-//! never touches a socket or the clock.
+//! first three; what each answers is pure code in its service
+//! ([`crate::services::time`], [`crate::services::sntp`],
+//! [`crate::services::echo`]), which never touches a socket or the clock.
 //!
 //! UDP is message-based: no sticky packets, but datagrams can be lost or
 //! cut. Every datagram is read into a buffer one byte larger than the
@@ -17,11 +17,8 @@
 //! datagram it answers, checked here, after the service's pure code.
 
 pub mod chat;
-pub mod echo;
 pub mod guard;
 pub mod rate;
-pub mod sntp;
-pub mod time;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::limits::{UDP_MAX_PAYLOAD_BYTES, UDP_RECEIVE_BUFFER_BYTES};
+use crate::services::{echo, sntp, time};
 
 /// The service a UDP socket runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,7 +138,7 @@ impl State {
                 sntp::Reply::Drop => None,
                 sntp::Reply::Time(out) | sntp::Reply::Rate(out) => Some(out.to_vec()),
             },
-            Service::Echo { upper } => Some(echo::reply(request, upper)),
+            Service::Echo { upper } => Some(echo::datagram_reply(request, upper)),
         }
     }
 }

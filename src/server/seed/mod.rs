@@ -1,13 +1,15 @@
-//! The seed-compat service: the socket tutorial's own formats, so that its
+//! The tutorial's door: the socket tutorial's own formats, so that its
 //! Python clients (no hello, no token, no TLS) work unchanged against
-//! `ferry serve --seed-compat ADDR`.
+//! `ferry serve --seed-compat ADDR`. Its framing is `request.rs`; this file
+//! is its session loop; `exec.rs`, `get.rs` and `put.rs` adapt its requests
+//! onto the exec and file services.
 //!
 //! A connection serves requests one after another until the client closes
 //! it, as the tutorial's server does: a shell command (`exec.rs`), `get
 //! NAME` (`get.rs`), or a put frame (`put.rs`); `request.rs` tells them
 //! apart and builds the replies. Everything that guards the framed server
-//! guards this one too: the file service's confinement (`files::root`,
-//! `files::atomic`), `--allow-exec` and the command slots, the header cap,
+//! guards this one too: the file service's confinement (`engine::root`,
+//! `engine::atomic`), `--allow-exec` and the command slots, the header cap,
 //! and the idle and request timeouts. Every request is logged, because
 //! nobody authenticated it.
 
@@ -23,10 +25,28 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::ServiceContext;
+use crate::error::Error;
 use crate::limits::{Limits, COMMAND_PAUSE};
 use crate::log::peer_text;
+use crate::services::ServiceContext;
+use crate::transport::Endpoint;
 use request::{FrameError, Request, LENGTH_PREFIX_BYTES};
+
+/// Checks that every seed-compat address is TCP: the tutorial's clients
+/// speak nothing else. (That it is loopback, unless
+/// `--allow-remote-plaintext`, is [`crate::server::Config::validate`]'s
+/// rule for every listener without TLS or a token.)
+pub(crate) fn validate(endpoints: &[Endpoint]) -> Result<(), Error> {
+    for endpoint in endpoints {
+        if !endpoint.is_tcp() {
+            return Err(Error::Usage(format!(
+                "--seed-compat {endpoint}: the tutorial's clients speak TCP; give a loopback \
+                 address such as 127.0.0.1:9003"
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// Bytes written to the socket per write, so the request timeout measures
 /// progress and not the whole reply.
@@ -251,5 +271,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.send(&head).await?;
         self.send(message.as_bytes()).await?;
         self.stream.flush().await.map_err(End::Gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoints(addrs: &[&str]) -> Vec<Endpoint> {
+        addrs.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn only_tcp_is_allowed() {
+        let ok = ["127.0.0.1:9003", "[::1]:0", "192.0.2.1:9003"];
+        assert!(validate(&endpoints(&ok)).is_ok());
+        let err = validate(&endpoints(&["unix:/tmp/x.sock"])).unwrap_err();
+        assert!(matches!(err, Error::Usage(_)), "{err}");
+        assert!(err.to_string().contains("127.0.0.1"), "{err}");
     }
 }

@@ -1,7 +1,7 @@
 //! An SNTP server (RFC 4330; server mode of RFC 5905) as pure code: the
 //! reply to a request given the times the socket loop read, and whether
 //! its source is over the rate every datagram service shares
-//! ([`super::rate`]). No sockets and no clock here.
+//! ([`crate::server::datagram::rate`]). No sockets and no clock here.
 //!
 //! ```text
 //!  0       1       2       3
