@@ -70,6 +70,10 @@ pub struct ConnectionConfig {
     pub request_timeout: Duration,
     /// Reply bytes buffered before the writer waits for the peer.
     pub max_write_buffer_bytes: usize,
+    /// Whether reading the stream also decrypts it (TLS), so that a reader
+    /// can keep other costly work off the task that reads
+    /// ([`FrameReader::decrypts`]). The door that built the stream knows.
+    pub decrypts: bool,
 }
 
 impl From<&crate::limits::Limits> for ConnectionConfig {
@@ -78,23 +82,16 @@ impl From<&crate::limits::Limits> for ConnectionConfig {
             max_header_bytes: limits.max_header_bytes,
             request_timeout: limits.request_timeout,
             max_write_buffer_bytes: limits.max_write_buffer_bytes,
+            decrypts: false,
         }
     }
 }
 
-impl Connection<crate::transport::Stream> {
-    /// Wraps a transport stream; its reader knows whether the stream
-    /// decrypts what it reads ([`FrameReader::decrypts`]).
-    pub fn over(
-        stream: crate::transport::Stream,
-        config: ConnectionConfig,
-    ) -> Connection<crate::transport::Stream> {
-        let decrypts = stream.is_encrypted();
-        let mut conn = Connection::new(stream, config);
-        conn.set_decrypts(decrypts);
-        conn
-    }
-}
+/// Any byte stream a connection runs over: TCP, a Unix socket, TLS, and
+/// next a QUIC stream. Services take `Connection<S>` for any of them.
+pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for S {}
 
 /// A framed, split connection over any byte stream.
 #[derive(Debug)]
@@ -111,11 +108,6 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
             reader: FrameReader::new(read, config),
             writer: FrameWriter::new(write, config),
         }
-    }
-
-    /// Marks the reader as reading through decryption (TLS).
-    pub(crate) fn set_decrypts(&mut self, decrypts: bool) {
-        self.reader.decrypts = decrypts;
     }
 
     /// Both halves, for reading and writing at once.
@@ -202,7 +194,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         FrameReader {
             framed: FramedRead::with_capacity(read, FrameCodec::new(config.max_header_bytes), 0),
             timeout: config.request_timeout,
-            decrypts: false,
+            decrypts: config.decrypts,
         }
     }
 
@@ -212,8 +204,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// Whether the stream decrypts what this reader reads (see
-    /// [`Connection::over`]), so a caller can keep other work off the task
-    /// that reads.
+    /// [`ConnectionConfig::decrypts`]), so a caller can keep other work off
+    /// the task that reads.
     pub fn decrypts(&self) -> bool {
         self.decrypts
     }
@@ -460,6 +452,7 @@ mod tests {
             max_header_bytes: 1024,
             request_timeout: Duration::from_secs(5),
             max_write_buffer_bytes: 64 * 1024,
+            decrypts: false,
         }
     }
 

@@ -226,14 +226,13 @@ impl Client {
             (raw, _) => raw,
         };
 
-        let mut conn = Connection::over(
-            stream,
-            ConnectionConfig {
-                max_header_bytes: options.max_header_bytes,
-                request_timeout: options.request_timeout,
-                max_write_buffer_bytes: 256 * 1024,
-            },
-        );
+        let config = ConnectionConfig {
+            max_header_bytes: options.max_header_bytes,
+            request_timeout: options.request_timeout,
+            max_write_buffer_bytes: 256 * 1024,
+            decrypts: stream.is_encrypted(),
+        };
+        let mut conn = Connection::new(stream, config);
         let hello = Hello {
             version: PROTOCOL_VERSION,
             token,

@@ -52,9 +52,10 @@ pub async fn pair(
         return Err(Error::Protocol("pairing needs a TCP connection".into()));
     };
     let (tls_stream, fingerprint) = tls_handshake(tcp, host, options).await?;
-    let mut conn = Connection::over(
+    let mut conn = Connection::new(
         Stream::ClientTls(Box::new(tls_stream)),
         ConnectionConfig {
+            decrypts: true,
             max_header_bytes: options.max_header_bytes,
             request_timeout: options.request_timeout,
             max_write_buffer_bytes: 64 * 1024,

@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 
 use super::tokens::{Grant, Limits as TokenLimits};
 use super::Shared;
-use crate::connection::{Connection, ConnectionError};
+use crate::connection::{Connection, ConnectionConfig, ConnectionError};
 use crate::engine::root::RelPath;
 use crate::log::peer_text;
 use crate::protocol::{ErrorCode, ErrorReply, Header, Hello, Welcome, PROTOCOL_VERSION};
@@ -194,7 +194,11 @@ async fn serve(
         }
         (stream, _) => stream,
     };
-    let mut conn = Connection::over(stream, limits.into());
+    let config = ConnectionConfig {
+        decrypts: stream.is_encrypted(),
+        ..limits.into()
+    };
+    let mut conn = Connection::new(stream, config);
 
     let first = tokio::select! {
         biased;

@@ -8,9 +8,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::Outcome;
-use crate::connection::{Connection, ConnectionError};
+use crate::connection::{ByteStream, Connection, ConnectionError};
 use crate::protocol::message::ok_header;
-use crate::transport::Stream;
 
 /// `{"cmd": "echo", "upper": bool, "size": N}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,8 +48,8 @@ pub fn datagram_reply(request: &[u8], upper: bool) -> Vec<u8> {
 }
 
 /// Serves one echo request of `size` body bytes.
-pub async fn serve(
-    conn: &mut Connection<Stream>,
+pub async fn serve<S: ByteStream>(
+    conn: &mut Connection<S>,
     request: EchoRequest,
     size: u64,
 ) -> Result<Outcome, ConnectionError> {

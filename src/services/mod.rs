@@ -14,9 +14,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::connection::{Connection, ConnectionError};
+use crate::connection::{ByteStream, Connection, ConnectionError};
 use crate::protocol::{ErrorCode, ErrorReply, Header};
-use crate::transport::Stream;
 
 /// The `cmd`s this build serves, in the order `hello` lists them.
 pub const SERVICES: &[&str] = &[
@@ -122,8 +121,8 @@ pub enum Outcome {
 }
 
 /// Serves one request whose header has just been read.
-pub async fn handle(
-    conn: &mut Connection<Stream>,
+pub async fn handle<S: ByteStream>(
+    conn: &mut Connection<S>,
     header: Header,
     context: &ServiceContext,
 ) -> Result<Outcome, ConnectionError> {

@@ -136,6 +136,7 @@ mod tests {
             max_header_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(10),
             max_write_buffer_bytes: 256 * 1024,
+            decrypts: false,
         }
     }
 
@@ -176,8 +177,13 @@ mod tests {
         let wants: Vec<Want> = super::super::wire::from_json_lines(&wants.body).unwrap();
         let (a, b) = tokio::io::duplex(64 * 1024);
         let mut sender = Connection::new(a, config());
-        let mut receiver = Connection::new(b, config());
-        receiver.set_decrypts(decrypting);
+        let mut receiver = Connection::new(
+            b,
+            ConnectionConfig {
+                decrypts: decrypting,
+                ..config()
+            },
+        );
         let sent_wants = wants.clone();
         let send = tokio::spawn(async move {
             let (_, writer) = sender.split();
@@ -314,8 +320,13 @@ mod tests {
             let (plan, _) = ReceivePlan::new(dst, &RelPath::root(), vec![entry], OPTIONS).unwrap();
             let (a, b) = tokio::io::duplex(64 * 1024);
             let mut sender = Connection::new(a, config());
-            let mut receiver = Connection::new(b, config());
-            receiver.set_decrypts(decrypting);
+            let mut receiver = Connection::new(
+                b,
+                ConnectionConfig {
+                    decrypts: decrypting,
+                    ..config()
+                },
+            );
             let send = tokio::spawn(async move {
                 let writer = sender.writer();
                 let head = FileHead { file: 0, offset: 0 };

@@ -25,10 +25,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::{Outcome, ServiceContext};
-use crate::connection::{Connection, ConnectionError};
+use crate::connection::{ByteStream, Connection, ConnectionError};
 use crate::protocol::message::{ok_header, StreamFrame};
 use crate::protocol::{ErrorCode, ErrorReply, Header};
-use crate::transport::Stream;
 use hub::{Event, HubError, Sink, DEFAULT_ROOM};
 
 /// `{"cmd": "chat", "name": NAME, "room": ROOM}`.
@@ -104,8 +103,8 @@ pub fn event_header(event: &Event) -> Header {
 }
 
 /// Serves one chat from its request to its end.
-pub async fn serve(
-    conn: &mut Connection<Stream>,
+pub async fn serve<S: ByteStream>(
+    conn: &mut Connection<S>,
     context: &ServiceContext,
     request: ChatRequest,
 ) -> Result<Outcome, ConnectionError> {

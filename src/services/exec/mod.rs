@@ -22,10 +22,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{Outcome, ServiceContext};
-use crate::connection::{Connection, ConnectionError};
+use crate::connection::{ByteStream, Connection, ConnectionError};
 use crate::protocol::message::{ok_header, StreamFrame};
 use crate::protocol::{ErrorCode, ErrorReply};
-use crate::transport::Stream;
 use process::Program;
 
 /// Bytes read from a pipe per data frame.
@@ -106,8 +105,8 @@ impl ExecRequest {
 }
 
 /// Serves one `exec` request.
-pub async fn serve(
-    conn: &mut Connection<Stream>,
+pub async fn serve<S: ByteStream>(
+    conn: &mut Connection<S>,
     context: &ServiceContext,
     request: ExecRequest,
 ) -> Result<Outcome, ConnectionError> {
@@ -172,8 +171,8 @@ pub(crate) fn admit(
 /// Ends an output stream: the end frame, then (unless it came already)
 /// the client's stdin stream up to its end, so the connection is ready
 /// for the next request.
-pub(crate) async fn finish(
-    conn: &mut Connection<Stream>,
+pub(crate) async fn finish<S: ByteStream>(
+    conn: &mut Connection<S>,
     end: &ExecEnd,
     client_done: bool,
 ) -> Result<Outcome, ConnectionError> {
@@ -190,8 +189,8 @@ pub(crate) async fn finish(
 /// Runs the command, streaming its output and its stdin, and returns how it
 /// ended and whether the client's stdin stream has ended. A failed spawn is reported as a shell would: a message on stderr
 /// and status 127 (not found) or 126 (not executable).
-async fn run(
-    conn: &mut Connection<Stream>,
+async fn run<S: ByteStream>(
+    conn: &mut Connection<S>,
     program: &Program,
     cwd: &std::path::Path,
     env: &BTreeMap<String, String>,
@@ -408,7 +407,9 @@ pub(crate) async fn next_stdin<R: tokio::io::AsyncRead + Unpin>(
 
 /// After the server's end frame, reads the client's stdin stream to its
 /// end frame (the client sends one once it sees ours), discarding data.
-pub(crate) async fn drain_stdin(conn: &mut Connection<Stream>) -> Result<(), ConnectionError> {
+pub(crate) async fn drain_stdin<S: ByteStream>(
+    conn: &mut Connection<S>,
+) -> Result<(), ConnectionError> {
     let reader = conn.reader();
     loop {
         let header = reader.expect_header().await?;

@@ -27,12 +27,11 @@ use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 
 use super::{admit, finish, next_stdin, process, ExecEnd, StdinItem, PIPE_READ_BYTES};
-use crate::connection::{Connection, ConnectionError};
+use crate::connection::{ByteStream, Connection, ConnectionError};
 use crate::limits;
 use crate::protocol::message::{ok_header, StreamFrame};
 use crate::protocol::{ErrorCode, ErrorReply};
 use crate::services::{Outcome, ServiceContext};
-use crate::transport::Stream;
 
 /// `{"cmd": "shell", "term": "xterm-256color", "rows": 24, "cols": 80}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,8 +57,8 @@ pub const SCRIPT_SHELL_LINE: &str = "exec \"${SHELL:-/bin/sh}\" -l";
 const STALLED_CLIENT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Serves one `shell` request.
-pub async fn serve(
-    conn: &mut Connection<Stream>,
+pub async fn serve<S: ByteStream>(
+    conn: &mut Connection<S>,
     context: &ServiceContext,
     request: ShellRequest,
 ) -> Result<Outcome, ConnectionError> {

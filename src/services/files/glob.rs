@@ -19,9 +19,8 @@ use std::os::unix::ffi::OsStrExt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::connection::{Connection, ConnectionError};
+use crate::connection::{ByteStream, Connection, ConnectionError};
 use crate::protocol::ErrorCode;
-use crate::transport::Stream;
 
 use super::super::{Outcome, ServiceContext};
 use super::ops::{describe, send_listing, FileInfo};
@@ -337,8 +336,8 @@ pub fn expand(root: &Root, pattern: &[u8], caps: GlobCaps) -> Result<Vec<RelPath
 }
 
 /// Serves `glob`: every match, described as `ls` describes an entry.
-pub async fn glob(
-    conn: &mut Connection<Stream>,
+pub async fn glob<S: ByteStream>(
+    conn: &mut Connection<S>,
     context: &ServiceContext,
     request: GlobRequest,
 ) -> Result<Outcome, ConnectionError> {

@@ -13,10 +13,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::connection::{Connection, ConnectionError, FrameReader};
+use crate::connection::{ByteStream, Connection, ConnectionError, FrameReader};
 use crate::protocol::message::ok_header;
 use crate::protocol::{ErrorCode, ErrorReply};
-use crate::transport::Stream;
 
 use super::{Outcome, ServiceContext};
 use crate::engine::error::FileError;
@@ -90,8 +89,8 @@ pub struct PutResult {
 }
 
 /// Serves `get`: manifest, wants, data.
-pub async fn get(
-    conn: &mut Connection<Stream>,
+pub async fn get<S: ByteStream>(
+    conn: &mut Connection<S>,
     context: &ServiceContext,
     request: GetRequest,
 ) -> Result<Outcome, ConnectionError> {
@@ -144,8 +143,8 @@ pub async fn get(
 }
 
 /// Serves `put`: manifest, wants, data, result.
-pub async fn put(
-    conn: &mut Connection<Stream>,
+pub async fn put<S: ByteStream>(
+    conn: &mut Connection<S>,
     context: &ServiceContext,
     request: PutRequest,
     size: u64,
@@ -226,8 +225,8 @@ pub fn parse_path(path: &WirePath) -> Result<RelPath, FileError> {
 }
 
 /// Answers a request with its error; the connection goes on.
-pub(crate) async fn refuse(
-    conn: &mut Connection<Stream>,
+pub(crate) async fn refuse<S: ByteStream>(
+    conn: &mut Connection<S>,
     err: FileError,
 ) -> Result<Outcome, ConnectionError> {
     conn.send_error(&ErrorReply::new(err.code, err.message))

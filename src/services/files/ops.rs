@@ -9,10 +9,9 @@ use bytes::Bytes;
 use rustix::fs::{Mode, OFlags};
 use serde::{Deserialize, Serialize};
 
-use crate::connection::{Connection, ConnectionError};
+use crate::connection::{ByteStream, Connection, ConnectionError};
 use crate::protocol::message::ok_header;
 use crate::protocol::ErrorCode;
-use crate::transport::Stream;
 
 use super::super::{Outcome, ServiceContext};
 use super::{blocking, parse_path, refuse};
@@ -118,8 +117,8 @@ pub struct LsReply {
 /// Serves `ls`: a directory's entries sorted by name (partial files
 /// hidden; symlinks described by what they point to inside the root, or as
 /// `symlink` when that is outside), or a file's own entry.
-pub async fn ls(
-    conn: &mut Connection<Stream>,
+pub async fn ls<S: ByteStream>(
+    conn: &mut Connection<S>,
     context: &ServiceContext,
     request: LsRequest,
 ) -> Result<Outcome, ConnectionError> {
@@ -159,8 +158,8 @@ pub(crate) fn describe(root: &Root, path: &RelPath) -> std::io::Result<Stat> {
 
 /// Answers with `infos` as a listing: `{"ok": true, "entries": N}` and
 /// one JSON line each, or `too_large` past `cap` bytes.
-pub(crate) async fn send_listing(
-    conn: &mut Connection<Stream>,
+pub(crate) async fn send_listing<S: ByteStream>(
+    conn: &mut Connection<S>,
     infos: &[FileInfo],
     cap: usize,
 ) -> Result<Outcome, ConnectionError> {
@@ -177,8 +176,8 @@ pub(crate) async fn send_listing(
 }
 
 /// Serves `stat`: kind, size, mode, mtime, and BLAKE3 on request.
-pub async fn stat(
-    conn: &mut Connection<Stream>,
+pub async fn stat<S: ByteStream>(
+    conn: &mut Connection<S>,
     context: &ServiceContext,
     request: StatRequest,
 ) -> Result<Outcome, ConnectionError> {
@@ -217,8 +216,8 @@ pub async fn stat(
 }
 
 /// Serves `mkdir`.
-pub async fn mkdir(
-    conn: &mut Connection<Stream>,
+pub async fn mkdir<S: ByteStream>(
+    conn: &mut Connection<S>,
     context: &ServiceContext,
     request: MkdirRequest,
 ) -> Result<Outcome, ConnectionError> {
@@ -260,8 +259,8 @@ pub struct RmReply {
 
 /// Serves `rm`: a file or symlink, or with `recursive` a directory tree.
 /// The root itself is refused.
-pub async fn rm(
-    conn: &mut Connection<Stream>,
+pub async fn rm<S: ByteStream>(
+    conn: &mut Connection<S>,
     context: &ServiceContext,
     request: RmRequest,
 ) -> Result<Outcome, ConnectionError> {
