@@ -79,7 +79,7 @@ pub fn invite(args: InviteArgs, global: &GlobalArgs) -> Result<(), Error> {
             Error::Usage("HOME is not set; pass --state DIR for the server's state".into())
         })?,
     };
-    if !state.join(ferry::engine::state::CERT_FILE).exists() {
+    if !state.join(ferry::server::identity::CERT_FILE).exists() {
         return Err(Error::Usage(format!(
             "no server state in {}: start `ferry serve` first (or pass its --state DIR)",
             state.display()

@@ -101,7 +101,7 @@ pub fn run(args: TokensArgs) -> Result<(), Error> {
             let token = Clients::update(&state, |clients| clients.add(&add.name, limits, now))
                 .map_err(Error::Usage)?;
             if add.json {
-                let fingerprint = ferry::engine::state::read_fingerprint(&state)?;
+                let fingerprint = ferry::server::identity::read_fingerprint(&state)?;
                 let doc = serde_json::json!({
                     "name": add.name,
                     "token": token,

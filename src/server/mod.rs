@@ -14,6 +14,7 @@
 //! requests in flight up to the drain deadline.
 
 pub mod datagram;
+pub mod identity;
 mod open_doors;
 pub mod pairing;
 pub mod penalty;
@@ -215,14 +216,12 @@ impl Server {
     /// listener. Nothing is served until [`Server::run`].
     pub async fn bind(config: Config) -> Result<Server, Error> {
         config.validate().await?;
-        let state = crate::engine::state::ServerState::load_or_create(&config.state_dir).map_err(
-            |err| {
-                Error::Startup(format!(
-                    "cannot use the state directory {}: {err}",
-                    config.state_dir.display()
-                ))
-            },
-        )?;
+        let state = identity::ServerState::load_or_create(&config.state_dir).map_err(|err| {
+            Error::Startup(format!(
+                "cannot use the state directory {}: {err}",
+                config.state_dir.display()
+            ))
+        })?;
         std::fs::create_dir_all(&config.root).map_err(|err| {
             Error::Startup(format!(
                 "cannot create the root {}: {err}",
