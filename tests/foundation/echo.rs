@@ -1,31 +1,28 @@
 //! Echo over every transport, and what the client says when it speaks the
 //! wrong one.
 
-use super::{assert_answered, assert_refused, assert_stderr_says, mode_of};
+use super::mode_of;
 use crate::util::{ferry, hello_header, Invocation, Listening, Raw, Sandbox, Server};
 
 #[test]
 fn echo_over_tls_tcp_answers_with_the_text() {
     let server = Server::start(&[]);
     assert_eq!(server.listening()[0].mode, "TLS");
-    assert_answered(
-        &ferry(&server, &["echo", "hello", "world"]),
-        "hello world\n",
-    );
+    ferry(&server, &["echo", "hello", "world"])
+        .assert_ok()
+        .assert_stdout("hello world\n");
 }
 
 #[test]
 fn echo_over_plaintext_tcp_on_loopback_with_global_flags_before_or_after() {
     let server = Server::start(&["--plaintext"]);
     assert_eq!(server.listening()[0].mode, "plaintext");
-    assert_answered(
-        &ferry(&server, &["--plaintext", "echo", "plain"]),
-        "plain\n",
-    );
-    assert_answered(
-        &ferry(&server, &["echo", "plain", "--plaintext"]),
-        "plain\n",
-    );
+    ferry(&server, &["--plaintext", "echo", "plain"])
+        .assert_ok()
+        .assert_stdout("plain\n");
+    ferry(&server, &["echo", "plain", "--plaintext"])
+        .assert_ok()
+        .assert_stdout("plain\n");
     assert!(
         !server.sandbox.known_hosts().exists(),
         "plaintext pins nothing"
@@ -41,7 +38,9 @@ fn echo_over_ipv6_loopback() {
     let server = Server::start(&["--listen", "[::1]:0"]);
     let addr = server.addr().to_string();
     assert!(addr.starts_with("[::1]:"), "{addr}");
-    assert_answered(&ferry(&server, &["echo", "over", "v6"]), "over v6\n");
+    ferry(&server, &["echo", "over", "v6"])
+        .assert_ok()
+        .assert_stdout("over v6\n");
     assert_eq!(
         server.sandbox.read_known_hosts(),
         format!("{addr} {}\n", server.fingerprint())
@@ -63,10 +62,9 @@ fn echo_over_a_unix_socket_that_only_its_owner_can_open() {
     );
     assert_eq!(mode_of(&socket), 0o600, "socket mode");
 
-    assert_answered(
-        &ferry(&server, &["echo", "through", "unix"]),
-        "through unix\n",
-    );
+    ferry(&server, &["echo", "through", "unix"])
+        .assert_ok()
+        .assert_stdout("through unix\n");
     assert!(
         !sandbox.known_hosts().exists(),
         "a Unix socket pins nothing"
@@ -85,10 +83,9 @@ fn echo_over_a_unix_socket_that_only_its_owner_can_open() {
 #[test]
 fn echo_upper_capitalises_ascii_letters_only() {
     let server = Server::start(&[]);
-    assert_answered(
-        &ferry(&server, &["echo", "--upper", "Hello, wörld", "42"]),
-        "HELLO, WöRLD 42\n",
-    );
+    ferry(&server, &["echo", "--upper", "Hello, wörld", "42"])
+        .assert_ok()
+        .assert_stdout("HELLO, WöRLD 42\n");
 }
 
 #[test]
@@ -98,7 +95,8 @@ fn echo_without_text_answers_each_stdin_line_and_skips_empty_ones() {
         .client(&["echo"])
         .stdin("first line\n\n   \nsecond\r\n\nlast, without newline")
         .run();
-    assert_answered(&run, "first line\nsecond\nlast, without newline\n");
+    run.assert_ok()
+        .assert_stdout("first line\nsecond\nlast, without newline\n");
     // One connection, and the empty lines never reached the server.
     let closed = server.wait_for_log("connection closed");
     assert!(closed.contains("requests=3"), "{closed}");
@@ -118,23 +116,26 @@ fn plaintext_on_a_non_loopback_address_is_a_usage_error() {
             &state,
         ];
         let run = Invocation::new(&sandbox, &args).run();
-        assert_eq!(run.code, 2, "{run:?}");
+        run.assert_code(2);
         assert!(!run.stdout.contains("listening"), "{run:?}");
-        assert_stderr_says(&run, &["loopback"]);
+        run.assert_stderr_contains("loopback");
     }
 }
 
 #[test]
 fn a_plaintext_client_against_a_tls_server_exits_3_with_a_hint_to_drop_plaintext() {
     let server = Server::start(&[]);
-    assert_refused(
-        &ferry(&server, &["--plaintext", "echo", "hi"]),
-        &["drop --plaintext"],
-    );
+    ferry(&server, &["--plaintext", "echo", "hi"])
+        .assert_code(3)
+        .assert_stdout("")
+        .assert_stderr_contains("drop --plaintext");
 }
 
 #[test]
 fn a_tls_client_against_a_plaintext_server_exits_3_with_a_hint_to_pass_plaintext() {
     let server = Server::start(&["--plaintext"]);
-    assert_refused(&ferry(&server, &["echo", "hi"]), &["pass --plaintext"]);
+    ferry(&server, &["echo", "hi"])
+        .assert_code(3)
+        .assert_stdout("")
+        .assert_stderr_contains("pass --plaintext");
 }

@@ -9,7 +9,7 @@ use ferry::client::{Client, ClientOptions};
 use serde_json::json;
 
 use super::frames::check_malformed_frames;
-use super::{assert_answered, assert_refused, MIB};
+use super::MIB;
 use crate::util::{ferry, frame_bytes, hello_header, Raw, Sandbox, Server, DEADLINE};
 
 #[test]
@@ -114,7 +114,9 @@ async fn two_hundred_clients_connecting_at_once_all_get_their_echo() {
 #[test]
 fn workers_sets_the_runtime_threads_and_zero_is_refused() {
     let server = Server::start(&["--plaintext", "--workers", "5"]);
-    assert_answered(&ferry(&server, &["--plaintext", "echo", "hi"]), "hi\n");
+    ferry(&server, &["--plaintext", "echo", "hi"])
+        .assert_ok()
+        .assert_stdout("hi\n");
     let threads = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
         .unwrap()
         .filter(|task| {
@@ -147,11 +149,16 @@ fn a_client_past_max_connections_is_told_busy_until_a_slot_frees() {
     assert!(message.contains("2 connections"), "{message}");
     third.expect_closed();
     let run = ferry(&server, &["--plaintext", "echo", "hi"]);
-    assert_refused(&run, &["limit of 2 connections", "try again"]);
+    run.assert_code(3)
+        .assert_stdout("")
+        .assert_stderr_contains("limit of 2 connections")
+        .assert_stderr_contains("try again");
 
     drop(first);
     server.wait_for_log("end=peer closed");
-    assert_answered(&ferry(&server, &["--plaintext", "echo", "hi"]), "hi\n");
+    ferry(&server, &["--plaintext", "echo", "hi"])
+        .assert_ok()
+        .assert_stdout("hi\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 //! ([`Invocation`]) and what it ended with ([`Run`], or [`Output`] for
 //! bytes).
 
+use std::fmt;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -22,6 +23,79 @@ pub struct Run {
     pub stdout: String,
     /// Everything written to stderr.
     pub stderr: String,
+}
+
+/// Assertions on a finished run, as ripgrep's `TestCommand` has them: each
+/// returns the run so they chain, and a failure shows the whole run.
+impl Run {
+    /// Asserts the run exited 0.
+    #[track_caller]
+    pub fn assert_ok(&self) -> &Run {
+        self.assert_code(0)
+    }
+
+    /// Asserts the run exited with `code`.
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Run {
+        if self.code != code {
+            self.fail(format_args!("expected exit code {code}"));
+        }
+        self
+    }
+
+    /// Asserts the run failed: any exit code but 0.
+    #[track_caller]
+    pub fn assert_err(&self) -> &Run {
+        if self.code == 0 {
+            self.fail("expected a failure");
+        }
+        self
+    }
+
+    /// Asserts stdout is exactly `expected`.
+    #[track_caller]
+    pub fn assert_stdout(&self, expected: &str) -> &Run {
+        if self.stdout != expected {
+            self.fail(format_args!("expected stdout {expected:?}"));
+        }
+        self
+    }
+
+    /// Asserts stdout contains `needle`.
+    #[track_caller]
+    pub fn assert_stdout_contains(&self, needle: &str) -> &Run {
+        if !self.stdout.contains(needle) {
+            self.fail(format_args!("expected stdout to contain {needle:?}"));
+        }
+        self
+    }
+
+    /// Asserts stderr contains `needle`.
+    #[track_caller]
+    pub fn assert_stderr_contains(&self, needle: &str) -> &Run {
+        if !self.stderr.contains(needle) {
+            self.fail(format_args!("expected stderr to contain {needle:?}"));
+        }
+        self
+    }
+
+    /// Panics saying what was expected, and showing the whole run.
+    #[track_caller]
+    fn fail(&self, what: impl fmt::Display) -> ! {
+        panic!("{what}, but the run ended so:\n{self}")
+    }
+}
+
+impl fmt::Display for Run {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Each stream as it was, so a missing last newline shows as the
+        // next marker on the same line.
+        write!(
+            f,
+            "exit code {}\n--- stdout ---\n{}--- stderr ---\n{}--- end ---",
+            self.code, self.stdout, self.stderr,
+        )
+    }
 }
 
 /// One run of the `ferry` binary in a sandbox, to its end, with input and
@@ -174,4 +248,26 @@ fn read_all_in_background(mut out: impl Read + Send + 'static) -> thread::JoinHa
 /// Runs the `ferry` client binary against `server` with `args`.
 pub fn ferry(server: &Server, args: &[&str]) -> Run {
     server.client(args).run()
+}
+
+#[test]
+fn a_failed_assertion_on_a_run_shows_the_whole_run() {
+    let run = Run {
+        code: 3,
+        stdout: "partial".into(),
+        stderr: "ferry: refused\n".into(),
+    };
+    run.assert_code(3)
+        .assert_stdout("partial")
+        .assert_stderr_contains("refused");
+    let failure = std::panic::catch_unwind(|| {
+        run.assert_ok();
+    })
+    .expect_err("exit 3 is not ok");
+    let message = failure.downcast_ref::<String>().expect("a formatted panic");
+    assert_eq!(
+        message,
+        "expected exit code 0, but the run ended so:\nexit code 3\n--- stdout ---\n\
+         partial--- stderr ---\nferry: refused\n--- end ---"
+    );
 }
