@@ -5,7 +5,7 @@
 //! for a user's home: `HOME`, `XDG_STATE_HOME` and `XDG_CONFIG_HOME` point into
 //! it and every other variable (all `FERRY_*` among them) is cleared, so no
 //! test reads or writes the real user's pins, tokens or files. Nothing here
-//! sleeps: readiness is the server's `listening` lines, exits are waited for
+//! sleeps: readiness is the server's `ready` line, exits are waited for
 //! through a pidfd, and every read carries a deadline, so a broken server
 //! fails a test instead of hanging the suite.
 //!

@@ -80,6 +80,50 @@ fn echo_over_a_unix_socket_that_only_its_owner_can_open() {
     assert!(!socket.exists(), "the socket file outlived the server");
 }
 
+/// The harness reads up to `ready` and knows no flag that adds a
+/// listener, so a `ready` printed before any of them loses its line here.
+#[test]
+fn ready_comes_after_the_listening_line_of_every_listener() {
+    let sandbox = Sandbox::new();
+    let socket = format!("unix:{}", sandbox.path().join("ferry.sock").display());
+    let any = "127.0.0.1:0";
+    let server = Server::start_in(
+        &sandbox,
+        &[
+            "--listen",
+            any,
+            "--listen",
+            &socket,
+            "--seed-compat",
+            any,
+            "--tcp-echo",
+            any,
+            "--udp-time",
+            any,
+            "--sntp",
+            any,
+            "--udp-echo",
+            any,
+            "--udp-chat",
+            any,
+        ],
+    );
+    let modes: Vec<&str> = server.listening().iter().map(|l| l.mode.as_str()).collect();
+    assert_eq!(
+        modes,
+        [
+            "TLS",
+            "unix socket, token required",
+            "seed-compat, plaintext, no token",
+            "tcp echo",
+            "udp time",
+            "sntp",
+            "udp echo",
+            "udp chat",
+        ]
+    );
+}
+
 #[test]
 fn echo_upper_capitalises_ascii_letters_only() {
     let server = Server::start(&[]);

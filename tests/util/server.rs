@@ -1,6 +1,6 @@
-//! A real `ferry serve` on port 0: started in a sandbox, ready once it has
-//! printed its `listening` lines, its stderr kept for tests to wait on, and
-//! killed when dropped.
+//! A real `ferry serve` on port 0: started in a sandbox, taken as ready
+//! once it prints `ready` after its `listening` lines, its stderr kept for
+//! tests to wait on, and killed when dropped.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -34,23 +34,6 @@ pub struct Listening {
     pub mode: String,
 }
 
-/// Flags that each add one more `listening` line after the framed ones.
-const EXTRA_LISTENER_FLAGS: &[&str] = &[
-    "--seed-compat",
-    "--udp-time",
-    "--sntp",
-    "--udp-echo",
-    "--tcp-echo",
-    "--udp-chat",
-];
-
-/// How many `listening` lines the flags in `args` add beyond `--listen`.
-fn extra_listeners(args: &[&str]) -> usize {
-    args.iter()
-        .filter(|a| EXTRA_LISTENER_FLAGS.contains(a))
-        .count()
-}
-
 /// A running `ferry serve`, killed when dropped.
 #[derive(Debug)]
 pub struct Server {
@@ -71,11 +54,11 @@ impl Server {
         Server::start_in(&Sandbox::new(), args)
     }
 
-    /// Starts `ferry serve ARGS` in `sandbox` and waits until it prints its
-    /// `listening` lines. Unless `args` say otherwise, it listens on
-    /// `127.0.0.1:0`, keeps its state in the sandbox's default state dir and
-    /// serves `root/` in the sandbox. Panics with the server's stderr if it
-    /// exits instead.
+    /// Starts `ferry serve ARGS` in `sandbox` and waits until it prints
+    /// `ready`, after its `listening` lines. Unless `args` say otherwise, it
+    /// listens on `127.0.0.1:0`, keeps its state in the sandbox's default
+    /// state dir and serves `root/` in the sandbox. Panics with the server's
+    /// stderr if it exits instead.
     pub fn start_in(sandbox: &Arc<Sandbox>, args: &[&str]) -> Server {
         Server::start_with(sandbox, args, None)
     }
@@ -91,8 +74,6 @@ impl Server {
     fn start_with(sandbox: &Arc<Sandbox>, args: &[&str], stderr: Option<Stdio>) -> Server {
         let mut full: Vec<String> = vec!["serve".into()];
         full.extend(args.iter().map(|a| a.to_string()));
-        let listeners =
-            args.iter().filter(|a| **a == "--listen").count().max(1) + extra_listeners(args);
         if !args.contains(&"--listen") {
             full.extend(["--listen".into(), "127.0.0.1:0".into()]);
         }
@@ -139,7 +120,7 @@ impl Server {
         let mut token_path = None;
         let mut listening = Vec::new();
         let deadline = Instant::now() + STARTUP_DEADLINE;
-        while listening.len() < listeners {
+        loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match stdout_lines.recv_timeout(left) {
                 Ok(line) => line,
@@ -152,7 +133,9 @@ impl Server {
                     );
                 }
             };
-            if let Some(fp) = line.strip_prefix("fingerprint ") {
+            if line == "ready" {
+                break;
+            } else if let Some(fp) = line.strip_prefix("fingerprint ") {
                 fingerprint = Some(fp.to_string());
             } else if let Some(path) = line.strip_prefix("token in ") {
                 token_path = Some(PathBuf::from(path));
@@ -173,8 +156,8 @@ impl Server {
             sandbox: sandbox.clone(),
             process,
             listening,
-            fingerprint: fingerprint.expect("a `fingerprint` line before `listening`"),
-            token_path: token_path.expect("a `token in` line before `listening`"),
+            fingerprint: fingerprint.expect("a `fingerprint` line before `ready`"),
+            token_path: token_path.expect("a `token in` line before `ready`"),
             state_dir,
             root,
             log,
