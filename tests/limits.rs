@@ -8,9 +8,10 @@ use bytes::Bytes;
 use ferry::client::{Client, ClientOptions};
 use serde_json::json;
 
-use super::frames::check_malformed_frames;
-use super::MIB;
+use crate::framing::check_malformed_frames;
 use crate::util::{ferry, frame_bytes, hello_header, Raw, Sandbox, Server, DEADLINE};
+
+const MIB: u64 = 1024 * 1024;
 
 #[test]
 fn a_connection_that_never_says_hello_is_closed_with_timeout() {

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use rustix::process::Signal;
 use serde_json::json;
 
-use super::MIB;
 use crate::util::{ferry, frame_bytes, Raw, Server, DEADLINE};
+
+const MIB: u64 = 1024 * 1024;
 
 #[test]
 fn sigterm_closes_idle_connections_at_once_and_finishes_requests_in_flight() {
