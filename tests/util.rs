@@ -11,12 +11,14 @@
 //!
 //! One file per type: [`Sandbox`] (`sandbox.rs`), [`Process`] (`process.rs`),
 //! [`Server`] (`server.rs`), a client run and its result, [`Invocation`] and
-//! [`Run`] (`command.rs`); [`Raw`] speaks the protocol byte by byte, `fake`
-//! plays a broken or hostile server, and `outside_tool` finds programs
-//! nobody here wrote.
+//! [`Run`] (`command.rs`), and [`LibraryServer`], the server as a library
+//! on the test's runtime, with [`WireClient`] (`library.rs`); [`Raw`] speaks
+//! the protocol byte by byte, `fake` plays a broken or hostile server, and
+//! `outside_tool` finds programs nobody here wrote.
 
 mod command;
 pub mod fake;
+mod library;
 pub mod outside_tool;
 mod process;
 mod raw;
@@ -24,6 +26,7 @@ mod sandbox;
 mod server;
 
 pub use command::{ferry, Invocation, Output, Run};
+pub use library::{LibraryServer, WireClient};
 pub use process::Process;
 pub use raw::{frame_bytes, hello_header, Raw};
 pub use sandbox::{Sandbox, FERRY};
