@@ -62,12 +62,9 @@ pub(super) fn run(server: &Server, args: &[&str]) -> Run {
 /// Asserts a run exited `code` and said each of `needles` on stderr.
 #[track_caller]
 pub(super) fn assert_exit(run: &Run, code: i32, needles: &[&str]) {
-    assert_eq!(run.code, code, "{run:?}");
+    run.assert_code(code);
     for needle in needles {
-        assert!(
-            run.stderr.contains(needle),
-            "stderr lacks {needle:?}: {run:?}"
-        );
+        run.assert_stderr_contains(needle);
     }
 }
 

@@ -53,7 +53,7 @@ pub(super) fn run(server: &Server, args: &[&str]) -> Run {
 /// summaries belong on stderr.
 #[track_caller]
 pub(super) fn assert_transferred(run: &Run) {
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     assert_eq!(
         run.stdout, "",
         "put and get print nothing on stdout: {run:?}"
@@ -64,13 +64,9 @@ pub(super) fn assert_transferred(run: &Run) {
 /// each of `needles` on stderr.
 #[track_caller]
 pub(super) fn assert_failed(run: &Run, code: i32, needles: &[&str]) {
-    assert_eq!(run.code, code, "{run:?}");
-    assert_eq!(run.stdout, "", "{run:?}");
+    run.assert_code(code).assert_stdout("");
     for needle in needles {
-        assert!(
-            run.stderr.contains(needle),
-            "stderr lacks {needle:?}: {run:?}"
-        );
+        run.assert_stderr_contains(needle);
     }
 }
 

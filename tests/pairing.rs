@@ -16,8 +16,7 @@ fn invite(server: &Server, args: &[&str]) -> String {
     let mut full = vec!["invite", "--state", &state];
     full.extend_from_slice(args);
     let run = Invocation::new(&server.sandbox, &full).run();
-    assert_eq!(run.code, 0, "{run:?}");
-    assert!(run.stderr.contains("ferry pair"), "{run:?}");
+    run.assert_ok().assert_stderr_contains("ferry pair");
     run.stdout.trim().to_string()
 }
 
@@ -53,7 +52,7 @@ fn the_right_code_pins_the_server_and_earns_a_token_of_its_own() {
     let code = invite(&server, &["--name", "laptop"]);
     let other = Sandbox::new();
     let run = pair(&other, server.addr(), &code);
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     let token_file = saved_token(&other, "srv");
     let mode = fs::metadata(&token_file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
@@ -78,9 +77,9 @@ fn the_right_code_pins_the_server_and_earns_a_token_of_its_own() {
     server.wait_for_log("client=laptop");
     // And by the name it keeps the server under, from its config file.
     let ls = Invocation::new(&other, &["ls", "srv:"]).run();
-    assert_eq!(ls.code, 0, "{ls:?}");
+    ls.assert_ok();
     let hosts = Invocation::new(&other, &["hosts"]).run();
-    assert!(hosts.stdout.contains("srv"), "{hosts:?}");
+    hosts.assert_stdout_contains("srv");
     let listed = Invocation::new(
         &server.sandbox,
         &[
@@ -94,8 +93,9 @@ fn the_right_code_pins_the_server_and_earns_a_token_of_its_own() {
     assert!(listed.stdout.starts_with("laptop\t"), "{listed:?}");
     // One use.
     let again = pair(&Sandbox::new(), server.addr(), &code);
-    assert_eq!(again.code, 1, "{again:?}");
-    assert!(again.stderr.contains("no such pairing code"), "{again:?}");
+    again
+        .assert_code(1)
+        .assert_stderr_contains("no such pairing code");
 }
 
 #[test]
@@ -105,15 +105,15 @@ fn wrong_codes_get_nothing_and_spend_the_invite() {
     let other = Sandbox::new();
     for _ in 0..3 {
         let run = pair(&other, server.addr(), &wrong(&code));
-        assert_eq!(run.code, 1, "{run:?}");
-        assert!(run.stderr.contains("wrong pairing code"), "{run:?}");
+        run.assert_code(1)
+            .assert_stderr_contains("wrong pairing code");
     }
     assert!(!saved_token(&other, "srv").exists());
     assert!(!other.known_hosts().exists(), "nothing pinned");
     // Three wrong tries spent it: the right code is refused now.
     let run = pair(&other, server.addr(), &code);
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stderr.contains("no such pairing code"), "{run:?}");
+    run.assert_code(1)
+        .assert_stderr_contains("no such pairing code");
 }
 
 #[test]
@@ -135,8 +135,8 @@ fn an_expired_code_is_refused() {
         .join("\n");
     fs::write(&invites, expired).unwrap();
     let run = pair(&Sandbox::new(), server.addr(), &code);
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stderr.contains("no such pairing code"), "{run:?}");
+    run.assert_code(1)
+        .assert_stderr_contains("no such pairing code");
 }
 
 #[test]
@@ -148,8 +148,8 @@ fn a_man_in_the_middle_with_his_own_certificate_gets_nothing() {
     let run = pair(&other, &proxy.addr, &code);
     // The exchange went through the proxy to the server, and the proofs
     // did not match: the fingerprints the two ends bound differ.
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stderr.contains("wrong pairing code"), "{run:?}");
+    run.assert_code(1)
+        .assert_stderr_contains("wrong pairing code");
     assert!(!saved_token(&other, "srv").exists());
     assert!(!other.known_hosts().exists(), "nothing pinned");
     let listed = Invocation::new(
@@ -186,8 +186,7 @@ fn a_read_only_invite_pairs_a_read_only_client() {
         ],
     )
     .run();
-    assert_eq!(put.code, 1, "{put:?}");
-    assert!(put.stderr.contains("read-only"), "{put:?}");
+    put.assert_code(1).assert_stderr_contains("read-only");
 }
 
 #[test]
@@ -215,7 +214,7 @@ fn pair_over_ssh_makes_a_token_there_without_a_code() {
         .env("PATH", path)
         .env("FERRY_STATE", server.state_dir())
         .run();
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     let token_file = saved_token(&other, "127.0.0.1");
     let echo = Invocation::new(
         &other,
@@ -299,7 +298,7 @@ fn a_second_machine_under_a_taken_name_gets_a_name_of_its_own() {
     for expected in ["laptop", "laptop-2"] {
         let code = invite(&server, &["--name", "laptop"]);
         let run = pair(&Sandbox::new(), server.addr(), &code);
-        assert_eq!(run.code, 0, "{run:?}");
+        run.assert_ok();
         assert!(
             run.stderr.contains(&format!("as \"{expected}\" there")),
             "{run:?}"

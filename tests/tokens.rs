@@ -25,7 +25,7 @@ fn add_client(server: &Server, name: &str, limits: &[&str]) -> String {
     let mut args = vec!["add", name, "--out", &out];
     args.extend_from_slice(limits);
     let run = tokens(server, &args);
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     out
 }
 
@@ -47,15 +47,15 @@ fn a_client_token_works_and_only_its_hash_is_kept() {
     let stored = fs::read_to_string(server.state_dir().join("clients.toml")).unwrap();
     assert!(!stored.contains(token.trim()), "{stored}");
     let list = tokens(&server, &["list"]);
-    assert_eq!(list.code, 0, "{list:?}");
+    list.assert_ok();
     assert!(list.stdout.starts_with("nas\tfull\t"), "{list:?}");
     assert!(!list.stdout.contains(token.trim()));
     // The shared token keeps working.
     let run = server.client(&["--plaintext", "ls"]).run();
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     // A name is taken once.
     let again = tokens(&server, &["add", "nas"]);
-    assert_eq!(again.code, 2, "{again:?}");
+    again.assert_code(2);
 }
 
 #[test]
@@ -69,7 +69,7 @@ fn a_read_only_client_reads_and_nothing_more() {
         &token_file,
         &["get", "f", "--to", dl.to_str().unwrap()],
     );
-    assert_eq!(get.code, 0, "{get:?}");
+    get.assert_ok();
     let local = server.sandbox.path().join("up.txt");
     fs::write(&local, b"up").unwrap();
     for args in [
@@ -82,8 +82,7 @@ fn a_read_only_client_reads_and_nothing_more() {
         assert!(run.stderr.contains("read-only"), "{args:?}: {run:?}");
     }
     let exec = as_client(&server, &token_file, &["exec", "--", "true"]);
-    assert_ne!(exec.code, 0, "{exec:?}");
-    assert!(exec.stderr.contains("read-only"), "{exec:?}");
+    exec.assert_err().assert_stderr_contains("read-only");
     assert!(!server.root().join("up.txt").exists() && server.root().join("f").exists());
 }
 
@@ -94,10 +93,10 @@ fn a_no_exec_client_moves_files_but_runs_nothing() {
     let local = server.sandbox.path().join("up.txt");
     fs::write(&local, b"up").unwrap();
     let put = as_client(&server, &token_file, &["put", local.to_str().unwrap()]);
-    assert_eq!(put.code, 0, "{put:?}");
+    put.assert_ok();
     let exec = as_client(&server, &token_file, &["exec", "--", "touch", "ran"]);
-    assert_ne!(exec.code, 0, "{exec:?}");
-    assert!(exec.stderr.contains("may not run commands"), "{exec:?}");
+    exec.assert_err()
+        .assert_stderr_contains("may not run commands");
     assert!(!server.root().join("ran").exists());
     // The welcome lists only what the client may use.
     let mut raw = Raw::connect(server.addr());
@@ -118,11 +117,11 @@ fn a_client_confined_to_a_subdirectory_sees_only_it() {
     let ls = as_client(&server, &token_file, &["ls"]);
     assert_eq!((ls.code, ls.stdout.as_str()), (0, "mine\n"), "{ls:?}");
     let escape = as_client(&server, &token_file, &["stat", "../../secret"]);
-    assert_eq!(escape.code, 1, "{escape:?}");
+    escape.assert_code(1);
     let local = server.sandbox.path().join("new");
     fs::write(&local, b"new").unwrap();
     let put = as_client(&server, &token_file, &["put", local.to_str().unwrap()]);
-    assert_eq!(put.code, 0, "{put:?}");
+    put.assert_ok();
     assert!(server.root().join("home/nas/new").exists());
     assert!(!server.root().join("new").exists());
 }
@@ -137,14 +136,15 @@ fn a_revoked_token_is_refused_at_its_next_request() {
     assert!(raw.read_frame().is_ok());
     raw.echo("before");
     let revoke = tokens(&server, &["revoke", "laptop"]);
-    assert_eq!(revoke.code, 0, "{revoke:?}");
+    revoke.assert_ok();
     // The same connection, its next request.
     raw.send_frame(&json!({"cmd": "echo", "size": 5}), b"after");
     let message = raw.expect_error("bad_token");
     assert!(message.contains("revoked"), "{message}");
     let run = as_client(&server, &token_file, &["ls"]);
-    assert_eq!(run.code, 3, "{run:?}");
+    run.assert_code(3);
     let unknown = tokens(&server, &["revoke", "laptop"]);
-    assert_eq!(unknown.code, 2, "{unknown:?}");
-    assert!(unknown.stderr.contains("no client is named"), "{unknown:?}");
+    unknown
+        .assert_code(2)
+        .assert_stderr_contains("no client is named");
 }

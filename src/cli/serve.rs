@@ -330,7 +330,7 @@ fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<(), Error> {
         .build()?;
     let result = runtime.block_on(async move {
         // Signals are hooked before the server says it is ready, so a
-        // SIGTERM right after "listening" is never the default (fatal) one.
+        // SIGTERM right after "ready" is never the default (fatal) one.
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
         let server = Server::bind(config).await?;
@@ -356,8 +356,10 @@ fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<(), Error> {
     result
 }
 
-/// Prints what a user needs to connect, then one `listening ADDR` line per
-/// bound address — the signal that the server is ready.
+/// Prints what a user needs to connect, one `listening ADDR` line per
+/// bound address, and last `ready`: whoever reads the lines (a script, the
+/// tests) then knows it has seen every listener without knowing which flags
+/// add one.
 fn announce(server: &Server) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -379,6 +381,7 @@ fn announce(server: &Server) -> Result<(), Error> {
     for (endpoint, service) in server.service_endpoints() {
         writeln!(out, "listening {endpoint} ({service})")?;
     }
+    writeln!(out, "ready")?;
     out.flush()?;
     Ok(())
 }

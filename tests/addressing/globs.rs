@@ -29,9 +29,9 @@ fn get_ls_and_rm_expand_patterns_on_the_server() {
     assert_eq!(got, ["a.log", "b.log"]);
 
     let listed = run(&server, &["ls", "nas:logs/[ab].*"]);
-    assert_eq!(listed.stdout, "logs/a.log\nlogs/b.log\n", "{listed:?}");
+    listed.assert_stdout("logs/a.log\nlogs/b.log\n");
     let deep = run(&server, &["ls", "nas:*/*/*.log"]);
-    assert_eq!(deep.stdout, "logs/old/d.log\n", "{deep:?}");
+    deep.assert_stdout("logs/old/d.log\n");
 
     assert_exit(&run(&server, &["rm", "nas:logs/*.log"]), 0, &[]);
     let mut left: Vec<String> = std::fs::read_dir(server.root().join("logs"))
@@ -112,7 +112,6 @@ fn a_server_cannot_slip_another_path_into_a_patterns_matches() {
     let sandbox = crate::util::Sandbox::new();
     let run = fake.client(&sandbox, &["get", "logs/*.log", "--to", "out"]);
     fake.join();
-    assert_eq!(run.code, 3, "{run:?}");
-    assert!(run.stderr.contains(".bashrc"), "{run:?}");
+    run.assert_code(3).assert_stderr_contains(".bashrc");
     assert!(!sandbox.path().join("out").exists());
 }

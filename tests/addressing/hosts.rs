@@ -12,7 +12,7 @@ fn hosts_lists_the_config_files_hosts_in_file_order() {
     let empty = run_hosts(&["hosts"]);
     let path = config_path(&server).display().to_string();
     assert_exit(&empty, 0, &["no hosts in", &path, "ferry pair"]);
-    assert_eq!(empty.stdout, "");
+    empty.assert_stdout("");
 
     configure_nas(
         &server,
@@ -62,7 +62,7 @@ fn a_host_entry_brings_its_server_token_and_fingerprint() {
     configure_nas(&server, "");
     let listed = run(&server, &["ls", "nas:docs"]);
     assert_exit(&listed, 0, &[]);
-    assert_eq!(listed.stdout, "a.txt\n");
+    listed.assert_stdout("a.txt\n");
 
     // The entry's fingerprint is required of the server, as --fingerprint.
     let text = std::fs::read_to_string(config_path(&server)).unwrap();
@@ -198,7 +198,7 @@ fn exec_runs_on_the_named_host_from_its_remote_directory() {
         ],
     );
     assert_exit(&by_address, 0, &[]);
-    assert_eq!(by_address.stdout, "hi\n");
+    by_address.assert_stdout("hi\n");
 }
 
 #[test]

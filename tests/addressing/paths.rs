@@ -13,7 +13,7 @@ fn every_file_command_takes_host_paths() {
     assert_eq!(remote_file(&server, "docs/a.txt"), b"alpha");
     assert_eq!(run(&server, &["ls", "nas:docs"]).stdout, "a.txt\n");
     let stat = run(&server, &["stat", "--json", "nas:docs/a.txt"]);
-    assert!(stat.stdout.contains("\"size\":5"), "{stat:?}");
+    stat.assert_stdout_contains("\"size\":5");
     assert_exit(&run(&server, &["mkdir", "-p", "nas:x/y"]), 0, &[]);
     assert!(server.root().join("x/y").is_dir());
     assert_exit(&run(&server, &["get", "nas:docs/a.txt", "out/"]), 0, &[]);
@@ -54,7 +54,7 @@ fn an_address_with_its_port_is_a_host() {
     assert_exit(&put, 0, &["pinned the certificate"]);
     assert_eq!(remote_file(&server, "in/a.txt"), b"alpha");
     let listing = run(&server, &["--token-file", &token, "ls", &dest]);
-    assert_eq!(listing.stdout, "a.txt\n", "{listing:?}");
+    listing.assert_stdout("a.txt\n");
 }
 
 #[test]

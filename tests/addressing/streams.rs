@@ -108,12 +108,12 @@ fn stdout_refuses_what_it_cannot_hold() {
     ] {
         let run = run(&server, args);
         assert_exit(&run, 2, &[needle]);
-        assert_eq!(run.stdout, "", "{run:?}");
+        run.assert_stdout("");
     }
     // A directory is the server's refusal, before any byte.
     let dir = run(&server, &["get", "nas:d", "-"]);
     assert_exit(&dir, 1, &["is a directory"]);
-    assert_eq!(dir.stdout, "");
+    dir.assert_stdout("");
 }
 
 #[test]
@@ -130,10 +130,10 @@ fn a_server_that_lies_about_the_hash_fails_a_get_to_stdout() {
     let sandbox = Sandbox::new();
     let run = fake.client(&sandbox, &["get", "a.txt", "-"]);
     fake.join();
-    assert_eq!(run.code, 1, "{run:?}");
+    run.assert_code(1);
     assert_eq!(run.stdout, "evil!", "the bytes were written as they came");
-    assert!(run.stderr.contains("do not hash"), "{run:?}");
-    assert!(run.stderr.contains("discard them"), "{run:?}");
+    run.assert_stderr_contains("do not hash")
+        .assert_stderr_contains("discard them");
 }
 
 #[test]
@@ -145,7 +145,7 @@ fn a_server_that_sends_another_file_fails_a_get_to_stdout_before_writing() {
     let sandbox = Sandbox::new();
     let run = fake.client(&sandbox, &["get", "a.txt", "-"]);
     fake.join();
-    assert_eq!(run.code, 3, "{run:?}");
-    assert_eq!(run.stdout, "");
-    assert!(run.stderr.contains(".bashrc"), "{run:?}");
+    run.assert_code(3)
+        .assert_stdout("")
+        .assert_stderr_contains(".bashrc");
 }

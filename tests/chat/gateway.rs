@@ -52,10 +52,10 @@ fn a_plain_udp_socket_chats_with_framed_clients_both_ways() {
         &server,
         &["--name", "alice", "--send", "hi alex", "--to", "~狗哥alex"],
     );
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     expect(&qq, |t| t == "[private] alice: hi alex");
     let run = chat(&server, &["--name", "alice", "--send", "hi room"]);
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     expect(&qq, |t| t == "[lobby] alice: hi room");
 
     say(&qq, "/who");

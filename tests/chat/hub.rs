@@ -12,28 +12,24 @@ fn two_clients_talk_in_the_room_and_in_private() {
     let server = chat_server(&[]);
     let bob = Listener::start(&server, "bob", &[]);
     let run = chat(&server, &["--name", "alice", "--send", "hi all"]);
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     bob.expect(|l| l == "[lobby] alice: hi all");
     let run = chat(
         &server,
         &["--name", "alice", "--send", "psst", "--to", "bob"],
     );
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     bob.expect(|l| l == "[private] alice: psst");
 
     let run = chat(
         &server,
         &["--name", "alice", "--send", "x", "--to", "nobody"],
     );
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(
-        run.stderr.contains("nobody here is called \"nobody\""),
-        "{run:?}"
-    );
+    run.assert_code(1)
+        .assert_stderr_contains("nobody here is called \"nobody\"");
 
     let taken = chat(&server, &["--name", "bob", "--send", "x"]);
-    assert_eq!(taken.code, 1, "{taken:?}");
-    assert!(taken.stderr.contains("taken"), "{taken:?}");
+    taken.assert_code(1).assert_stderr_contains("taken");
 }
 
 #[test]
@@ -51,7 +47,7 @@ fn listen_json_gives_one_object_per_message() {
             "line\none \u{1b}[31m",
         ],
     );
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     let line = bob.expect(|l| l.contains("\"message\""));
     let value: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(
@@ -69,10 +65,10 @@ fn the_interactive_client_reads_lines_and_slash_commands() {
         &["--name", "carol"],
         "hello\n/who\n/msg bob direct\n/dance\n/join ops\nin ops\n/quit\n",
     );
-    assert_eq!(run.code, 0, "{run:?}");
-    assert!(run.stdout.contains("* in lobby: bob, carol\n"), "{run:?}");
-    assert!(run.stdout.contains("* you are in ops\n"), "{run:?}");
-    assert!(run.stderr.contains("unknown command /dance"), "{run:?}");
+    run.assert_ok()
+        .assert_stdout_contains("* in lobby: bob, carol\n")
+        .assert_stdout_contains("* you are in ops\n")
+        .assert_stderr_contains("unknown command /dance");
     bob.expect(|l| l == "[lobby] carol: hello");
     bob.expect(|l| l == "[private] carol: direct");
     bob.expect(|l| l == "* carol left lobby for ops");
@@ -84,7 +80,7 @@ fn peer_text_cannot_forge_lines_or_drive_the_terminal() {
     let bob = Listener::start(&server, "bob", &[]);
     let forged = "hi\n[lobby] alice: fake \u{1b}[2J";
     let run = chat(&server, &["--name", "mallory", "--send", forged]);
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     let line = bob.expect(|l| l.starts_with("[lobby] mallory:"));
     assert_eq!(line, "[lobby] mallory: hi\\n[lobby] alice: fake \\u{1b}[2J");
 }
@@ -100,7 +96,7 @@ fn silent_member(server: &crate::util::Server, name: &str) -> Raw {
 
 fn who(server: &crate::util::Server) -> String {
     let run = chat_with_input(server, &["--name", "asker"], "/who\n/quit\n");
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     run.stdout
 }
 
@@ -113,7 +109,7 @@ fn a_reader_that_stops_is_dropped_and_the_server_holds_little() {
     let text = "x".repeat(4000);
     let lines: String = (0..3000).map(|i| format!("{i} {text}\n")).collect();
     let run = chat_with_input(&server, &["--name", "talker"], lines);
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     poll_until("the slow reader dropped", DEADLINE, || {
         (!who(&server).contains("slow")).then_some(())
     });

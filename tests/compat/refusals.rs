@@ -245,8 +245,8 @@ fn seed_compat_on_a_non_loopback_address_is_refused_at_startup() {
             ],
         )
         .run();
-        assert_eq!(run.code, 2, "{run:?}");
-        assert!(run.stderr.contains("listens on loopback only"), "{run:?}");
+        run.assert_code(2)
+            .assert_stderr_contains("listens on loopback only");
         assert!(!run.stdout.contains("listening"), "{run:?}");
     }
 }

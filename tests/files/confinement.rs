@@ -70,7 +70,7 @@ fn get_refuses_symlinks_that_lead_out_of_the_root_and_a_tree_leaves_them_out() {
     // The whole root: the links are left out, with a note, not followed.
     let run = run(&server, &["get", "-r", ".", "--to", arg(&whole)]);
     assert_transferred(&run);
-    assert!(run.stderr.contains("3 left out"), "{run:?}");
+    run.assert_stderr_contains("3 left out");
     assert_eq!(names_in(&whole), ["inside"]);
     outside.assert_untouched();
 }
@@ -367,12 +367,12 @@ fn a_fifo_is_refused_by_get_and_left_out_of_trees_with_a_note() {
 
     let run2 = run(&server, &["get", "-r", "d", "--to", arg(&dl)]);
     assert_transferred(&run2);
-    assert!(run2.stderr.contains("1 left out"), "{run2:?}");
+    run2.assert_stderr_contains("1 left out");
     assert_eq!(names_in(&dl.join("d")), ["file"]);
 
     let run3 = run(&server, &["put", "-r", arg(&local.join("up"))]);
     assert_transferred(&run3);
-    assert!(run3.stderr.contains("1 left out"), "{run3:?}");
+    run3.assert_stderr_contains("1 left out");
     assert_eq!(names_in(&server.root().join("up")), ["file"]);
     assert!(started.elapsed() < DEADLINE, "took {:?}", started.elapsed());
 }

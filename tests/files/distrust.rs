@@ -162,7 +162,7 @@ fn a_file_the_client_did_not_ask_for_is_not_written() {
     let run = fake.client(&sandbox, &["get", "name", "--to", arg(&dl)]);
     fake.join();
     assert_eq!(fs::read(dl.join("name")).unwrap(), b"mine", "{run:?}");
-    assert_ne!(run.code, 0, "{run:?}");
+    run.assert_err();
     outside.assert_untouched();
 }
 
@@ -194,7 +194,7 @@ fn control_characters_from_the_server_never_reach_the_terminal_raw() {
 
     for args in [vec!["ls"], vec!["ls", "-l"]] {
         let run = fake.client(&sandbox, &args);
-        assert_eq!(run.code, 0, "{run:?}");
+        run.assert_ok();
         assert!(!raw_control(&run.stdout), "{args:?}: {:?}", run.stdout);
         assert_eq!(
             run.stdout.lines().count(),
@@ -204,7 +204,7 @@ fn control_characters_from_the_server_never_reach_the_terminal_raw() {
     }
     // JSON escapes C0 controls and keeps every name exactly.
     let run = fake.client(&sandbox, &["ls", "--json"]);
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     assert!(
         !run.stdout.contains(['\u{1b}', '\u{7}']),
         "{:?}",

@@ -18,8 +18,7 @@ const T1: u64 = 1_600_000_000;
 /// Asserts a run succeeded with exactly `stdout`.
 #[track_caller]
 fn assert_prints(run: &crate::util::Run, stdout: &str) {
-    assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(run.stdout, stdout, "{run:?}");
+    run.assert_ok().assert_stdout(stdout);
 }
 
 #[test]
@@ -79,7 +78,7 @@ fn ls_json_prints_one_object_per_line_with_integer_size_and_mtime() {
     fs::create_dir(server.root().join("d")).unwrap();
 
     let run = run(&server, &["ls", "--json"]);
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     let lines: Vec<Value> = run
         .stdout
         .lines()
@@ -120,14 +119,14 @@ fn stat_describes_a_path_and_its_blake3_matches_one_computed_here() {
          mtime:  2020-09-13 12:26:40 (1600000000.123456789)\n",
     );
     let plain = run(&server, &["stat", "--blake3", "f"]);
-    assert_eq!(plain.code, 0, "{plain:?}");
+    plain.assert_ok();
     assert!(
         plain.stdout.ends_with(&format!("\nblake3: {expected}\n")),
         "{plain:?}"
     );
 
     let json = run(&server, &["stat", "--blake3", "--json", "f"]);
-    assert_eq!(json.code, 0, "{json:?}");
+    json.assert_ok();
     assert_eq!(json.stdout.lines().count(), 1, "one document: {json:?}");
     let doc: Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(doc["path"], "f");
@@ -141,7 +140,7 @@ fn stat_describes_a_path_and_its_blake3_matches_one_computed_here() {
     assert!(doc.get("blake3").is_none(), "only when asked: {doc}");
     fs::create_dir(server.root().join("d")).unwrap();
     let dir = run(&server, &["stat", "d"]);
-    assert!(dir.stdout.contains("kind:   dir\n"), "{dir:?}");
+    dir.assert_stdout_contains("kind:   dir\n");
     assert_failed(&run(&server, &["stat", "missing"]), 1, &["no such file"]);
 }
 

@@ -31,7 +31,7 @@ fn verbose_transfers_print_a_line_per_file_saying_what_happened_to_it() {
     let tree = local.join("t");
 
     let quiet = run(&server, &["put", "-r", arg(&tree)]);
-    assert_eq!(quiet.code, 0, "{quiet:?}");
+    quiet.assert_ok();
     assert!(!quiet.stderr.contains("ferry: sent t/a"), "{quiet:?}");
     fs::remove_dir_all(server.root().join("t")).unwrap();
 
@@ -44,7 +44,7 @@ fn verbose_transfers_print_a_line_per_file_saying_what_happened_to_it() {
     );
 
     let skipped = run(&server, &["put", "-r", "-v", arg(&tree)]);
-    assert_eq!(skipped.code, 0, "{skipped:?}");
+    skipped.assert_ok();
     assert!(
         skipped.stderr.contains(
             "ferry: skipped t/a (5 B, up to date)\nferry: skipped t/sub/b (0 B, up to date)\n"
@@ -54,7 +54,7 @@ fn verbose_transfers_print_a_line_per_file_saying_what_happened_to_it() {
 
     let dl = local_dir(&server, "dl");
     let got = run(&server, &["get", "-r", "-v", "t", "--to", arg(&dl)]);
-    assert_eq!(got.code, 0, "{got:?}");
+    got.assert_ok();
     assert!(
         got.stderr
             .contains("ferry: sent t/a (5 B)\nferry: sent t/sub/b (0 B)\n"),
@@ -76,7 +76,7 @@ fn json_with_v_has_a_record_per_file_and_failures_name_their_side() {
 
     // Without -v, nothing per file but failures.
     let plain = run(&server, &["put", "-r", "--json", arg(&tree)]);
-    assert_eq!(plain.code, 0, "{plain:?}");
+    plain.assert_ok();
     assert_eq!(records(&plain.stdout, "file"), Vec::<Value>::new());
     let summary = parse_lines(plain.stdout.as_bytes()).pop().unwrap();
     assert_eq!(summary["event"], "summary", "the summary comes last");
@@ -92,7 +92,7 @@ fn json_with_v_has_a_record_per_file_and_failures_name_their_side() {
     // b now differs from the server's copy: refused there, a skipped.
     write_file(&local.join("t/b"), b"BETA!", 0o644, T1 + 1);
     let run = run(&server, &["put", "-r", "-v", "--json", arg(&tree)]);
-    assert_eq!(run.code, 1, "{run:?}");
+    run.assert_code(1);
     assert_eq!(
         records(&run.stdout, "file"),
         [json!({"event": "file", "path": "t/a", "size": 5, "action": "skipped"})]
@@ -146,14 +146,14 @@ fn a_put_whose_local_file_vanishes_fails_it_on_the_local_side() {
     });
     let run = fake.client(&sandbox, &["put", "--json", doomed.to_str().unwrap()]);
     fake.join();
-    assert_eq!(run.code, 1, "{run:?}");
+    run.assert_code(1);
     let failed = records(&run.stdout, "failed");
     assert_eq!(failed.len(), 1, "{run:?}");
     assert_eq!(
         (&failed[0]["path"], &failed[0]["side"]),
         (&json!("doomed"), &json!("local"))
     );
-    assert!(run.stderr.contains("ferry: local: doomed: "), "{run:?}");
+    run.assert_stderr_contains("ferry: local: doomed: ");
 }
 
 /// A file the server ends with a failure fails on the server's side; one
@@ -185,7 +185,7 @@ fn a_get_names_the_side_of_each_failed_file() {
         &["get", "-r", "--json", "", "--to", dl.to_str().unwrap()],
     );
     fake.join();
-    assert_eq!(run.code, 1, "{run:?}");
+    run.assert_code(1);
     let mut sides: Vec<(String, String)> = records(&run.stdout, "failed")
         .iter()
         .map(|f| {

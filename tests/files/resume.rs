@@ -107,7 +107,7 @@ fn assert_moved_only_the_rest(moved: u64, kept: u64) {
 /// on stderr, in its file record and in its summary.
 #[track_caller]
 fn assert_resumed(run: &Run, path: &str, kept: u64) {
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     let records = parse_lines(run.stdout.as_bytes());
     let file = json!({"event": "file", "path": path, "size": BIG, "action": "resumed",
                       "resumed_bytes": kept});
@@ -115,11 +115,8 @@ fn assert_resumed(run: &Run, path: &str, kept: u64) {
     assert_eq!(records[1]["event"], "summary", "{run:?}");
     assert_eq!(records[1]["resumed_bytes"], kept, "{run:?}");
     let line = format!("ferry: resumed {path} (192.0 MiB, ");
-    assert!(run.stderr.contains(&line), "{run:?}");
-    assert!(
-        run.stderr.contains(" resumed from an earlier attempt"),
-        "{run:?}"
-    );
+    run.assert_stderr_contains(&line)
+        .assert_stderr_contains(" resumed from an earlier attempt");
 }
 
 #[test]

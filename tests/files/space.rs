@@ -86,7 +86,7 @@ fn a_disk_that_fills_up_fails_the_put_and_leaves_no_partial_behind() {
         &addr,
         &["-q", "exec", "--", "ls -A; df -k . | tail -1"],
     );
-    assert_eq!(listing.code, 0, "{listing:?}");
+    listing.assert_ok();
     let mut lines = listing.stdout.lines();
     let df = lines.next_back().unwrap_or_default().to_string();
     let left: Vec<&str> = lines.collect();

@@ -29,7 +29,7 @@ fn put_stores_a_file_in_the_root_with_its_content_mode_and_mtime() {
 
     let run = run(&server, &["put", arg(&local.join("report.pdf"))]);
     assert_transferred(&run);
-    assert!(run.stderr.contains("sent 1 file"), "{run:?}");
+    run.assert_stderr_contains("sent 1 file");
 
     let stored = server.root().join("report.pdf");
     assert_eq!(fs::read(&stored).unwrap(), content);
@@ -74,7 +74,7 @@ fn get_lands_in_the_to_directory_or_the_current_one_with_content_mode_and_mtime(
         .current_dir(&cwd)
         .run();
     assert_transferred(&run);
-    assert!(run.stderr.contains("received 1 file"), "{run:?}");
+    run.assert_stderr_contains("received 1 file");
 
     for dir in [&to, &cwd] {
         assert_eq!(names_in(dir), ["note.txt"], "only the file, in {dir:?}");
@@ -234,7 +234,7 @@ fn get_r_creates_the_directory_inside_the_destination() {
         &["get", "-r", "backup/photos", "--to", arg(&restore)],
     );
     assert_transferred(&run);
-    assert!(run.stderr.contains("received 6 files"), "{run:?}");
+    run.assert_stderr_contains("received 6 files");
 
     assert_eq!(names_in(&restore), ["photos"]);
     assert_eq!(
@@ -297,7 +297,7 @@ fn put_skips_an_identical_file_refuses_a_different_one_and_force_replaces_it() {
     // Same size and mtime: skipped, and said so.
     let again = run(&server, &["put", arg(&source)]);
     assert_transferred(&again);
-    assert!(again.stderr.contains("1 already up to date"), "{again:?}");
+    again.assert_stderr_contains("1 already up to date");
 
     // Another size, or the same size with another mtime: refused.
     for (content, secs) in [(&b"second!"[..], T0), (&b"third"[..], T1)] {
@@ -325,7 +325,7 @@ fn get_skips_an_identical_file_refuses_a_different_one_and_force_replaces_it() {
 
     let again = run(&server, &["get", "f", "--to", arg(&dl)]);
     assert_transferred(&again);
-    assert!(again.stderr.contains("1 already up to date"), "{again:?}");
+    again.assert_stderr_contains("1 already up to date");
 
     for (content, secs) in [(&b"second!"[..], T0), (&b"third"[..], T1)] {
         write_file(&served, content, 0o644, secs);
@@ -359,7 +359,7 @@ fn put_and_get_print_nothing_on_stdout_and_with_q_nothing_but_errors() {
     ] {
         let run = run(&server, args);
         assert_transferred(&run);
-        assert!(run.stderr.contains(summary), "{run:?}");
+        run.assert_stderr_contains(summary);
     }
     // With -q, before or after the command: nothing at all.
     for args in [
@@ -396,18 +396,17 @@ fn get_md5_prints_md5sum_lines_that_match_the_files() {
     let run = super::client(&server, &["get", "--md5", "one.bin"])
         .current_dir(&cwd)
         .run();
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     assert_eq!(run.stdout, format!("{}  one.bin\n", md5_hex(&one)));
 
     let run = super::client(&server, &["get", "--md5", "-r", "d"])
         .current_dir(&cwd)
         .run();
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     // md5sum's own answers for "hello\n" and "".
     assert_eq!(md5_hex(b"hello\n"), "b1946ac92492d2347c6235b4d2611184");
-    assert_eq!(
-        run.stdout,
-        "b1946ac92492d2347c6235b4d2611184  d/x\nd41d8cd98f00b204e9800998ecf8427e  d/y\n"
+    run.assert_stdout(
+        "b1946ac92492d2347c6235b4d2611184  d/x\nd41d8cd98f00b204e9800998ecf8427e  d/y\n",
     );
     assert_eq!(fs::read(cwd.join("d/x")).unwrap(), b"hello\n");
 }

@@ -15,7 +15,7 @@ const SOME_COMMANDS: &[&str] = &["serve", "echo", "put", "get", "exec", "complet
 #[test]
 fn the_version_names_the_protocol_version_too() {
     let run = ferry(&["--version"]);
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     assert_eq!(
         run.stdout,
         format!("ferry {} (protocol 1)\n", env!("CARGO_PKG_VERSION"))
@@ -26,14 +26,14 @@ fn the_version_names_the_protocol_version_too() {
 fn completions_for_bash_zsh_and_fish_name_the_commands() {
     for shell in ["bash", "zsh", "fish"] {
         let run = ferry(&["completions", shell]);
-        assert_eq!(run.code, 0, "{run:?}");
+        run.assert_ok();
         for command in SOME_COMMANDS {
             assert!(run.stdout.contains(command), "{shell}: no {command}");
         }
     }
     let run = ferry(&["completions", "tcsh"]);
     assert_eq!(run.code, 2, "an unknown shell is a usage error: {run:?}");
-    assert!(run.stderr.contains("bash"), "{run:?}");
+    run.assert_stderr_contains("bash");
 }
 
 #[test]
@@ -44,7 +44,7 @@ fn completions_and_pages_need_no_token_or_server() {
             .env("FERRY_TOKEN_FILE", sandbox.path().join("no-such-token"))
             .env("FERRY_SERVER", "127.0.0.1:1")
             .run();
-        assert_eq!(run.code, 0, "{run:?}");
+        run.assert_ok();
         assert!(!run.stdout.is_empty());
     }
 }
@@ -74,7 +74,7 @@ fn the_bash_completion_script_is_valid_bash() {
 #[test]
 fn the_man_page_is_roff_naming_every_command() {
     let run = ferry(&["man"]);
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     assert!(run.stdout.contains(".TH ferry 1"), "{}", run.stdout);
     assert!(run.stdout.contains(".SH SUBCOMMANDS"), "{}", run.stdout);
     for command in SOME_COMMANDS {
@@ -90,8 +90,7 @@ fn man_to_a_directory_writes_a_page_per_command() {
     let sandbox = Sandbox::new();
     let dir = sandbox.path().join("share/man/man1");
     let run = Invocation::new(&sandbox, &["man", "--to", dir.to_str().unwrap()]).run();
-    assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(run.stdout, "");
+    run.assert_ok().assert_stdout("");
     for page in ["ferry.1", "ferry-serve.1", "ferry-exec.1", "ferry-man.1"] {
         let text = std::fs::read_to_string(dir.join(page)).unwrap();
         assert!(text.contains(".SH NAME"), "{page}");
@@ -103,7 +102,7 @@ fn man_to_a_directory_writes_a_page_per_command() {
 #[test]
 fn a_page_for_a_command_that_does_not_exist_is_a_usage_error() {
     let run = ferry(&["man", "sevre"]);
-    assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.stderr.contains("no command `sevre`"), "{run:?}");
-    assert!(run.stderr.contains("serve"), "{run:?}");
+    run.assert_code(2)
+        .assert_stderr_contains("no command `sevre`")
+        .assert_stderr_contains("serve");
 }

@@ -47,7 +47,7 @@ fn systemd_unit(sandbox: &Sandbox, args: &[&str]) -> Run {
     let mut full = vec!["serve", "--systemd-unit"];
     full.extend_from_slice(args);
     let run = Invocation::new(sandbox, &full).run();
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     run
 }
 
@@ -123,7 +123,7 @@ fn flags_from_the_environment_and_config_file_are_written_out() {
         .env("FERRY_MAX_COMMANDS", "4")
         .env("FERRY_TOKEN", "a-client-token-that-stays-out")
         .run();
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     let unit = parse_unit(&run.stdout);
     let exec = service(&unit, "ExecStart");
     let (root, sockets) = (sandbox.path().join("share"), sandbox.path().join("sockets"));

@@ -19,8 +19,7 @@ fn a_pin_made_by_name_holds_for_the_address_it_reached() {
     let second = Server::start_in(&first.sandbox, &["--listen", &addr, "--state", &new_state]);
     assert_ne!(second.fingerprint(), first.fingerprint());
     let run = ferry(&second, &["--server", &addr, "echo", "hi"]);
-    assert_eq!(run.code, 3, "{run:?}");
-    assert!(run.stderr.contains("has changed"), "{run:?}");
+    run.assert_code(3).assert_stderr_contains("has changed");
     assert!(run.stderr.contains(second.fingerprint()), "{run:?}");
 }
 

@@ -46,12 +46,9 @@ fn a_wrong_token_gets_its_source_refused_until_the_penalty_ends() {
     // The penalty began before the wrong client exited, so it is over a
     // second from now at the latest.
     let penalty_over = Instant::now() + Duration::from_secs(1);
-    assert_eq!(wrong.code, 3, "{}", wrong.stderr);
-    assert!(
-        wrong.stderr.contains("127.0.0.1 is now refused for 1 s"),
-        "{}",
-        wrong.stderr
-    );
+    wrong
+        .assert_code(3)
+        .assert_stderr_contains("127.0.0.1 is now refused for 1 s");
 
     let refused = ferry(&server, &["echo", "hi"]);
     assert!(
@@ -85,7 +82,7 @@ fn a_wrong_token_gets_its_source_refused_until_the_penalty_ends() {
         .client(&["echo", "hi"])
         .env("FERRY_TOKEN", "not-the-token")
         .run();
-    assert_eq!(wrong.code, 3);
+    wrong.assert_code(3);
     assert!(!wrong.stderr.contains("refused for"), "{}", wrong.stderr);
     assert_eq!(
         ferry(&exempt, &["echo", "hi"]).code,
@@ -129,11 +126,11 @@ fn every_client_command_reads_its_token_from_a_token_file() {
     let flag_wins = client(&["--token-file", path, "echo", "hi"])
         .env("FERRY_TOKEN", "stale")
         .run();
-    assert_eq!(flag_wins.code, 0, "{}", flag_wins.stderr);
+    flag_wins.assert_ok();
 
     std::fs::set_permissions(&token_file, Permissions::from_mode(0o644)).unwrap();
     let loose = client(&["--token-file", path, "echo", "hi"]).run();
-    assert_eq!(loose.code, 0, "{}", loose.stderr);
+    loose.assert_ok();
     assert!(
         loose.stderr.contains(path) && loose.stderr.contains("chmod 600"),
         "no warning: {}",
@@ -143,10 +140,9 @@ fn every_client_command_reads_its_token_from_a_token_file() {
     let missing = sandbox.path().join("no-such.token");
     let missing = missing.to_str().unwrap();
     let run = client(&["--token-file", missing, "echo", "hi"]).run();
-    assert_eq!(run.code, 2);
-    assert!(run.stderr.contains(missing), "{}", run.stderr);
+    run.assert_code(2).assert_stderr_contains(missing);
     let both = client(&["--token-file", path, "--token", "x", "echo", "hi"]).run();
-    assert_eq!(both.code, 2, "{}", both.stderr);
+    both.assert_code(2);
 }
 
 /// Listeners without TLS or a token, and a plaintext client, hand the
@@ -204,12 +200,9 @@ fn plaintext_stays_on_loopback_unless_allowed() {
     let unspecified = format!("0.0.0.0:{port}");
     let args = ["--plaintext", "--server", &unspecified, "echo", "hi"];
     let refused = ferry(&server, &args);
-    assert_eq!(refused.code, 2, "{refused:?}");
-    assert!(
-        refused.stderr.contains("--allow-remote-plaintext"),
-        "{}",
-        refused.stderr
-    );
+    refused
+        .assert_code(2)
+        .assert_stderr_contains("--allow-remote-plaintext");
     let allowed = ferry(
         &server,
         &[&args[..], &["--allow-remote-plaintext"]].concat(),

@@ -76,7 +76,7 @@ fn exec_hosts_says_which_certificates_it_pinned() {
     let b = Server::start_in(&sandbox, &["--allow-exec", "--root", "root-b"]);
     let hosts = format!("{},{}", a.addr(), b.addr());
     let run = a.client(&["exec", "--hosts", &hosts, "--", "true"]).run();
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     for server in [&a, &b] {
         let notice = format!(
             "ferry: pinned the certificate of {} ({}) in ",
@@ -189,7 +189,7 @@ fn ls_json_and_the_python_client_use_the_same_field_names() {
     std::fs::create_dir_all(server.root()).unwrap();
     std::fs::write(server.root().join("a.txt"), b"hello").unwrap();
     let cli = server.client(&["-q", "ls", "--json"]).run();
-    assert_eq!(cli.code, 0, "{cli:?}");
+    cli.assert_ok();
     let cli: serde_json::Value = serde_json::from_str(cli.stdout.trim()).unwrap();
 
     let client_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/python");
@@ -240,9 +240,10 @@ fn get_md5_prints_the_md5_of_a_file_skipped_as_up_to_date() {
     let first = server.client(&["-q", "get", "-r", "--md5", "d"]).run();
     assert_eq!((first.code, first.stdout.as_str()), (0, expected.as_str()));
     let again = server.client(&["get", "-r", "--md5", "d"]).run();
-    assert_eq!(again.code, 0, "{again:?}");
-    assert!(again.stderr.contains("2 already up to date"), "{again:?}");
-    assert_eq!(again.stdout, expected);
+    again
+        .assert_ok()
+        .assert_stderr_contains("2 already up to date")
+        .assert_stdout(&expected);
 }
 
 /// A transfer that fails says on which side: a local file that is not
@@ -252,14 +253,14 @@ fn get_md5_prints_the_md5_of_a_file_skipped_as_up_to_date() {
 fn a_failed_transfer_says_which_side_failed() {
     let server = Server::start(&[]);
     let put = server.client(&["put", "nothere"]).run();
-    assert_eq!(put.code, 1, "{put:?}");
+    put.assert_code(1);
     assert!(
         put.stderr
             .contains("ferry: local: \"nothere\": no such file or directory"),
         "{put:?}"
     );
     let get = server.client(&["get", "missing"]).run();
-    assert_eq!(get.code, 1, "{get:?}");
+    get.assert_code(1);
     assert!(
         get.stderr
             .contains("ferry: server: missing: no such file or directory (not_found)"),

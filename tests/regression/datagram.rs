@@ -382,7 +382,7 @@ fn terminal_escaper_shows_unicode_format_characters() {
     // and zero-width characters hide inside words.
     let sneaky = "invoice\u{202e}fdp.exe\u{200b} \u{2066}x\u{2069}\u{feff}\u{ad}";
     let run = crate::chat::chat(&server, &["--name", "mallory", "--send", sneaky]);
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     let line = bob.expect(|l| l.starts_with("[lobby] mallory:"));
     assert_eq!(
         line,
@@ -401,7 +401,7 @@ fn chat_names_refuse_unicode_format_characters() {
     ] {
         let run = crate::chat::chat(&server, &["--name", name, "--send", "hi"]);
         assert_eq!(run.code, 1, "{name:?} was taken: {run:?}");
-        assert!(run.stderr.contains("format"), "{run:?}");
+        run.assert_stderr_contains("format");
         let run = crate::chat::chat(&server, &["--name", "erin", "--room", name, "--send", "hi"]);
         assert_eq!(run.code, 1, "room {name:?} was taken: {run:?}");
     }
@@ -427,7 +427,7 @@ fn udp_chat_gateway_escapes_every_line_it_sends() {
 
     let forged = "hi\n[lobby] admin: fake \u{1b}[2J\u{202e}";
     let run = crate::chat::chat(&server, &["--name", "mallory", "--send", forged]);
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     let line = crate::chat::gateway::expect(&qq, |t| t.contains("mallory:"));
     assert_eq!(
         line,
@@ -437,7 +437,7 @@ fn udp_chat_gateway_escapes_every_line_it_sends() {
         &server,
         &["--name", "mallory", "--send", "a\rb\u{7}", "--to", &qq_name],
     );
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     let line = crate::chat::gateway::expect(&qq, |t| t.starts_with("[private]"));
     assert_eq!(line, "[private] mallory: a\\rb\\u{7}");
     // What the gateway answers itself, too: here the line's own word.
@@ -470,12 +470,11 @@ fn udp_chat_gateway_cannot_take_a_token_holders_name() {
             "~alice",
         ],
     );
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     crate::chat::gateway::expect(&impostor, |t| t == "[private] alice: who are you?");
     // Nobody with the token can take a gateway name either.
     let run = crate::chat::chat(&server, &["--name", "~bob", "--send", "hi"]);
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stderr.contains("~"), "{run:?}");
+    run.assert_code(1).assert_stderr_contains("~");
     // A gateway member without a nick has the prefix too, and another
     // reaches him with /msg.
     let other = bind("127.0.0.1", 0);

@@ -43,7 +43,7 @@ fn get_fails_each_wanted_file_the_server_ends_without_data_or_never_sends() {
             args.push("--json");
         }
         let run = fake.client(&sandbox, &args);
-        assert_eq!(run.code, 1, "{run:?}");
+        run.assert_code(1);
         for name in ["t/b", "t/c"] {
             assert!(run.stderr.contains(name), "{name} not named: {run:?}");
         }
@@ -212,10 +212,10 @@ fn a_disk_that_fills_up_while_sealing_the_last_block_leaves_no_partial() {
     let file = sandbox.path().join("one-byte-too-many");
     crate::files::write_random_file(&file, 9, 1024 * 1024 + 1);
     let run = client(&sandbox, &addr, &["put", file.to_str().unwrap()]);
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stderr.contains("No space left on device"), "{run:?}");
+    run.assert_code(1)
+        .assert_stderr_contains("No space left on device");
     let listing = client(&sandbox, &addr, &["-q", "exec", "--", "ls -A"]);
-    assert_eq!(listing.code, 0, "{listing:?}");
+    listing.assert_ok();
     assert_eq!(listing.stdout, "", "left in the root");
 }
 
@@ -279,7 +279,7 @@ fn modes_from_a_server_pass_through_the_clients_umask() {
     });
     let run = fake.client(&sandbox, &["get", "-r", "t", "--to", dl.to_str().unwrap()]);
     fake.join();
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     let expected = 0o777 & !umask();
     assert_eq!(mode_of(&dl.join("t")), expected, "the directory");
     assert_eq!(mode_of(&dl.join("t/f")), expected, "the file");
@@ -303,7 +303,7 @@ fn a_directory_that_existed_keeps_its_mode_and_mtime_unless_forced() {
     let mtime = |p: &std::path::Path| fs::metadata(p).unwrap().mtime();
     let before = mtime(&private);
     let run = fake.client(&sandbox, &["get", "-r", "t", "--to", dl.to_str().unwrap()]);
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     assert_eq!(
         mode_of(&private),
         0o700,
@@ -315,7 +315,7 @@ fn a_directory_that_existed_keeps_its_mode_and_mtime_unless_forced() {
         &["get", "-r", "--force", "t", "--to", dl.to_str().unwrap()],
     );
     fake.join();
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     assert_eq!(
         mode_of(&private),
         0o777 & !umask(),
@@ -350,7 +350,7 @@ fn no_preserve_gives_new_files_the_umask_mode_and_replaced_files_keep_theirs() {
             local.join("open").to_str().unwrap(),
         ],
     );
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     assert_eq!(fs::read(server.root().join("secret")).unwrap(), b"new");
     assert_eq!(mode_of(&server.root().join("secret")), 0o600, "widened");
     // The server inherited this process's umask.

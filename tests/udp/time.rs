@@ -20,7 +20,7 @@ fn ferry_time_prints_the_servers_local_time_in_the_default_form() {
     let before = now_local();
     let run = server.client(&["time", "--server", addr]).run();
     let after = now_local();
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     let printed = run.stdout.trim_end();
     let parsed = chrono::NaiveDateTime::parse_from_str(printed, "%Y-%m-%d %H:%M:%S")
         .unwrap_or_else(|err| panic!("{printed:?}: {err}"));
@@ -46,7 +46,7 @@ fn a_format_is_answered_in_that_format() {
     let server = time_server();
     let addr = server.service_addr("udp time");
     let run = server.client(&["time", "%Y|%j", "--server", addr]).run();
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     let expected = now_local().format("%Y|%j").to_string();
     assert_eq!(run.stdout.trim_end(), expected);
     // The tutorial's own client: a bare socket, one datagram each way.
@@ -68,10 +68,7 @@ fn invalid_formats_and_bytes_get_a_one_line_error() {
     }
     let run = server.client(&["time", "%Q", "--server", addr]).run();
     assert_eq!(run.code, 1, "the service refused: {run:?}");
-    assert!(
-        run.stderr.contains("not a valid strftime format"),
-        "{run:?}"
-    );
+    run.assert_stderr_contains("not a valid strftime format");
     assert!(run.stdout.is_empty());
     // The server is still serving.
     assert!(!ask(addr, b"").is_empty());
@@ -105,9 +102,9 @@ fn ferry_time_without_a_server_fails_clearly_after_its_tries() {
         &["time", "--server", &addr, "--tries", "2", "--wait", "0.2"],
     )
     .run();
-    assert_eq!(run.code, 3, "{run:?}");
-    assert!(run.stderr.contains("no reply from"), "{run:?}");
-    assert!(run.stderr.contains("hint:"), "{run:?}");
+    run.assert_code(3)
+        .assert_stderr_contains("no reply from")
+        .assert_stderr_contains("hint:");
 }
 
 #[test]
@@ -119,7 +116,7 @@ fn server_on_the_command_line_wins_over_ferry_server() {
         .client(&["--server", addr, "time"])
         .env("FERRY_SERVER", "127.0.0.1:1")
         .run();
-    assert_eq!(run.code, 0, "{run:?}");
+    run.assert_ok();
     assert!(!run.stdout.trim().is_empty());
 }
 
@@ -145,7 +142,7 @@ fn a_taken_time_port_stops_the_server_with_a_way_out() {
         ],
     )
     .run();
-    assert_ne!(run.code, 0, "{run:?}");
-    assert!(run.stderr.contains("--no-udp-time"), "{run:?}");
-    assert!(run.stderr.contains(&addr), "{run:?}");
+    run.assert_err()
+        .assert_stderr_contains("--no-udp-time")
+        .assert_stderr_contains(&addr);
 }

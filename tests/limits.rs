@@ -2,65 +2,67 @@
 
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use ferry::client::{Client, ClientOptions};
 use serde_json::json;
 
-use super::frames::check_malformed_frames;
-use super::{assert_answered, assert_refused, MIB};
-use crate::util::{ferry, frame_bytes, hello_header, Raw, Sandbox, Server, DEADLINE};
+use crate::framing::check_malformed_frames;
+use crate::util::{
+    ferry, frame_bytes, hello_header, LibraryServer, Raw, Sandbox, Server, WireClient, DEADLINE,
+};
 
-#[test]
-fn a_connection_that_never_says_hello_is_closed_with_timeout() {
-    let sandbox = Sandbox::new();
-    let socket = format!("unix:{}", sandbox.path().join("ferry.sock").display());
-    let server = Server::start_in(
-        &sandbox,
-        &[
-            "--hello-timeout",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-            "--listen",
-            &socket,
-        ],
-    );
-    let started = Instant::now();
-    let mut silent = Raw::connect(&socket);
-    let mut half_hello = Raw::connect(&socket);
-    half_hello.send(&frame_bytes(&hello_header(&server.token()), b"")[..10]);
+const MIB: u64 = 1024 * 1024;
+
+// The deadlines run in-process on a paused clock: the server waits its
+// full second while the test waits for nothing.
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_never_says_hello_is_closed_with_timeout() {
+    let hello_timeout = Duration::from_secs(1);
+    let server = LibraryServer::start(|config, dir| {
+        config.limits.hello_timeout = hello_timeout;
+        let socket = format!("unix:{}", dir.join("ferry.sock").display());
+        config.listen.push(socket.parse().unwrap());
+    })
+    .await;
+    let socket = &server.listening()[1];
+    let started = tokio::time::Instant::now();
+    let mut silent = WireClient::connect(socket).await;
+    let mut half_hello = WireClient::connect(socket).await;
+    half_hello
+        .send(&frame_bytes(&hello_header(server.token()), b"")[..10])
+        .await;
     // Over TCP the deadline covers the TLS handshake too.
-    let mut no_tls = Raw::connect(server.addr());
+    let mut no_tls = WireClient::connect(server.addr()).await;
 
-    let message = silent.expect_error("timeout");
+    let message = silent.expect_error("timeout").await;
     assert!(message.contains("hello"), "{message}");
-    silent.expect_closed();
-    half_hello.expect_error("timeout");
-    half_hello.expect_closed();
-    no_tls.expect_closed();
+    silent.expect_closed().await;
+    half_hello.expect_error("timeout").await;
+    half_hello.expect_closed().await;
+    no_tls.expect_closed().await;
     let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_millis(900),
-        "closed after {waited:?}"
-    );
+    assert!(waited >= hello_timeout, "closed after {waited:?}");
 }
 
-#[test]
-fn an_idle_connection_is_closed_with_timeout() {
-    let server = Server::start(&["--plaintext", "--idle-timeout", "1"]);
-    let mut raw = Raw::hello(&server);
-    raw.echo("then nothing");
-    let started = Instant::now();
-    let message = raw.expect_error("timeout");
+#[tokio::test(start_paused = true)]
+async fn an_idle_connection_is_closed_with_timeout() {
+    let idle_timeout = Duration::from_secs(1);
+    let server = LibraryServer::start(|config, _| {
+        config.plaintext = true;
+        config.limits.idle_timeout = idle_timeout;
+    })
+    .await;
+    let mut raw = WireClient::hello(&server).await;
+    raw.echo("then nothing").await;
+    let started = tokio::time::Instant::now();
+    let message = raw.expect_error("timeout").await;
     let waited = started.elapsed();
     assert!(message.contains("idle"), "{message}");
-    assert!(
-        waited >= Duration::from_millis(900),
-        "closed after {waited:?}"
-    );
-    raw.expect_closed();
+    assert!(waited >= idle_timeout, "closed after {waited:?}");
+    raw.expect_closed().await;
 }
 
 /// Starts `clients` library clients that wait on a barrier, then all connect
@@ -114,7 +116,9 @@ async fn two_hundred_clients_connecting_at_once_all_get_their_echo() {
 #[test]
 fn workers_sets_the_runtime_threads_and_zero_is_refused() {
     let server = Server::start(&["--plaintext", "--workers", "5"]);
-    assert_answered(&ferry(&server, &["--plaintext", "echo", "hi"]), "hi\n");
+    ferry(&server, &["--plaintext", "echo", "hi"])
+        .assert_ok()
+        .assert_stdout("hi\n");
     let threads = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
         .unwrap()
         .filter(|task| {
@@ -147,11 +151,16 @@ fn a_client_past_max_connections_is_told_busy_until_a_slot_frees() {
     assert!(message.contains("2 connections"), "{message}");
     third.expect_closed();
     let run = ferry(&server, &["--plaintext", "echo", "hi"]);
-    assert_refused(&run, &["limit of 2 connections", "try again"]);
+    run.assert_code(3)
+        .assert_stdout("")
+        .assert_stderr_contains("limit of 2 connections")
+        .assert_stderr_contains("try again");
 
     drop(first);
     server.wait_for_log("end=peer closed");
-    assert_answered(&ferry(&server, &["--plaintext", "echo", "hi"]), "hi\n");
+    ferry(&server, &["--plaintext", "echo", "hi"])
+        .assert_ok()
+        .assert_stdout("hi\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,9 @@
 //! Trust on first use, `--fingerprint`, and where the token comes from.
 
+use std::os::unix::fs::PermissionsExt;
+
 use ferry::transport::Fingerprint;
 
-use super::{assert_answered, assert_refused, assert_stderr_says, mode_of};
 use crate::util::{ferry, Server};
 
 /// A fingerprint no test server has.
@@ -17,21 +18,27 @@ fn first_tls_connection_pins_the_fingerprint_and_says_so_on_stderr_only() {
     let pin_line = format!("{} {}\n", server.addr(), server.fingerprint());
 
     let run = ferry(&server, &["echo", "hi"]);
-    assert_answered(&run, "hi\n");
+    run.assert_ok().assert_stdout("hi\n");
     let path = known_hosts.display().to_string();
-    assert_stderr_says(&run, &["pinned", server.fingerprint(), &path]);
+    run.assert_stderr_contains("pinned")
+        .assert_stderr_contains(server.fingerprint())
+        .assert_stderr_contains(&path);
     assert_eq!(server.sandbox.read_known_hosts(), pin_line);
-    assert_eq!(mode_of(&known_hosts), 0o600, "known_hosts mode");
+    let mode = std::fs::metadata(&known_hosts)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "known_hosts mode");
 
     // Known from now on: nothing more to say.
     let again = ferry(&server, &["echo", "hi"]);
-    assert_answered(&again, "hi\n");
+    again.assert_ok().assert_stdout("hi\n");
     assert_eq!(again.stderr, "", "{again:?}");
 
     // -q pins as well, silently.
     std::fs::remove_file(&known_hosts).unwrap();
     let quiet = ferry(&server, &["-q", "echo", "hi"]);
-    assert_answered(&quiet, "hi\n");
+    quiet.assert_ok().assert_stdout("hi\n");
     assert_eq!(quiet.stderr, "", "{quiet:?}");
     assert_eq!(server.sandbox.read_known_hosts(), pin_line);
 }
@@ -48,7 +55,11 @@ fn a_different_pinned_fingerprint_is_refused_naming_the_known_hosts_file() {
 
     let run = ferry(&server, &["echo", "hi"]);
     let known_hosts = server.sandbox.known_hosts().display().to_string();
-    assert_refused(&run, &["has changed", server.fingerprint(), &known_hosts]);
+    run.assert_code(3)
+        .assert_stdout("")
+        .assert_stderr_contains("has changed")
+        .assert_stderr_contains(server.fingerprint())
+        .assert_stderr_contains(&known_hosts);
     assert_eq!(
         server.sandbox.read_known_hosts(),
         pins,
@@ -62,7 +73,9 @@ fn a_different_pinned_fingerprint_is_refused_naming_the_known_hosts_file() {
 #[test]
 fn a_server_restarted_with_a_new_state_dir_on_the_same_port_is_refused() {
     let mut first = Server::start(&[]);
-    assert_answered(&ferry(&first, &["echo", "hi"]), "hi\n");
+    ferry(&first, &["echo", "hi"])
+        .assert_ok()
+        .assert_stdout("hi\n");
     first.stop();
 
     let addr = first.addr().to_string();
@@ -73,7 +86,11 @@ fn a_server_restarted_with_a_new_state_dir_on_the_same_port_is_refused() {
 
     let run = ferry(&second, &["echo", "hi"]);
     let known_hosts = second.sandbox.known_hosts().display().to_string();
-    assert_refused(&run, &["has changed", second.fingerprint(), &known_hosts]);
+    run.assert_code(3)
+        .assert_stdout("")
+        .assert_stderr_contains("has changed")
+        .assert_stderr_contains(second.fingerprint())
+        .assert_stderr_contains(&known_hosts);
 }
 
 #[test]
@@ -83,7 +100,10 @@ fn fingerprint_flag_refuses_a_mismatch_and_accepts_and_repins_a_match() {
         &server,
         &["--fingerprint", &another_fingerprint(), "echo", "hi"],
     );
-    assert_refused(&run, &["--fingerprint", server.fingerprint()]);
+    run.assert_code(3)
+        .assert_stdout("")
+        .assert_stderr_contains("--fingerprint")
+        .assert_stderr_contains(server.fingerprint());
     assert!(
         !server.sandbox.known_hosts().exists(),
         "a refused server was pinned"
@@ -96,8 +116,9 @@ fn fingerprint_flag_refuses_a_mismatch_and_accepts_and_repins_a_match() {
         &server,
         &["echo", "hi", "--fingerprint", server.fingerprint()],
     );
-    assert_answered(&run, "hi\n");
-    assert_stderr_says(&run, &["re-pinned"]);
+    run.assert_ok()
+        .assert_stdout("hi\n")
+        .assert_stderr_contains("re-pinned");
     assert_eq!(
         server.sandbox.read_known_hosts(),
         format!("{} {}\n", server.addr(), server.fingerprint())
@@ -116,42 +137,47 @@ fn token_flag_beats_ferry_token_which_beats_the_local_state_dir() {
 
     // The state dir named by FERRY_STATE, and the default one under
     // XDG_STATE_HOME, where this server keeps its state.
-    assert_answered(&echo().run(), "a\n");
-    assert_answered(&echo().env_remove("FERRY_STATE").run(), "a\n");
+    echo().run().assert_ok().assert_stdout("a\n");
+    echo()
+        .env_remove("FERRY_STATE")
+        .run()
+        .assert_ok()
+        .assert_stdout("a\n");
 
     // FERRY_TOKEN beats the state dir, whichever is right.
-    assert_refused(
-        &echo().env("FERRY_TOKEN", bad).run(),
-        &["wrong access token"],
-    );
+    echo()
+        .env("FERRY_TOKEN", bad)
+        .run()
+        .assert_code(3)
+        .assert_stdout("")
+        .assert_stderr_contains("wrong access token");
     let run = echo()
         .env("FERRY_TOKEN", &good)
         .env("FERRY_STATE", &wrong_state)
         .run();
-    assert_answered(&run, "a\n");
+    run.assert_ok().assert_stdout("a\n");
 
     // --token beats FERRY_TOKEN, whichever is right.
     let run = server
         .client(&["--token", bad, "echo", "a"])
         .env("FERRY_TOKEN", &good)
         .run();
-    assert_refused(&run, &["wrong access token"]);
+    run.assert_code(3)
+        .assert_stdout("")
+        .assert_stderr_contains("wrong access token");
     let run = server
         .client(&["echo", "a", "--token", &good])
         .env("FERRY_TOKEN", bad)
         .run();
-    assert_answered(&run, "a\n");
+    run.assert_ok().assert_stdout("a\n");
 
     // No token anywhere: the hint says where the client looked.
     let empty = server.sandbox.path().join("empty-state");
     let run = echo().env("FERRY_STATE", &empty).run();
-    assert_refused(
-        &run,
-        &[
-            "no access token",
-            &empty.join("token").display().to_string(),
-        ],
-    );
+    run.assert_code(3)
+        .assert_stdout("")
+        .assert_stderr_contains("no access token")
+        .assert_stderr_contains(&empty.join("token").display().to_string());
 }
 
 #[test]
@@ -159,7 +185,10 @@ fn a_wrong_token_exits_3_and_the_server_logs_the_attempt() {
     let server = Server::start(&[]);
     let guess = "guessed-token-1234";
     let run = ferry(&server, &["--token", guess, "echo", "hi"]);
-    assert_refused(&run, &["wrong access token", "FERRY_TOKEN"]);
+    run.assert_code(3)
+        .assert_stdout("")
+        .assert_stderr_contains("wrong access token")
+        .assert_stderr_contains("FERRY_TOKEN");
     let line = server.wait_for_log("refused: wrong access token");
     assert!(
         line.contains("WARN") && line.contains("peer=127.0.0.1:"),

@@ -99,7 +99,7 @@ fn malformed_frames() -> Vec<(&'static str, Vec<u8>)> {
 
 /// Sends each malformed frame on its own connection to `addr`, before and
 /// after hello, and checks its code and the close.
-pub(super) fn check_malformed_frames(server: &Server, addr: &str) {
+pub(crate) fn check_malformed_frames(server: &Server, addr: &str) {
     for (code, bytes) in malformed_frames() {
         for after_hello in [false, true] {
             eprintln!("{code}: {bytes:?}, after hello: {after_hello}");
