@@ -21,7 +21,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use ferry::client::address::{is_pattern, may_name_host, parse_arg, Arg, Target};
-use ferry::Error;
+use ferry::client::Error;
 
 use super::GlobalArgs;
 

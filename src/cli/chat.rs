@@ -5,10 +5,8 @@ use std::io::Write;
 
 use clap::Args;
 use ferry::client::chat::{self, Chat, Heard};
-use ferry::services::chat::hub::Event;
-use ferry::services::chat::line::{self, Line};
-use ferry::services::chat::{keepalive_interval, ChatCommand};
-use ferry::Error;
+use ferry::client::chat::{keepalive_interval, line, ChatCommand, Event, Line};
+use ferry::client::Error;
 use tokio::sync::mpsc;
 
 use super::output::escape_line;

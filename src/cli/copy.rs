@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ferry::client::files::{Failure, Side, TransferOptions, TransferReport};
 use ferry::client::stream::Spool;
 use ferry::client::Client;
-use ferry::Error;
+use ferry::client::Error;
 
 use super::address::{split_last, PutDest, PutPlan, PutSources, RemotePath};
 use super::files::name_of;

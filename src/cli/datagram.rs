@@ -3,8 +3,8 @@
 
 use clap::Args;
 use ferry::client::datagram::{self, Retry};
-use ferry::transport::Endpoint;
-use ferry::Error;
+use ferry::client::Endpoint;
+use ferry::client::Error;
 
 use super::{output, parse_seconds, GlobalArgs};
 
@@ -66,7 +66,7 @@ fn server(global: &GlobalArgs, default: &str) -> Result<Endpoint, Error> {
 
 /// Runs `ferry time`.
 pub async fn time(args: TimeArgs, global: &GlobalArgs) -> Result<(), Error> {
-    let server = server(global, ferry::services::time::DEFAULT_ADDR)?;
+    let server = server(global, ferry::client::datagram::TIME_DEFAULT_ADDR)?;
     let format = args.format.unwrap_or_default();
     let reply = datagram::ask(&server, format.as_bytes(), args.retry.retry()).await?;
     output::print_peer_bytes(&reply)?;

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use clap::Args;
-use ferry::Error;
+use ferry::client::Error;
 
 use super::prompt::PromptedLines;
 use super::{connect, output, GlobalArgs};

@@ -4,9 +4,9 @@
 //! success it adds nothing to the command's stdout or stderr.
 
 use clap::Args;
-use ferry::services::exec::ExecRequest;
-use ferry::transport::Endpoint;
-use ferry::Error;
+use ferry::client::Endpoint;
+use ferry::client::Error;
+use ferry::client::ExecRequest;
 
 use super::prompt::PromptedLines;
 use super::{connect, parse_seconds, GlobalArgs};

@@ -13,9 +13,9 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use ferry::client::Client;
-use ferry::services::exec::ExecRequest;
-use ferry::transport::Endpoint;
-use ferry::Error;
+use ferry::client::Endpoint;
+use ferry::client::Error;
+use ferry::client::ExecRequest;
 use serde::Serialize;
 use tokio::io::AsyncWrite;
 

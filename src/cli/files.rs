@@ -14,9 +14,9 @@ use clap::Args;
 use ferry::client::files::{
     Failure, FileAction, FileOutcome, Side, TransferOptions, TransferReport,
 };
-use ferry::engine::wire::WirePath;
-use ferry::services::files::ops::FileInfo;
-use ferry::Error;
+use ferry::client::Error;
+use ferry::client::FileInfo;
+use ferry::client::WirePath;
 use serde::Serialize;
 
 use super::address::{remote_paths, GetDest, GetPlan, PutPlan, PutSources, RemotePath};
@@ -295,7 +295,7 @@ struct JsonPath {
 
 impl JsonPath {
     fn of(bytes: &[u8]) -> JsonPath {
-        let wire = ferry::engine::wire::WirePath::from_bytes(bytes);
+        let wire = WirePath::from_bytes(bytes);
         JsonPath {
             path: wire.path.map(String::from),
             path_b64: wire.path_b64.map(String::from),
@@ -638,7 +638,7 @@ pub async fn rm(args: RmArgs, global: &GlobalArgs) -> Result<(), Error> {
     client.close().await;
     match last_error {
         None => Ok(()),
-        Some(reply) => Err(Error::Remote(ferry::protocol::ErrorReply {
+        Some(reply) => Err(Error::Remote(ferry::client::ErrorReply {
             code: reply.code,
             message: "some paths could not be removed".into(),
         })),

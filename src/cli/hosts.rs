@@ -5,7 +5,7 @@ use std::path::Path;
 
 use clap::Args;
 use ferry::client::config::HostEntry;
-use ferry::Error;
+use ferry::client::Error;
 use serde::Serialize;
 
 use super::output::{escape_line, print_escaped_line, print_peer_bytes};

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
-use ferry::Error;
+use ferry::client::Error;
 
 use super::Cli;
 

@@ -2,7 +2,7 @@
 //! into validated library options, then run. Exit codes: 0 success, 1 the
 //! server answered with an error or a transfer failed, 2 usage, 3 ferry
 //! could not do its part (connect, TLS, fingerprint, authentication, or a
-//! local failure outside a transfer); see [`ferry::error`].
+//! local failure outside a transfer); see [`ferry::client::Error`].
 
 mod address;
 mod chat;
@@ -30,10 +30,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use ferry::client::address::Target;
 use ferry::client::known_hosts::{self, KnownHosts};
+use ferry::client::Error;
 use ferry::client::{Client, ClientOptions, Notice};
-use ferry::log::StderrLog;
-use ferry::transport::{Endpoint, Fingerprint};
-use ferry::Error;
+use ferry::client::{Endpoint, Fingerprint};
+use ferry::server::StderrLog;
 
 /// Move files and run commands between your own machines.
 ///
@@ -56,7 +56,7 @@ pub(crate) struct Cli {
 
 /// `ferry --version`: the program's version and the wire protocol's, which
 /// is what decides whether two ferries can talk (checked against
-/// `ferry::protocol::PROTOCOL_VERSION` by a test below).
+/// `ferry::client::PROTOCOL_VERSION` by a test below).
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (protocol 1)");
 
 /// Options every command accepts, before or after its name.
@@ -318,10 +318,10 @@ fn exit_with_status(result: Result<u8, Error>) -> ExitCode {
         Ok(status) => ExitCode::from(status),
         Err(err) => {
             let code = report(&err);
-            if code == ExitCode::SUCCESS || err.exit_code() == ferry::error::EXIT_USAGE {
+            if code == ExitCode::SUCCESS || err.exit_code() == ferry::client::EXIT_USAGE {
                 code
             } else {
-                ExitCode::from(ferry::error::EXIT_CONNECT)
+                ExitCode::from(ferry::client::EXIT_CONNECT)
             }
         }
     }
@@ -401,7 +401,7 @@ fn local_state_dir() -> Option<PathBuf> {
     std::env::var_os("FERRY_STATE")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .or_else(ferry::engine::state::default_state_dir)
+        .or_else(ferry::client::default_state_dir)
 }
 
 /// Reads `--token-file` into `--token`, once for the whole command, and
@@ -584,7 +584,7 @@ mod tests {
 
     #[test]
     fn the_version_names_the_protocol_version() {
-        let protocol = format!("(protocol {})", ferry::protocol::PROTOCOL_VERSION);
+        let protocol = format!("(protocol {})", ferry::client::PROTOCOL_VERSION);
         assert_eq!(VERSION, format!("{} {protocol}", env!("CARGO_PKG_VERSION")));
         let long = Cli::command().render_version();
         assert_eq!(long, format!("ferry {VERSION}\n"));

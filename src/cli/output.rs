@@ -1,11 +1,11 @@
 //! Printing what the other end sent. Peer bytes never reach a terminal raw:
-//! they pass [`ferry::escape`] so a hostile server cannot move the cursor,
+//! they pass [`ferry::client::escape_for_terminal`] so a hostile server cannot move the cursor,
 //! retitle the window or hide text. Output to a pipe or file is exact, so
 //! scripts get the bytes they asked for.
 
 use std::io::{self, IsTerminal, Write};
 
-pub use ferry::escape::{escape_for_terminal, escape_line};
+pub use ferry::client::{escape_for_terminal, escape_line};
 
 /// Writes a line of peer text (names, listings) to stdout with control
 /// characters always escaped, so a hostile name cannot forge lines or

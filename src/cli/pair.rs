@@ -9,11 +9,11 @@ use std::process::Stdio;
 
 use clap::Args;
 use ferry::client::known_hosts::KnownHosts;
+use ferry::client::pair::Code;
 use ferry::client::pair::Pairing;
-use ferry::pairing::Code;
+use ferry::client::Error;
+use ferry::client::{Endpoint, Fingerprint};
 use ferry::server::tokens::Limits;
-use ferry::transport::{Endpoint, Fingerprint};
-use ferry::Error;
 
 use super::GlobalArgs;
 
@@ -75,7 +75,7 @@ fn hostname() -> String {
 pub fn invite(args: InviteArgs, global: &GlobalArgs) -> Result<(), Error> {
     let state = match args.state {
         Some(dir) => dir,
-        None => ferry::engine::state::default_state_dir().ok_or_else(|| {
+        None => ferry::client::default_state_dir().ok_or_else(|| {
             Error::Usage("HOME is not set; pass --state DIR for the server's state".into())
         })?,
     };
@@ -96,7 +96,7 @@ pub fn invite(args: InviteArgs, global: &GlobalArgs) -> Result<(), Error> {
     let address = args
         .address
         .unwrap_or_else(|| format!("{}:9001", hostname()));
-    let minutes = ferry::limits::INVITE_TTL.as_secs() / 60;
+    let minutes = ferry::server::INVITE_TTL.as_secs() / 60;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{code}")?;
     if !global.quiet {

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
-use ferry::limits::{Limits, BLOCKING_SHUTDOWN_TIMEOUT, LOG_FLUSH_TIMEOUT};
-use ferry::log::StderrLog;
+use ferry::server::Endpoint;
+use ferry::server::Error;
+use ferry::server::StderrLog;
 use ferry::server::{Config, Server};
-use ferry::transport::Endpoint;
-use ferry::Error;
+use ferry::server::{Limits, BLOCKING_SHUTDOWN_TIMEOUT, LOG_FLUSH_TIMEOUT};
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::{parse_seconds, GlobalArgs};
@@ -152,7 +152,7 @@ struct ServiceArgs {
     /// The tutorial's UDP time service: a datagram holding a strftime
     /// format gets the local time in it (empty: `%Y-%m-%d %X`).
     #[arg(long, value_name = "ADDR", env = "FERRY_UDP_TIME",
-          default_value = ferry::services::time::DEFAULT_ADDR)]
+          default_value = ferry::server::TIME_DEFAULT_ADDR)]
     udp_time: Endpoint,
 
     /// Do not run the UDP time service.
@@ -201,7 +201,7 @@ impl ServeArgs {
     fn to_config(&self, global: &GlobalArgs) -> Result<Config, Error> {
         let state_dir = match &self.state {
             Some(dir) => dir.clone(),
-            None => ferry::engine::state::default_state_dir().ok_or_else(|| {
+            None => ferry::server::default_state_dir().ok_or_else(|| {
                 Error::Usage("HOME is not set; pass --state DIR for the server's state".into())
             })?,
         };

@@ -8,9 +8,9 @@
 use std::io::IsTerminal;
 
 use clap::Args;
-use ferry::services::exec::pty::{ShellRequest, SCRIPT_SHELL_LINE};
-use ferry::services::exec::ExecRequest;
-use ferry::Error;
+use ferry::client::Error;
+use ferry::client::ExecRequest;
+use ferry::client::{ShellRequest, SCRIPT_SHELL_LINE};
 use rustix::termios::{self, OptionalActions, Termios};
 use tokio::signal::unix::{signal, SignalKind};
 

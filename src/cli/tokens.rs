@@ -7,8 +7,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use ferry::client::Error;
 use ferry::server::tokens::{Clients, Limits};
-use ferry::Error;
 
 use super::output::format_utc;
 
@@ -64,7 +64,7 @@ struct AddArgs {
 pub fn run(args: TokensArgs) -> Result<(), Error> {
     let state = match args.state {
         Some(dir) => dir,
-        None => ferry::engine::state::default_state_dir().ok_or_else(|| {
+        None => ferry::server::default_state_dir().ok_or_else(|| {
             Error::Usage("HOME is not set; pass --state DIR for the server's state".into())
         })?,
     };
@@ -84,13 +84,7 @@ pub fn run(args: TokensArgs) -> Result<(), Error> {
         }
         TokensAction::Add(add) => {
             if let Some(dir) = &add.root_subdir {
-                let rel = ferry::engine::root::RelPath::parse(dir.as_bytes())
-                    .map_err(|err| Error::Usage(format!("--root-subdir {dir:?}: {err}")))?;
-                if rel.is_root() {
-                    return Err(Error::Usage(
-                        "--root-subdir names a directory beneath the root".into(),
-                    ));
-                }
+                ferry::server::tokens::check_root_subdir(dir).map_err(Error::Usage)?;
             }
             let limits = Limits {
                 read_only: add.read_only,

@@ -2,6 +2,10 @@
 //! hub says, through the two halves of the connection so a caller can do
 //! both at once.
 
+pub use crate::services::chat::hub::Event;
+pub use crate::services::chat::line::{self, Line};
+pub use crate::services::chat::{keepalive_interval, ChatCommand};
+
 use bytes::Bytes;
 use tokio::io::{ReadHalf, WriteHalf};
 
@@ -10,8 +14,7 @@ use crate::connection::{FrameReader, FrameWriter};
 use crate::error::Error;
 use crate::protocol::message::{request_header, Reply};
 use crate::protocol::{ErrorReply, Header};
-use crate::services::chat::hub::Event;
-use crate::services::chat::{ChatCommand, ChatRequest, ChatWelcome};
+use crate::services::chat::{ChatRequest, ChatWelcome};
 use crate::transport::Stream;
 
 /// One thing the server said during a chat.

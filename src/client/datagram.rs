@@ -1,6 +1,8 @@
 //! Clients of the datagram services (`ferry time`, `ferry udp-echo`): one
 //! request datagram, one reply, retried because UDP may lose either.
 
+pub use crate::services::time::DEFAULT_ADDR as TIME_DEFAULT_ADDR;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

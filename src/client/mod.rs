@@ -14,15 +14,27 @@ pub mod pair;
 pub mod stream;
 pub mod token_file;
 
+// The types this API takes and returns, so that its callers (the CLI among
+// them) need no module but this one.
+pub use crate::engine::state::default_state_dir;
+pub use crate::engine::transfer::Progress;
+pub use crate::engine::wire::WirePath;
+pub use crate::error::{Error, EXIT_CONNECT, EXIT_USAGE};
+pub use crate::escape::{escape_for_terminal, escape_line};
+pub use crate::protocol::{ErrorReply, PROTOCOL_VERSION};
+pub use crate::services::exec::pty::{ShellRequest, SCRIPT_SHELL_LINE};
+pub use crate::services::exec::ExecRequest;
+pub use crate::services::files::ops::FileInfo;
+pub use crate::transport::{Endpoint, Fingerprint};
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use crate::connection::{Connection, ConnectionConfig, ConnectionError};
-use crate::error::Error;
-use crate::protocol::{Header, Hello, Reply, Welcome, PROTOCOL_VERSION};
-use crate::transport::{tls, Endpoint, Fingerprint, Stream};
+use crate::protocol::{Header, Hello, Reply, Welcome};
+use crate::transport::{tls, Stream};
 use known_hosts::{KnownHosts, ServerCheck};
 
 /// How to reach and trust a server.

@@ -4,6 +4,8 @@
 //! pinned or sent before the exchange proves that both ends hold the same
 //! code and see the same certificate; storing the result is the caller's.
 
+pub use crate::pairing::Code;
+
 use std::time::Duration;
 
 use base64::Engine;
@@ -12,7 +14,7 @@ use bytes::Bytes;
 use super::{connect_raw, expect_ok, tls_handshake, ClientOptions};
 use crate::connection::{Connection, ConnectionConfig};
 use crate::error::Error;
-use crate::pairing::{Code, Exchange, PairConfirm, PairReply, PairRequest, Paired, Side};
+use crate::pairing::{Exchange, PairConfirm, PairReply, PairRequest, Paired, Side};
 use crate::protocol::message::request_header;
 use crate::protocol::PROTOCOL_VERSION;
 use crate::transport::{Endpoint, Fingerprint, Stream};

@@ -23,6 +23,15 @@ pub mod seed;
 pub mod session;
 pub mod tokens;
 
+// What configuring and running a server takes, so that its callers (the
+// CLI among them) need no module but this one.
+pub use crate::engine::state::default_state_dir;
+pub use crate::error::Error;
+pub use crate::limits::{Limits, BLOCKING_SHUTDOWN_TIMEOUT, INVITE_TTL, LOG_FLUSH_TIMEOUT};
+pub use crate::log::StderrLog;
+pub use crate::services::time::DEFAULT_ADDR as TIME_DEFAULT_ADDR;
+pub use crate::transport::{Endpoint, Fingerprint};
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,10 +43,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::error::Error;
-use crate::limits::Limits;
 use crate::services::ServiceContext;
-use crate::transport::{tls, Endpoint, Fingerprint, Listener};
+use crate::transport::{tls, Listener};
 use open_doors::OpenDoor;
 use tokio::net::UdpSocket;
 

@@ -62,6 +62,16 @@ pub struct Clients {
 /// Longest client name, in bytes.
 pub const MAX_NAME_BYTES: usize = 64;
 
+/// Checks a `--root-subdir`: a relative path beneath the root, not the root.
+pub fn check_root_subdir(dir: &str) -> Result<(), String> {
+    let rel = crate::engine::root::RelPath::parse(dir.as_bytes())
+        .map_err(|err| format!("--root-subdir {dir:?}: {err}"))?;
+    if rel.is_root() {
+        return Err("--root-subdir names a directory beneath the root".into());
+    }
+    Ok(())
+}
+
 /// Checks a client name: 1 to 64 bytes of letters, digits, `.`, `_` and
 /// `-`, not starting with `-` (names go in files, logs and commands).
 pub fn check_name(name: &str) -> Result<(), String> {

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, CommandFactory};
-use ferry::transport::Endpoint;
-use ferry::Error;
+use ferry::server::Endpoint;
+use ferry::server::Error;
 
 use super::super::{Cli, GlobalArgs};
 use super::ServeArgs;
