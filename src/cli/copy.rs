@@ -9,9 +9,9 @@ use ferry::client::files::{Failure, Side, TransferOptions, TransferReport};
 use ferry::client::stream::Spool;
 use ferry::client::Client;
 use ferry::client::Error;
+use ferry::client::FileInfo;
 
 use super::address::{split_last, PutDest, PutPlan, PutSources, RemotePath};
-use super::files::name_of;
 use super::output::escape_line;
 use super::progress::TransferBar;
 use super::{connect, GlobalArgs};
@@ -90,7 +90,7 @@ pub async fn expand_sources(
             continue;
         }
         match client.glob(&source.path).await {
-            Ok(matches) => remotes.extend(matches.iter().map(name_of)),
+            Ok(matches) => remotes.extend(matches.iter().map(FileInfo::name_bytes)),
             Err(Error::Remote(reply)) => failures.push(Failure {
                 path: source.typed.clone(),
                 code: reply.code,
@@ -111,7 +111,7 @@ pub async fn get_to_stdout(
     let mut client = connect(global).await?;
     let path = if source.is_pattern() {
         match &client.glob(&source.path).await?[..] {
-            [one] => name_of(one),
+            [one] => one.name_bytes(),
             many => {
                 return Err(Error::Usage(format!(
                     "{} matches {} paths, and stdout takes one file",

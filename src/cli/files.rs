@@ -516,10 +516,6 @@ impl From<&FileInfo> for JsonInfo {
     }
 }
 
-pub(super) fn name_of(info: &FileInfo) -> Vec<u8> {
-    info.name.to_bytes().unwrap_or_default()
-}
-
 /// One remote path on one host, and the options aimed at that host.
 fn one_remote(arg: &OsString, global: &GlobalArgs) -> Result<(RemotePath, GlobalArgs), Error> {
     let (target, mut paths) = remote_paths(std::slice::from_ref(arg), global)?;
@@ -534,7 +530,7 @@ pub async fn ls(args: LsArgs, global: &GlobalArgs) -> Result<(), Error> {
     let infos = if remote.is_pattern() {
         let mut matches = client.glob(&remote.path).await?;
         for info in &mut matches {
-            info.name = WirePath::from_bytes(&remote.shown(&name_of(info)));
+            info.name = WirePath::from_bytes(&remote.shown(&info.name_bytes()));
         }
         matches
     } else {
@@ -553,10 +549,10 @@ pub async fn ls(args: LsArgs, global: &GlobalArgs) -> Result<(), Error> {
                 format_utc(info.mtime)
             )
             .into_bytes();
-            line.extend_from_slice(&name_of(info));
+            line.extend_from_slice(&info.name_bytes());
             print_escaped_line(&line)?;
         } else {
-            print_escaped_line(&name_of(info))?;
+            print_escaped_line(&info.name_bytes())?;
         }
     }
     Ok(())
@@ -572,7 +568,7 @@ pub async fn stat(args: StatArgs, global: &GlobalArgs) -> Result<(), Error> {
         let doc = serde_json::to_string(&JsonInfo::from(&info)).unwrap_or_default();
         return Ok(print_peer_bytes(doc.as_bytes())?);
     }
-    print_escaped_line(&[b"path:   ".as_slice(), &name_of(&info)].concat())?;
+    print_escaped_line(&[b"path:   ".as_slice(), &info.name_bytes()].concat())?;
     let mut out = Vec::new();
     out.extend_from_slice(
         format!(
@@ -616,7 +612,7 @@ pub async fn rm(args: RmArgs, global: &GlobalArgs) -> Result<(), Error> {
             continue;
         }
         match client.glob(&remote.path).await {
-            Ok(matches) => paths.extend(matches.iter().map(|m| Ok(name_of(m)))),
+            Ok(matches) => paths.extend(matches.iter().map(|m| Ok(m.name_bytes()))),
             Err(Error::Remote(reply)) => paths.push(Err(reply)),
             Err(other) => return Err(other),
         }

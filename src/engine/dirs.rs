@@ -24,8 +24,6 @@ use std::sync::Arc;
 
 use rustix::fs::{Mode, OFlags};
 
-use super::root::fstat;
-
 /// Directory handles a chain keeps open at most.
 pub const HELD_HANDLES: usize = 64;
 
@@ -47,7 +45,7 @@ struct Level {
 impl DirChain {
     /// A chain standing at `base`.
     pub fn new(base: OwnedFd) -> io::Result<DirChain> {
-        let base_identity = fstat(&base)?.dev_ino;
+        let base_identity = identity_of(&base)?;
         Ok(DirChain {
             base: Arc::new(base),
             base_identity,
@@ -71,7 +69,7 @@ impl DirChain {
             let handle = Arc::new(open_dir_at(&dir, name.as_ref())?);
             self.levels.push(Level {
                 name: name.as_ref().to_os_string(),
-                identity: fstat(&*handle)?.dev_ino,
+                identity: identity_of(&*handle)?,
                 handle: Some(handle.clone()),
             });
             if let Some(old) = self.levels.len().checked_sub(HELD_HANDLES + 1) {
@@ -105,7 +103,7 @@ impl DirChain {
         let top = self.levels.len();
         for i in first..top {
             let handle = Arc::new(open_dir_at(&dir, &self.levels[i].name)?);
-            if fstat(&*handle)?.dev_ino != self.levels[i].identity {
+            if identity_of(&*handle)? != self.levels[i].identity {
                 self.levels.truncate(i);
                 return Err(io::Error::other(
                     "a directory was replaced while the transfer walked it",
@@ -143,6 +141,12 @@ pub fn open_dir_at(dir: &OwnedFd, name: &OsStr) -> io::Result<OwnedFd> {
         }
         other => Ok(other?),
     }
+}
+
+/// The (device, inode) pair that names an open directory.
+fn identity_of(fd: impl std::os::fd::AsFd) -> io::Result<(u64, u64)> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok((st.st_dev, st.st_ino))
 }
 
 #[cfg(test)]

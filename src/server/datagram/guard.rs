@@ -215,6 +215,13 @@ pub fn reply_fits(request_bytes: usize, reply_bytes: usize, family: Family) -> b
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_time_services_over_cap_refusal_answers_even_an_empty_request() {
+        use crate::services::time::OVER_CAP_REPLY;
+        assert!(OVER_CAP_REPLY.starts_with("error: "));
+        assert!(reply_fits(0, OVER_CAP_REPLY.len(), Family::V4));
+    }
+
     fn at(text: &str) -> SocketAddr {
         text.parse().unwrap()
     }

@@ -84,6 +84,11 @@ pub struct FileInfo {
 }
 
 impl FileInfo {
+    /// The entry's name as bytes, as the server sent it.
+    pub fn name_bytes(&self) -> Vec<u8> {
+        self.name.to_bytes().unwrap_or_default()
+    }
+
     pub(crate) fn new(name: &[u8], st: &Stat) -> FileInfo {
         FileInfo {
             name: WirePath::from_bytes(name),
