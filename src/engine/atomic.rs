@@ -25,7 +25,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
@@ -33,6 +33,7 @@ use std::sync::Arc;
 use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags, Timespec, Timestamps};
 
 use super::root::{fstat, Kind, RelPath, Root};
+use super::sparse::SparseWriter;
 
 /// Names starting with this are partial files: hidden and refused.
 pub const PARTIAL_PREFIX: &str = ".ferry-partial-";
@@ -44,10 +45,6 @@ pub fn is_reserved_name(name: &OsStr) -> bool {
 
 /// Permission bits a transfer may set: never setuid, setgid or sticky.
 pub const PRESERVED_MODE_BITS: u32 = 0o777;
-
-/// Zero-filled runs at least this long, aligned, are skipped with a seek
-/// instead of written, so sparse files stay sparse.
-const HOLE_BYTES: usize = 4096;
 
 /// What identifies the content being received, so a partial is resumed only
 /// for the same source file.
@@ -152,14 +149,10 @@ pub struct PartialFile {
     file: File,
     /// Hashes what is written, from byte 0 (a resumed prefix included).
     hasher: blake3::Hasher,
-    /// Bytes accepted, `flushed` plus `tail`.
+    /// Bytes accepted, written or still in `sparse`.
     len: u64,
-    /// Bytes written or seeked over: the file position.
-    flushed: u64,
-    /// The start of a block not yet complete.
-    tail: Vec<u8>,
-    /// Whether the last bytes were seeked over, so the length must be set.
-    hole_at_end: bool,
+    /// Keeps zero blocks as holes.
+    sparse: SparseWriter,
     resumed: u64,
 }
 
@@ -205,9 +198,7 @@ impl PartialFile {
             file: File::from(fd),
             hasher: blake3::Hasher::new(),
             len: 0,
-            flushed: 0,
-            tail: Vec::new(),
-            hole_at_end: false,
+            sparse: SparseWriter::default(),
             resumed: 0,
         };
         if resume && st.len > 0 && st.len <= source.file_size {
@@ -234,7 +225,7 @@ impl PartialFile {
             return self.restart();
         }
         self.resumed = len;
-        self.flushed = len;
+        self.sparse = SparseWriter::at(len);
         self.file.seek(SeekFrom::Start(len))?;
         Ok(())
     }
@@ -262,9 +253,7 @@ impl PartialFile {
         self.file.seek(SeekFrom::Start(0))?;
         self.hasher = blake3::Hasher::new();
         self.len = 0;
-        self.flushed = 0;
-        self.tail.clear();
-        self.hole_at_end = false;
+        self.sparse = SparseWriter::default();
         self.resumed = 0;
         Ok(())
     }
@@ -291,68 +280,13 @@ impl PartialFile {
     /// [`PartialFile::seal_hashed`]. [`PartialFile::seal`] would miss these
     /// bytes, find a mismatch, and refuse the file.
     pub fn write_unhashed(&mut self, chunk: &[u8]) -> Result<(), WriteError> {
-        if let Err(err) = self.write_sparse(chunk) {
+        if let Err(err) = self.sparse.write(&mut self.file, chunk) {
             if err.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
                 self.remove();
             }
             return Err(err.into());
         }
         self.len += chunk.len() as u64;
-        Ok(())
-    }
-
-    /// Writes `chunk` at the end, seeking over every aligned [`HOLE_BYTES`]
-    /// block that is all zeros. Socket reads do not arrive aligned, so the
-    /// unaligned end of a chunk waits in `tail` until its block is complete.
-    fn write_sparse(&mut self, mut chunk: &[u8]) -> io::Result<()> {
-        if !self.tail.is_empty() {
-            let room = self.block_room() - self.tail.len();
-            let take = room.min(chunk.len());
-            self.tail.extend_from_slice(&chunk[..take]);
-            chunk = &chunk[take..];
-            if self.tail.len() < self.block_room() {
-                return Ok(());
-            }
-            let block = std::mem::take(&mut self.tail);
-            self.emit(&block)?;
-            self.tail = block;
-            self.tail.clear();
-        }
-        while chunk.len() >= self.block_room() {
-            // The longest run of whole blocks of one kind, in one call.
-            let first = self.block_room();
-            let zeros = first == HOLE_BYTES && is_all_zero(&chunk[..first]);
-            let mut run = first;
-            while run + HOLE_BYTES <= chunk.len()
-                && is_all_zero(&chunk[run..run + HOLE_BYTES]) == zeros
-            {
-                run += HOLE_BYTES;
-            }
-            self.emit_run(&chunk[..run], zeros)?;
-            chunk = &chunk[run..];
-        }
-        self.tail.extend_from_slice(chunk);
-        Ok(())
-    }
-
-    /// Bytes from the file position to the next block boundary.
-    fn block_room(&self) -> usize {
-        HOLE_BYTES - (self.flushed % HOLE_BYTES as u64) as usize
-    }
-
-    fn emit(&mut self, block: &[u8]) -> io::Result<()> {
-        let zeros = block.len() == HOLE_BYTES && is_all_zero(block);
-        self.emit_run(block, zeros)
-    }
-
-    fn emit_run(&mut self, bytes: &[u8], zeros: bool) -> io::Result<()> {
-        if zeros {
-            self.file.seek(SeekFrom::Current(bytes.len() as i64))?;
-        } else {
-            self.file.write_all(bytes)?;
-        }
-        self.hole_at_end = zeros;
-        self.flushed += bytes.len() as u64;
         Ok(())
     }
 
@@ -394,14 +328,7 @@ impl PartialFile {
 
     /// Writes the last partial block and sets mode and mtime.
     fn finish(&mut self, meta: &FileMeta) -> io::Result<()> {
-        let tail = std::mem::take(&mut self.tail);
-        if !tail.is_empty() {
-            self.file.write_all(&tail)?;
-        } else if self.hole_at_end {
-            // A trailing hole is not written; the length makes it part of
-            // the file.
-            self.file.set_len(self.len)?;
-        }
+        self.sparse.finish(&mut self.file, self.len)?;
         let mode = meta.mode & PRESERVED_MODE_BITS;
         rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode))?;
         if let Some((secs, nanos)) = meta.mtime {
@@ -433,8 +360,7 @@ impl PartialFile {
     /// early; a partial file that is only dropped may lose its last few KiB
     /// (a resume then sends them again).
     pub fn suspend(mut self) {
-        let tail = std::mem::take(&mut self.tail);
-        let _ = self.file.write_all(&tail);
+        let _ = self.sparse.flush_tail(&mut self.file);
     }
 
     /// Removes the partial file (best effort: it is being given up on).
@@ -512,11 +438,6 @@ fn clear_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     let flags = rustix::fs::fcntl_getfl(fd)?;
     rustix::fs::fcntl_setfl(fd, flags - OFlags::NONBLOCK)?;
     Ok(())
-}
-
-fn is_all_zero(chunk: &[u8]) -> bool {
-    let (words, tail) = chunk.as_chunks::<8>();
-    words.iter().all(|w| u64::from_ne_bytes(*w) == 0) && tail.iter().all(|&b| b == 0)
 }
 
 /// A verified file under its partial name, ready to be made durable and

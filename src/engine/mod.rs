@@ -4,6 +4,7 @@
 //! - `root.rs`: confinement; every path resolves beneath a held handle.
 //! - `dirs.rs`: the chain of open directories a tree walk moves through.
 //! - `atomic.rs`: partial file, hash, seal, publish by rename.
+//! - `sparse.rs`: writes that keep zero blocks as holes.
 //! - `wire.rs`: the messages of both transfer directions, as pure code.
 //! - `manifest.rs`: what a transfer sends, walked from the root or local paths.
 //! - `transfer/`: the data phase by role: plan, write, receive, send.
@@ -15,6 +16,7 @@ pub mod dirs;
 pub mod error;
 pub mod manifest;
 pub mod root;
+pub mod sparse;
 pub mod state;
 pub mod transfer;
 pub mod wire;
