@@ -1,5 +1,5 @@
 #!/bin/sh
-# Runs ferry's echo benchmark (benches/echo/) in a release build.
+# Runs ferry's echo benchmark (bench/cargo/echo/) in a release build.
 #
 # What it measures, all on 127.0.0.1:
 #   - round trips per second of a 64-byte echo, one request in flight per

@@ -39,10 +39,9 @@
 #                      timed run [default: SIZE_MB + 512]; 0 skips it. On a
 #                      VM that hands freed memory back to its host, touching a
 #                      page the guest freed a while ago costs a fault in the
-#                      host too, and how many pages of a run pay it varies: a
-#                      socat copy of 1 GiB took 0.64-2.36 s in six runs here,
-#                      and 0.59-0.72 s in eight after a 2.5 GiB warm-up. Every
-#                      tool gets the same warm-up.
+#                      host too, and how many pages of a run pay it varies, so
+#                      run times spread widely without it (bench/RESULTS.md).
+#                      Every tool gets the same warm-up.
 #
 # Exit status: 0 all targets met, 1 a target missed, 2 a copy was wrong or
 # the bench failed. The ssh server is private: its own config, host key and

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Runs ferry's datagram benchmark (benches/udp.rs) in a release build:
+# Runs ferry's datagram benchmark (bench/cargo/udp.rs) in a release build:
 # requests per second of `ferry serve --udp-echo` and `--udp-time` with 16
 # concurrent senders, against a raw UDP echo server measured in the same
 # run, on 127.0.0.1. Target: >= 0.7x the raw rate. Prints a PASS or FAIL

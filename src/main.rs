@@ -29,10 +29,9 @@ fn raise_the_open_file_limit() {
 
 /// A transfer frees a buffer of a few hundred KiB every chunk. glibc hands
 /// blocks that large back to the kernel on free, so each new chunk costs
-/// fresh pages: about 40,000 page faults and zeroings a GiB received,
-/// measured with `/usr/bin/time -f %R` around `ferry get` of 1 GiB (under
-/// 1,000 with this). Keeping them in the heap lets the next chunk reuse
-/// the same memory. The trim threshold bounds what an idle process keeps.
+/// fresh pages, each faulted in and zeroed (bench/RESULTS.md counts them).
+/// Keeping them in the heap lets the next chunk reuse the same memory.
+/// The trim threshold bounds what an idle process keeps.
 fn keep_freed_buffers_in_the_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning; it is called before

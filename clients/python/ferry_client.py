@@ -29,9 +29,9 @@ still holds that file.
 `put` needs BLAKE3, which the standard library lacks: the server keeps a
 file only if it hashes to the sender's BLAKE3. It uses the `blake3` module
 when installed (`pip install blake3`, fast) and otherwise the small
-pure-Python BLAKE3 below (about 1 MB/s: fine for notes and configs,
-slow for large files). `get` checks md5 (asked of the server) always, and
-BLAKE3 too when the module is there.
+pure-Python BLAKE3 below (interpreted, so fine for notes and configs,
+slow for large files; bench/RESULTS.md). `get` checks md5 (asked of the
+server) always, and BLAKE3 too when the module is there.
 """
 
 import base64

@@ -58,10 +58,8 @@ pub const DEFAULT_ROOT: &str = "ferry-share";
 /// TLS, hashing what arrives) and a blocking thread for its file, so half
 /// the cores for each keeps both busy without crowding. A worker per CPU
 /// left workers idle enough to be woken for stealing, and the connection's
-/// task moved between them. A 1 GiB plaintext put on a 2-CPU server, two
-/// workers against one (`TOKIO_WORKER_THREADS`): 5,000-5,500 context
-/// switches against 1,800-2,800 (three runs each), and 0.84 s of server
-/// CPU against 0.76 s (medians of six interleaved runs).
+/// task moved between them, which costs context switches
+/// (bench/RESULTS.md).
 pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }

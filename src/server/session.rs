@@ -323,8 +323,9 @@ async fn serve(
             Ok(outcome) => {
                 let elapsed_ms = started.elapsed().as_millis() as u64;
                 match outcome {
-                    // At debug (`-v`): a line per request costs a busy
-                    // server a fifth of its CPU in formatting and write(2).
+                    // At debug (`-v`): on a busy server, formatting and
+                    // writing a line per request is a large share of its
+                    // CPU (bench/RESULTS.md).
                     Outcome::Ok => {
                         debug!(%peer, cmd = %peer_text(&cmd), size, elapsed_ms, "request ok")
                     }

@@ -1,10 +1,10 @@
 //! A socket reader that takes big bites only while data streams in.
 //!
 //! rustls reads the socket one TLS record at a time (at most about 16 KiB),
-//! so a 1 GiB transfer over TLS cost the receiver some 66,000 `recvfrom`
-//! calls (strace -c of `ferry serve` during a put). Below TLS, this reader
-//! turns those into a few thousand reads of up to [`READ_AHEAD_BYTES`] and
-//! hands the bytes out from memory.
+//! so a bulk transfer over TLS costs the receiver a `recvfrom` per record.
+//! Below TLS, this reader turns those into far fewer reads of up to
+//! [`READ_AHEAD_BYTES`] and hands the bytes out from memory
+//! (bench/RESULTS.md counts both).
 //!
 //! It holds that buffer only while it pays: a read that fills the caller's
 //! buffer means more is waiting, so the next read goes through the big

@@ -73,9 +73,8 @@ impl FromStr for Fingerprint {
 ///
 /// Suites: AES-128-GCM first. Where AES has hardware support it is as safe
 /// a choice as AES-256 for data in transit and does 10 rounds per block
-/// instead of 14: a small saving on bulk transfers (both ends' CPU for a
-/// 1 GiB TLS get, least of five runs: 1.83 s with AES-256, 1.71 s with
-/// it). Both ends prefer it, so it is what they agree on.
+/// instead of 14: a small saving of CPU on bulk transfers
+/// (bench/RESULTS.md). Both ends prefer it, so it is what they agree on.
 fn provider() -> Arc<CryptoProvider> {
     use rustls::crypto::aws_lc_rs::cipher_suite::{
         TLS13_AES_128_GCM_SHA256, TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256,

@@ -18,9 +18,8 @@ use super::write::Op;
 use super::{Progress, ReceiveSummary, TransferError, MAX_BATCH_ITEMS};
 
 /// Data handed to the file thread at once. Each hand-off wakes that
-/// thread: at 128 KiB a plaintext put of 1 GiB cost the server 0.76-0.90 s
-/// of CPU, at 1 MiB 0.70-0.80 s, and its median time fell from 0.85 to
-/// 0.78 s (five runs each, interleaved, tmpfs to tmpfs).
+/// thread, so a batch of several chunks costs less CPU and time than a
+/// hand-off per chunk (bench/RESULTS.md).
 const RECEIVE_BATCH_BYTES: usize = 1024 * 1024;
 /// Batches queued for the file thread: with the one being filled, a
 /// receiving transfer holds at most 3 MiB of data in memory.
@@ -32,10 +31,9 @@ impl ReceivePlan {
     ///
     /// The data is hashed where it costs the least wall time: on a plain
     /// socket, by the task that reads it, so the file thread only writes;
-    /// through TLS, where that task also decrypts, by the file thread. The
-    /// other way round made a 1 GiB TLS get 6-8% slower in three of four
-    /// interleaved A/B runs (no change in the fourth), and a plaintext get
-    /// 0-5% slower in three (medians of six to ten runs each).
+    /// through TLS, where that task also decrypts, by the file thread, which
+    /// would otherwise sit idle while the task decrypts and hashes
+    /// (bench/RESULTS.md).
     pub async fn receive<R: AsyncRead + Unpin>(
         self,
         reader: &mut FrameReader<R>,

@@ -152,9 +152,9 @@ const SHUTDOWN_CHECK: std::time::Duration = std::time::Duration::from_millis(100
 /// against.
 ///
 /// Each service has a thread of its own that blocks in `recvfrom`, as the
-/// simplest UDP server does: an async loop paid an `epoll_wait` whenever
-/// the queue ran dry and reached about half the rate of a plain blocking
-/// loop (`bench/udp.sh`, 16 senders).
+/// simplest UDP server does: an async loop pays an `epoll_wait` each time
+/// the queue runs dry, which request-reply traffic makes it do often
+/// (bench/RESULTS.md).
 pub fn serve(
     socket: std::net::UdpSocket,
     service: Service,
