@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/private_sshd.sh: the private sshd that transfer.sh and wan.sh compare
 # against (sourced, not run).
 #
