@@ -66,6 +66,8 @@ WARM_MB=${WARM_MB:-$((${SIZE_MB} + 512))}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 UTIL="$HERE/transfer_util.py"
+# shellcheck source=bench/private_sshd.sh
+. "$HERE/private_sshd.sh"
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "transfer.sh: $*"; exit 2; }
@@ -331,44 +333,7 @@ say "ferry: plaintext $PLAIN_ADDR, TLS $TLS_ADDR"
 
 # sshd: private keys and config, key-only root login, no PAM.
 SSH_PORT=$(port)
-ssh-keygen -q -t ed25519 -N '' -C ferry-bench-host -f "$W/ssh/host_ed25519"
-ssh-keygen -q -t ed25519 -N '' -C ferry-bench-client -f "$W/ssh/id_ed25519"
-cp "$W/ssh/id_ed25519.pub" "$W/ssh/authorized_keys"
-cat >"$W/ssh/sshd_config" <<EOF
-ListenAddress 127.0.0.1
-Port $SSH_PORT
-HostKey $W/ssh/host_ed25519
-PidFile none
-AuthorizedKeysFile $W/ssh/authorized_keys
-UsePAM no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-StrictModes no
-X11Forwarding no
-PrintMotd no
-Subsystem sftp internal-sftp
-# The remote rsync starts through root's shell, and Debian's bash reads
-# ~/.bashrc for ssh commands: point HOME at an empty directory so the
-# numbers are rsync's and ssh's, not whatever root's rc files run.
-SetEnv HOME=$W/ssh/home
-EOF
-mkdir -p "$W/ssh/home"
-cat >"$W/ssh/config" <<EOF
-Host bench
-    HostName 127.0.0.1
-    Port $SSH_PORT
-    User root
-    IdentityFile $W/ssh/id_ed25519
-    IdentitiesOnly yes
-    UserKnownHostsFile $W/ssh/known_hosts
-    GlobalKnownHostsFile /dev/null
-    StrictHostKeyChecking no
-    BatchMode yes
-    LogLevel ERROR
-    ControlMaster no
-    ControlPath none
-EOF
+private_sshd_files "$W/ssh" 127.0.0.1 "$SSH_PORT"
 mkdir -p /run/sshd # sshd's privilege separation directory, normally made by its service
 "$SSHD" -t -f "$W/ssh/sshd_config" || die "sshd rejects the bench config"
 spawn "$W/log/sshd" "$SSHD" -D -e -f "$W/ssh/sshd_config"
