@@ -274,9 +274,10 @@ fn exec_hosts_passes_a_line_over_the_cap_on_in_prefixed_pieces() {
     assert_eq!(arrived, line_bytes);
 }
 
-/// Generous for 32 MiB through a debug build on a loaded machine; the line
-/// held whole took far longer.
-const HOSTS_LINE_DEADLINE: Duration = Duration::from_secs(20);
+/// A bound on a hang, generous for 32 MiB through a debug build on a
+/// loaded machine (20 s was not, with other builds running). The piece-size
+/// assertion is what catches a line held whole.
+const HOSTS_LINE_DEADLINE: Duration = Duration::from_secs(60);
 
 #[test]
 fn peer_text_in_logs_is_escaped_and_capped() {
