@@ -9,6 +9,7 @@ mod chat;
 mod compat;
 mod exec;
 mod files;
+mod fleet;
 mod foundation;
 mod install;
 mod pairing;
