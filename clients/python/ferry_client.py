@@ -284,6 +284,10 @@ class Client:
                              "`ferry serve` prints it at start")
         sock = socket.create_connection((host, port), timeout=timeout)
         try:
+            # Frames go out at once: with Nagle's algorithm an exec's stdin
+            # frame and its end frame, written back to back, stalled on the
+            # server's delayed ACK (40 ms a command).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if not plaintext:
                 sock = cls._tls(sock, host, fingerprint)
             client = cls(sock)
