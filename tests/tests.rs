@@ -10,6 +10,7 @@ mod compat;
 mod echo;
 mod exec;
 mod files;
+mod fleet;
 mod framing;
 mod install;
 mod limits;

@@ -284,6 +284,10 @@ class Client:
                              "`ferry serve` prints it at start")
         sock = socket.create_connection((host, port), timeout=timeout)
         try:
+            # Frames go out at once: with Nagle's algorithm an exec's stdin
+            # frame and its end frame, written back to back, stalled on the
+            # server's delayed ACK (40 ms a command).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if not plaintext:
                 sock = cls._tls(sock, host, fingerprint)
             client = cls(sock)
@@ -319,6 +323,11 @@ class Client:
 
     def close(self):
         self._sock.close()
+
+    def set_timeout(self, seconds):
+        """How long any one read or write may wait from now on (`None`:
+        for ever), as `connect`'s `timeout` did until now."""
+        self._sock.settimeout(seconds)
 
     def __enter__(self):
         return self
@@ -478,12 +487,13 @@ class Client:
                 raise
         return size
 
-    def put(self, local, remote_dir="", force=False):
+    def put(self, local, remote_dir="", force=False, name=None):
         """Uploads the file `local` into the remote directory `remote_dir`
-        (created if missing) under its own name. Returns the server's
-        result: `files`, `bytes`, `skipped`, `failed`."""
+        (created if missing) under its own name, or under `name`. Returns
+        the server's result: `files`, `bytes`, `skipped`, `failed`."""
         st = os.stat(local)
-        entry = {"kind": "file", "path": os.path.basename(local), "file_size": st.st_size,
+        name = os.path.basename(local) if name is None else name
+        entry = {"kind": "file", "path": name, "file_size": st.st_size,
                  "mode": st.st_mode & 0o777, "mtime": int(st.st_mtime),
                  "mtime_ns": st.st_mtime_ns % 1_000_000_000}
         self._send({"cmd": "put", "path": remote_dir, "force": force, "resume": False,
@@ -522,9 +532,22 @@ class Client:
             raise FerryError(str(first.get("code")), str(first.get("message")))
         return result
 
-    def exec(self, command, stdin=b"", cwd=None, env=None, timeout_secs=None):
+    def exec(self, command, stdin=b"", cwd=None, env=None, timeout_secs=None,
+             max_output_bytes=MAX_EXEC_OUTPUT_BYTES):
         """Runs `command` (a string for `sh -c`, or a list run without a
-        shell) and returns an ExecResult with stdout and stderr apart."""
+        shell) and returns an ExecResult with stdout and stderr apart. An
+        output over `max_output_bytes` raises FerryError `too_large`; the
+        connection is then in the middle of the stream: close it."""
+        running = self.exec_start(command, cwd=cwd, env=env, timeout_secs=timeout_secs)
+        # stdin goes up at once and its end right after; the server reads
+        # it alongside the command's output.
+        running.send_stdin(stdin)
+        running.end_stdin()
+        return running.collect(max_output_bytes)
+
+    def exec_start(self, command, cwd=None, env=None, timeout_secs=None):
+        """Starts `command` as `exec` does and returns it running, for a
+        caller that writes stdin as the output asks (a password prompt)."""
         request = {"cmd": "exec"}
         if isinstance(command, str):
             request["shell"] = command
@@ -538,22 +561,54 @@ class Client:
             request["timeout_secs"] = timeout_secs
         self._send(request)
         self._reply()
-        # stdin goes up at once and its end right after; the server reads
-        # it alongside the command's output.
-        for start in range(0, len(stdin), MAX_STDIN_FRAME_BYTES):
-            self._send({"data": "stdin"}, stdin[start:start + MAX_STDIN_FRAME_BYTES])
-        self._send({"end": True})
-        out = {"stdout": [], "stderr": []}
-        held = 0
+        return RunningCommand(self)
+
+
+class RunningCommand:
+    """A command `exec_start` started: stdin goes up with `send_stdin`,
+    ended once by `end_stdin`; output comes back frame by frame from
+    `next_output` or all at once from `collect`."""
+
+    def __init__(self, client):
+        self._client = client
+        self._stdin_ended = False
+        self.end = None
+
+    def send_stdin(self, data):
+        for start in range(0, len(data), MAX_STDIN_FRAME_BYTES):
+            self._client._send({"data": "stdin"}, bytes(data[start:start + MAX_STDIN_FRAME_BYTES]))
+
+    def end_stdin(self):
+        if not self._stdin_ended:
+            self._stdin_ended = True
+            self._client._send({"end": True})
+
+    def next_output(self, cap=MAX_BODY_BYTES):
+        """`("stdout" | "stderr", bytes)`, or `None` once the command ended
+        (its end frame is then `self.end`)."""
+        header = self._client._header()
+        if header.get("end") is True:
+            self.end = header
+            return None
+        channel = header.get("data")
+        if channel not in ("stdout", "stderr"):
+            raise _protocol_error("an exec frame that is not stdout, stderr or end: %r"
+                                  % (header,))
+        return channel, self._client._body(header, cap)
+
+    def collect(self, max_output_bytes=MAX_EXEC_OUTPUT_BYTES, held=None):
+        """Reads the rest of the output, added to `held` (a dict of lists
+        by channel), and returns the ExecResult."""
+        out = held if held is not None else {"stdout": [], "stderr": []}
+        total = sum(len(part) for parts in out.values() for part in parts)
         while True:
-            header = self._header()
-            if header.get("end") is True:
-                return ExecResult(b"".join(out["stdout"]), b"".join(out["stderr"]), header)
-            channel = header.get("data")
-            if channel not in out:
-                raise _protocol_error("an exec frame that is not stdout, stderr or end: %r"
-                                      % (header,))
-            held += header.get("size", 0)
-            if held > MAX_EXEC_OUTPUT_BYTES:
-                raise _protocol_error("exec output over %d bytes" % MAX_EXEC_OUTPUT_BYTES)
-            out[channel].append(self._body(header))
+            frame = self.next_output()
+            if frame is None:
+                self.end_stdin()
+                return ExecResult(b"".join(out["stdout"]), b"".join(out["stderr"]), self.end)
+            channel, body = frame
+            total += len(body)
+            if total > max_output_bytes:
+                raise FerryError("too_large", "the command wrote over %d bytes of output; it was "
+                                 "stopped with the connection" % max_output_bytes)
+            out[channel].append(body)

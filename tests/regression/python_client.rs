@@ -85,3 +85,47 @@ fn python_get_never_writes_through_a_planted_partial() {
         assert_eq!(fs::read_link(downloads.join(name)).unwrap(), victim);
     }
 }
+
+/// Connects over TLS and over plaintext and prints, for each, whether the
+/// socket sends small writes at once (TCP_NODELAY).
+const NODELAY: &str = r#"
+import socket, sys
+from ferry_client import Client
+host, tls_port, tls_token, fingerprint, plain_port, plain_token = sys.argv[1:]
+for port, token, pin in ((tls_port, tls_token, fingerprint), (plain_port, plain_token, None)):
+    with Client.connect(host, int(port), token=token, fingerprint=pin, plaintext=pin is None) as ferry:
+        print(ferry._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0)
+        # The stall it prevents: a stdin frame and the end frame written
+        # back to back, the second held by Nagle until the first is acked.
+        assert ferry.exec(["cat"], stdin=b"x" * 5000).stdout == b"x" * 5000
+"#;
+
+/// An exec with stdin writes two small frames in a row (stdin, then its
+/// end); with Nagle's algorithm on, the second waited for the server's
+/// delayed ACK, about 40 ms per command: the engines under `tests/fleet/`
+/// ran each module that much slower. The client sets TCP_NODELAY, as the
+/// Rust client does. (Checked on the socket: a timing check would flake on
+/// a loaded machine.)
+#[test]
+fn python_client_sends_small_frames_without_waiting_for_acks() {
+    let tls = Server::start(&["--allow-exec"]);
+    let plain = Server::start(&["--plaintext", "--allow-exec"]);
+    let client_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/python");
+    let port = |server: &Server| server.addr().rsplit_once(':').unwrap().1.to_string();
+    let run = python(
+        &client_dir,
+        &[
+            "-c",
+            NODELAY,
+            "127.0.0.1",
+            &port(&tls),
+            &tls.token(),
+            tls.fingerprint(),
+            &port(&plain),
+            &plain.token(),
+        ],
+        &[("PYTHONPATH", client_dir.to_str().unwrap())],
+    );
+    assert_eq!(run.code, 0, "the Python client failed:\n{}", run.stderr);
+    assert_eq!(run.stdout, "True\nTrue\n");
+}

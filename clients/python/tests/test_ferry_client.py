@@ -98,6 +98,29 @@ class Common:
         big = self.ferry.exec("seq 1 100000")
         self.assertEqual(big.stdout, "".join("%d\n" % n for n in range(1, 100001)).encode())
 
+    def test_exec_output_over_the_cap_is_too_large(self):
+        with self.assertRaises(FerryError) as caught:
+            self.ferry.exec("yes", max_output_bytes=100_000)
+        self.assertEqual(caught.exception.code, "too_large")
+
+    def test_a_running_command_takes_stdin_as_its_output_asks(self):
+        running = self.ferry.exec_start("read line; echo got $line; read again; echo $again")
+        running.send_stdin(b"first\n")
+        self.assertEqual(running.next_output(), ("stdout", b"got first\n"))
+        running.send_stdin(b"second\n")
+        running.end_stdin()
+        result = running.collect()
+        self.assertEqual((result.stdout, result.exit_status), (b"second\n", 0))
+        # The connection is ready for the next request.
+        self.assertEqual(self.ferry.echo(b"next"), b"next")
+
+    def test_put_under_another_name(self):
+        path = self.local("local-name.txt", b"renamed")
+        self.ferry.put(path, "renamed/%s" % self.id(), name="remote-name.txt")
+        remote = os.path.join(self.root, "renamed", self.id(), "remote-name.txt")
+        with open(remote, "rb") as f:
+            self.assertEqual(f.read(), b"renamed")
+
     def test_put_without_the_blake3_module_uses_the_pure_hash(self):
         # 33 chunks and a bit: a tree with merges on the way; the server
         # keeps the file only if its own BLAKE3 agrees.
