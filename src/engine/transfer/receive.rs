@@ -12,7 +12,7 @@ use crate::connection::{ConnectionError, FrameReader};
 use crate::protocol::ErrorCode;
 
 use super::super::error::FileError;
-use super::super::wire::{Entry, EntryKind, FileEnd, FileHead};
+use super::super::wire::{DataFrame, Entry, EntryKind};
 use super::plan::ReceivePlan;
 use super::write::Op;
 use super::{Progress, ReceiveSummary, TransferError, MAX_BATCH_ITEMS};
@@ -115,56 +115,55 @@ async fn forward_frames<R: AsyncRead + Unpin>(
             batch_bytes = 0;
         }
         let header = reader.expect_header().await?;
-        if header.get("end") == Some(&serde_json::Value::Bool(true)) {
-            if !batch.is_empty() {
-                hand_over(batch).await?;
-            }
-            return Ok(());
-        }
-        if let Ok(head) = header.to_message::<FileHead>() {
-            let i = head.file as usize;
-            let entry = entries.get(i).filter(|e| e.kind == EntryKind::File);
-            let expected = entry.and_then(|e| e.file_size.checked_sub(head.offset));
-            if expected != Some(header.size()) {
-                return Err(TransferError::Protocol(format!(
-                    "file {i}: {} bytes sent where the manifest says otherwise",
-                    header.size()
-                )));
-            }
-            let name = entry
-                .and_then(|e| e.path.to_bytes().ok())
-                .unwrap_or_default();
-            progress.file_started(&name, header.size());
-            batch.push(Op::Start {
-                i: head.file,
-                offset: head.offset,
-            });
-            // From an offset, the data continues the resumed prefix; an
-            // offset that was not offered fails in the writer either way.
-            let mut hasher = prefixes.as_mut().map(|prefixes| match head.offset {
-                0 => blake3::Hasher::new(),
-                _ => prefixes.remove(&head.file).unwrap_or_default(),
-            });
-            while let Some(chunk) = reader.read_body_chunk().await? {
-                if let Some(hasher) = &mut hasher {
-                    hasher.update(&chunk);
+        let head = match DataFrame::from_header(&header).map_err(TransferError::Protocol)? {
+            DataFrame::Done => {
+                if !batch.is_empty() {
+                    hand_over(batch).await?;
                 }
-                progress.advanced(chunk.len() as u64);
-                batch_bytes += chunk.len();
-                batch.push(Op::Data(chunk));
-                if batch_bytes >= RECEIVE_BATCH_BYTES {
-                    hand_over(std::mem::take(&mut batch)).await?;
-                    batch_bytes = 0;
-                }
+                return Ok(());
             }
-            hashing = hasher;
-        } else if let Ok(end) = header.to_message::<FileEnd>() {
-            let received = hashing.take().map(|hasher| hasher.finalize());
-            batch.push(Op::End(end, received));
-        } else {
-            return Err(TransferError::Protocol(
-                "expected a file head, file end or end frame".into(),
-            ));
+            DataFrame::End(end) => {
+                let received = hashing.take().map(|hasher| hasher.finalize());
+                batch.push(Op::End(end, received));
+                continue;
+            }
+            DataFrame::Head(head) => head,
+        };
+        let i = head.file as usize;
+        let entry = entries.get(i).filter(|e| e.kind == EntryKind::File);
+        let expected = entry.and_then(|e| e.file_size.checked_sub(head.offset));
+        if expected != Some(header.size()) {
+            return Err(TransferError::Protocol(format!(
+                "file {i}: {} bytes sent where the manifest says otherwise",
+                header.size()
+            )));
         }
+        let name = entry
+            .and_then(|e| e.path.to_bytes().ok())
+            .unwrap_or_default();
+        progress.file_started(&name, header.size());
+        batch.push(Op::Start {
+            i: head.file,
+            offset: head.offset,
+        });
+        // From an offset, the data continues the resumed prefix; an
+        // offset that was not offered fails in the writer either way.
+        let mut hasher = prefixes.as_mut().map(|prefixes| match head.offset {
+            0 => blake3::Hasher::new(),
+            _ => prefixes.remove(&head.file).unwrap_or_default(),
+        });
+        while let Some(chunk) = reader.read_body_chunk().await? {
+            if let Some(hasher) = &mut hasher {
+                hasher.update(&chunk);
+            }
+            progress.advanced(chunk.len() as u64);
+            batch_bytes += chunk.len();
+            batch.push(Op::Data(chunk));
+            if batch_bytes >= RECEIVE_BATCH_BYTES {
+                hand_over(std::mem::take(&mut batch)).await?;
+                batch_bytes = 0;
+            }
+        }
+        hashing = hasher;
     }
 }

@@ -15,14 +15,13 @@ use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 
 use crate::connection::{ConnectionError, FrameWriter};
-use crate::protocol::message::StreamFrame;
-use crate::protocol::{ErrorCode, Header};
+use crate::protocol::ErrorCode;
 
 use super::super::dirs::DirChain;
 use super::super::error::{code_of, show, FileError};
 use super::super::manifest::{Manifest, SourceRef};
 use super::super::root::{fstat, split_names, Kind, RelPath, Root};
-use super::super::wire::{parse_hash, Entry, FileEnd, FileHead, Want, WantAction};
+use super::super::wire::{parse_hash, DataFrame, Entry, FileEnd, FileHead, Want, WantAction};
 use super::md5::hex;
 use super::{Progress, TransferError, CHANNEL_CHUNKS, CHUNK_BYTES, MAX_BATCH_ITEMS};
 
@@ -98,23 +97,25 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
                 Chunk::Head { file, offset, size } => {
                     let entry = &manifest.entries[file as usize];
                     progress.file_started(&entry.path.to_bytes().unwrap_or_default(), size);
-                    let head = Header::from_message(&FileHead { file, offset }).with_size(size);
+                    let head = DataFrame::Head(FileHead { file, offset }).to_header(size);
                     writer.send_header(&head).await?;
                 }
                 Chunk::Data(bytes) => {
                     progress.advanced(bytes.len() as u64);
                     writer.send_body(bytes).await?;
                 }
-                Chunk::End(end) => writer.send_header(&Header::from_message(&end)).await?,
+                Chunk::End(end) => {
+                    writer
+                        .send_header(&DataFrame::End(end).to_header(0))
+                        .await?
+                }
             }
         }
     }
     let sent = reader
         .await
         .map_err(|err| FileError::new(ErrorCode::Internal, format!("file reader failed: {err}")))?;
-    writer
-        .send_header(&StreamFrame::end_header(&serde_json::json!({})))
-        .await?;
+    writer.send_header(&DataFrame::Done.to_header(0)).await?;
     writer.flush().await?;
     Ok(sent)
 }
