@@ -19,7 +19,7 @@ use super::{expect_ok, Client};
 use crate::engine::error::{show, FileError};
 use crate::engine::manifest::Manifest;
 use crate::engine::root::{RelPath, Root};
-use crate::engine::transfer::{self, Progress, ReceiveOptions, ReceivePlan};
+use crate::engine::transfer::{self, Direction, Progress, ReceiveOptions, ReceivePlan};
 use crate::engine::wire::{
     rename_top, to_json_lines, Entry, EntryError, Want, WantAction, WirePath,
 };
@@ -30,7 +30,7 @@ use crate::services::files::glob::{matches_path, GlobRequest};
 use crate::services::files::ops::{
     FileInfo, LsReply, LsRequest, MkdirRequest, RmReply, RmRequest, StatRequest,
 };
-use crate::services::files::{GetReply, GetRequest, PutRequest, PutResult, WantsFrame};
+use crate::services::files::{GetReply, GetRequest, PutRequest, PutResult};
 
 /// Largest listing or manifest the client accepts from a server.
 pub const MAX_LIST_BYTES: u64 = 256 * 1024 * 1024;
@@ -202,9 +202,10 @@ impl Client {
         self.connection()
             .send(request_header("put", &request), body)
             .await?;
-        let reader = self.connection().reader();
-        let reply = expect_ok(reader.expect_header().await?)?;
-        let wants: Vec<Want> = read_lines(reader, &reply).await?;
+        let wants =
+            transfer::read_wants(self.connection().reader(), Direction::Put, MAX_LIST_BYTES)
+                .await
+                .map_err(transfer_error)?;
         let mut report = TransferReport {
             left_out: manifest.skipped.len() as u64,
             ..TransferReport::default()
@@ -215,20 +216,18 @@ impl Client {
             .iter()
             .filter(|w| matches!(w.action, WantAction::Skip))
             .count() as u64;
-        let bytes = bytes_wanted(&manifest.entries, &wants);
         debug!(
             wants = wants.len(),
-            bytes,
+            bytes = transfer::bytes_wanted(&manifest.entries, &wants),
             skipped = report.skipped,
             refused = report.failures.len(),
             "put: the server's answer"
         );
-        progress.begin(bytes);
         let listed = options.list_files.then(|| wants.clone());
         let manifest = Arc::new(manifest);
-        let (_, writer) = self.connection().split();
-        let sent = transfer::send_files(
-            writer,
+        let sent = transfer::send_wanted(
+            self.connection(),
+            Direction::Put,
             manifest.clone(),
             None,
             wants,
@@ -403,15 +402,15 @@ impl Client {
             refused = wants.refused.len(),
             "get: asking for the files not in place"
         );
-        progress.begin(wants.bytes_wanted);
-        let header = Header::from_message(&WantsFrame { wants: true });
-        self.connection()
-            .send(header, Bytes::from(wants.body))
-            .await?;
-        let summary = plan
-            .receive(self.connection().reader(), progress.as_ref())
-            .await
-            .map_err(transfer_error)?;
+        let (wants, summary) = transfer::receive_wanted(
+            self.connection(),
+            Direction::Get,
+            plan,
+            wants,
+            progress.as_ref(),
+        )
+        .await
+        .map_err(transfer_error)?;
         debug!(
             files = summary.files,
             bytes = summary.bytes,
@@ -594,19 +593,6 @@ pub(crate) fn check_names(requested: &RelPath, entries: &[Entry]) -> Result<(), 
     Ok(())
 }
 
-/// Bytes the sender will send: each wanted file from its offset.
-fn bytes_wanted(entries: &[Entry], wants: &[Want]) -> u64 {
-    wants
-        .iter()
-        .filter_map(|w| match w.action {
-            WantAction::Send { offset, .. } => entries
-                .get(w.i as usize)
-                .map(|e| e.file_size.saturating_sub(offset)),
-            _ => None,
-        })
-        .sum()
-}
-
 /// The files a server's plan refused (a put's destination there says no).
 fn refusals(entries: &[Entry], wants: &[Want]) -> Vec<Failure> {
     wants
@@ -689,7 +675,7 @@ pub(crate) async fn read_lines<T: serde::de::DeserializeOwned, R: tokio::io::Asy
             header.size()
         )));
     }
-    crate::services::files::body_lines(reader)
+    transfer::read_json_lines(reader)
         .await?
         .map_err(Error::Protocol)
 }
@@ -699,6 +685,7 @@ fn transfer_error(err: transfer::TransferError) -> Error {
         transfer::TransferError::Connection(err) => Error::Connection(err),
         transfer::TransferError::Protocol(message) => Error::Protocol(message),
         transfer::TransferError::Local(err) => Error::Files(err),
+        transfer::TransferError::Refused(refusal) => Error::Remote(refusal),
     }
 }
 

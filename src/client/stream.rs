@@ -23,13 +23,14 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use super::{expect_ok, Client};
 use crate::engine::error::show;
 use crate::engine::root::RelPath;
+use crate::engine::transfer::{send_wants, Direction, Wants};
 use crate::engine::wire::{
-    parse_hash, to_json_lines, DataFrame, Entry, EntryKind, FileEnd, Want, WantAction, WirePath,
+    parse_hash, DataFrame, Entry, EntryKind, FileEnd, Want, WantAction, WirePath,
 };
 use crate::error::Error;
 use crate::protocol::message::request_header;
-use crate::protocol::{ErrorCode, ErrorReply, Header};
-use crate::services::files::{GetRequest, WantsFrame};
+use crate::protocol::{ErrorCode, ErrorReply};
+use crate::services::files::GetRequest;
 
 impl Client {
     /// Downloads the one file `remote` into `out`, as its bytes arrive;
@@ -70,17 +71,15 @@ impl Client {
                 )))
             }
         };
-        let want = Want {
+        let mut wants = Wants::default();
+        wants.push(&Want {
             i: 0,
             action: WantAction::Send {
                 offset: 0,
                 prefix_blake3: None,
             },
-        };
-        let header = Header::from_message(&WantsFrame { wants: true });
-        self.connection()
-            .send(header, Bytes::from(to_json_lines(&[want])))
-            .await?;
+        });
+        send_wants(self.connection().writer(), Direction::Get, &mut wants).await?;
 
         let reader = self.connection().reader();
         let not_sent = |end: FileEnd| {

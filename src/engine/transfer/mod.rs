@@ -7,21 +7,27 @@
 //! [`CHUNK_BYTES`] sending; two 1 MiB batches receiving). Small files are batched into large writes by the
 //! connection's buffer; no step waits for a reply per file.
 //!
+//! [`exchange`] is the manifest, wants and data as both peers run them;
 //! [`send`] reads and hashes files for the connection; [`receive`] plans
 //! where entries go, hashes what arrives and writes it through partial
 //! files; [`md5`] gives a receiver the md5 of a file it already had.
 
+mod exchange;
 mod md5;
 mod plan;
 mod receive;
 mod send;
 mod write;
 
+pub use exchange::{
+    bytes_wanted, read_json_lines, read_wants, receive_wanted, send_wanted, send_wants, Direction,
+};
 pub use md5::md5_beneath;
 pub use plan::{ReceivePlan, Wants};
 pub use send::{send_files, SendSummary};
 
 use crate::connection::ConnectionError;
+use crate::protocol::ErrorReply;
 
 use super::error::FileError;
 use super::wire::EntryError;
@@ -46,6 +52,10 @@ pub enum TransferError {
     /// The local file thread failed as a whole.
     #[error(transparent)]
     Local(#[from] FileError),
+    /// The peer refused the transfer: a put's server answered the
+    /// manifest with an error instead of its wants.
+    #[error("{}", .0.message)]
+    Refused(ErrorReply),
 }
 
 /// Told about a transfer's progress; the CLI draws a bar from it.

@@ -122,7 +122,8 @@ pub struct Wants {
 }
 
 impl Wants {
-    fn add(&mut self, want: &Want) {
+    /// Adds one want to the body.
+    pub fn push(&mut self, want: &Want) {
         // Our wire types always serialize.
         let _ = serde_json::to_writer(&mut self.body, want);
         self.body.push(b'\n');
@@ -202,7 +203,7 @@ impl ReceivePlan {
                 WantAction::Skip if options.list_files => wants.skipped_files.push(i),
                 _ => {}
             }
-            wants.add(&Want { i, action });
+            wants.push(&Want { i, action });
         }
         wants.skipped = plan.skipped;
         plan.entries = Arc::new(entries);
