@@ -8,10 +8,11 @@ use tokio::io::{ReadHalf, WriteHalf};
 use super::{expect_ok, Client};
 use crate::connection::{FrameReader, FrameWriter};
 use crate::error::Error;
-use crate::protocol::message::{request_header, Reply};
+use crate::protocol::message::Reply;
 use crate::protocol::{ErrorReply, Header};
 use crate::services::chat::hub::Event;
 use crate::services::chat::{ChatCommand, ChatRequest, ChatWelcome};
+use crate::services::Request;
 use crate::transport::Stream;
 
 /// One thing the server said during a chat.
@@ -40,7 +41,7 @@ impl Client {
             room: room.map(str::to_string),
         };
         self.connection()
-            .send(request_header("chat", &request), Bytes::new())
+            .send(Request::Chat(request).to_header(), Bytes::new())
             .await?;
         let reply = expect_ok(self.connection().reader().expect_header().await?)?;
         let welcome: ChatWelcome = reply

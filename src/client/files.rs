@@ -24,13 +24,13 @@ use crate::engine::wire::{
     rename_top, to_json_lines, Entry, EntryError, Want, WantAction, WirePath,
 };
 use crate::error::Error;
-use crate::protocol::message::request_header;
 use crate::protocol::Header;
 use crate::services::files::glob::{matches_path, GlobRequest};
 use crate::services::files::ops::{
     FileInfo, LsReply, LsRequest, MkdirRequest, RmReply, RmRequest, StatRequest,
 };
 use crate::services::files::{GetReply, GetRequest, PutRequest, PutResult};
+use crate::services::Request;
 
 /// Largest listing or manifest the client accepts from a server.
 pub const MAX_LIST_BYTES: u64 = 256 * 1024 * 1024;
@@ -200,7 +200,7 @@ impl Client {
         };
         let body = Bytes::from(to_json_lines(&manifest.entries));
         self.connection()
-            .send(request_header("put", &request), body)
+            .send(Request::Put(request).to_header(), body)
             .await?;
         let wants =
             transfer::read_wants(self.connection().reader(), Direction::Put, MAX_LIST_BYTES)
@@ -331,7 +331,7 @@ impl Client {
             md5: options.md5,
         };
         self.connection()
-            .send(request_header("get", &request), Bytes::new())
+            .send(Request::Get(request).to_header(), Bytes::new())
             .await?;
         let reader = self.connection().reader();
         let reply_header = expect_ok(reader.expect_header().await?)?;
@@ -466,17 +466,14 @@ impl Client {
         let request = LsRequest {
             path: WirePath::from_bytes(path),
         };
-        self.listing("ls", &request).await
+        self.listing(Request::Ls(request)).await
     }
 
     /// One request answered by a listing: `entries` and as many lines.
-    async fn listing<T: serde::Serialize>(
-        &mut self,
-        cmd: &str,
-        request: &T,
-    ) -> Result<Vec<FileInfo>, Error> {
+    async fn listing(&mut self, request: Request) -> Result<Vec<FileInfo>, Error> {
+        let cmd = request.cmd();
         self.connection()
-            .send(request_header(cmd, request), Bytes::new())
+            .send(request.to_header(), Bytes::new())
             .await?;
         let reader = self.connection().reader();
         let reply = expect_ok(reader.expect_header().await?)?;
@@ -500,7 +497,7 @@ impl Client {
         let request = GlobRequest {
             path: WirePath::from_bytes(pattern),
         };
-        let infos = self.listing("glob", &request).await?;
+        let infos = self.listing(Request::Glob(request)).await?;
         for info in &infos {
             let path = info.name.to_bytes().map_err(Error::Protocol)?;
             if !matches_path(pattern, &path) {
@@ -520,7 +517,7 @@ impl Client {
             path: WirePath::from_bytes(path),
             blake3,
         };
-        let reply = self.call("stat", &request).await?;
+        let reply = self.call(Request::Stat(request)).await?;
         reply
             .to_message()
             .map_err(|e| Error::Protocol(format!("bad stat reply: {e}")))
@@ -532,7 +529,7 @@ impl Client {
             path: WirePath::from_bytes(path),
             parents,
         };
-        self.call("mkdir", &request).await.map(drop)
+        self.call(Request::Mkdir(request)).await.map(drop)
     }
 
     /// Removes a file, or with `recursive` a tree; returns entries removed.
@@ -541,7 +538,7 @@ impl Client {
             path: WirePath::from_bytes(path),
             recursive,
         };
-        let reply = self.call("rm", &request).await?;
+        let reply = self.call(Request::Rm(request)).await?;
         Ok(reply
             .to_message::<RmReply>()
             .map(|r| r.removed)
@@ -549,9 +546,10 @@ impl Client {
     }
 
     /// One request without a body, one reply without a body.
-    async fn call<T: serde::Serialize>(&mut self, cmd: &str, request: &T) -> Result<Header, Error> {
+    async fn call(&mut self, request: Request) -> Result<Header, Error> {
+        let cmd = request.cmd();
         self.connection()
-            .send(request_header(cmd, request), Bytes::new())
+            .send(request.to_header(), Bytes::new())
             .await?;
         let reply = expect_ok(self.connection().reader().expect_header().await?)?;
         if reply.size() != 0 {

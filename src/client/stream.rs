@@ -28,9 +28,9 @@ use crate::engine::wire::{
     parse_hash, DataFrame, Entry, EntryKind, FileEnd, Want, WantAction, WirePath,
 };
 use crate::error::Error;
-use crate::protocol::message::request_header;
 use crate::protocol::{ErrorCode, ErrorReply};
 use crate::services::files::GetRequest;
+use crate::services::Request;
 
 impl Client {
     /// Downloads the one file `remote` into `out`, as its bytes arrive;
@@ -56,7 +56,7 @@ impl Client {
             md5: false,
         };
         self.connection()
-            .send(request_header("get", &request), Bytes::new())
+            .send(Request::Get(request).to_header(), Bytes::new())
             .await?;
         let reader = self.connection().reader();
         let reply = expect_ok(reader.expect_header().await?)?;
