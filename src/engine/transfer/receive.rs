@@ -167,3 +167,150 @@ async fn forward_frames<R: AsyncRead + Unpin>(
         hashing = hasher;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{config, entries_of, OPTIONS};
+    use super::super::NoProgress;
+    use super::*;
+    use crate::connection::{Connection, ConnectionConfig};
+    use crate::engine::root::{RelPath, Root};
+    use crate::engine::wire::{FileEnd, FileHead, WirePath};
+    use crate::protocol::Header;
+    use bytes::Bytes;
+
+    /// Receives `frames` (headers and bodies) for a manifest of one 5-byte
+    /// file, `f.bin`, reading as a plain socket or, `decrypting`, as TLS
+    /// (where the file thread hashes).
+    async fn receive(
+        to: &std::path::Path,
+        frames: Vec<(Header, &'static [u8])>,
+        decrypting: bool,
+    ) -> Result<ReceiveSummary, TransferError> {
+        let dst = Arc::new(Root::new(to).unwrap());
+        let entry = Entry {
+            kind: EntryKind::File,
+            path: WirePath::from_bytes(b"f.bin"),
+            file_size: 5,
+            mode: 0o644,
+            mtime: 0,
+            mtime_ns: 0,
+        };
+        let (plan, _) = ReceivePlan::new(dst, &RelPath::root(), vec![entry], OPTIONS).unwrap();
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let mut sender = Connection::new(a, config());
+        let mut receiver = Connection::new(
+            b,
+            ConnectionConfig {
+                decrypts: decrypting,
+                ..config()
+            },
+        );
+        let send = tokio::spawn(async move {
+            let writer = sender.writer();
+            for (header, body) in frames {
+                writer.send_header(&header).await.unwrap();
+                if !body.is_empty() {
+                    writer.send_body(Bytes::from_static(body)).await.unwrap();
+                }
+            }
+            writer.flush().await.unwrap();
+            sender
+        });
+        let received = plan.receive(receiver.reader(), &NoProgress).await;
+        drop(send.await.unwrap());
+        received
+    }
+
+    fn head(size: u64) -> Header {
+        DataFrame::Head(FileHead { file: 0, offset: 0 }).to_header(size)
+    }
+
+    fn end(data: &[u8]) -> Header {
+        let end = FileEnd {
+            file_end: 0,
+            blake3: Some(blake3::hash(data).to_hex().to_string()),
+            md5: None,
+            error: None,
+            code: None,
+        };
+        DataFrame::End(end).to_header(0)
+    }
+
+    #[tokio::test]
+    async fn a_file_arrives_whole_hashed_on_either_thread() {
+        for decrypting in [false, true] {
+            let to = tempfile::tempdir().unwrap();
+            let frames = vec![
+                (head(5), &b"hello"[..]),
+                (end(b"hello"), b""),
+                (DataFrame::Done.to_header(0), b""),
+            ];
+            let summary = receive(to.path(), frames, decrypting).await.unwrap();
+            assert_eq!(summary.errors, vec![], "decrypting: {decrypting}");
+            assert_eq!((summary.files, summary.bytes), (1, 5));
+            assert_eq!(std::fs::read(to.path().join("f.bin")).unwrap(), b"hello");
+        }
+    }
+
+    #[tokio::test]
+    async fn data_that_does_not_hash_to_the_end_frame_is_refused_on_either_thread() {
+        for decrypting in [false, true] {
+            let to = tempfile::tempdir().unwrap();
+            let frames = vec![
+                (head(5), &b"evil!"[..]),
+                (end(b"good!"), b""),
+                (DataFrame::Done.to_header(0), b""),
+            ];
+            let summary = receive(to.path(), frames, decrypting).await.unwrap();
+            assert_eq!(summary.files, 0, "decrypting: {decrypting}");
+            assert_eq!(summary.errors.len(), 1, "decrypting: {decrypting}");
+            assert!(
+                summary.errors[0].error.message.contains("checksum"),
+                "{:?}",
+                summary.errors
+            );
+            assert!(summary.errors[0].by_sender, "data that does not hash");
+            assert_eq!(entries_of(to.path()), Vec::<String>::new());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_head_whose_size_is_not_the_manifests_stops_the_receive() {
+        let to = tempfile::tempdir().unwrap();
+        let frames = vec![(head(4), &b"hell"[..])];
+        let err = receive(to.path(), frames, false).await.unwrap_err();
+        assert!(
+            matches!(&err, TransferError::Protocol(m) if m.contains("the manifest says otherwise")),
+            "{err}"
+        );
+        assert_eq!(entries_of(to.path()), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn a_frame_that_is_no_data_frame_stops_the_receive() {
+        let to = tempfile::tempdir().unwrap();
+        let mut reply = Header::default();
+        reply.insert("ok", true);
+        let err = receive(to.path(), vec![(reply, b"")], false)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, TransferError::Protocol(m) if m.starts_with("expected a file head")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn at_the_end_frame_a_file_never_sent_is_failed_as_not_sent() {
+        let to = tempfile::tempdir().unwrap();
+        let frames = vec![(DataFrame::Done.to_header(0), &b""[..])];
+        let summary = receive(to.path(), frames, false).await.unwrap();
+        let codes: Vec<&str> = summary
+            .errors
+            .iter()
+            .map(|e| e.error.code.as_str())
+            .collect();
+        assert_eq!(codes, ["not_sent"]);
+    }
+}
