@@ -8,7 +8,11 @@
 //!    offset to resume from and the hash of the prefix it kept;
 //! 3. the sender's **data**: for each wanted file a [`FileHead`] frame whose
 //!    body is the file from `offset`, then a [`FileEnd`] frame with the
-//!    BLAKE3 of the whole file; then an end frame.
+//!    BLAKE3 of the whole file; then an end frame. Each is a
+//!    [`DataFrame`], parsed once.
+//!
+//! Which frames carry the manifest and the wants, and the steps both
+//! peers run, are in `transfer/exchange.rs`.
 //!
 //! So a tree of any size costs one round trip, not one per file.
 //!

@@ -7,10 +7,13 @@
 //! [`CHUNK_BYTES`] sending; two 1 MiB batches receiving). Small files are batched into large writes by the
 //! connection's buffer; no step waits for a reply per file.
 //!
-//! [`exchange`] is the manifest, wants and data as both peers run them;
-//! [`send`] reads and hashes files for the connection; [`receive`] plans
-//! where entries go, hashes what arrives and writes it through partial
-//! files; [`md5`] gives a receiver the md5 of a file it already had.
+//! By role, as rsync splits a transfer:
+//! - `exchange.rs`: manifest, wants and data, as both peers call them;
+//! - `plan.rs`: the receiver's answer to a manifest, and where entries go;
+//! - `send.rs`: reads and hashes the wanted files for the connection;
+//! - `receive.rs`: the receiver's socket side, checking each data frame;
+//! - `write.rs`: the receiver's file thread: partial files, seal, publish;
+//! - `md5.rs`: the md5 of a file a receiver already had.
 
 mod exchange;
 mod md5;
