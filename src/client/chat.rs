@@ -12,9 +12,10 @@ use tokio::io::{ReadHalf, WriteHalf};
 use super::{expect_ok, Client};
 use crate::connection::{FrameReader, FrameWriter};
 use crate::error::Error;
-use crate::protocol::message::{request_header, Reply};
+use crate::protocol::message::Reply;
 use crate::protocol::{ErrorReply, Header};
 use crate::services::chat::{ChatRequest, ChatWelcome};
+use crate::services::Request;
 use crate::transport::Stream;
 
 /// One thing the server said during a chat.
@@ -43,7 +44,7 @@ impl Client {
             room: room.map(str::to_string),
         };
         self.connection()
-            .send(request_header("chat", &request), Bytes::new())
+            .send(Request::Chat(request).to_header(), Bytes::new())
             .await?;
         let reply = expect_ok(self.connection().reader().expect_header().await?)?;
         let welcome: ChatWelcome = reply

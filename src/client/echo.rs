@@ -4,8 +4,8 @@ use bytes::{Bytes, BytesMut};
 
 use super::{expect_ok, Client};
 use crate::error::Error;
-use crate::protocol::message::request_header;
 use crate::services::echo::EchoRequest;
+use crate::services::Request;
 
 impl Client {
     /// Sends `data` to the echo service and returns the reply body. The body
@@ -13,7 +13,9 @@ impl Client {
     /// not the same length as the request is a protocol error.
     pub async fn echo(&mut self, data: Bytes, upper: bool) -> Result<Bytes, Error> {
         let size = data.len() as u64;
-        let header = request_header("echo", &EchoRequest { upper }).with_size(size);
+        let header = Request::Echo(EchoRequest { upper })
+            .to_header()
+            .with_size(size);
         let (reader, writer) = self.connection().split();
         let send = async {
             writer.send_header(&header).await?;

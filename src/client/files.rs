@@ -19,18 +19,18 @@ use super::{expect_ok, Client};
 use crate::engine::error::{show, FileError};
 use crate::engine::manifest::Manifest;
 use crate::engine::root::{RelPath, Root};
-use crate::engine::transfer::{self, Progress, ReceiveOptions, ReceivePlan};
+use crate::engine::transfer::{self, Direction, Progress, ReceiveOptions, ReceivePlan};
 use crate::engine::wire::{
     rename_top, to_json_lines, Entry, EntryError, Want, WantAction, WirePath,
 };
 use crate::error::Error;
-use crate::protocol::message::request_header;
 use crate::protocol::Header;
 use crate::services::files::glob::{matches_path, GlobRequest};
 use crate::services::files::ops::{
     FileInfo, LsReply, LsRequest, MkdirRequest, RmReply, RmRequest, StatRequest,
 };
-use crate::services::files::{GetReply, GetRequest, PutRequest, PutResult, WantsFrame};
+use crate::services::files::{GetReply, GetRequest, PutRequest, PutResult};
+use crate::services::Request;
 
 /// Largest listing or manifest the client accepts from a server.
 pub const MAX_LIST_BYTES: u64 = 256 * 1024 * 1024;
@@ -200,11 +200,12 @@ impl Client {
         };
         let body = Bytes::from(to_json_lines(&manifest.entries));
         self.connection()
-            .send(request_header("put", &request), body)
+            .send(Request::Put(request).to_header(), body)
             .await?;
-        let reader = self.connection().reader();
-        let reply = expect_ok(reader.expect_header().await?)?;
-        let wants: Vec<Want> = read_lines(reader, &reply).await?;
+        let wants =
+            transfer::read_wants(self.connection().reader(), Direction::Put, MAX_LIST_BYTES)
+                .await
+                .map_err(transfer_error)?;
         let mut report = TransferReport {
             left_out: manifest.skipped.len() as u64,
             ..TransferReport::default()
@@ -215,20 +216,18 @@ impl Client {
             .iter()
             .filter(|w| matches!(w.action, WantAction::Skip))
             .count() as u64;
-        let bytes = bytes_wanted(&manifest.entries, &wants);
         debug!(
             wants = wants.len(),
-            bytes,
+            bytes = transfer::bytes_wanted(&manifest.entries, &wants),
             skipped = report.skipped,
             refused = report.failures.len(),
             "put: the server's answer"
         );
-        progress.begin(bytes);
         let listed = options.list_files.then(|| wants.clone());
         let manifest = Arc::new(manifest);
-        let (_, writer) = self.connection().split();
-        let sent = transfer::send_files(
-            writer,
+        let sent = transfer::send_wanted(
+            self.connection(),
+            Direction::Put,
             manifest.clone(),
             None,
             wants,
@@ -332,7 +331,7 @@ impl Client {
             md5: options.md5,
         };
         self.connection()
-            .send(request_header("get", &request), Bytes::new())
+            .send(Request::Get(request).to_header(), Bytes::new())
             .await?;
         let reader = self.connection().reader();
         let reply_header = expect_ok(reader.expect_header().await?)?;
@@ -403,15 +402,15 @@ impl Client {
             refused = wants.refused.len(),
             "get: asking for the files not in place"
         );
-        progress.begin(wants.bytes_wanted);
-        let header = Header::from_message(&WantsFrame { wants: true });
-        self.connection()
-            .send(header, Bytes::from(wants.body))
-            .await?;
-        let summary = plan
-            .receive(self.connection().reader(), progress.as_ref())
-            .await
-            .map_err(transfer_error)?;
+        let (wants, summary) = transfer::receive_wanted(
+            self.connection(),
+            Direction::Get,
+            plan,
+            wants,
+            progress.as_ref(),
+        )
+        .await
+        .map_err(transfer_error)?;
         debug!(
             files = summary.files,
             bytes = summary.bytes,
@@ -467,17 +466,14 @@ impl Client {
         let request = LsRequest {
             path: WirePath::from_bytes(path),
         };
-        self.listing("ls", &request).await
+        self.listing(Request::Ls(request)).await
     }
 
     /// One request answered by a listing: `entries` and as many lines.
-    async fn listing<T: serde::Serialize>(
-        &mut self,
-        cmd: &str,
-        request: &T,
-    ) -> Result<Vec<FileInfo>, Error> {
+    async fn listing(&mut self, request: Request) -> Result<Vec<FileInfo>, Error> {
+        let cmd = request.cmd();
         self.connection()
-            .send(request_header(cmd, request), Bytes::new())
+            .send(request.to_header(), Bytes::new())
             .await?;
         let reader = self.connection().reader();
         let reply = expect_ok(reader.expect_header().await?)?;
@@ -501,7 +497,7 @@ impl Client {
         let request = GlobRequest {
             path: WirePath::from_bytes(pattern),
         };
-        let infos = self.listing("glob", &request).await?;
+        let infos = self.listing(Request::Glob(request)).await?;
         for info in &infos {
             let path = info.name.to_bytes().map_err(Error::Protocol)?;
             if !matches_path(pattern, &path) {
@@ -521,7 +517,7 @@ impl Client {
             path: WirePath::from_bytes(path),
             blake3,
         };
-        let reply = self.call("stat", &request).await?;
+        let reply = self.call(Request::Stat(request)).await?;
         reply
             .to_message()
             .map_err(|e| Error::Protocol(format!("bad stat reply: {e}")))
@@ -533,7 +529,7 @@ impl Client {
             path: WirePath::from_bytes(path),
             parents,
         };
-        self.call("mkdir", &request).await.map(drop)
+        self.call(Request::Mkdir(request)).await.map(drop)
     }
 
     /// Removes a file, or with `recursive` a tree; returns entries removed.
@@ -542,7 +538,7 @@ impl Client {
             path: WirePath::from_bytes(path),
             recursive,
         };
-        let reply = self.call("rm", &request).await?;
+        let reply = self.call(Request::Rm(request)).await?;
         Ok(reply
             .to_message::<RmReply>()
             .map(|r| r.removed)
@@ -550,9 +546,10 @@ impl Client {
     }
 
     /// One request without a body, one reply without a body.
-    async fn call<T: serde::Serialize>(&mut self, cmd: &str, request: &T) -> Result<Header, Error> {
+    async fn call(&mut self, request: Request) -> Result<Header, Error> {
+        let cmd = request.cmd();
         self.connection()
-            .send(request_header(cmd, request), Bytes::new())
+            .send(request.to_header(), Bytes::new())
             .await?;
         let reply = expect_ok(self.connection().reader().expect_header().await?)?;
         if reply.size() != 0 {
@@ -592,19 +589,6 @@ pub(crate) fn check_names(requested: &RelPath, entries: &[Entry]) -> Result<(), 
         }
     }
     Ok(())
-}
-
-/// Bytes the sender will send: each wanted file from its offset.
-fn bytes_wanted(entries: &[Entry], wants: &[Want]) -> u64 {
-    wants
-        .iter()
-        .filter_map(|w| match w.action {
-            WantAction::Send { offset, .. } => entries
-                .get(w.i as usize)
-                .map(|e| e.file_size.saturating_sub(offset)),
-            _ => None,
-        })
-        .sum()
 }
 
 /// The files a server's plan refused (a put's destination there says no).
@@ -689,7 +673,7 @@ pub(crate) async fn read_lines<T: serde::de::DeserializeOwned, R: tokio::io::Asy
             header.size()
         )));
     }
-    crate::services::files::body_lines(reader)
+    transfer::read_json_lines(reader)
         .await?
         .map_err(Error::Protocol)
 }
@@ -699,6 +683,7 @@ fn transfer_error(err: transfer::TransferError) -> Error {
         transfer::TransferError::Connection(err) => Error::Connection(err),
         transfer::TransferError::Protocol(message) => Error::Protocol(message),
         transfer::TransferError::Local(err) => Error::Files(err),
+        transfer::TransferError::Refused(refusal) => Error::Remote(refusal),
     }
 }
 

@@ -23,13 +23,14 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use super::{expect_ok, Client};
 use crate::engine::error::show;
 use crate::engine::root::RelPath;
+use crate::engine::transfer::{send_wants, Direction, Wants};
 use crate::engine::wire::{
-    parse_hash, to_json_lines, Entry, EntryKind, FileEnd, FileHead, Want, WantAction, WirePath,
+    parse_hash, DataFrame, Entry, EntryKind, FileEnd, Want, WantAction, WirePath,
 };
 use crate::error::Error;
-use crate::protocol::message::request_header;
-use crate::protocol::{ErrorCode, ErrorReply, Header};
-use crate::services::files::{GetRequest, WantsFrame};
+use crate::protocol::{ErrorCode, ErrorReply};
+use crate::services::files::GetRequest;
+use crate::services::Request;
 
 impl Client {
     /// Downloads the one file `remote` into `out`, as its bytes arrive;
@@ -55,7 +56,7 @@ impl Client {
             md5: false,
         };
         self.connection()
-            .send(request_header("get", &request), Bytes::new())
+            .send(Request::Get(request).to_header(), Bytes::new())
             .await?;
         let reader = self.connection().reader();
         let reply = expect_ok(reader.expect_header().await?)?;
@@ -70,20 +71,17 @@ impl Client {
                 )))
             }
         };
-        let want = Want {
+        let mut wants = Wants::default();
+        wants.push(&Want {
             i: 0,
             action: WantAction::Send {
                 offset: 0,
                 prefix_blake3: None,
             },
-        };
-        let header = Header::from_message(&WantsFrame { wants: true });
-        self.connection()
-            .send(header, Bytes::from(to_json_lines(&[want])))
-            .await?;
+        });
+        send_wants(self.connection().writer(), Direction::Get, &mut wants).await?;
 
         let reader = self.connection().reader();
-        let header = reader.expect_header().await?;
         let not_sent = |end: FileEnd| {
             let code = end.code.unwrap_or_else(|| ErrorCode::NotSent.to_string());
             let why = end.error.unwrap_or_else(|| "no reason given".into());
@@ -92,11 +90,11 @@ impl Client {
                 message: format!("{}: the server could not send it: {why}", show(remote)),
             })
         };
-        if let Ok(end) = header.to_message::<FileEnd>() {
-            return Err(not_sent(end));
-        }
-        match header.to_message::<FileHead>() {
-            Ok(head) if head.file == 0 && head.offset == 0 && header.size() == size => {}
+        let header = reader.expect_header().await?;
+        match DataFrame::from_header(&header) {
+            Ok(DataFrame::End(end)) => return Err(not_sent(end)),
+            Ok(DataFrame::Head(head))
+                if head.file == 0 && head.offset == 0 && header.size() == size => {}
             _ => {
                 return Err(Error::Protocol(format!(
                     "expected the {size} bytes of {}",
@@ -112,13 +110,10 @@ impl Client {
             written += chunk.len() as u64;
         }
         out.flush().await?;
-        let end = reader
-            .expect_header()
-            .await?
-            .to_message::<FileEnd>()
-            .ok()
-            .filter(|end| end.file_end == 0)
-            .ok_or_else(|| Error::Protocol("expected the end frame of the file".into()))?;
+        let end = match DataFrame::from_header(&reader.expect_header().await?) {
+            Ok(DataFrame::End(end)) if end.file_end == 0 => end,
+            _ => return Err(Error::Protocol("expected the end frame of the file".into())),
+        };
         if end.error.is_some() {
             return Err(not_sent(end));
         }
@@ -127,8 +122,7 @@ impl Client {
             .as_deref()
             .ok_or_else(|| Error::Protocol("the file's end frame has no BLAKE3".into()))
             .and_then(|hex| parse_hash(hex).map_err(Error::Protocol))?;
-        let done = reader.expect_header().await?;
-        if done.get("end") != Some(&serde_json::Value::Bool(true)) {
+        if DataFrame::from_header(&reader.expect_header().await?) != Ok(DataFrame::Done) {
             return Err(Error::Protocol("expected the end of the data".into()));
         }
         if hasher.finalize() != claimed {

@@ -8,7 +8,11 @@
 //!    offset to resume from and the hash of the prefix it kept;
 //! 3. the sender's **data**: for each wanted file a [`FileHead`] frame whose
 //!    body is the file from `offset`, then a [`FileEnd`] frame with the
-//!    BLAKE3 of the whole file; then an end frame.
+//!    BLAKE3 of the whole file; then an end frame. Each is a
+//!    [`DataFrame`], parsed once.
+//!
+//! Which frames carry the manifest and the wants, and the steps both
+//! peers run, are in `transfer/exchange.rs`.
 //!
 //! So a tree of any size costs one round trip, not one per file.
 //!
@@ -20,6 +24,9 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use base64::Engine;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::protocol::message::StreamFrame;
+use crate::protocol::Header;
 
 /// A path in a header or a JSON line: text when it is UTF-8, base64 under
 /// `path_b64` when it is not, so any Unix name survives the trip. Boxed
@@ -190,6 +197,46 @@ pub struct FileEnd {
     /// `permission_denied`, ...), with `error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+}
+
+/// One frame of the data phase, told apart by the one field only its kind
+/// carries: `end` (true), `file_end` or `file`. The frames share no tag
+/// field, and the wire stays as it is, so the kind is chosen by that field
+/// first and the frame parsed once, as that kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataFrame {
+    /// `{"file", "offset", "size"}`: a file's data follows, as the body.
+    Head(FileHead),
+    /// `{"file_end", ...}`: a file's hashes, or why it could not be sent.
+    End(FileEnd),
+    /// `{"end": true}`: no more files.
+    Done,
+}
+
+impl DataFrame {
+    /// Reads a data-phase frame's header; an error says what is wrong.
+    pub fn from_header(header: &Header) -> Result<DataFrame, String> {
+        if header.get("end") == Some(&serde_json::Value::Bool(true)) {
+            return Ok(DataFrame::Done);
+        }
+        let parsed = if header.get("file_end").is_some() {
+            header.to_message().map(DataFrame::End)
+        } else if header.get("file").is_some() {
+            header.to_message().map(DataFrame::Head)
+        } else {
+            return Err("expected a file head, file end or end frame".into());
+        };
+        parsed.map_err(|err| format!("bad data frame: {err}"))
+    }
+
+    /// The frame's header; `size` is the body's length, for a head.
+    pub fn to_header(&self, size: u64) -> Header {
+        match self {
+            DataFrame::Head(head) => Header::from_message(head).with_size(size),
+            DataFrame::End(end) => Header::from_message(end),
+            DataFrame::Done => StreamFrame::end_header(&serde_json::json!({})),
+        }
+    }
 }
 
 /// A failure for one entry, in a transfer's final result.
@@ -451,6 +498,67 @@ mod tests {
         }
         let mut two = vec![entry(b"a"), entry(b"ab")];
         assert!(rename_top(&mut two, b"c").is_err());
+    }
+
+    #[test]
+    fn data_frames_keep_their_wire_bytes_and_read_back_by_their_one_field() {
+        let head = DataFrame::Head(FileHead {
+            file: 2,
+            offset: 1_048_576,
+        });
+        let end = DataFrame::End(FileEnd {
+            file_end: 2,
+            blake3: Some("ab".into()),
+            md5: None,
+            error: None,
+            code: None,
+        });
+        let failed = DataFrame::End(FileEnd {
+            file_end: 3,
+            blake3: None,
+            md5: None,
+            error: Some("cannot open".into()),
+            code: Some("not_found".into()),
+        });
+        let cases = [
+            (&head, 7, r#"{"file":2,"offset":1048576,"size":7}"#),
+            (&end, 0, r#"{"blake3":"ab","file_end":2}"#),
+            (
+                &failed,
+                0,
+                r#"{"code":"not_found","error":"cannot open","file_end":3}"#,
+            ),
+            (&DataFrame::Done, 0, r#"{"end":true}"#),
+        ];
+        for (frame, size, wire) in cases {
+            let header = frame.to_header(size);
+            assert_eq!(String::from_utf8(header.to_json()).unwrap(), wire);
+            let parsed = Header::parse(wire.as_bytes()).unwrap();
+            assert_eq!(&DataFrame::from_header(&parsed).unwrap(), frame);
+        }
+    }
+
+    #[test]
+    fn frames_that_are_no_data_frame_or_a_bad_one_are_errors() {
+        let parse = |wire: &str| DataFrame::from_header(&Header::parse(wire.as_bytes()).unwrap());
+        for wire in [
+            r#"{}"#,
+            r#"{"end":false}"#,
+            r#"{"ok":true}"#,
+            r#"{"wants":true}"#,
+        ] {
+            let err = parse(wire).unwrap_err();
+            assert!(err.starts_with("expected a file head"), "{wire}: {err}");
+        }
+        for wire in [
+            r#"{"file":"x","offset":0}"#,
+            r#"{"file":0}"#,
+            r#"{"file_end":-1}"#,
+            r#"{"file_end":0,"blake3":5}"#,
+        ] {
+            let err = parse(wire).unwrap_err();
+            assert!(err.starts_with("bad data frame"), "{wire}: {err}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One module per `cmd`. This file holds the typed [`Request`] every
-//! request header is parsed into, and the one `match` that hands it to its
-//! service. Services answer with ok or error frames themselves; they return
+//! request header is parsed into (and a client's is written from, so a
+//! command is named once, in its tag), and the one `match` that hands it
+//! to its service. Services answer with ok or error frames themselves; they return
 //! an error only when the connection cannot go on.
 
 pub mod chat;
@@ -17,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::connection::{ByteStream, Connection, ConnectionError};
 use crate::protocol::{ErrorCode, ErrorReply, Header};
 
-/// The `cmd`s this build serves, in the order `hello` lists them.
+/// The `cmd`s this build serves, in the order `hello` lists them; a unit
+/// test holds it to the [`Request`] tags.
 pub const SERVICES: &[&str] = &[
     "echo", "get", "put", "ls", "stat", "mkdir", "rm", "glob", "exec", "shell", "chat",
 ];
@@ -51,6 +53,30 @@ pub enum Request {
 }
 
 impl Request {
+    /// The header that carries this request: its fields plus `cmd`, the
+    /// header [`Request::parse`] reads back. A client builds every request
+    /// header here, so a command's name is written once, in its tag.
+    pub fn to_header(&self) -> Header {
+        Header::from_message(self)
+    }
+
+    /// The request's `cmd`, as its tag names it on the wire.
+    pub fn cmd(&self) -> &'static str {
+        match self {
+            Request::Echo(_) => "echo",
+            Request::Get(_) => "get",
+            Request::Put(_) => "put",
+            Request::Ls(_) => "ls",
+            Request::Stat(_) => "stat",
+            Request::Mkdir(_) => "mkdir",
+            Request::Rm(_) => "rm",
+            Request::Glob(_) => "glob",
+            Request::Exec(_) => "exec",
+            Request::Shell(_) => "shell",
+            Request::Chat(_) => "chat",
+        }
+    }
+
     /// Reads a request header, or says which error code refuses it.
     pub fn parse(header: &Header) -> Result<Request, ErrorReply> {
         let cmd = match header.get("cmd") {
@@ -197,6 +223,66 @@ mod tests {
         assert_eq!(
             code(json!({"cmd": "echo", "upper": "yes"})),
             ErrorCode::BadRequest
+        );
+    }
+
+    /// Every `cmd` the `Request` tag knows, as serde names them when it
+    /// refuses an unknown one: the list comes from the derive itself, so
+    /// a variant added to `Request` shows up here whatever else is missed.
+    fn request_tags() -> Vec<String> {
+        let err = serde_json::from_value::<Request>(json!({"cmd": "?"})).unwrap_err();
+        let message = err.to_string();
+        let (_, expected) = message
+            .split_once("expected one of ")
+            .unwrap_or_else(|| panic!("serde named no variants: {message}"));
+        expected
+            .split(", ")
+            .map(|tag| tag.trim_matches('`').to_string())
+            .collect()
+    }
+
+    #[test]
+    fn services_lists_every_request_tag_and_nothing_else() {
+        let mut tags = request_tags();
+        let mut listed: Vec<String> = SERVICES.iter().map(|s| s.to_string()).collect();
+        tags.sort();
+        listed.sort();
+        assert_eq!(tags, listed);
+    }
+
+    #[test]
+    fn a_request_writes_the_header_it_is_parsed_from() {
+        for cmd in SERVICES {
+            let request = match *cmd {
+                "chat" => json!({"cmd": cmd, "name": "alice"}),
+                _ => json!({"cmd": cmd}),
+            };
+            let request = Request::parse(&header(request)).unwrap();
+            assert_eq!(request.cmd(), *cmd);
+            let written = request.to_header();
+            assert_eq!(written.cmd(), Some(*cmd));
+            assert_eq!(Request::parse(&written), Ok(request));
+        }
+        // The same bytes a header built from the message and its name had.
+        let get = files::GetRequest {
+            path: crate::engine::wire::WirePath::from_bytes(b"photos"),
+            recursive: true,
+            md5: false,
+        };
+        let put = files::PutRequest {
+            path: crate::engine::wire::WirePath::from_bytes(b"bad\xff"),
+            force: false,
+            resume: true,
+            preserve: true,
+        };
+        let wire = |header: Header| String::from_utf8(header.with_size(7).to_json()).unwrap();
+        assert_eq!(
+            wire(Request::Get(get).to_header()),
+            r#"{"cmd":"get","path":"photos","recursive":true,"size":7}"#
+        );
+        assert_eq!(
+            wire(Request::Put(put).to_header()),
+            r#"{"cmd":"put","force":false,"path_b64":"YmFk/w==","preserve":true,"resume":true,"size":7}"#
         );
     }
 

@@ -122,7 +122,8 @@ pub struct Wants {
 }
 
 impl Wants {
-    fn add(&mut self, want: &Want) {
+    /// Adds one want to the body.
+    pub fn push(&mut self, want: &Want) {
         // Our wire types always serialize.
         let _ = serde_json::to_writer(&mut self.body, want);
         self.body.push(b'\n');
@@ -202,7 +203,7 @@ impl ReceivePlan {
                 WantAction::Skip if options.list_files => wants.skipped_files.push(i),
                 _ => {}
             }
-            wants.add(&Want { i, action });
+            wants.push(&Want { i, action });
         }
         wants.skipped = plan.skipped;
         plan.entries = Arc::new(entries);
@@ -416,4 +417,141 @@ fn enter_creating(chain: &mut DirChain, names: &[&OsStr]) -> io::Result<Arc<Owne
         }
     }
     chain.enter(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::OPTIONS;
+    use super::*;
+    use crate::engine::wire::{from_json_lines, WirePath};
+    use std::time::{Duration, SystemTime};
+
+    const MTIME: i64 = 1_700_000_000;
+
+    fn entry(kind: EntryKind, path: &str, file_size: u64) -> Entry {
+        Entry {
+            kind,
+            path: WirePath::from_bytes(path.as_bytes()),
+            file_size,
+            mode: 0o644,
+            mtime: MTIME,
+            mtime_ns: 0,
+        }
+    }
+
+    fn plan(
+        to: &std::path::Path,
+        entries: Vec<Entry>,
+        options: ReceiveOptions,
+    ) -> (ReceivePlan, Wants, Vec<Want>) {
+        let dst = Arc::new(Root::new(to).unwrap());
+        let (plan, wants) = ReceivePlan::new(dst, &RelPath::root(), entries, options).unwrap();
+        let lines = from_json_lines(&wants.body).unwrap();
+        (plan, wants, lines)
+    }
+
+    #[test]
+    fn each_file_is_skipped_refused_resumed_or_asked_for_whole() {
+        let to = tempfile::tempdir().unwrap();
+        let dst = Root::new(to.path()).unwrap();
+        std::fs::create_dir(to.path().join("d")).unwrap();
+        // Same size and mtime as its entry: the quick check calls it the same.
+        std::fs::write(to.path().join("d/same"), b"12345").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(to.path().join("d/same"))
+            .unwrap()
+            .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(MTIME as u64))
+            .unwrap();
+        std::fs::write(to.path().join("d/differs"), b"mine").unwrap();
+        // An earlier attempt kept 300 bytes of d/resumed.
+        let source = SourceId {
+            file_size: 1000,
+            mtime: (MTIME, 0),
+        };
+        let target = RelPath::parse(b"d/resumed").unwrap();
+        let mut partial = PartialFile::open(&dst, &target, &source, true).unwrap();
+        partial.write(&[7u8; 300]).unwrap();
+        partial.suspend();
+        let entries = vec![
+            entry(EntryKind::Dir, "d", 0),
+            entry(EntryKind::File, "d/same", 5),
+            entry(EntryKind::File, "d/differs", 9),
+            entry(EntryKind::File, "d/new", 40),
+            entry(EntryKind::File, "d/resumed", 1000),
+            entry(EntryKind::Dir, "d/sub", 0),
+        ];
+        let (plan, wants, lines) = plan(to.path(), entries, OPTIONS);
+        let actions: Vec<(u64, WantAction)> = lines.into_iter().map(|w| (w.i, w.action)).collect();
+        let prefix = blake3::hash(&[7u8; 300]).to_hex().to_string();
+        assert_eq!(actions.len(), 4, "one want per file, none per directory");
+        assert_eq!(actions[0], (1, WantAction::Skip));
+        assert!(
+            matches!(&actions[1], (2, WantAction::Refuse { code, .. }) if code == "exists"),
+            "{actions:?}"
+        );
+        let send = |offset, prefix_blake3| WantAction::Send {
+            offset,
+            prefix_blake3,
+        };
+        assert_eq!(actions[2], (3, send(0, None)));
+        assert_eq!(actions[3], (4, send(300, Some(prefix))));
+        assert_eq!(wants.bytes_wanted, 40 + 700);
+        assert_eq!((wants.skipped, wants.skipped_files.clone()), (1, vec![1]));
+        assert_eq!(wants.refused.len(), 1);
+        assert!(to.path().join("d/sub").is_dir(), "directories are made now");
+        let states = &plan.states;
+        assert_eq!(states[3], FileState::Offered);
+        assert_eq!(states[1], FileState::Unwanted);
+        assert_eq!(plan.resumed_offsets.get(&4), Some(&300));
+        assert!(plan.partials.contains_key(&4), "held open until its data");
+    }
+
+    #[test]
+    fn what_stands_in_the_way_is_refused_with_its_code() {
+        let to = tempfile::tempdir().unwrap();
+        std::fs::write(to.path().join("file"), b"x").unwrap();
+        std::fs::create_dir(to.path().join("dir")).unwrap();
+        let entries = vec![
+            entry(EntryKind::Dir, "file", 0),
+            entry(EntryKind::File, "dir", 1),
+        ];
+        let (_, wants, _) = plan(to.path(), entries, OPTIONS);
+        let codes: Vec<&str> = wants.refused.iter().map(|r| r.code.as_str()).collect();
+        assert_eq!(codes, ["not_a_directory", "is_a_directory"]);
+    }
+
+    #[test]
+    fn hostile_entry_paths_are_refused_and_nothing_lands_outside() {
+        let outer = tempfile::tempdir().unwrap();
+        let to = outer.path().join("dest");
+        std::fs::create_dir(&to).unwrap();
+        let dst = Arc::new(Root::new(&to).unwrap());
+        let file = |p: &[u8]| Entry {
+            kind: EntryKind::File,
+            path: WirePath::from_bytes(p),
+            file_size: 1,
+            mode: 0o644,
+            mtime: 0,
+            mtime_ns: 0,
+        };
+        let entries = vec![
+            file(b"../escape"),
+            file(b"/abs"),
+            file(b"a\0b"),
+            file(b".ferry-partial-x"),
+            file(b""),
+        ];
+        let (_, wants) = ReceivePlan::new(dst, &RelPath::root(), entries, OPTIONS).unwrap();
+        assert_eq!(wants.refused.len(), 5);
+        let wants: Vec<Want> = from_json_lines(&wants.body).unwrap();
+        assert_eq!(wants.len(), 5);
+        for want in &wants {
+            assert!(
+                matches!(&want.action, WantAction::Refuse { code, .. } if code == "bad_path"),
+                "{want:?}"
+            );
+        }
+        assert_eq!(std::fs::read_dir(outer.path()).unwrap().count(), 1);
+    }
 }

@@ -15,14 +15,13 @@ use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 
 use crate::connection::{ConnectionError, FrameWriter};
-use crate::protocol::message::StreamFrame;
-use crate::protocol::{ErrorCode, Header};
+use crate::protocol::ErrorCode;
 
 use super::super::dirs::DirChain;
 use super::super::error::{code_of, show, FileError};
 use super::super::manifest::{Manifest, SourceRef};
 use super::super::root::{fstat, split_names, Kind, RelPath, Root};
-use super::super::wire::{parse_hash, Entry, FileEnd, FileHead, Want, WantAction};
+use super::super::wire::{parse_hash, DataFrame, Entry, FileEnd, FileHead, Want, WantAction};
 use super::md5::hex;
 use super::{Progress, TransferError, CHANNEL_CHUNKS, CHUNK_BYTES, MAX_BATCH_ITEMS};
 
@@ -98,23 +97,25 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
                 Chunk::Head { file, offset, size } => {
                     let entry = &manifest.entries[file as usize];
                     progress.file_started(&entry.path.to_bytes().unwrap_or_default(), size);
-                    let head = Header::from_message(&FileHead { file, offset }).with_size(size);
+                    let head = DataFrame::Head(FileHead { file, offset }).to_header(size);
                     writer.send_header(&head).await?;
                 }
                 Chunk::Data(bytes) => {
                     progress.advanced(bytes.len() as u64);
                     writer.send_body(bytes).await?;
                 }
-                Chunk::End(end) => writer.send_header(&Header::from_message(&end)).await?,
+                Chunk::End(end) => {
+                    writer
+                        .send_header(&DataFrame::End(end).to_header(0))
+                        .await?
+                }
             }
         }
     }
     let sent = reader
         .await
         .map_err(|err| FileError::new(ErrorCode::Internal, format!("file reader failed: {err}")))?;
-    writer
-        .send_header(&StreamFrame::end_header(&serde_json::json!({})))
-        .await?;
+    writer.send_header(&DataFrame::Done.to_header(0)).await?;
     writer.flush().await?;
     Ok(sent)
 }
@@ -608,7 +609,115 @@ pub(super) fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::config;
+    use super::super::NoProgress;
     use super::*;
+    use crate::connection::Connection;
+    use std::collections::HashMap;
+
+    /// Sends `wants` of the tree `d` beneath `from`, as listed before
+    /// `meanwhile` ran, and reads back every frame: the heads (index,
+    /// offset, size), the ends (index, code) and what the sender reports.
+    async fn send(
+        from: &std::path::Path,
+        wants: impl FnOnce(&Manifest) -> Vec<Want>,
+        meanwhile: impl FnOnce(),
+    ) -> (
+        Vec<(u64, u64, u64)>,
+        Vec<(u64, Option<String>)>,
+        SendSummary,
+    ) {
+        let root = Arc::new(Root::new(from).unwrap());
+        let manifest = Manifest::from_root(&root, &RelPath::parse(b"d").unwrap(), true).unwrap();
+        let wants = wants(&manifest);
+        meanwhile();
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let mut sender = Connection::new(a, config());
+        let mut receiver = Connection::new(b, config());
+        let sending = tokio::spawn(async move {
+            let writer = sender.writer();
+            let manifest = Arc::new(manifest);
+            send_files(writer, manifest, Some(root), wants, false, &NoProgress)
+                .await
+                .unwrap()
+        });
+        let (mut heads, mut ends) = (Vec::new(), Vec::new());
+        let reader = receiver.reader();
+        loop {
+            let header = reader.expect_header().await.unwrap();
+            match DataFrame::from_header(&header).unwrap() {
+                DataFrame::Head(head) => {
+                    heads.push((head.file, head.offset, header.size()));
+                    while reader.read_body_chunk().await.unwrap().is_some() {}
+                }
+                DataFrame::End(end) => ends.push((end.file_end, end.code)),
+                DataFrame::Done => break,
+            }
+        }
+        (heads, ends, sending.await.unwrap())
+    }
+
+    fn index(manifest: &Manifest, path: &str) -> u64 {
+        let at = manifest
+            .entries
+            .iter()
+            .position(|e| e.path.to_bytes().unwrap() == path.as_bytes());
+        at.unwrap() as u64
+    }
+
+    #[tokio::test]
+    async fn each_want_is_sent_from_the_offset_its_prefix_earns_or_failed_with_a_code() {
+        let from = tempfile::tempdir().unwrap();
+        let d = from.path().join("d");
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("kept"), vec![7u8; 1000]).unwrap();
+        std::fs::write(d.join("other"), b"0123456789").unwrap();
+        std::fs::write(d.join("changed"), b"before").unwrap();
+        std::fs::write(d.join("skipped"), b"x").unwrap();
+        let mut at = HashMap::new();
+        let send_from = |offset: u64, prefix: &[u8]| WantAction::Send {
+            offset,
+            prefix_blake3: Some(blake3::hash(prefix).to_hex().to_string()),
+        };
+        let (heads, ends, sent) = send(
+            from.path(),
+            |manifest| {
+                for name in ["d/kept", "d/other", "d/changed", "d/skipped"] {
+                    at.insert(name, index(manifest, name));
+                }
+                let want = |i, action| Want { i, action };
+                vec![
+                    // The receiver kept the first 300 bytes.
+                    want(at["d/kept"], send_from(300, &[7u8; 300])),
+                    // What the receiver kept is not this file's prefix.
+                    want(at["d/other"], send_from(4, b"abcd")),
+                    want(at["d/changed"], send_from(0, b"")),
+                    want(at["d/skipped"], WantAction::Skip),
+                    want(99, send_from(0, b"")),
+                ]
+            },
+            || std::fs::write(d.join("changed"), b"after, and longer").unwrap(),
+        )
+        .await;
+        assert_eq!(
+            heads,
+            [(at["d/kept"], 300, 700), (at["d/other"], 0, 10)],
+            "data only for files that can be sent, from where they can be"
+        );
+        let codes: Vec<(u64, Option<&str>)> =
+            ends.iter().map(|(i, code)| (*i, code.as_deref())).collect();
+        assert_eq!(
+            codes,
+            [
+                (at["d/kept"], None),
+                (at["d/other"], None),
+                (at["d/changed"], Some("changed")),
+                (99, Some("bad_request")),
+            ]
+        );
+        assert_eq!(sent.failed, [at["d/changed"], 99]);
+        assert_eq!(sent.resumed, [(at["d/kept"], 300)]);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_file_thread_that_shows_no_progress_within_the_deadline_is_stopped() {

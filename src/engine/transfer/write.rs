@@ -508,3 +508,124 @@ impl ReceivePlan {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{entries_of, OPTIONS};
+    use super::*;
+    use crate::engine::root::{RelPath, Root};
+    use crate::engine::wire::{EntryKind, WirePath};
+
+    fn entry(kind: EntryKind, path: &str) -> Entry {
+        Entry {
+            kind,
+            path: WirePath::from_bytes(path.as_bytes()),
+            file_size: if kind == EntryKind::File { 5 } else { 0 },
+            mode: 0o644,
+            mtime: 0,
+            mtime_ns: 0,
+        }
+    }
+
+    fn end(i: u64, data: &[u8]) -> Op {
+        let end = FileEnd {
+            file_end: i,
+            blake3: Some(blake3::hash(data).to_hex().to_string()),
+            md5: Some("md5 of it".into()),
+            error: None,
+            code: None,
+        };
+        Op::End(end, None)
+    }
+
+    fn start(i: u64) -> Op {
+        Op::Start { i, offset: 0 }
+    }
+
+    fn data(bytes: &'static [u8]) -> Op {
+        Op::Data(Bytes::from_static(bytes))
+    }
+
+    /// Runs the file thread over `ops`, handed over as the socket side
+    /// hands them when it does not hash.
+    fn write(to: &std::path::Path, entries: Vec<Entry>, ops: Vec<Op>) -> ReceiveSummary {
+        let dst = Arc::new(Root::new(to).unwrap());
+        let (plan, _) = ReceivePlan::new(dst, &RelPath::root(), entries, OPTIONS).unwrap();
+        let (tx, rx) = mpsc::channel(1);
+        tx.try_send(ops).unwrap();
+        drop(tx);
+        plan.write_all(rx, false)
+    }
+
+    #[test]
+    fn every_file_asked_for_is_published_or_failed_once_with_the_code_that_says_why() {
+        let to = tempfile::tempdir().unwrap();
+        let entries = vec![
+            entry(EntryKind::Dir, "d"),
+            entry(EntryKind::File, "d/cut"),
+            entry(EntryKind::File, "d/good"),
+            entry(EntryKind::File, "d/never"),
+            entry(EntryKind::File, "d/denied"),
+        ];
+        let denied = FileEnd {
+            file_end: 4,
+            blake3: None,
+            md5: None,
+            error: Some("cannot open".into()),
+            code: Some("permission_denied".into()),
+        };
+        let ops = vec![
+            // Data for a directory, which was not asked for.
+            start(0),
+            end(0, b""),
+            // A file's data cut off by the next file's.
+            start(1),
+            data(b"hel"),
+            start(2),
+            data(b"hello"),
+            end(2, b"hello"),
+            // The sender could not send it at all.
+            Op::End(denied, None),
+        ];
+        let summary = write(to.path(), entries, ops);
+        assert_eq!((summary.files, summary.bytes), (1, 8));
+        assert_eq!(summary.md5s, [(2, "md5 of it".to_string())]);
+        let mut failed: Vec<(u64, &str, bool)> = summary
+            .errors
+            .iter()
+            .map(|e| (e.error.i, e.error.code.as_str(), e.by_sender))
+            .collect();
+        failed.sort_unstable();
+        assert_eq!(
+            failed,
+            [
+                (0, "bad_request", true),
+                (1, "bad_request", true),
+                (3, "not_sent", true),
+                (4, "permission_denied", true),
+            ]
+        );
+        assert_eq!(entries_of(to.path()), ["d/good"], "no partial is left");
+        assert_eq!(std::fs::read(to.path().join("d/good")).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn a_stream_that_ends_inside_a_file_keeps_its_partial_for_a_resume() {
+        let to = tempfile::tempdir().unwrap();
+        let entries = vec![entry(EntryKind::File, "f")];
+        let summary = write(to.path(), entries, vec![start(0), data(b"he")]);
+        assert_eq!(summary.files, 0);
+        let codes: Vec<&str> = summary
+            .errors
+            .iter()
+            .map(|e| e.error.code.as_str())
+            .collect();
+        assert_eq!(codes, ["not_sent"]);
+        let left = entries_of(to.path());
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(
+            crate::engine::atomic::is_reserved_name(std::ffi::OsStr::new(&left[0])),
+            "{left:?}"
+        );
+    }
+}

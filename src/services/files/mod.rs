@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::connection::{ByteStream, Connection, ConnectionError, FrameReader};
+use crate::connection::{ByteStream, Connection, ConnectionError};
 use crate::protocol::message::ok_header;
 use crate::protocol::{ErrorCode, ErrorReply};
 
@@ -21,8 +21,11 @@ use super::{Outcome, ServiceContext};
 use crate::engine::error::FileError;
 use crate::engine::manifest::Manifest;
 use crate::engine::root::RelPath;
-use crate::engine::transfer::{NoProgress, ReceiveOptions, ReceivePlan, TransferError};
-use crate::engine::wire::{to_json_lines, Entry, JsonLines, Want, WirePath};
+use crate::engine::transfer::{
+    read_json_lines, read_wants, receive_wanted, send_wanted, Direction, NoProgress,
+    ReceiveOptions, ReceivePlan, TransferError,
+};
+use crate::engine::wire::{to_json_lines, Entry, WirePath};
 
 /// `{"cmd": "get", "path": P, "recursive": bool}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,14 +51,6 @@ pub struct GetReply {
     /// Paths left out (not regular files or directories).
     #[serde(default)]
     pub skipped: u64,
-}
-
-/// The client's answer to a `get` manifest: `{"wants": true}`, body of
-/// JSON-lines [`Want`]s.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WantsFrame {
-    /// Always true; marks the frame.
-    pub wants: bool,
 }
 
 /// `{"cmd": "put", "path": DIR, ...}`, body the manifest.
@@ -114,32 +109,21 @@ pub async fn get<S: ByteStream>(
         skipped: manifest.skipped.len() as u64,
     };
     conn.send(ok_header(&reply), Bytes::from(body)).await?;
-
-    let (reader, writer) = conn.split();
-    let header = reader.expect_header().await?;
-    if !header.to_message::<WantsFrame>().is_ok_and(|w| w.wants) {
-        return Err(ConnectionError::Unexpected(
-            "expected the wants frame of a get".into(),
-        ));
-    }
-    let wants: Vec<Want> = read_lines(reader, header.size(), context.max_list_bytes).await?;
-    let manifest = Arc::new(manifest);
-    let send = crate::engine::transfer::send_files(
-        writer,
-        manifest,
+    let wants = read_wants(conn.reader(), Direction::Get, context.max_list_bytes as u64)
+        .await
+        .map_err(transfer_failed)?;
+    send_wanted(
+        conn,
+        Direction::Get,
+        Arc::new(manifest),
         Some(context.root.clone()),
         wants,
         request.md5,
         &NoProgress,
-    );
-    // The client says nothing until the data ends, so anything it does
-    // meanwhile (above all, leaving) stops the work done for it.
-    tokio::select! {
-        sent = send => sent.map(|_| Outcome::Ok).map_err(transfer_failed),
-        _ = reader.read_header() => Err(ConnectionError::Unexpected(
-            "the client left, or spoke, in the middle of a get's data".into(),
-        )),
-    }
+    )
+    .await
+    .map_err(transfer_failed)?;
+    Ok(Outcome::Ok)
 }
 
 /// Serves `put`: manifest, wants, data, result.
@@ -155,7 +139,7 @@ pub async fn put<S: ByteStream>(
         conn.reader().discard_body().await?;
         return Ok(Outcome::Refused(ErrorCode::TooLarge));
     }
-    let entries: Vec<Entry> = match body_lines(conn.reader()).await? {
+    let entries: Vec<Entry> = match read_json_lines(conn.reader()).await? {
         Ok(entries) => entries,
         Err(message) => {
             let err = FileError::new(ErrorCode::BadRequest, format!("bad manifest: {message}"));
@@ -188,10 +172,7 @@ pub async fn put<S: ByteStream>(
         Ok(planned) => planned,
         Err(err) => return refuse(conn, err).await,
     };
-    conn.send(ok_header(&serde_json::json!({})), Bytes::from(wants.body))
-        .await?;
-    let summary = plan
-        .receive(conn.reader(), &NoProgress)
+    let (_, summary) = receive_wanted(conn, Direction::Put, plan, wants, &NoProgress)
         .await
         .map_err(transfer_failed)?;
     let result = PutResult {
@@ -248,46 +229,8 @@ fn transfer_failed(err: TransferError) -> ConnectionError {
         TransferError::Connection(err) => err,
         TransferError::Protocol(message) => ConnectionError::Unexpected(message),
         TransferError::Local(err) => ConnectionError::Unexpected(err.message),
+        TransferError::Refused(refusal) => ConnectionError::Unexpected(refusal.message),
     }
-}
-
-/// Reads a JSON-lines body of at most `cap` bytes.
-pub(crate) async fn read_lines<T: serde::de::DeserializeOwned, R: tokio::io::AsyncRead + Unpin>(
-    reader: &mut FrameReader<R>,
-    size: u64,
-    cap: usize,
-) -> Result<Vec<T>, ConnectionError> {
-    if size > cap as u64 {
-        return Err(ConnectionError::Unexpected(format!(
-            "a body of {size} bytes is over the cap of {cap}"
-        )));
-    }
-    body_lines(reader)
-        .await?
-        .map_err(ConnectionError::Unexpected)
-}
-
-/// Reads the current frame's body as JSON lines, parsing each chunk as it
-/// arrives (a manifest is never held as text and as values at once). A
-/// malformed line is reported after the whole body has been read, so the
-/// connection stays at a frame boundary.
-pub(crate) async fn body_lines<T: serde::de::DeserializeOwned, R: tokio::io::AsyncRead + Unpin>(
-    reader: &mut FrameReader<R>,
-) -> Result<Result<Vec<T>, String>, ConnectionError> {
-    let mut lines = JsonLines::for_body(reader.body_remaining());
-    let mut malformed = None;
-    while let Some(chunk) = reader.read_body_chunk().await? {
-        if malformed.is_none() {
-            if let Err(message) = lines.push(&chunk) {
-                malformed = Some(message);
-                lines = JsonLines::default();
-            }
-        }
-    }
-    Ok(match malformed {
-        Some(message) => Err(message),
-        None => lines.finish(),
-    })
 }
 
 /// Runs filesystem work off the async threads.
