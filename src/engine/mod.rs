@@ -11,12 +11,14 @@
 //! - `error.rs`: a file's error: a wire code and a message.
 //! - `chunks.rs`: content-defined chunks of a file, hashed on two threads.
 //! - `hash_tree.rs`: the tree of chunk hashes sync compares top-down.
+//! - `filter.rs`: sync's include and exclude rules, and `.gitignore` files.
 //! - `state.rs`: the state directory: token, certificate, client tokens.
 
 pub mod atomic;
 pub mod chunks;
 pub mod dirs;
 pub mod error;
+pub mod filter;
 pub mod hash_tree;
 pub mod manifest;
 pub mod root;
