@@ -107,7 +107,8 @@ impl Tree {
         self.levels[top].first().map(|node| (top, node))
     }
 
-    /// The children of `node` on `level`, one level down.
+    /// The children of `node` on `level`, one level down; `node` must come
+    /// from this tree (a peer's node is checked against its hash first).
     pub fn children(&self, level: usize, node: &Node) -> &[Node] {
         if level == 0 {
             return &[];
