@@ -9,11 +9,19 @@
 //! - `manifest.rs`: what a transfer sends, walked from the root or local paths.
 //! - `transfer/`: the data phase by role: plan, write, receive, send.
 //! - `error.rs`: a file's error: a wire code and a message.
+//! - `chunks.rs`: content-defined chunks of a file, hashed on two threads.
+//! - `hash_tree.rs`: the tree of chunk hashes sync compares top-down.
+//! - `filter.rs`: sync's include and exclude rules, and `.gitignore` files.
+//! - `index.rs`: what a sync last saw of a tree, kept in the state directory.
 //! - `state.rs`: the state directory: token, certificate, client tokens.
 
 pub mod atomic;
+pub mod chunks;
 pub mod dirs;
 pub mod error;
+pub mod filter;
+pub mod hash_tree;
+pub mod index;
 pub mod manifest;
 pub mod root;
 pub mod sparse;
