@@ -267,6 +267,12 @@ pub const MAX_GLOB_NAMES_READ: usize = 1 << 20;
 /// a shell to save its history, short beside the drain deadline.
 pub const SHELL_HANGUP_GRACE: Duration = Duration::from_secs(2);
 
+/// How long a send of `exec` or `shell` output to a client that stops
+/// reading may stall before the command is killed: an hour, because a
+/// paused pager is not an error. The stall costs no memory (the command's
+/// pipes fill and it waits), only a command slot.
+pub const STALLED_CLIENT_TIMEOUT: Duration = Duration::from_secs(3600);
+
 // Checked when the crate compiles: the caps fit together.
 const _: () = {
     assert!(UDP_MAX_PAYLOAD_BYTES < UDP_RECEIVE_BUFFER_BYTES);
