@@ -143,8 +143,8 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
     }
 
     /// Sends an error frame and flushes.
-    pub async fn send_error(&mut self, error: &ErrorReply) -> Result<()> {
-        self.writer.send(error.to_header(), Bytes::new()).await
+    pub async fn send_error(&mut self, error: impl Into<ErrorReply>) -> Result<()> {
+        self.writer.send_error(error).await
     }
 
     /// Gives back buffer memory while the connection waits between
@@ -351,8 +351,8 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     }
 
     /// Sends an error frame and flushes.
-    pub async fn send_error(&mut self, error: &ErrorReply) -> Result<()> {
-        self.send(error.to_header(), Bytes::new()).await
+    pub async fn send_error(&mut self, error: impl Into<ErrorReply>) -> Result<()> {
+        self.send(error.into().to_header(), Bytes::new()).await
     }
 
     /// Writes out everything buffered and flushes the stream.

@@ -33,7 +33,7 @@ use tokio::io::AsyncReadExt;
 use super::{Outcome, ServiceContext};
 use crate::connection::{ByteStream, Connection, ConnectionError};
 use crate::protocol::message::{ok_header, StreamFrame};
-use crate::protocol::{ErrorCode, ErrorReply};
+use crate::protocol::{ErrorCode, Refusal};
 use process::Program;
 
 /// Bytes read from a pipe per data frame.
@@ -116,21 +116,20 @@ pub async fn serve<S: ByteStream>(
     context: &ServiceContext,
     request: ExecRequest,
 ) -> Result<Outcome, ConnectionError> {
-    let refuse = |code, message: String| ErrorReply::new(code, message);
     let checked = (|| {
         let slot = admit(context)?;
         let program = request
             .program()
-            .map_err(|m| refuse(ErrorCode::BadRequest, m))?;
+            .map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
         let timeout = request
             .timeout()
-            .map_err(|m| refuse(ErrorCode::BadRequest, m))?;
+            .map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
         let cwd = match &request.cwd {
             None => context.root_path.clone(),
             Some(dir) => context.root_path.join(dir),
         };
         if !cwd.is_dir() {
-            return Err(refuse(
+            return Err(Refusal::new(
                 ErrorCode::NotFound,
                 format!(
                     "working directory {:?} does not exist on the server",
@@ -142,11 +141,9 @@ pub async fn serve<S: ByteStream>(
     })();
     let (program, timeout, cwd, _slot) = match checked {
         Ok(checked) => checked,
-        Err(reply) => {
-            conn.send_error(&reply).await?;
-            return Ok(Outcome::Refused(
-                reply.known_code().unwrap_or(ErrorCode::Internal),
-            ));
+        Err(refusal) => {
+            conn.send_error(&refusal).await?;
+            return Ok(Outcome::Refused(refusal.code));
         }
     };
     conn.send(ok_header(&serde_json::json!({})), Bytes::new())
@@ -159,15 +156,15 @@ pub async fn serve<S: ByteStream>(
 /// under `--max-commands` (held until the returned permit is dropped).
 pub(crate) fn admit(
     context: &ServiceContext,
-) -> Result<tokio::sync::OwnedSemaphorePermit, ErrorReply> {
+) -> Result<tokio::sync::OwnedSemaphorePermit, Refusal> {
     if !context.allow_exec {
-        return Err(ErrorReply::new(
+        return Err(Refusal::new(
             ErrorCode::NotAllowed,
             "this server does not run commands; start it with `ferry serve --allow-exec`",
         ));
     }
     context.exec_slots.clone().try_acquire_owned().map_err(|_| {
-        ErrorReply::new(
+        Refusal::new(
             ErrorCode::ExecLimit,
             "the server is running its maximum of commands at once; try again",
         )

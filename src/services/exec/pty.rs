@@ -29,7 +29,7 @@ use super::relay::{relay, ChildEvent, ChildSide};
 use super::{admit, finish, process, PIPE_READ_BYTES};
 use crate::connection::{ByteStream, Connection, ConnectionError};
 use crate::protocol::message::ok_header;
-use crate::protocol::{ErrorCode, ErrorReply};
+use crate::protocol::{ErrorCode, Refusal};
 use crate::services::{Outcome, ServiceContext};
 
 /// `{"cmd": "shell", "term": "xterm-256color", "rows": 24, "cols": 80}`.
@@ -60,18 +60,16 @@ pub async fn serve<S: ByteStream>(
 ) -> Result<Outcome, ConnectionError> {
     let _slot = match admit(context) {
         Ok(slot) => slot,
-        Err(reply) => {
-            conn.send_error(&reply).await?;
-            return Ok(Outcome::Refused(
-                reply.known_code().unwrap_or(ErrorCode::Internal),
-            ));
+        Err(refusal) => {
+            conn.send_error(&refusal).await?;
+            return Ok(Outcome::Refused(refusal.code));
         }
     };
     let mut terminal = match Terminal::open(&request, &context.root_path) {
         Ok(terminal) => terminal,
         Err(err) => {
-            let reply = ErrorReply::new(ErrorCode::IoError, format!("cannot start a shell: {err}"));
-            conn.send_error(&reply).await?;
+            let refusal = Refusal::new(ErrorCode::IoError, format!("cannot start a shell: {err}"));
+            conn.send_error(&refusal).await?;
             return Ok(Outcome::Refused(ErrorCode::IoError));
         }
     };
