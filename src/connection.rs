@@ -5,7 +5,7 @@
 //! service can read and write at once (echo of a large body, exec with stdin
 //! forwarded while output streams back). Memory is bounded on both sides: the
 //! reader's buffer by the header cap plus one body read
-//! ([`crate::protocol::codec::BODY_READ_BYTES`]), the writer's by
+//! ([`crate::protocol::codec::max_read_buffer_bytes`]), the writer's by
 //! `max_write_buffer_bytes`, past which it waits for the peer.
 
 use std::time::Duration;

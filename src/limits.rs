@@ -42,9 +42,9 @@ pub struct Limits {
     /// server exits anyway.
     pub drain_timeout: Duration,
     /// Reply bytes buffered per connection before the server waits for the
-    /// peer to read. With the codec's read buffer (header cap plus
-    /// [`crate::protocol::codec::BODY_READ_BYTES`]), this bounds the memory
-    /// one connection can hold.
+    /// peer to read. With the codec's read buffer
+    /// ([`crate::protocol::codec::max_read_buffer_bytes`]), this bounds the
+    /// memory one connection can hold.
     pub max_write_buffer_bytes: usize,
     /// Largest manifest, wants list or directory listing, in bytes. About
     /// 100 bytes a file, so 64 MiB covers trees of over half a million
@@ -86,13 +86,11 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The most memory one connection's frame buffers can hold: a full
-    /// header, a body read, and the write buffer.
+    /// The most memory one connection's frame buffers can hold: the
+    /// codec's read buffer (a full header, a body read, the read-ahead) and
+    /// the write buffer.
     pub fn max_buffer_bytes_per_connection(&self) -> usize {
-        crate::protocol::codec::LENGTH_PREFIX_BYTES
-            + self.max_header_bytes
-            + crate::protocol::codec::BODY_READ_BYTES
-            + crate::protocol::codec::HEADER_READ_AHEAD_BYTES
+        crate::protocol::codec::max_read_buffer_bytes(self.max_header_bytes)
             + self.max_write_buffer_bytes
     }
 
