@@ -20,18 +20,11 @@ use super::tokens::{Grant, Limits as TokenLimits};
 use super::Shared;
 use crate::connection::{Connection, ConnectionConfig, ConnectionError};
 use crate::engine::root::RelPath;
+use crate::limits::{CLOSE_GRACE, IDLE_BUFFER_LINGER};
 use crate::log::peer_text;
 use crate::protocol::{ErrorCode, Header, Hello, Refusal, Welcome, PROTOCOL_VERSION};
 use crate::services::{self, Outcome, ServiceContext, SERVICES};
 use crate::transport::{tls, Stream};
-
-/// How long a connection waits between requests before it hands back its
-/// buffers; short enough that idle connections are cheap, long enough that
-/// a busy one keeps its buffers warm.
-const IDLE_BUFFER_LINGER: Duration = Duration::from_millis(200);
-
-/// How long a closing connection gives the peer to take a last error frame.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Why a connection ended, for the log line that closes it.
 #[derive(Debug)]

@@ -32,14 +32,10 @@ use tokio::io::AsyncReadExt;
 
 use super::{Outcome, ServiceContext};
 use crate::connection::{ByteStream, Connection, ConnectionError};
+use crate::limits::{MAX_STDIN_FRAME_BYTES, PIPE_READ_BYTES};
 use crate::protocol::message::{ok_header, StreamFrame};
 use crate::protocol::{ErrorCode, Refusal};
 use process::Program;
-
-/// Bytes read from a pipe per data frame.
-pub const PIPE_READ_BYTES: usize = 64 * 1024;
-/// Largest stdin data frame accepted from a client.
-pub const MAX_STDIN_FRAME_BYTES: u64 = 1024 * 1024;
 
 /// `{"cmd": "exec", "shell": "ls -l"}` or `{"cmd": "exec", "argv": [...]}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -12,8 +12,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 
 use super::process::{self, GroupGuard, Program};
+use super::read_chunk;
 use super::relay::{ChildEvent, ChildSide};
-use super::{read_chunk, PIPE_READ_BYTES};
+use crate::limits::PIPE_READ_BYTES;
 
 /// A running command and its three pipes; each is `None` once closed.
 #[derive(Debug)]

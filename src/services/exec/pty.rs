@@ -26,8 +26,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 
 use super::relay::{relay, ChildEvent, ChildSide};
-use super::{admit, finish, process, PIPE_READ_BYTES};
+use super::{admit, finish, process};
 use crate::connection::{ByteStream, Connection, ConnectionError};
+use crate::limits::PIPE_READ_BYTES;
 use crate::protocol::message::ok_header;
 use crate::protocol::{ErrorCode, Refusal};
 use crate::services::{Outcome, ServiceContext};
