@@ -5,7 +5,7 @@
 //! service can read and write at once (echo of a large body, exec with stdin
 //! forwarded while output streams back). Memory is bounded on both sides: the
 //! reader's buffer by the header cap plus one body read
-//! ([`crate::protocol::codec::BODY_READ_BYTES`]), the writer's by
+//! ([`crate::protocol::codec::max_read_buffer_bytes`]), the writer's by
 //! `max_write_buffer_bytes`, past which it waits for the peer.
 
 use std::time::Duration;
@@ -143,8 +143,8 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
     }
 
     /// Sends an error frame and flushes.
-    pub async fn send_error(&mut self, error: &ErrorReply) -> Result<()> {
-        self.writer.send(error.to_header(), Bytes::new()).await
+    pub async fn send_error(&mut self, error: impl Into<ErrorReply>) -> Result<()> {
+        self.writer.send_error(error).await
     }
 
     /// Gives back buffer memory while the connection waits between
@@ -351,8 +351,8 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     }
 
     /// Sends an error frame and flushes.
-    pub async fn send_error(&mut self, error: &ErrorReply) -> Result<()> {
-        self.send(error.to_header(), Bytes::new()).await
+    pub async fn send_error(&mut self, error: impl Into<ErrorReply>) -> Result<()> {
+        self.send(error.into().to_header(), Bytes::new()).await
     }
 
     /// Writes out everything buffered and flushes the stream.

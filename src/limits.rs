@@ -42,9 +42,9 @@ pub struct Limits {
     /// server exits anyway.
     pub drain_timeout: Duration,
     /// Reply bytes buffered per connection before the server waits for the
-    /// peer to read. With the codec's read buffer (header cap plus
-    /// [`crate::protocol::codec::BODY_READ_BYTES`]), this bounds the memory
-    /// one connection can hold.
+    /// peer to read. With the codec's read buffer
+    /// ([`crate::protocol::codec::max_read_buffer_bytes`]), this bounds the
+    /// memory one connection can hold.
     pub max_write_buffer_bytes: usize,
     /// Largest manifest, wants list or directory listing, in bytes. About
     /// 100 bytes a file, so 64 MiB covers trees of over half a million
@@ -86,13 +86,11 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The most memory one connection's frame buffers can hold: a full
-    /// header, a body read, and the write buffer.
+    /// The most memory one connection's frame buffers can hold: the
+    /// codec's read buffer (a full header, a body read, the read-ahead) and
+    /// the write buffer.
     pub fn max_buffer_bytes_per_connection(&self) -> usize {
-        crate::protocol::codec::LENGTH_PREFIX_BYTES
-            + self.max_header_bytes
-            + crate::protocol::codec::BODY_READ_BYTES
-            + crate::protocol::codec::HEADER_READ_AHEAD_BYTES
+        crate::protocol::codec::max_read_buffer_bytes(self.max_header_bytes)
             + self.max_write_buffer_bytes
     }
 
@@ -178,11 +176,25 @@ pub const BLOCKING_SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(500);
 /// pipe) must not hold the exit.
 pub const LOG_FLUSH_TIMEOUT: Duration = Duration::from_millis(250);
 
+/// The chat hub's caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatLimits {
+    /// Members at once, framed and gateway together.
+    pub max_members: usize,
+    /// Events queued for one framed member before it is dropped as too
+    /// slow.
+    pub max_queue: usize,
+    /// Longest message, in bytes.
+    pub max_text_bytes: usize,
+    /// Longest name or room name, in bytes.
+    pub max_name_bytes: usize,
+}
+
 /// The chat hub's caps. 1024 members matches `--max-connections`; a
 /// queue of 256 events lets a reader fall a burst behind, and past it the
 /// reader is dropped instead of buffered (about 256 × 4 KiB = 1 MiB at
 /// most per member); 4 KiB is a long message; 32 bytes a long name.
-pub const CHAT: crate::services::chat::hub::ChatLimits = crate::services::chat::hub::ChatLimits {
+pub const CHAT: ChatLimits = ChatLimits {
     max_members: 1024,
     max_queue: 256,
     max_text_bytes: 4096,
@@ -194,6 +206,11 @@ pub const CHAT: crate::services::chat::hub::ChatLimits = crate::services::chat::
 /// datagram from many addresses, and they must not crowd out the clients
 /// with the token.
 pub const CHAT_GATEWAY_MAX_USERS: usize = 256;
+
+/// Datagrams waiting to go out to the chat gateway's users; past it they
+/// are lost, as UDP may lose them anyway. 1024 holds a burst of events for
+/// every user the gateway keeps, at a few hundred bytes each.
+pub const CHAT_GATEWAY_OUTGOING_QUEUE: usize = 1024;
 
 /// Bytes every UDP service reads a datagram into. The largest UDP payload
 /// (65,507 bytes over IPv4) fits, so nothing is cut silently as the
@@ -267,11 +284,59 @@ pub const MAX_GLOB_NAMES_READ: usize = 1 << 20;
 /// a shell to save its history, short beside the drain deadline.
 pub const SHELL_HANGUP_GRACE: Duration = Duration::from_secs(2);
 
+/// How long a send of `exec` or `shell` output to a client that stops
+/// reading may stall before the command is killed: an hour, because a
+/// paused pager is not an error. The stall costs no memory (the command's
+/// pipes fill and it waits), only a command slot.
+pub const STALLED_CLIENT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Bytes of a command's output read at once (`exec`, `shell`), one data
+/// frame each: 64 KiB is a pipe's whole buffer on Linux, so a chatty
+/// command goes out in few frames, and a command costs at most this per
+/// output stream while the client is slow.
+pub const PIPE_READ_BYTES: usize = 64 * 1024;
+
+/// Largest stdin data frame accepted from an `exec` or `shell` client; the
+/// body is read in chunks and written to the command one chunk at a time,
+/// so this caps a frame, not memory. Clients send at most
+/// [`PIPE_READ_BYTES`].
+pub const MAX_STDIN_FRAME_BYTES: u64 = 1024 * 1024;
+
+/// A raw echo connection's whole buffer (`--tcp-echo`): what it reads at
+/// once and holds. 16 KiB echoes a line or a paste in one write, and a
+/// thousand such connections hold 16 MiB.
+pub const RAW_ECHO_BUFFER_BYTES: usize = 16 * 1024;
+
+/// Bytes the seed-compat door writes to its socket per write, so the
+/// request timeout measures progress and not the whole reply.
+pub const COMPAT_WRITE_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Longest format the UDP time service accepts, in bytes. Each specifier
+/// expands to a few dozen bytes at most, so replies stay far below a
+/// datagram's limit.
+pub const TIME_MAX_FORMAT_BYTES: usize = 1024;
+
+/// How long a connection waits between requests before it hands back its
+/// buffers; short enough that idle connections are cheap, long enough that
+/// a busy one keeps its buffers warm.
+pub const IDLE_BUFFER_LINGER: Duration = Duration::from_millis(200);
+
+/// How long a closing connection gives the peer to take a last error
+/// frame; a second is ample on any live link and keeps a refused or
+/// misbehaving peer from holding the connection.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Pending connections the kernel queues for each listener; the kernel caps
+/// it at `net.core.somaxconn`. Large, so a burst of clients is not refused
+/// while the server is at its handshake limit.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
 // Checked when the crate compiles: the caps fit together.
 const _: () = {
     assert!(UDP_MAX_PAYLOAD_BYTES < UDP_RECEIVE_BUFFER_BYTES);
     assert!(CHAT_GATEWAY_MAX_USERS * 4 <= CHAT.max_members);
-    assert!(crate::services::time::MAX_FORMAT_BYTES < UDP_RECEIVE_BUFFER_BYTES);
+    assert!(TIME_MAX_FORMAT_BYTES < UDP_RECEIVE_BUFFER_BYTES);
+    assert!(PIPE_READ_BYTES as u64 <= MAX_STDIN_FRAME_BYTES);
     assert!(
         DATAGRAM_RATE_BURST >= 4,
         "a client's iburst start must get through"

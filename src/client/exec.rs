@@ -11,7 +11,10 @@ use crate::error::Error;
 use crate::protocol::message::{request_header, StreamFrame};
 use crate::protocol::{ErrorCode, Header};
 use crate::services::exec::pty::ShellRequest;
-use crate::services::exec::{read_chunk, ExecEnd, ExecRequest, PIPE_READ_BYTES};
+use crate::{
+    limits::PIPE_READ_BYTES,
+    services::exec::{read_chunk, ExecEnd, ExecRequest},
+};
 use tokio::sync::mpsc;
 
 /// Stdin bytes queued for the server before the client stops reading more.

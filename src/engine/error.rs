@@ -1,33 +1,19 @@
-//! One error type for the file service, on both ends: a wire code and a
-//! message. Filesystem errors map to codes by errno, and messages carry the
+//! The file service's errors, on both ends: a [`Refusal`] (a wire code and
+//! a message). Filesystem errors map to codes by errno, and messages carry the
 //! path with control characters escaped (`{:?}`), never raw peer bytes.
 
 use std::io;
 
-use crate::protocol::{ErrorCode, ErrorReply};
+use crate::protocol::{ErrorCode, Refusal};
 
 use super::atomic::WriteError;
 use super::root::PathError;
 
-/// A refusal or failure of one file operation.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct FileError {
-    /// The wire code.
-    pub code: ErrorCode,
-    /// What went wrong, naming the path.
-    pub message: String,
-}
+/// A refusal or failure of one file operation; its message names the path.
+pub type FileError = Refusal;
 
-impl FileError {
-    /// An error with a code and a message.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> FileError {
-        FileError {
-            code,
-            message: message.into(),
-        }
-    }
-
+/// The file service's constructors: by errno, and by write error.
+impl Refusal {
     /// An IO error on `path`, with its code from the errno.
     pub fn io(path: &[u8], err: &io::Error) -> FileError {
         let code = code_of(err);
@@ -40,11 +26,6 @@ impl FileError {
             _ => err.to_string(),
         };
         FileError::new(code, format!("{}: {what}", show(path)))
-    }
-
-    /// The error frame for this error.
-    pub fn to_reply(&self) -> ErrorReply {
-        ErrorReply::new(self.code, self.message.clone())
     }
 }
 
@@ -93,7 +74,7 @@ impl From<PathError> for FileError {
     }
 }
 
-impl FileError {
+impl Refusal {
     /// A write error on `path`.
     pub fn write(path: &[u8], err: &WriteError) -> FileError {
         match err {

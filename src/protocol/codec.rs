@@ -42,6 +42,15 @@ pub const HEADER_READ_AHEAD_BYTES: usize = 4 * 1024;
 /// for few, big reads, small enough to bound memory per connection.
 pub const BODY_READ_BYTES: usize = 256 * 1024;
 
+/// The most read-buffer capacity a [`FrameCodec`] with this header cap can
+/// make its reader hold: a whole header with its length prefix, one body
+/// read, and the read-ahead asked for between frames. It depends on the cap
+/// alone, never on a length or size the peer sends; the server budgets it
+/// per connection (`Limits::max_buffer_bytes_per_connection`).
+pub const fn max_read_buffer_bytes(max_header_bytes: usize) -> usize {
+    LENGTH_PREFIX_BYTES + max_header_bytes + BODY_READ_BYTES + HEADER_READ_AHEAD_BYTES
+}
+
 /// One decoded item: a frame's header, then its body in one or more chunks.
 /// A frame with `size` 0 has no `Body` items.
 #[derive(Debug, Clone, PartialEq)]
@@ -481,20 +490,6 @@ mod proptests {
         ErrorCode::BadSize,
     ];
 
-    /// The most read-buffer capacity the decoder may cause: what
-    /// `Limits::max_buffer_bytes_per_connection` budgets for the read side.
-    /// It depends on the cap alone, never on a length or size the peer
-    /// sends.
-    fn capacity_bound(max_header_bytes: usize) -> usize {
-        budgeted_bound(max_header_bytes)
-    }
-
-    /// The bound `Limits::max_buffer_bytes_per_connection` budgets for the
-    /// read side, plus the read-ahead asked for between frames.
-    fn budgeted_bound(max_header_bytes: usize) -> usize {
-        LENGTH_PREFIX_BYTES + max_header_bytes + BODY_READ_BYTES + HEADER_READ_AHEAD_BYTES
-    }
-
     /// How a decode run ended.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     enum Stop {
@@ -844,7 +839,7 @@ mod proptests {
             pieces in pieces(),
         ) {
             let wire = encode(&frames);
-            let bound = capacity_bound(MAX_HEADER_BYTES);
+            let bound = max_read_buffer_bytes(MAX_HEADER_BYTES);
             for reads in [Reads::Unbounded, Reads::LikeFramedRead { bound }] {
                 let (got, stop) = drive(MAX_HEADER_BYTES, &wire, &pieces, reads)?;
                 prop_assert_eq!(stop, Stop::Clean);
@@ -922,7 +917,7 @@ mod proptests {
             max_header_bytes in prop_oneof![1..=512usize, Just(MAX_HEADER_BYTES)],
             pieces in pieces(),
         ) {
-            let bound = capacity_bound(max_header_bytes);
+            let bound = max_read_buffer_bytes(max_header_bytes);
             let cut = drive(max_header_bytes, &wire, &pieces, Reads::LikeFramedRead { bound })?;
             let whole = drive(max_header_bytes, &wire, &[wire.len()], Reads::Unbounded)?;
             prop_assert!(cut == whole, "cuts changed the outcome: {:?} vs {:?}", cut.1, whole.1);
@@ -938,7 +933,7 @@ mod proptests {
         ) {
             let mut wire = encode(&good);
             wire.extend_from_slice(&bad);
-            let bound = capacity_bound(MAX_HEADER_BYTES);
+            let bound = max_read_buffer_bytes(MAX_HEADER_BYTES);
             for reads in [Reads::Unbounded, Reads::LikeFramedRead { bound }] {
                 let (got, stop) = drive(MAX_HEADER_BYTES, &wire, &pieces, reads)?;
                 prop_assert_eq!(stop, Stop::Code(code));
@@ -958,7 +953,7 @@ mod proptests {
             .into_iter()
             .map(|len| (Header::default().with_size(len as u64), vec![7; len]))
             .collect();
-        let bound = budgeted_bound(MAX_HEADER_BYTES);
+        let bound = max_read_buffer_bytes(MAX_HEADER_BYTES);
         let reads = Reads::LikeFramedRead { bound };
         drive(MAX_HEADER_BYTES, &encode(&frames), &[usize::MAX], reads).unwrap();
     }

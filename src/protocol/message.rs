@@ -55,7 +55,53 @@ pub fn ok_header<T: Serialize>(message: &T) -> Header {
     header
 }
 
+/// A refusal or failure with its code, wherever one is made: a frame the
+/// decoder cannot accept, a request a service refuses, a file operation
+/// that failed. It goes on the wire as an [`ErrorReply`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    /// The wire code.
+    pub code: ErrorCode,
+    /// A sentence for the person at the terminal (and the log).
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal with a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The error reply that carries this refusal.
+    pub fn to_reply(&self) -> ErrorReply {
+        ErrorReply::new(self.code, self.message.clone())
+    }
+
+    /// The header of the error frame that carries this refusal.
+    pub fn to_header(&self) -> Header {
+        self.to_reply().to_header()
+    }
+}
+
+impl From<&Refusal> for ErrorReply {
+    fn from(refusal: &Refusal) -> ErrorReply {
+        refusal.to_reply()
+    }
+}
+
+impl From<&ErrorReply> for ErrorReply {
+    fn from(reply: &ErrorReply) -> ErrorReply {
+        reply.clone()
+    }
+}
+
 /// An error as it travels on the wire: `{"ok": false, "code", "message"}`.
+/// The code stays text, as a client may hear one from a newer server that
+/// this build does not know; what this build sends is a [`Refusal`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorReply {
     /// A stable id from [`ErrorCode`], or one from a newer server.
@@ -184,6 +230,17 @@ mod tests {
         let ok = ok_header(&serde_json::json!({"x": 1}));
         assert!(matches!(Reply::from_header(ok), Some(Reply::Ok(h)) if h.get("x").is_some()));
         assert_eq!(Reply::from_header(Header::default()), None);
+    }
+
+    #[test]
+    fn a_refusal_goes_out_as_the_error_reply_it_always_was() {
+        let refusal = Refusal::new(ErrorCode::NotFound, "\"a\": no such file or directory");
+        assert_eq!(
+            String::from_utf8(refusal.to_reply().to_header().to_json()).unwrap(),
+            r#"{"code":"not_found","message":"\"a\": no such file or directory","ok":false}"#
+        );
+        assert_eq!(ErrorReply::from(&refusal).known_code(), Some(refusal.code));
+        assert_eq!(refusal.to_string(), refusal.message);
     }
 
     #[test]

@@ -13,32 +13,11 @@ pub mod message;
 pub use code::{After, ErrorCode};
 pub use codec::{Frame, FrameCodec};
 pub use header::Header;
-pub use message::{ErrorReply, Hello, Reply, StreamFrame, Welcome, PROTOCOL_VERSION};
+pub use message::{ErrorReply, Hello, Refusal, Reply, StreamFrame, Welcome, PROTOCOL_VERSION};
 
-/// A frame the decoder cannot accept, with the code to answer it with.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct FrameError {
-    /// The wire code for the error frame.
-    pub code: ErrorCode,
-    /// What was wrong, for the error frame and the log.
-    pub message: String,
-}
-
-impl FrameError {
-    /// A frame error with a code and a message.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> FrameError {
-        FrameError {
-            code,
-            message: message.into(),
-        }
-    }
-
-    /// The error frame that answers this error.
-    pub fn to_reply(&self) -> ErrorReply {
-        ErrorReply::new(self.code, self.message.clone())
-    }
-}
+/// A frame the decoder cannot accept, refused with the code to answer it
+/// with.
+pub type FrameError = Refusal;
 
 /// Why the codec stopped: a malformed frame, the stream ended mid-frame,
 /// the caller broke the framing while encoding, or IO failed underneath.

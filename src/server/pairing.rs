@@ -18,7 +18,7 @@ use crate::connection::Connection;
 use crate::limits;
 use crate::pairing::{Code, Exchange, PairConfirm, PairReply, PairRequest, Paired, Side};
 use crate::protocol::message::ok_header;
-use crate::protocol::{ErrorCode, ErrorReply, Header, PROTOCOL_VERSION};
+use crate::protocol::{ErrorCode, Header, Refusal, PROTOCOL_VERSION};
 use crate::transport::{Fingerprint, Stream};
 
 /// The open invites in the state directory.
@@ -145,12 +145,12 @@ pub async fn serve(
     peer: &str,
 ) -> Outcome {
     let now = || chrono::Utc::now().timestamp();
-    let refuse = |message: &str| ErrorReply::new(ErrorCode::PairFailed, message);
+    let refuse = |message: &str| Refusal::new(ErrorCode::PairFailed, message);
     let request: PairRequest = match first.to_message() {
         Ok(request) if first.size() == 0 => request,
         _ => {
             let _ = conn
-                .send_error(&ErrorReply::new(ErrorCode::BadRequest, "bad pair request"))
+                .send_error(&Refusal::new(ErrorCode::BadRequest, "bad pair request"))
                 .await;
             return Outcome::Broken;
         }
@@ -158,7 +158,7 @@ pub async fn serve(
     if request.version != PROTOCOL_VERSION {
         let message = format!("this server speaks protocol version {PROTOCOL_VERSION}");
         let _ = conn
-            .send_error(&ErrorReply::new(ErrorCode::UnsupportedVersion, message))
+            .send_error(&Refusal::new(ErrorCode::UnsupportedVersion, message))
             .await;
         return Outcome::Broken;
     }
@@ -183,7 +183,7 @@ pub async fn serve(
         Ok(key) => key,
         Err(message) => {
             let _ = conn
-                .send_error(&ErrorReply::new(ErrorCode::BadRequest, message))
+                .send_error(&Refusal::new(ErrorCode::BadRequest, message))
                 .await;
             return Outcome::Broken;
         }

@@ -5,11 +5,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::limits::Limits;
+use crate::limits::{Limits, RAW_ECHO_BUFFER_BYTES};
 use crate::services::echo::echo_in_place;
-
-/// A raw echo connection's whole buffer: what it reads at once and holds.
-pub const RAW_ECHO_BUFFER_BYTES: usize = 16 * 1024;
 
 /// Serves one raw TCP echo connection (`--tcp-echo`, RFC 862): bytes in,
 /// the same bytes out (upper-cased with `upper`), no framing, no token,

@@ -20,18 +20,11 @@ use super::tokens::{Grant, Limits as TokenLimits};
 use super::Shared;
 use crate::connection::{Connection, ConnectionConfig, ConnectionError};
 use crate::engine::root::RelPath;
+use crate::limits::{CLOSE_GRACE, IDLE_BUFFER_LINGER};
 use crate::log::peer_text;
-use crate::protocol::{ErrorCode, ErrorReply, Header, Hello, Welcome, PROTOCOL_VERSION};
+use crate::protocol::{ErrorCode, Header, Hello, Refusal, Welcome, PROTOCOL_VERSION};
 use crate::services::{self, Outcome, ServiceContext, SERVICES};
 use crate::transport::{tls, Stream};
-
-/// How long a connection waits between requests before it hands back its
-/// buffers; short enough that idle connections are cheap, long enough that
-/// a busy one keeps its buffers warm.
-const IDLE_BUFFER_LINGER: Duration = Duration::from_millis(200);
-
-/// How long a closing connection gives the peer to take a last error frame.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Why a connection ended, for the log line that closes it.
 #[derive(Debug)]
@@ -229,8 +222,8 @@ async fn serve(
     let checked = check_hello(&hello).and_then(|()| grant_of(&hello, shared));
     let grant = match checked {
         Ok(grant) => grant,
-        Err((code, message)) => {
-            let why = match code {
+        Err(refusal) => {
+            let why = match refusal.code {
                 ErrorCode::BadToken => {
                     warn!(%peer, "refused: wrong access token");
                     Some("wrong token")
@@ -240,7 +233,8 @@ async fn serve(
                 _ => Some("garbage before hello"),
             };
             let penalty = why.map(|why| login.failed(why)).unwrap_or_default();
-            return refuse(conn, code, format!("{message}{penalty}")).await;
+            let message = format!("{}{penalty}", refusal.message);
+            return refuse(conn, refusal.code, message).await;
         }
     };
     // A client limited to a subdirectory gets a root of its own.
@@ -309,7 +303,7 @@ async fn serve(
             return refuse(conn, ErrorCode::BadToken, message.into()).await;
         }
         if let Err(message) = permitted(&allowed, &cmd) {
-            let refusal = ErrorReply::new(ErrorCode::NotAllowed, message);
+            let refusal = Refusal::new(ErrorCode::NotAllowed, message);
             if let Err(err) = conn.send_error(&refusal).await {
                 return fail(conn, err).await;
             }
@@ -369,25 +363,28 @@ async fn next_request(
 
 /// Checks a first frame: it must be a body-less `hello` of our version
 /// (whose token [`grant_of`] then weighs).
-fn check_hello(header: &Header) -> Result<(), (ErrorCode, String)> {
+fn check_hello(header: &Header) -> Result<(), Refusal> {
     if header.cmd() != Some("hello") {
         let got = match header.cmd() {
             Some(cmd) => format!("{cmd:?}"),
             None => "a frame without `cmd`".to_string(),
         };
-        return Err((
+        return Err(Refusal::new(
             ErrorCode::HelloRequired,
             format!("the first frame must be `hello`, got {got}"),
         ));
     }
     if header.size() != 0 {
-        return Err((ErrorCode::BadRequest, "`hello` carries no body".into()));
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "`hello` carries no body",
+        ));
     }
     let hello: Hello = header
         .to_message()
-        .map_err(|err| (ErrorCode::BadRequest, format!("bad hello: {err}")))?;
+        .map_err(|err| Refusal::new(ErrorCode::BadRequest, format!("bad hello: {err}")))?;
     if hello.version != PROTOCOL_VERSION {
-        return Err((
+        return Err(Refusal::new(
             ErrorCode::UnsupportedVersion,
             format!(
                 "protocol version {} is not supported; this server speaks version {PROTOCOL_VERSION}",
@@ -424,7 +421,7 @@ async fn pair(mut conn: Connection<Stream>, first: &Header, login: &Login<'_>) -
 
 /// Who a hello's token speaks for: the shared token, or a client of
 /// `clients.toml` (hashed and compared against every entry).
-fn grant_of(header: &Header, shared: &Shared) -> Result<Grant, (ErrorCode, String)> {
+fn grant_of(header: &Header, shared: &Shared) -> Result<Grant, Refusal> {
     let token = header
         .get("token")
         .and_then(|t| t.as_str())
@@ -437,13 +434,13 @@ fn grant_for(
     token: &str,
     shared_token: &str,
     store: &super::tokens::ClientStore,
-) -> Result<Grant, (ErrorCode, String)> {
+) -> Result<Grant, Refusal> {
     if tokens_match(token, shared_token) {
         return Ok(Grant::Shared);
     }
     let clients = store.current().map_err(|err| {
         warn!("{err}");
-        (ErrorCode::BadToken, "wrong access token".to_string())
+        Refusal::new(ErrorCode::BadToken, "wrong access token")
     })?;
     match clients.find(token) {
         Some((name, entry)) => Ok(Grant::Client {
@@ -451,9 +448,9 @@ fn grant_for(
             sha256: entry.sha256.clone(),
             limits: entry.limits.clone(),
         }),
-        None => Err((
+        None => Err(Refusal::new(
             ErrorCode::BadToken,
-            "wrong access token; use the one in the server's state directory, or pair".into(),
+            "wrong access token; use the one in the server's state directory, or pair",
         )),
     }
 }
@@ -505,7 +502,7 @@ fn tokens_match(given: &str, expected: &str) -> bool {
 
 /// Sends an error frame, closes the connection, and reports why it ended.
 async fn refuse(conn: Connection<Stream>, code: ErrorCode, message: String) -> End {
-    send_last_error(conn, &ErrorReply::new(code, message)).await;
+    send_last_error(conn, &Refusal::new(code, message)).await;
     match code {
         ErrorCode::ShuttingDown => End::ShutDown,
         code => End::Refused(code),
@@ -519,17 +516,17 @@ async fn fail(conn: Connection<Stream>, err: ConnectionError) -> End {
         ConnectionError::Frame(frame) => {
             debug!("malformed frame: {}", frame.message);
             let code = frame.code;
-            send_last_error(conn, &frame.to_reply()).await;
+            send_last_error(conn, &frame).await;
             End::Refused(code)
         }
         ConnectionError::Timeout(after) => {
             let message = format!("no progress for {after:?}; closing");
-            send_last_error(conn, &ErrorReply::new(ErrorCode::Timeout, message)).await;
+            send_last_error(conn, &Refusal::new(ErrorCode::Timeout, message)).await;
             End::Refused(ErrorCode::Timeout)
         }
         ConnectionError::Unexpected(what) => {
-            let reply = ErrorReply::new(ErrorCode::BadRequest, what.clone());
-            send_last_error(conn, &reply).await;
+            let refusal = Refusal::new(ErrorCode::BadRequest, what.clone());
+            send_last_error(conn, &refusal).await;
             End::Failed(what)
         }
         ConnectionError::Truncated | ConnectionError::Closed => End::PeerClosed,
@@ -538,8 +535,8 @@ async fn fail(conn: Connection<Stream>, err: ConnectionError) -> End {
     }
 }
 
-async fn send_last_error(mut conn: Connection<Stream>, reply: &ErrorReply) {
-    let _ = tokio::time::timeout(CLOSE_GRACE, conn.send_error(reply)).await;
+async fn send_last_error(mut conn: Connection<Stream>, refusal: &Refusal) {
+    let _ = tokio::time::timeout(CLOSE_GRACE, conn.send_error(refusal)).await;
     conn.close(CLOSE_GRACE).await;
 }
 
@@ -567,7 +564,7 @@ mod tests {
         use super::super::tokens::{ClientStore, Clients, Limits};
         let tmp = tempfile::tempdir().unwrap();
         let store = ClientStore::new(tmp.path());
-        let code = |token: &str| grant_for(token, "secret", &store).unwrap_err().0;
+        let code = |token: &str| grant_for(token, "secret", &store).unwrap_err().code;
         assert_eq!(code("wrong"), ErrorCode::BadToken);
         assert_eq!(code(""), ErrorCode::BadToken);
         assert_eq!(code("secretsecret"), ErrorCode::BadToken);
@@ -603,7 +600,7 @@ mod tests {
 
     #[test]
     fn bad_hellos_get_their_codes() {
-        let code = |h: &Header| check_hello(h).unwrap_err().0;
+        let code = |h: &Header| check_hello(h).unwrap_err().code;
         assert_eq!(code(&hello("secret", 99)), ErrorCode::UnsupportedVersion);
         assert_eq!(
             code(&request_header("echo", &serde_json::json!({}))),

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::connection::{ByteStream, Connection, ConnectionError};
-use crate::protocol::{ErrorCode, ErrorReply, Header};
+use crate::protocol::{ErrorCode, Header, Refusal};
 
 /// The `cmd`s this build serves, in the order `hello` lists them; a unit
 /// test holds it to the [`Request`] tags.
@@ -78,30 +78,30 @@ impl Request {
     }
 
     /// Reads a request header, or says which error code refuses it.
-    pub fn parse(header: &Header) -> Result<Request, ErrorReply> {
+    pub fn parse(header: &Header) -> Result<Request, Refusal> {
         let cmd = match header.get("cmd") {
             None => {
-                return Err(ErrorReply::new(
+                return Err(Refusal::new(
                     ErrorCode::MissingCmd,
                     "the header has no `cmd`; every request names one",
                 ))
             }
             Some(serde_json::Value::String(cmd)) => cmd,
             Some(_) => {
-                return Err(ErrorReply::new(
+                return Err(Refusal::new(
                     ErrorCode::MissingCmd,
                     "`cmd` must be a string",
                 ))
             }
         };
         if cmd == "hello" {
-            return Err(ErrorReply::new(
+            return Err(Refusal::new(
                 ErrorCode::BadRequest,
                 "`hello` was already said on this connection",
             ));
         }
         if !SERVICES.contains(&cmd.as_str()) {
-            return Err(ErrorReply::new(
+            return Err(Refusal::new(
                 ErrorCode::UnknownCmd,
                 format!(
                     "unknown cmd {cmd:?}; this server offers: {}",
@@ -110,7 +110,7 @@ impl Request {
             ));
         }
         header.to_message::<Request>().map_err(|err| {
-            ErrorReply::new(ErrorCode::BadRequest, format!("bad `{cmd}` request: {err}"))
+            Refusal::new(ErrorCode::BadRequest, format!("bad `{cmd}` request: {err}"))
         })
     }
 }
@@ -159,13 +159,12 @@ pub async fn handle<S: ByteStream>(
             // to send the body. Then skip the body to find the next frame.
             conn.send_error(&refusal).await?;
             conn.reader().discard_body().await?;
-            let code = refusal.known_code().unwrap_or(ErrorCode::Internal);
-            return Ok(Outcome::Refused(code));
+            return Ok(Outcome::Refused(refusal.code));
         }
     };
     // Only `echo` and `put` carry a request body; the rest must not.
     if header.size() > 0 && !matches!(request, Request::Echo(_) | Request::Put(_)) {
-        let refusal = ErrorReply::new(ErrorCode::BadRequest, "this request carries no body");
+        let refusal = Refusal::new(ErrorCode::BadRequest, "this request carries no body");
         conn.send_error(&refusal).await?;
         conn.reader().discard_body().await?;
         return Ok(Outcome::Refused(ErrorCode::BadRequest));
@@ -195,10 +194,7 @@ mod tests {
     }
 
     fn code(value: serde_json::Value) -> ErrorCode {
-        Request::parse(&header(value))
-            .unwrap_err()
-            .known_code()
-            .unwrap()
+        Request::parse(&header(value)).unwrap_err().code
     }
 
     #[test]

@@ -9,15 +9,13 @@ use std::fmt::Write;
 use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, TimeZone};
 
+use crate::limits::TIME_MAX_FORMAT_BYTES;
+
 /// Where `ferry serve` runs the time service and `ferry time` asks.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9000";
 
 /// The format an empty request asks for, as the tutorial's server uses.
 pub const DEFAULT_FORMAT: &str = "%Y-%m-%d %X";
-
-/// The longest format accepted, in bytes. Each specifier expands to a few
-/// dozen bytes at most, so replies stay far below a datagram's limit.
-pub const MAX_FORMAT_BYTES: usize = 1024;
 
 /// What answers a request whose reply would be too large to send back
 /// (over 4x the request on the wire): short enough to answer even an empty
@@ -42,9 +40,9 @@ pub fn format<Tz: TimeZone>(request: &[u8], now: &DateTime<Tz>) -> Result<String
 where
     Tz::Offset: std::fmt::Display,
 {
-    if request.len() > MAX_FORMAT_BYTES {
+    if request.len() > TIME_MAX_FORMAT_BYTES {
         return Err(format!(
-            "the format is {} bytes; the most this service takes is {MAX_FORMAT_BYTES}",
+            "the format is {} bytes; the most this service takes is {TIME_MAX_FORMAT_BYTES}",
             request.len()
         ));
     }
@@ -104,8 +102,11 @@ mod tests {
             assert!(!answer.contains('\n'), "{answer}");
         }
         assert_eq!(text(b"\xff\xfe"), "error: the format is not UTF-8 text");
-        assert!(text(&[b'a'; MAX_FORMAT_BYTES + 1]).starts_with("error: the format is 1025"));
-        assert_eq!(text(&[b'a'; MAX_FORMAT_BYTES]).len(), MAX_FORMAT_BYTES);
+        assert!(text(&[b'a'; TIME_MAX_FORMAT_BYTES + 1]).starts_with("error: the format is 1025"));
+        assert_eq!(
+            text(&[b'a'; TIME_MAX_FORMAT_BYTES]).len(),
+            TIME_MAX_FORMAT_BYTES
+        );
     }
 
     #[test]

@@ -13,11 +13,6 @@ use tokio::net::{TcpListener, UnixListener};
 
 use super::{Endpoint, Stream};
 
-/// Pending connections the kernel queues for us; the kernel caps it at
-/// `net.core.somaxconn`. Large, so a burst of clients is not refused while
-/// the server is at its handshake limit.
-const BACKLOG: i32 = 4096;
-
 /// A bound listening socket.
 #[derive(Debug)]
 pub enum Listener {
@@ -108,7 +103,7 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     socket
         .bind(&addr.into())
         .map_err(|err| with_context(err, &format!("cannot bind {addr}")))?;
-    socket.listen(BACKLOG)?;
+    socket.listen(crate::limits::LISTEN_BACKLOG)?;
     TcpListener::from_std(socket.into())
 }
 
@@ -121,7 +116,7 @@ fn bind_unix(path: &Path) -> io::Result<Listener> {
     // Nobody can connect before listen(), so the socket is never reachable
     // with looser permissions.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    socket.listen(BACKLOG)?;
+    socket.listen(crate::limits::LISTEN_BACKLOG)?;
     socket.set_nonblocking(true)?;
     let listener = UnixListener::from_std(socket.into())?;
     Ok(Listener::Unix {

@@ -27,13 +27,11 @@ use tracing::debug;
 
 use super::guard::{reply_fits, Family, Guard};
 use crate::escape::escape_line;
-use crate::limits::{CHAT_GATEWAY_MAX_USERS, UDP_RECEIVE_BUFFER_BYTES};
+use crate::limits::{
+    CHAT_GATEWAY_MAX_USERS, CHAT_GATEWAY_OUTGOING_QUEUE, UDP_RECEIVE_BUFFER_BYTES,
+};
 use crate::services::chat::hub::{Event, Hub, Sink, DEFAULT_ROOM, GATEWAY_NAME_PREFIX};
 use crate::services::chat::line::{self, Line};
-
-/// Datagrams waiting to go out to gateway users; past it they are lost,
-/// as UDP may lose them anyway.
-const OUTGOING_QUEUE: usize = 1024;
 
 /// A gateway user.
 struct User {
@@ -52,7 +50,7 @@ pub async fn serve(
     guard: Arc<Guard>,
     cancel: CancellationToken,
 ) {
-    let (out, mut outgoing) = mpsc::channel::<(SocketAddr, Event)>(OUTGOING_QUEUE);
+    let (out, mut outgoing) = mpsc::channel::<(SocketAddr, Event)>(CHAT_GATEWAY_OUTGOING_QUEUE);
     let mut users: HashMap<SocketAddr, User> = HashMap::new();
     // Text over the hub's cap is refused; one byte more shows it.
     let max = hub.limits().max_text_bytes + 64;

@@ -76,7 +76,7 @@ impl Service {
     /// The largest datagram the service takes.
     pub fn max_request_bytes(self) -> usize {
         match self {
-            Service::Time => time::MAX_FORMAT_BYTES,
+            Service::Time => crate::limits::TIME_MAX_FORMAT_BYTES,
             // Extension fields and MACs are allowed and ignored.
             Service::Sntp => UDP_RECEIVE_BUFFER_BYTES - 1,
             Service::Echo { .. } => UDP_MAX_PAYLOAD_BYTES,

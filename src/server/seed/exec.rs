@@ -8,20 +8,20 @@
 //! client told why. The command must finish within the request timeout
 //! (the format sends nothing until it has), holds a command slot until its
 //! reply is sent, and its process group is killed if the client leaves.
-//! Spawning, process groups and reading pipes are `services::exec`'s.
+//! Spawning, process groups and reading pipes are `services::exec`'s
+//! ([`Pipes`]).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::{info, warn};
 
 use super::{request, End, Session};
 use crate::limits::MAX_COMPAT_OUTPUT_BYTES;
 use crate::log::peer_text;
-use crate::services::exec::process::{self, Program};
-use crate::services::exec::{admit, read_chunk, PIPE_READ_BYTES};
+use crate::services::exec::process::Program;
+use crate::services::exec::{admit, ChildEvent, ChildSide, Pipes};
 
 /// How a command's run ended, before the reply.
 enum Ran {
@@ -77,46 +77,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     /// the connection: a client that leaves gets its command killed.
     async fn run(&mut self, command: &str) -> Result<Ran, End> {
         let root = self.context.root_path.clone();
-        let mut child =
-            match process::spawn(&Program::Shell(command.into()), &root, &BTreeMap::new()) {
-                Ok(child) => child,
-                Err(err) => return Ok(Ran::Stopped(format!("ferry: cannot run sh: {err}\n"))),
-            };
-        let guard = process::GroupGuard::new(&child);
+        let mut child = match Pipes::spawn(&Program::Shell(command.into()), &root, &BTreeMap::new())
+        {
+            Ok(child) => child,
+            Err(err) => return Ok(Ran::Stopped(format!("ferry: cannot run sh: {err}\n"))),
+        };
         // The tutorial's commands read no input: stdin is closed at once.
-        drop(child.stdin.take());
-        let mut stdout_pipe = child.stdout.take();
-        let mut stderr_pipe = child.stderr.take();
-        let mut out_buf = BytesMut::with_capacity(PIPE_READ_BYTES);
-        let mut err_buf = BytesMut::with_capacity(PIPE_READ_BYTES);
+        child.end_input();
+        let mut no_input = None;
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         let timeout = self.limits.request_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         let mut status = None;
         let mut stopped = None;
-        while (stdout_pipe.is_some() || stderr_pipe.is_some() || status.is_none())
-            && !(stopped.is_some() && status.is_some())
+        while (child.output_open() || status.is_none()) && !(stopped.is_some() && status.is_some())
         {
             tokio::select! {
-                read = read_chunk(&mut stdout_pipe, &mut out_buf), if stdout_pipe.is_some() => {
-                    match read {
-                        Some(bytes) => stdout.extend_from_slice(&bytes),
-                        None => stdout_pipe = None,
-                    }
-                }
-                read = read_chunk(&mut stderr_pipe, &mut err_buf), if stderr_pipe.is_some() => {
-                    match read {
-                        Some(bytes) => stderr.extend_from_slice(&bytes),
-                        None => stderr_pipe = None,
-                    }
-                }
-                exited = child.wait(), if status.is_none() => {
-                    status = Some(exited.map_err(End::Gone)?);
-                }
+                event = child.next(&mut no_input) => match event.map_err(End::Gone)? {
+                    ChildEvent::Output("stdout", bytes) => stdout.extend_from_slice(&bytes),
+                    ChildEvent::Output(_, bytes) => stderr.extend_from_slice(&bytes),
+                    ChildEvent::Exited(exited) => status = Some(exited),
+                    ChildEvent::OutputClosed | ChildEvent::Input(_) => {}
+                },
                 _ = tokio::time::sleep_until(deadline), if stopped.is_none() => {
-                    process::kill_group(&child);
-                    stdout_pipe = None;
-                    stderr_pipe = None;
+                    child.kill();
+                    child.hang_up();
                     stopped = Some(format!(
                         "ferry: the command did not finish within {timeout:?} (--request-timeout) \
                          and was killed; this format sends nothing until a command ends, so use \
@@ -127,15 +112,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     // Bytes sent ahead are kept for the next request; the
                     // end of the stream means the client is gone.
                     if !matches!(read, Ok(n) if n > 0) {
-                        process::kill_group(&child);
-                        let _ = child.wait().await;
+                        child.kill();
+                        child.reap().await;
                         let err = read.err().unwrap_or_else(|| std::io::ErrorKind::UnexpectedEof.into());
                         return Err(End::Gone(err));
                     }
                 }
             }
             if stopped.is_none() && stdout.len() + stderr.len() > MAX_COMPAT_OUTPUT_BYTES {
-                process::kill_group(&child);
+                child.kill();
                 stopped = Some(format!(
                     "ferry: the command's output passed the cap of {} MiB and was dropped; \
                      redirect it to a file and `get` it, or use `ferry exec`, which streams\n",
@@ -143,11 +128,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 ));
                 stdout = Vec::new();
                 stderr = Vec::new();
-                stdout_pipe = None;
-                stderr_pipe = None;
+                child.hang_up();
             }
         }
-        guard.disarm();
+        child.disarm();
         Ok(match stopped {
             Some(message) => Ran::Stopped(message),
             None => Ran::Done { stdout, stderr },

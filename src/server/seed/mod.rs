@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::error::Error;
-use crate::limits::{Limits, COMMAND_PAUSE};
+use crate::limits::{Limits, COMMAND_PAUSE, COMPAT_WRITE_CHUNK_BYTES};
 use crate::log::peer_text;
 use crate::services::ServiceContext;
 use crate::transport::Endpoint;
@@ -47,10 +47,6 @@ pub(crate) fn validate(endpoints: &[Endpoint]) -> Result<(), Error> {
     }
     Ok(())
 }
-
-/// Bytes written to the socket per write, so the request timeout measures
-/// progress and not the whole reply.
-const WRITE_CHUNK_BYTES: usize = 256 * 1024;
 
 /// Why a connection (or a request) cannot go on.
 #[derive(Debug, thiserror::Error)]
@@ -244,7 +240,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
 
     /// Writes `bytes` in chunks, each within the request timeout.
     async fn send(&mut self, bytes: &[u8]) -> Result<(), End> {
-        for chunk in bytes.chunks(WRITE_CHUNK_BYTES) {
+        for chunk in bytes.chunks(COMPAT_WRITE_CHUNK_BYTES) {
             self.write_within(chunk).await?;
         }
         Ok(())

@@ -28,19 +28,7 @@ pub const DEFAULT_ROOM: &str = "lobby";
 /// client's may.
 pub const GATEWAY_NAME_PREFIX: char = '~';
 
-/// The hub's caps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChatLimits {
-    /// Members at once, framed and gateway together.
-    pub max_members: usize,
-    /// Events queued for one framed member before it is dropped as too
-    /// slow.
-    pub max_queue: usize,
-    /// Longest message, in bytes.
-    pub max_text_bytes: usize,
-    /// Longest name or room name, in bytes.
-    pub max_name_bytes: usize,
-}
+pub use crate::limits::ChatLimits;
 
 /// Something a member is told.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use super::{Outcome, ServiceContext};
 use crate::connection::{ByteStream, Connection, ConnectionError};
 use crate::protocol::message::{ok_header, StreamFrame};
-use crate::protocol::{ErrorCode, ErrorReply, Header};
+use crate::protocol::{ErrorCode, Header, Refusal};
 use hub::{Event, HubError, Sink, DEFAULT_ROOM};
 
 /// `{"cmd": "chat", "name": NAME, "room": ROOM}`.
@@ -92,8 +92,8 @@ impl HubError {
         }
     }
 
-    fn reply(&self) -> ErrorReply {
-        ErrorReply::new(self.code(), self.to_string())
+    fn refusal(&self) -> Refusal {
+        Refusal::new(self.code(), self.to_string())
     }
 }
 
@@ -113,7 +113,7 @@ pub async fn serve<S: ByteStream>(
     let room = request.room.unwrap_or_else(|| DEFAULT_ROOM.to_string());
     let (queue, mut events) = mpsc::channel(hub.limits().max_queue);
     if let Err(refusal) = hub.join(&name, &room, Sink::Framed(queue)) {
-        conn.send_error(&refusal.reply()).await?;
+        conn.send_error(&refusal.refusal()).await?;
         return Ok(Outcome::Refused(refusal.code()));
     }
     // Leaves the hub however this function ends, errors included.
@@ -146,7 +146,7 @@ pub async fn serve<S: ByteStream>(
                 let command = match header.to_message::<ChatCommand>() {
                     Ok(command) => command,
                     Err(err) => {
-                        let refusal = ErrorReply::new(ErrorCode::BadRequest, format!("bad chat frame: {err}"));
+                        let refusal = Refusal::new(ErrorCode::BadRequest, format!("bad chat frame: {err}"));
                         writer.send(refusal.to_header(), bytes::Bytes::new()).await?;
                         continue;
                     }
@@ -164,7 +164,7 @@ pub async fn serve<S: ByteStream>(
                 match answer {
                     Ok(Some(event)) => writer.send(event_header(&event), bytes::Bytes::new()).await?,
                     Ok(None) => {}
-                    Err(refusal) => writer.send(refusal.reply().to_header(), bytes::Bytes::new()).await?,
+                    Err(refusal) => writer.send(refusal.refusal().to_header(), bytes::Bytes::new()).await?,
                 }
                 if done {
                     break "quit";

@@ -10,30 +10,32 @@
 //! Memory stays bounded: a client that stops reading stalls the command,
 //! whose pipes fill. A timeout or a client that leaves kills the whole
 //! process group.
+//!
+//! One loop (`relay`) does this for a command on pipes (`pipes`) and
+//! for `shell`'s login shell on a pseudo-terminal ([`pty`]); each says what
+//! it reads, how it takes input and how it ends, as a `ChildSide`.
 
+mod pipes;
 pub mod process;
 pub mod pty;
+mod relay;
+
+pub(crate) use pipes::Pipes;
+pub(crate) use relay::{ChildEvent, ChildSide};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use super::{Outcome, ServiceContext};
 use crate::connection::{ByteStream, Connection, ConnectionError};
+use crate::limits::{MAX_STDIN_FRAME_BYTES, PIPE_READ_BYTES};
 use crate::protocol::message::{ok_header, StreamFrame};
-use crate::protocol::{ErrorCode, ErrorReply};
+use crate::protocol::{ErrorCode, Refusal};
 use process::Program;
-
-/// Bytes read from a pipe per data frame.
-pub const PIPE_READ_BYTES: usize = 64 * 1024;
-/// Largest stdin data frame accepted from a client.
-pub const MAX_STDIN_FRAME_BYTES: u64 = 1024 * 1024;
-/// How long a send to a client that stops reading may stall before the
-/// command is killed: long, because a paused pager is not an error.
-const STALLED_CLIENT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// `{"cmd": "exec", "shell": "ls -l"}` or `{"cmd": "exec", "argv": [...]}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -110,21 +112,20 @@ pub async fn serve<S: ByteStream>(
     context: &ServiceContext,
     request: ExecRequest,
 ) -> Result<Outcome, ConnectionError> {
-    let refuse = |code, message: String| ErrorReply::new(code, message);
     let checked = (|| {
         let slot = admit(context)?;
         let program = request
             .program()
-            .map_err(|m| refuse(ErrorCode::BadRequest, m))?;
+            .map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
         let timeout = request
             .timeout()
-            .map_err(|m| refuse(ErrorCode::BadRequest, m))?;
+            .map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
         let cwd = match &request.cwd {
             None => context.root_path.clone(),
             Some(dir) => context.root_path.join(dir),
         };
         if !cwd.is_dir() {
-            return Err(refuse(
+            return Err(Refusal::new(
                 ErrorCode::NotFound,
                 format!(
                     "working directory {:?} does not exist on the server",
@@ -136,11 +137,9 @@ pub async fn serve<S: ByteStream>(
     })();
     let (program, timeout, cwd, _slot) = match checked {
         Ok(checked) => checked,
-        Err(reply) => {
-            conn.send_error(&reply).await?;
-            return Ok(Outcome::Refused(
-                reply.known_code().unwrap_or(ErrorCode::Internal),
-            ));
+        Err(refusal) => {
+            conn.send_error(&refusal).await?;
+            return Ok(Outcome::Refused(refusal.code));
         }
     };
     conn.send(ok_header(&serde_json::json!({})), Bytes::new())
@@ -153,15 +152,15 @@ pub async fn serve<S: ByteStream>(
 /// under `--max-commands` (held until the returned permit is dropped).
 pub(crate) fn admit(
     context: &ServiceContext,
-) -> Result<tokio::sync::OwnedSemaphorePermit, ErrorReply> {
+) -> Result<tokio::sync::OwnedSemaphorePermit, Refusal> {
     if !context.allow_exec {
-        return Err(ErrorReply::new(
+        return Err(Refusal::new(
             ErrorCode::NotAllowed,
             "this server does not run commands; start it with `ferry serve --allow-exec`",
         ));
     }
     context.exec_slots.clone().try_acquire_owned().map_err(|_| {
-        ErrorReply::new(
+        Refusal::new(
             ErrorCode::ExecLimit,
             "the server is running its maximum of commands at once; try again",
         )
@@ -187,8 +186,9 @@ pub(crate) async fn finish<S: ByteStream>(
 }
 
 /// Runs the command, streaming its output and its stdin, and returns how it
-/// ended and whether the client's stdin stream has ended. A failed spawn is reported as a shell would: a message on stderr
-/// and status 127 (not found) or 126 (not executable).
+/// ended and whether the client's stdin stream has ended. A failed spawn is
+/// reported as a shell would: a message on stderr and status 127 (not
+/// found) or 126 (not executable).
 async fn run<S: ByteStream>(
     conn: &mut Connection<S>,
     program: &Program,
@@ -196,7 +196,7 @@ async fn run<S: ByteStream>(
     env: &BTreeMap<String, String>,
     timeout: Option<Duration>,
 ) -> Result<(ExecEnd, bool), ConnectionError> {
-    let mut child = match process::spawn(program, cwd, env) {
+    let mut child = match Pipes::spawn(program, cwd, env) {
         Ok(child) => child,
         Err(err) => {
             let code = match err.kind() {
@@ -215,99 +215,9 @@ async fn run<S: ByteStream>(
             return Ok((end, false));
         }
     };
-    let guard = process::GroupGuard::new(&child);
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    let mut stdin = child.stdin.take();
-    let (reader, writer) = conn.split();
-    let old_timeout = writer.set_timeout(STALLED_CLIENT_TIMEOUT);
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-    let mut out_buf = BytesMut::with_capacity(PIPE_READ_BYTES);
-    let mut err_buf = BytesMut::with_capacity(PIPE_READ_BYTES);
-    let mut stdin_pending: Option<Bytes> = None;
-    let mut stdin_body_left = 0u64;
-    let mut client_done = false;
-    let mut status = None;
-    let mut timed_out = false;
-
-    let outcome: Result<(), ConnectionError> = async {
-        while stdout.is_some() || stderr.is_some() || status.is_none() {
-            tokio::select! {
-                read = read_chunk(&mut stdout, &mut out_buf), if stdout.is_some() => {
-                    match read {
-                        Some(bytes) => writer.send(StreamFrame::data_header("stdout", 0), bytes).await?,
-                        None => stdout = None,
-                    }
-                }
-                read = read_chunk(&mut stderr, &mut err_buf), if stderr.is_some() => {
-                    match read {
-                        Some(bytes) => writer.send(StreamFrame::data_header("stderr", 0), bytes).await?,
-                        None => stderr = None,
-                    }
-                }
-                exited = child.wait(), if status.is_none() => {
-                    status = Some(exited?);
-                }
-                written = write_stdin(&mut stdin, &mut stdin_pending), if stdin_pending.is_some() => {
-                    if written.is_err() {
-                        // The command closed its stdin: drop the rest.
-                        stdin = None;
-                        stdin_pending = None;
-                    }
-                }
-                // After the client's end of stdin this watches the
-                // connection, so a client that goes away is noticed even
-                // while the command writes nothing.
-                item = next_stdin(reader, stdin_body_left, client_done), if client_done || stdin_pending.is_none() => {
-                    match item? {
-                        StdinItem::Data { chunk, left } => {
-                            stdin_body_left = left;
-                            if stdin.is_some() && !chunk.is_empty() {
-                                stdin_pending = Some(chunk);
-                            }
-                        }
-                        StdinItem::Frame(size) => stdin_body_left = size,
-                        StdinItem::Resize { .. } => {}
-                        StdinItem::Eof => {
-                            client_done = true;
-                            stdin = None; // closes the command's stdin
-                        }
-                    }
-                }
-                _ = sleep_until(deadline), if deadline.is_some() && !timed_out => {
-                    timed_out = true;
-                    process::kill_group(&child);
-                }
-            }
-        }
-        Ok(())
-    }
-    .await;
-    if outcome.is_err() {
-        // The client is gone or broke the stream: nobody will read the
-        // output, so the command must not outlive the connection.
-        process::kill_group(&child);
-        let _ = child.wait().await;
-    } else if timed_out {
-        process::kill_group(&child);
-    }
-    conn.writer().set_timeout(old_timeout);
-    outcome?;
-    guard.disarm();
-    let (exit_code, signal) = status.map(process::describe).unwrap_or((None, None));
-    let end = ExecEnd {
-        exit_code,
-        signal,
-        timed_out,
-    };
-    Ok((end, client_done))
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
+    let relayed = relay::relay(conn, &mut child, deadline, None).await?;
+    Ok((relayed.end, relayed.client_done))
 }
 
 /// Reads what a pipe or stream has, up to [`PIPE_READ_BYTES`]; `None` at
@@ -323,23 +233,6 @@ pub async fn read_chunk<R: tokio::io::AsyncRead + Unpin>(
         Ok(0) | Err(_) => None,
         Ok(_) => Some(buf.split().freeze()),
     }
-}
-
-async fn write_stdin(
-    stdin: &mut Option<tokio::process::ChildStdin>,
-    pending: &mut Option<Bytes>,
-) -> std::io::Result<()> {
-    let (Some(pipe), Some(bytes)) = (stdin.as_mut(), pending.as_mut()) else {
-        *pending = None;
-        return Ok(());
-    };
-    let n = pipe.write(bytes).await?;
-    if n == bytes.len() {
-        *pending = None;
-    } else {
-        let _ = bytes.split_to(n);
-    }
-    Ok(())
 }
 
 /// One step of the client's stdin stream.

@@ -11,13 +11,12 @@
 //! then be cut off unannounced, so at shutdown the server hangs up the
 //! terminal (closes its side, as a dropped line does: the shell and its
 //! foreground job get SIGHUP), kills what is left after
-//! [`limits::SHELL_HANGUP_GRACE`], and answers `shutting_down` in place of
+//! [`crate::limits::SHELL_HANGUP_GRACE`], and answers `shutting_down` in place of
 //! the end frame.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::Stdio;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use rustix::fs::OFlags;
@@ -26,11 +25,12 @@ use rustix::termios::Winsize;
 use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 
-use super::{admit, finish, next_stdin, process, ExecEnd, StdinItem, PIPE_READ_BYTES};
+use super::relay::{relay, ChildEvent, ChildSide};
+use super::{admit, finish, process};
 use crate::connection::{ByteStream, Connection, ConnectionError};
-use crate::limits;
-use crate::protocol::message::{ok_header, StreamFrame};
-use crate::protocol::{ErrorCode, ErrorReply};
+use crate::limits::PIPE_READ_BYTES;
+use crate::protocol::message::ok_header;
+use crate::protocol::{ErrorCode, Refusal};
 use crate::services::{Outcome, ServiceContext};
 
 /// `{"cmd": "shell", "term": "xterm-256color", "rows": 24, "cols": 80}`.
@@ -53,9 +53,6 @@ pub struct ShellRequest {
 /// end, which a pseudo-terminal never reports.
 pub const SCRIPT_SHELL_LINE: &str = "exec \"${SHELL:-/bin/sh}\" -l";
 
-/// How long a send to a client may stall; long, as for `exec`.
-const STALLED_CLIENT_TIMEOUT: Duration = Duration::from_secs(3600);
-
 /// Serves one `shell` request.
 pub async fn serve<S: ByteStream>(
     conn: &mut Connection<S>,
@@ -64,99 +61,116 @@ pub async fn serve<S: ByteStream>(
 ) -> Result<Outcome, ConnectionError> {
     let _slot = match admit(context) {
         Ok(slot) => slot,
-        Err(reply) => {
-            conn.send_error(&reply).await?;
-            return Ok(Outcome::Refused(
-                reply.known_code().unwrap_or(ErrorCode::Internal),
-            ));
+        Err(refusal) => {
+            conn.send_error(&refusal).await?;
+            return Ok(Outcome::Refused(refusal.code));
         }
     };
-    let started = open_and_spawn(&request, &context.root_path);
-    let (master, mut child) = match started {
-        Ok(started) => started,
+    let mut terminal = match Terminal::open(&request, &context.root_path) {
+        Ok(terminal) => terminal,
         Err(err) => {
-            let reply = ErrorReply::new(ErrorCode::IoError, format!("cannot start a shell: {err}"));
-            conn.send_error(&reply).await?;
+            let refusal = Refusal::new(ErrorCode::IoError, format!("cannot start a shell: {err}"));
+            conn.send_error(&refusal).await?;
             return Ok(Outcome::Refused(ErrorCode::IoError));
         }
     };
-    let guard = process::GroupGuard::new(&child);
     conn.send(ok_header(&serde_json::json!({})), Bytes::new())
         .await?;
-    let (reader, writer) = conn.split();
-    let old_timeout = writer.set_timeout(STALLED_CLIENT_TIMEOUT);
-    let mut out = BytesMut::with_capacity(PIPE_READ_BYTES);
-    let mut keys: Option<Bytes> = None;
-    let mut body_left = 0u64;
-    let mut client_done = false;
-    // The server's side of the terminal, until the shell's side closes or
-    // the server hangs up.
-    let mut master = Some(master);
-    let mut status = None;
-    // When the server hung up at shutdown: the moment to kill what is left.
-    let mut hung_up: Option<tokio::time::Instant> = None;
-    let relayed: Result<(), ConnectionError> = async {
-        while master.is_some() || status.is_none() {
-            tokio::select! {
-                read = read_master(master.as_ref(), &mut out), if master.is_some() => match read {
-                    Some(bytes) => writer.send(StreamFrame::data_header("stdout", 0), bytes).await?,
-                    None => master = None,
-                },
-                exited = child.wait(), if status.is_none() => status = Some(exited?),
-                written = write_master(master.as_ref(), &mut keys), if keys.is_some() => {
-                    if written.is_err() {
-                        keys = None;
-                    }
-                }
-                () = context.shutdown.cancelled(), if hung_up.is_none() => {
-                    master = None;
-                    hung_up = Some(tokio::time::Instant::now() + limits::SHELL_HANGUP_GRACE);
-                }
-                () = sleep_until(hung_up), if hung_up.is_some() && status.is_none() => {
-                    process::kill_group(&child);
-                    hung_up = Some(tokio::time::Instant::now() + STALLED_CLIENT_TIMEOUT);
-                }
-                item = next_stdin(reader, body_left, client_done), if client_done || keys.is_none() => {
-                    match item? {
-                        StdinItem::Frame(size) => body_left = size,
-                        StdinItem::Data { chunk, left } => {
-                            body_left = left;
-                            if !chunk.is_empty() {
-                                keys = Some(chunk);
-                            }
-                        }
-                        StdinItem::Resize { rows, cols } => {
-                            if let Some(master) = &master {
-                                set_size(master.get_ref(), rows, cols);
-                            }
-                        }
-                        StdinItem::Eof => client_done = true,
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-    .await;
-    if relayed.is_err() {
-        process::kill_group(&child);
-        let _ = child.wait().await;
-    }
-    conn.writer().set_timeout(old_timeout);
-    relayed?;
-    guard.disarm();
-    if hung_up.is_some() {
+    let relayed = relay(conn, &mut terminal, None, Some(&context.shutdown)).await?;
+    if relayed.hung_up {
         // The session answers `shutting_down` and closes the connection,
         // which is all the client needs to hear.
         return Ok(Outcome::Refused(ErrorCode::ShuttingDown));
     }
-    let (exit_code, signal) = status.map(process::describe).unwrap_or((None, None));
-    let end = ExecEnd {
-        exit_code,
-        signal,
-        timed_out: false,
-    };
-    finish(conn, &end, client_done).await
+    finish(conn, &relayed.end, relayed.client_done).await
+}
+
+/// A login shell on a pseudo-terminal: its output is the terminal's, on
+/// `stdout`; its input is the user's keys.
+#[derive(Debug)]
+struct Terminal {
+    /// The server's side of the terminal, until the shell's side closes or
+    /// the server hangs up.
+    master: Option<AsyncFd<OwnedFd>>,
+    child: tokio::process::Child,
+    guard: Option<process::GroupGuard>,
+    out: BytesMut,
+    exited: bool,
+}
+
+impl Terminal {
+    /// Opens a PTY and starts the login shell on it, in `cwd`.
+    fn open(request: &ShellRequest, cwd: &std::path::Path) -> io::Result<Terminal> {
+        let (master, child) = open_and_spawn(request, cwd)?;
+        Ok(Terminal {
+            master: Some(master),
+            guard: Some(process::GroupGuard::new(&child)),
+            child,
+            out: BytesMut::with_capacity(PIPE_READ_BYTES),
+            exited: false,
+        })
+    }
+}
+
+impl ChildSide for Terminal {
+    fn output_open(&self) -> bool {
+        self.master.is_some()
+    }
+
+    fn input_open(&self) -> bool {
+        self.master.is_some()
+    }
+
+    async fn next(&mut self, keys: &mut Option<Bytes>) -> io::Result<ChildEvent> {
+        tokio::select! {
+            read = read_master(self.master.as_ref(), &mut self.out), if self.master.is_some() => {
+                match read {
+                    Some(bytes) => Ok(ChildEvent::Output("stdout", bytes)),
+                    None => {
+                        self.master = None;
+                        Ok(ChildEvent::OutputClosed)
+                    }
+                }
+            }
+            exited = self.child.wait(), if !self.exited => {
+                let status = exited?;
+                self.exited = true;
+                Ok(ChildEvent::Exited(status))
+            }
+            written = write_master(self.master.as_ref(), keys), if keys.is_some() => {
+                Ok(ChildEvent::Input(written))
+            }
+            else => std::future::pending().await,
+        }
+    }
+
+    /// The user's end of input is not the terminal's: a shell ends at its
+    /// `exit` (or ^D typed as a key), as over ssh.
+    fn end_input(&mut self) {}
+
+    fn resize(&mut self, rows: u16, cols: u16) {
+        if let Some(master) = &self.master {
+            set_size(master.get_ref(), rows, cols);
+        }
+    }
+
+    fn hang_up(&mut self) {
+        self.master = None;
+    }
+
+    fn kill(&mut self) {
+        process::kill_group(&self.child);
+    }
+
+    async fn reap(&mut self) {
+        let _ = self.child.wait().await;
+    }
+
+    fn disarm(&mut self) {
+        if let Some(guard) = self.guard.take() {
+            guard.disarm();
+        }
+    }
 }
 
 /// Opens a PTY and starts the login shell on its terminal side.
@@ -218,14 +232,6 @@ fn set_size(master: &impl AsFd, rows: u16, cols: u16) {
             ws_ypixel: 0,
         };
         let _ = rustix::termios::tcsetwinsize(master, size);
-    }
-}
-
-/// Waits until `deadline`, or for ever without one.
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 
