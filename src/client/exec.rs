@@ -8,9 +8,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use super::{expect_ok, Client};
 use crate::connection::{ConnectionError, FrameReader};
 use crate::error::Error;
-use crate::protocol::message::{request_header, StreamFrame};
+use crate::protocol::message::StreamFrame;
 use crate::protocol::{ErrorCode, Header};
 use crate::services::exec::pty::ShellRequest;
+use crate::services::Request;
 use crate::{
     limits::PIPE_READ_BYTES,
     services::exec::{read_chunk, ExecEnd, ExecRequest},
@@ -37,7 +38,7 @@ impl Client {
         O: AsyncWrite + Unpin,
         E: AsyncWrite + Unpin,
     {
-        let header = request_header("exec", request);
+        let header = Request::Exec(request.clone()).to_header();
         self.relay("command", header, stdin, stdout, stderr, None)
             .await
     }
@@ -56,7 +57,7 @@ impl Client {
         I: AsyncRead + Unpin,
         O: AsyncWrite + Unpin,
     {
-        let header = request_header("shell", request);
+        let header = Request::Shell(request.clone()).to_header();
         let mut no_stderr = tokio::io::sink();
         self.relay(
             "shell",

@@ -369,6 +369,18 @@ pub async fn glob<S: ByteStream>(
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_default_caps_are_the_limits() {
+        let caps = GlobCaps::default();
+        assert_eq!(
+            (caps.max_matches, caps.max_names_read),
+            (
+                crate::limits::MAX_GLOB_MATCHES,
+                crate::limits::MAX_GLOB_NAMES_READ
+            )
+        );
+    }
+
     fn matches(pattern: &str, name: &[u8]) -> bool {
         Pattern::parse(pattern.as_bytes()).unwrap().matches(name)
     }
