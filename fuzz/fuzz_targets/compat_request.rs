@@ -7,7 +7,7 @@
 
 #![no_main]
 
-use ferry::server::seed::request::{decode, is_frame, reply_head, Request};
+use ferry::server::seed::request::{decode, is_frame, reply_head, SeedRequest};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -23,14 +23,14 @@ fuzz_target!(|data: &[u8]| {
     if !buf.is_empty() && !is_frame(buf) {
         let decoded = decoded.expect("text is never a frame error").expect("text is whole");
         assert_eq!(decoded.consumed, buf.len());
-        assert!(!matches!(decoded.request, Request::Put { .. }));
+        assert!(!matches!(decoded.request, SeedRequest::Put { .. }));
         return;
     }
     let Ok(Some(decoded)) = decoded else {
         return;
     };
     assert!(decoded.consumed <= buf.len());
-    let Request::Put { filename, filesize } = &decoded.request else {
+    let SeedRequest::Put { filename, filesize } = &decoded.request else {
         panic!("a frame decoded to {:?}", decoded.request);
     };
     // More bytes after the frame change nothing.

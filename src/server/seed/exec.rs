@@ -17,7 +17,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::{info, warn};
 
-use super::{request, End, Session};
+use super::{request, SeedEnd, Session};
 use crate::limits::MAX_COMPAT_OUTPUT_BYTES;
 use crate::log::peer_text;
 use crate::services::exec::process::Program;
@@ -32,7 +32,7 @@ enum Ran {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
-    pub(super) async fn exec(&mut self, command: &str, started: Instant) -> Result<(), End> {
+    pub(super) async fn exec(&mut self, command: &str, started: Instant) -> Result<(), SeedEnd> {
         let peer = self.peer;
         let _slot = match admit(self.context) {
             Ok(slot) => slot,
@@ -62,7 +62,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             .await?;
         self.send(&stdout).await?;
         self.send(&stderr).await?;
-        self.stream.flush().await.map_err(End::Gone)?;
+        self.stream.flush().await.map_err(SeedEnd::Gone)?;
         info!(
             %peer,
             command = %peer_text(command),
@@ -75,7 +75,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
 
     /// Runs the command to its end, collecting its output, while watching
     /// the connection: a client that leaves gets its command killed.
-    async fn run(&mut self, command: &str) -> Result<Ran, End> {
+    async fn run(&mut self, command: &str) -> Result<Ran, SeedEnd> {
         let root = self.context.root_path.clone();
         let mut child = match Pipes::spawn(&Program::Shell(command.into()), &root, &BTreeMap::new())
         {
@@ -93,7 +93,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         while (child.output_open() || status.is_none()) && !(stopped.is_some() && status.is_some())
         {
             tokio::select! {
-                event = child.next(&mut no_input) => match event.map_err(End::Gone)? {
+                event = child.next(&mut no_input) => match event.map_err(SeedEnd::Gone)? {
                     ChildEvent::Output("stdout", bytes) => stdout.extend_from_slice(&bytes),
                     ChildEvent::Output(_, bytes) => stderr.extend_from_slice(&bytes),
                     ChildEvent::Exited(exited) => status = Some(exited),
@@ -115,7 +115,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                         child.kill();
                         child.reap().await;
                         let err = read.err().unwrap_or_else(|| std::io::ErrorKind::UnexpectedEof.into());
-                        return Err(End::Gone(err));
+                        return Err(SeedEnd::Gone(err));
                     }
                 }
             }

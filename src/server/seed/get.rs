@@ -22,7 +22,7 @@ use rustix::fs::{Mode, OFlags};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::{info, warn};
 
-use super::{request, End, Session};
+use super::{request, SeedEnd, Session};
 use crate::engine::error::FileError;
 use crate::engine::root::Root;
 use crate::engine::root::{fstat, Kind};
@@ -58,7 +58,7 @@ impl Drop for StopOnDrop {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
-    pub(super) async fn get(&mut self, name: &str, started: Instant) -> Result<(), End> {
+    pub(super) async fn get(&mut self, name: &str, started: Instant) -> Result<(), SeedEnd> {
         let peer = self.peer;
         let root = self.context.root.clone();
         let owned = name.to_string();
@@ -85,7 +85,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                         );
                     }
                     let err = read.err().unwrap_or_else(|| io::ErrorKind::UnexpectedEof.into());
-                    return Err(End::Gone(err));
+                    return Err(SeedEnd::Gone(err));
                 }
             }
         };
@@ -103,7 +103,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             }
             // Only dropping `stop`, above, once the client left, stops it.
             Err(NotHashed::Stopped { .. }) => {
-                return Err(End::Gone(io::ErrorKind::Interrupted.into()))
+                return Err(SeedEnd::Gone(io::ErrorKind::Interrupted.into()))
             }
         };
         self.send(&request::file_head(name, &md5, size)).await?;
@@ -121,7 +121,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
 
     /// Sends exactly `size` bytes of `file` from its start, read on a
     /// blocking thread a few chunks ahead of the socket.
-    async fn send_file(&mut self, mut file: File, size: u64) -> Result<(), End> {
+    async fn send_file(&mut self, mut file: File, size: u64) -> Result<(), SeedEnd> {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<io::Result<Vec<u8>>>(CHANNEL_CHUNKS);
         let reader = tokio::task::spawn_blocking(move || {
             let mut left = size;
@@ -153,7 +153,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     sent += chunk.len() as u64;
                 }
                 Some(Err(err)) => {
-                    return Err(End::Gone(io::Error::new(
+                    return Err(SeedEnd::Gone(io::Error::new(
                         err.kind(),
                         format!("cannot send the whole file: {err}"),
                     )))
@@ -163,7 +163,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         }
         drop(rx);
         let _ = reader.await;
-        self.stream.flush().await.map_err(End::Gone)
+        self.stream.flush().await.map_err(SeedEnd::Gone)
     }
 }
 

@@ -30,7 +30,7 @@ use crate::limits::{Limits, COMMAND_PAUSE, COMPAT_WRITE_CHUNK_BYTES};
 use crate::log::peer_text;
 use crate::services::ServiceContext;
 use crate::transport::Endpoint;
-use request::{FrameError, Request, LENGTH_PREFIX_BYTES};
+use request::{PutFrameError, SeedRequest, LENGTH_PREFIX_BYTES};
 
 /// Checks that every seed-compat address is TCP: the tutorial's clients
 /// speak nothing else. (That it is loopback, unless
@@ -50,7 +50,7 @@ pub(crate) fn validate(endpoints: &[Endpoint]) -> Result<(), Error> {
 
 /// Why a connection (or a request) cannot go on.
 #[derive(Debug, thiserror::Error)]
-pub enum End {
+pub enum SeedEnd {
     /// The client closed the connection between requests.
     #[error("peer closed")]
     PeerClosed,
@@ -63,9 +63,9 @@ pub enum End {
     /// A request made no progress within the request timeout.
     #[error("no progress for {0:?}")]
     Stalled(std::time::Duration),
-    /// A put frame that cannot be served; see [`FrameError`].
+    /// A put frame that cannot be served; see [`PutFrameError`].
     #[error("refused a put frame: {0}")]
-    BadFrame(#[from] FrameError),
+    BadFrame(#[from] PutFrameError),
     /// A put that was refused or failed; the format cannot say so.
     #[error("{0}")]
     PutFailed(String),
@@ -107,7 +107,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let end = loop {
         let next = tokio::select! {
             biased;
-            _ = cancel.cancelled() => break End::ShutDown,
+            _ = cancel.cancelled() => break SeedEnd::ShutDown,
             next = session.next_request() => next,
         };
         let request = match next {
@@ -121,7 +121,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let _ = session.stream.shutdown().await;
     match end {
-        End::PeerClosed | End::ShutDown => {
+        SeedEnd::PeerClosed | SeedEnd::ShutDown => {
             info!(%peer, requests, %end, "seed-compat connection closed")
         }
         end => warn!(%peer, requests, %end, "seed-compat connection closed"),
@@ -139,15 +139,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     /// read; a text command ends at a pause of [`COMMAND_PAUSE`] and must
     /// do so within the request timeout. A client that leaves before its
     /// command has ended has its bytes dropped, never run as a command.
-    async fn next_request(&mut self) -> Result<Request, End> {
+    async fn next_request(&mut self) -> Result<SeedRequest, SeedEnd> {
         let max = self.limits.max_header_bytes;
         if self.buf.is_empty() {
             let idle = self.limits.idle_timeout;
             match tokio::time::timeout(idle, self.read_more()).await {
-                Err(_) => return Err(End::Idle(idle)),
-                Ok(Ok(0)) => return Err(End::PeerClosed),
+                Err(_) => return Err(SeedEnd::Idle(idle)),
+                Ok(Ok(0)) => return Err(SeedEnd::PeerClosed),
                 Ok(Ok(_)) => {}
-                Ok(Err(err)) => return Err(End::Gone(err)),
+                Ok(Err(err)) => return Err(SeedEnd::Gone(err)),
             }
         }
         let wait = self.limits.request_timeout;
@@ -168,15 +168,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 deadline.min(tokio::time::Instant::now() + COMMAND_PAUSE)
             };
             match tokio::time::timeout_at(until, self.read_more()).await {
-                Err(_) if frame || until >= deadline => return Err(End::Stalled(wait)),
+                Err(_) if frame || until >= deadline => return Err(SeedEnd::Stalled(wait)),
                 Err(_) => {
                     // The client paused: its command is whole.
                     let command = self.buf.split();
                     return Ok(request::parse_text(&command, max));
                 }
-                Ok(Ok(0)) => return Err(End::Gone(std::io::ErrorKind::UnexpectedEof.into())),
+                Ok(Ok(0)) => return Err(SeedEnd::Gone(std::io::ErrorKind::UnexpectedEof.into())),
                 Ok(Ok(_)) => {}
-                Ok(Err(err)) => return Err(End::Gone(err)),
+                Ok(Err(err)) => return Err(SeedEnd::Gone(err)),
             }
         }
     }
@@ -184,7 +184,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     /// Drops a text command that has passed the cap, up to the client's
     /// pause, so that its tail is not taken for the next command; it must
     /// pause within the request timeout (`deadline`).
-    async fn skip_long_command(&mut self, deadline: tokio::time::Instant) -> Result<Request, End> {
+    async fn skip_long_command(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Result<SeedRequest, SeedEnd> {
         let mut len = self.buf.len();
         self.buf.clear();
         let mut scratch = vec![0u8; 16 * 1024];
@@ -192,12 +195,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             let until = deadline.min(tokio::time::Instant::now() + COMMAND_PAUSE);
             match tokio::time::timeout_at(until, self.stream.read(&mut scratch)).await {
                 Err(_) if until >= deadline => {
-                    return Err(End::Stalled(self.limits.request_timeout))
+                    return Err(SeedEnd::Stalled(self.limits.request_timeout))
                 }
                 Err(_) => return Ok(request::command_too_long(len, self.limits.max_header_bytes)),
-                Ok(Ok(0)) => return Err(End::Gone(std::io::ErrorKind::UnexpectedEof.into())),
+                Ok(Ok(0)) => return Err(SeedEnd::Gone(std::io::ErrorKind::UnexpectedEof.into())),
                 Ok(Ok(n)) => len += n,
-                Ok(Err(err)) => return Err(End::Gone(err)),
+                Ok(Err(err)) => return Err(SeedEnd::Gone(err)),
             }
         }
     }
@@ -220,43 +223,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             .await
     }
 
-    async fn handle(&mut self, request: Request) -> Result<(), End> {
+    async fn handle(&mut self, request: SeedRequest) -> Result<(), SeedEnd> {
         let started = Instant::now();
         let peer = self.peer;
         match request {
-            Request::Get { name } => self.get(&name, started).await,
-            Request::BadGet { name, message } => {
+            SeedRequest::Get { name } => self.get(&name, started).await,
+            SeedRequest::BadGet { name, message } => {
                 warn!(%peer, name = %peer_text(&name), "seed-compat get refused: {message}");
                 self.send(&request::get_error_head(&name, &message)).await
             }
-            Request::Exec { command } => self.exec(&command, started).await,
-            Request::BadCommand { message } => {
+            SeedRequest::Exec { command } => self.exec(&command, started).await,
+            SeedRequest::BadCommand { message } => {
                 warn!(%peer, "seed-compat command refused: {}", message.trim_end());
                 self.send_error_output("", &message).await
             }
-            Request::Put { filename, filesize } => self.put(&filename, filesize, started).await,
+            SeedRequest::Put { filename, filesize } => self.put(&filename, filesize, started).await,
         }
     }
 
     /// Writes `bytes` in chunks, each within the request timeout.
-    async fn send(&mut self, bytes: &[u8]) -> Result<(), End> {
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), SeedEnd> {
         for chunk in bytes.chunks(COMPAT_WRITE_CHUNK_BYTES) {
             self.write_within(chunk).await?;
         }
         Ok(())
     }
 
-    async fn write_within(&mut self, chunk: &[u8]) -> Result<(), End> {
+    async fn write_within(&mut self, chunk: &[u8]) -> Result<(), SeedEnd> {
         let wait = self.limits.request_timeout;
         match tokio::time::timeout(wait, self.stream.write_all(chunk)).await {
-            Err(_) => Err(End::Stalled(wait)),
-            Ok(Err(err)) => Err(End::Gone(err)),
+            Err(_) => Err(SeedEnd::Stalled(wait)),
+            Ok(Err(err)) => Err(SeedEnd::Gone(err)),
             Ok(Ok(())) => Ok(()),
         }
     }
 
     /// A command reply whose output is ferry's own message.
-    async fn send_error_output(&mut self, command: &str, message: &str) -> Result<(), End> {
+    async fn send_error_output(&mut self, command: &str, message: &str) -> Result<(), SeedEnd> {
         let md5 = request::md5_hex(message.as_bytes());
         let head = request::output_head(
             command,
@@ -266,7 +269,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         );
         self.send(&head).await?;
         self.send(message.as_bytes()).await?;
-        self.stream.flush().await.map_err(End::Gone)
+        self.stream.flush().await.map_err(SeedEnd::Gone)
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tracing::{info, warn};
 
-use super::{End, Session};
+use super::{SeedEnd, Session};
 use crate::engine::atomic::{PartialFile, SourceId};
 use crate::engine::error::show;
 use crate::engine::error::FileError;
@@ -40,7 +40,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         filename: &str,
         filesize: u64,
         started: Instant,
-    ) -> Result<(), End> {
+    ) -> Result<(), SeedEnd> {
         let peer = self.peer;
         let result = self.receive(filename, filesize).await;
         match &result {
@@ -58,11 +58,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         result
     }
 
-    async fn receive(&mut self, filename: &str, filesize: u64) -> Result<(), End> {
+    async fn receive(&mut self, filename: &str, filesize: u64) -> Result<(), SeedEnd> {
         let rel = files::parse_path(&WirePath::from_bytes(filename.as_bytes()))
-            .map_err(|err| End::PutFailed(err.message))?;
+            .map_err(|err| SeedEnd::PutFailed(err.message))?;
         if rel.is_root() {
-            return Err(End::PutFailed("an empty filename".into()));
+            return Err(SeedEnd::PutFailed("an empty filename".into()));
         }
         let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(CHANNEL_CHUNKS);
         let root = self.context.root.clone();
@@ -84,19 +84,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             let read = tokio::time::timeout(wait, self.stream.read(&mut chunk)).await;
             let n = match read {
                 Err(_) => {
-                    failure = Some(End::Stalled(wait));
+                    failure = Some(SeedEnd::Stalled(wait));
                     break;
                 }
                 Ok(Ok(0)) => {
                     let short = filesize - left;
-                    failure = Some(End::PutFailed(format!(
+                    failure = Some(SeedEnd::PutFailed(format!(
                         "the client closed after {short} of {filesize} bytes; nothing was stored"
                     )));
                     break;
                 }
                 Ok(Ok(n)) => n,
                 Ok(Err(err)) => {
-                    failure = Some(End::Gone(err));
+                    failure = Some(SeedEnd::Gone(err));
                     break;
                 }
             };
@@ -113,9 +113,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             .unwrap_or_else(|err| Err(format!("the file writer failed: {err}")));
         match (failure, written) {
             (Some(end), _) => Err(end),
-            (None, Err(message)) => Err(End::PutFailed(message)),
+            (None, Err(message)) => Err(SeedEnd::PutFailed(message)),
             (None, Ok(())) if sent => Ok(()),
-            (None, Ok(())) => Err(End::PutFailed("the file writer stopped early".into())),
+            (None, Ok(())) => Err(SeedEnd::PutFailed("the file writer stopped early".into())),
         }
     }
 }

@@ -33,7 +33,7 @@ pub const LENGTH_PREFIX_BYTES: usize = 4;
 
 /// A request, decoded from the bytes that have arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
+pub enum SeedRequest {
     /// `get NAME`: send a file of the root.
     Get {
         /// The name, as the client wrote it.
@@ -69,7 +69,7 @@ pub enum Request {
 /// the server logs it and closes the connection: the client's next send or
 /// recv fails, which is the only way left to tell it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FrameError {
+pub enum PutFrameError {
     /// The header length is zero or negative (as `struct 'i'` reads it).
     #[error("the header length {0} is not a positive number")]
     BadLength(i32),
@@ -96,7 +96,7 @@ pub enum FrameError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded {
     /// The request.
-    pub request: Request,
+    pub request: SeedRequest,
     /// Bytes consumed from the front of the buffer; a put frame's file
     /// data is not included.
     pub consumed: usize,
@@ -111,7 +111,7 @@ pub fn is_frame(first: &[u8]) -> bool {
 /// Decodes the request at the front of `buf`. `Ok(None)`: a put frame whose
 /// header has not fully arrived (read more). A text command is everything
 /// in `buf`: the caller decodes text once the client has paused.
-pub fn decode(buf: &[u8], max_header_bytes: usize) -> Result<Option<Decoded>, FrameError> {
+pub fn decode(buf: &[u8], max_header_bytes: usize) -> Result<Option<Decoded>, PutFrameError> {
     if buf.is_empty() {
         return Ok(None);
     }
@@ -126,11 +126,11 @@ pub fn decode(buf: &[u8], max_header_bytes: usize) -> Result<Option<Decoded>, Fr
     };
     let len = i32::from_le_bytes(*prefix);
     if len <= 0 {
-        return Err(FrameError::BadLength(len));
+        return Err(PutFrameError::BadLength(len));
     }
     let len = len as usize;
     if len > max_header_bytes {
-        return Err(FrameError::HeaderTooLarge {
+        return Err(PutFrameError::HeaderTooLarge {
             len,
             max: max_header_bytes,
         });
@@ -146,73 +146,81 @@ pub fn decode(buf: &[u8], max_header_bytes: usize) -> Result<Option<Decoded>, Fr
 
 /// Parses a put frame's header. Fields other than `cmd`, `filename` and
 /// `filesize` are ignored, as the tutorial's server ignores them.
-pub fn parse_put_header(header: &[u8]) -> Result<Request, FrameError> {
+pub fn parse_put_header(header: &[u8]) -> Result<SeedRequest, PutFrameError> {
     let value: Value =
-        serde_json::from_slice(header).map_err(|err| FrameError::NotJson(err.to_string()))?;
+        serde_json::from_slice(header).map_err(|err| PutFrameError::NotJson(err.to_string()))?;
     let Value::Object(fields) = value else {
-        return Err(FrameError::NotJson("it is JSON but not an object".into()));
+        return Err(PutFrameError::NotJson(
+            "it is JSON but not an object".into(),
+        ));
     };
     match fields.get("cmd") {
         Some(Value::String(cmd)) if cmd == "put" => {}
-        Some(Value::String(cmd)) => return Err(FrameError::NotPut(cmd.clone())),
+        Some(Value::String(cmd)) => return Err(PutFrameError::NotPut(cmd.clone())),
         _ => {
-            return Err(FrameError::BadField(
+            return Err(PutFrameError::BadField(
                 "`cmd` must be the string \"put\"".into(),
             ))
         }
     }
     let filename = match fields.get("filename") {
         Some(Value::String(name)) => name.clone(),
-        _ => return Err(FrameError::BadField("`filename` must be a string".into())),
+        _ => {
+            return Err(PutFrameError::BadField(
+                "`filename` must be a string".into(),
+            ))
+        }
     };
     let filesize = fields
         .get("filesize")
         .and_then(Value::as_u64)
-        .ok_or_else(|| FrameError::BadField("`filesize` must be a whole number of bytes".into()))?;
-    Ok(Request::Put { filename, filesize })
+        .ok_or_else(|| {
+            PutFrameError::BadField("`filesize` must be a whole number of bytes".into())
+        })?;
+    Ok(SeedRequest::Put { filename, filesize })
 }
 
 /// Parses a text command: `get NAME`, or a command line for the shell.
-pub fn parse_text(bytes: &[u8], max_command_bytes: usize) -> Request {
+pub fn parse_text(bytes: &[u8], max_command_bytes: usize) -> SeedRequest {
     if bytes.len() > max_command_bytes {
         return command_too_long(bytes.len(), max_command_bytes);
     }
     let Ok(text) = std::str::from_utf8(bytes) else {
-        return Request::BadCommand {
+        return SeedRequest::BadCommand {
             message: "ferry: the command is not UTF-8 text\n".into(),
         };
     };
     if text.contains('\0') {
-        return Request::BadCommand {
+        return SeedRequest::BadCommand {
             message: "ferry: the command holds a NUL byte\n".into(),
         };
     }
     let mut words = text.split_whitespace();
     match words.next() {
-        None => Request::BadCommand {
+        None => SeedRequest::BadCommand {
             message: "ferry: an empty command\n".into(),
         },
         Some("get") => {
             let rest: Vec<&str> = words.collect();
             match rest.as_slice() {
-                [name] => Request::Get {
+                [name] => SeedRequest::Get {
                     name: name.to_string(),
                 },
-                _ => Request::BadGet {
+                _ => SeedRequest::BadGet {
                     name: rest.join(" "),
                     message: "`get` takes exactly one file name: get NAME".into(),
                 },
             }
         }
-        Some(_) => Request::Exec {
+        Some(_) => SeedRequest::Exec {
             command: text.to_string(),
         },
     }
 }
 
 /// The refusal of a text command of `len` bytes, over the cap.
-pub fn command_too_long(len: usize, max_command_bytes: usize) -> Request {
-    Request::BadCommand {
+pub fn command_too_long(len: usize, max_command_bytes: usize) -> SeedRequest {
+    SeedRequest::BadCommand {
         message: format!(
             "ferry: the command ({len} bytes) is over the cap of {max_command_bytes} bytes\n"
         ),
@@ -275,7 +283,7 @@ mod tests {
         out
     }
 
-    fn request(buf: &[u8]) -> Request {
+    fn request(buf: &[u8]) -> SeedRequest {
         decode(buf, MAX).unwrap().unwrap().request
     }
 
@@ -284,7 +292,7 @@ mod tests {
         assert_eq!(
             decode(b"ls", MAX).unwrap(),
             Some(Decoded {
-                request: Request::Exec {
+                request: SeedRequest::Exec {
                     command: "ls".into()
                 },
                 consumed: 2
@@ -292,7 +300,7 @@ mod tests {
         );
         assert_eq!(
             request(b"w"),
-            Request::Exec {
+            SeedRequest::Exec {
                 command: "w".into()
             }
         );
@@ -302,20 +310,20 @@ mod tests {
     fn get_takes_one_name() {
         assert_eq!(
             request(b"get a.txt"),
-            Request::Get {
+            SeedRequest::Get {
                 name: "a.txt".into()
             }
         );
         assert_eq!(
             request(b"get  a.txt\n"),
-            Request::Get {
+            SeedRequest::Get {
                 name: "a.txt".into()
             }
         );
-        assert!(matches!(request(b"get"), Request::BadGet { .. }));
-        assert!(matches!(request(b"get a b"), Request::BadGet { name, .. } if name == "a b"));
+        assert!(matches!(request(b"get"), SeedRequest::BadGet { .. }));
+        assert!(matches!(request(b"get a b"), SeedRequest::BadGet { name, .. } if name == "a b"));
         // Only the word `get` is a get; `getent` is a command.
-        assert!(matches!(request(b"getent hosts"), Request::Exec { .. }));
+        assert!(matches!(request(b"getent hosts"), SeedRequest::Exec { .. }));
     }
 
     #[test]
@@ -327,7 +335,7 @@ mod tests {
         assert_eq!(
             decode(&frame, MAX).unwrap(),
             Some(Decoded {
-                request: Request::Put {
+                request: SeedRequest::Put {
                     filename: "a.txt".into(),
                     filesize: 11
                 },
@@ -353,28 +361,28 @@ mod tests {
     fn bad_frames_are_refused() {
         assert_eq!(
             decode(&i32::MIN.to_le_bytes(), MAX),
-            Err(FrameError::BadLength(i32::MIN))
+            Err(PutFrameError::BadLength(i32::MIN))
         );
         // A small negative length has no NUL byte: it is text, and not
         // UTF-8 text at that.
         assert!(matches!(
             request(&(-5i32).to_le_bytes()),
-            Request::BadCommand { .. }
+            SeedRequest::BadCommand { .. }
         ));
-        assert_eq!(decode(&[0, 0, 0, 0], MAX), Err(FrameError::BadLength(0)));
+        assert_eq!(decode(&[0, 0, 0, 0], MAX), Err(PutFrameError::BadLength(0)));
         assert_eq!(
             decode(&(70_000i32).to_le_bytes(), MAX),
-            Err(FrameError::HeaderTooLarge {
+            Err(PutFrameError::HeaderTooLarge {
                 len: 70_000,
                 max: MAX
             })
         );
         let refused = |header: &str| decode(&put_frame(header), MAX).unwrap_err();
-        assert!(matches!(refused("nope"), FrameError::NotJson(_)));
-        assert!(matches!(refused("[1]"), FrameError::NotJson(_)));
+        assert!(matches!(refused("nope"), PutFrameError::NotJson(_)));
+        assert!(matches!(refused("[1]"), PutFrameError::NotJson(_)));
         assert!(matches!(
             refused(r#"{"cmd": "get", "filename": "a"}"#),
-            FrameError::NotPut(_)
+            PutFrameError::NotPut(_)
         ));
         for header in [
             r#"{"filename": "a", "filesize": 1}"#,
@@ -385,7 +393,7 @@ mod tests {
             r#"{"cmd": "put", "filename": "a"}"#,
         ] {
             assert!(
-                matches!(refused(header), FrameError::BadField(_)),
+                matches!(refused(header), PutFrameError::BadField(_)),
                 "{header}"
             );
         }
@@ -393,10 +401,16 @@ mod tests {
 
     #[test]
     fn unusable_text_is_refused_in_the_command_format() {
-        assert!(matches!(request(b"\xff\xfe"), Request::BadCommand { .. }));
-        assert!(matches!(request(b"   "), Request::BadCommand { .. }));
+        assert!(matches!(
+            request(b"\xff\xfe"),
+            SeedRequest::BadCommand { .. }
+        ));
+        assert!(matches!(request(b"   "), SeedRequest::BadCommand { .. }));
         let long = vec![b'x'; MAX + 1];
-        assert!(matches!(parse_text(&long, MAX), Request::BadCommand { .. }));
+        assert!(matches!(
+            parse_text(&long, MAX),
+            SeedRequest::BadCommand { .. }
+        ));
     }
 
     #[test]
@@ -423,7 +437,7 @@ mod tests {
         fn text_is_never_taken_for_a_frame(text in "[^\u{0}]{1,200}") {
             let decoded = decode(text.as_bytes(), MAX).unwrap().unwrap();
             prop_assert_eq!(decoded.consumed, text.len());
-            let is_put = matches!(decoded.request, Request::Put { .. });
+            let is_put = matches!(decoded.request, SeedRequest::Put { .. });
             prop_assert!(!is_put, "text decoded as a put frame");
         }
 
@@ -443,7 +457,7 @@ mod tests {
             frame.extend_from_slice(&data);
             let decoded = decode(&frame, MAX).unwrap().unwrap();
             prop_assert_eq!(decoded.consumed, framed);
-            prop_assert_eq!(decoded.request, Request::Put { filename, filesize });
+            prop_assert_eq!(decoded.request, SeedRequest::Put { filename, filesize });
             if cut < framed {
                 prop_assert_eq!(decode(&frame[..cut], MAX), Ok(None));
             }
