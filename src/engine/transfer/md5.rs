@@ -11,7 +11,7 @@ use crate::protocol::ErrorCode;
 
 use super::super::error::{show, FileError};
 use super::super::root::{fstat, Kind, RelPath, Root};
-use super::send::read_full;
+use super::read_full;
 use super::CHUNK_BYTES;
 
 /// The md5 of the regular file `path` beneath `root`, opened as files to

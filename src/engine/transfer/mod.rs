@@ -134,6 +134,20 @@ pub struct ReceiveOptions {
 
 /// Whole transfers: plan, send, receive and write together. Each role's
 /// own tests sit in its file; the fixtures here serve them too.
+/// Reads until `buf` is full or the file ends; the bytes read.
+pub(super) fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match std::io::Read::read(file, &mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(filled)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Seek, SeekFrom};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,7 +23,7 @@ use super::super::manifest::{Manifest, SourceRef};
 use super::super::root::{fstat, split_names, Kind, RelPath, Root};
 use super::super::wire::{parse_hash, DataFrame, Entry, FileEnd, FileHead, Want, WantAction};
 use super::md5::hex;
-use super::{Progress, TransferError, CHANNEL_CHUNKS, CHUNK_BYTES, MAX_BATCH_ITEMS};
+use super::{read_full, Progress, TransferError, CHANNEL_CHUNKS, CHUNK_BYTES, MAX_BATCH_ITEMS};
 
 enum Chunk {
     Head { file: u64, offset: u64, size: u64 },
@@ -591,20 +591,6 @@ fn hash_prefix<T>(
         left -= got as u64;
     }
     Ok(hasher.blake3.finalize())
-}
-
-/// Reads until `buf` is full or the file ends; the bytes read.
-pub(super) fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(filled)
 }
 
 #[cfg(test)]
