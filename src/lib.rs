@@ -4,7 +4,9 @@
 //! # Layout
 //!
 //! Dependencies point one way: **cli → client | server → services →
-//! connection → protocol**.
+//! engine → connection → protocol**; `transport` serves only the client
+//! and the server; `limits` imports nothing above it. ARCHITECTURE.md
+//! follows one request through these floors.
 //!
 //! - [`protocol`]: the wire format as pure code (no sockets, files or clock):
 //!   the frame codec, headers, shared messages and the error-code table.
