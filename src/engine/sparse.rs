@@ -32,8 +32,9 @@ impl SparseWriter {
     }
 
     /// Writes `chunk` at the file position, seeking over every aligned
-    /// block of `HOLE_BYTES` that is all zeros. Socket reads do not arrive aligned, so the
-    /// unaligned end of a chunk waits in `tail` until its block is complete.
+    /// block of `HOLE_BYTES` that is all zeros. Socket reads do not arrive
+    /// aligned, so the unaligned end of a chunk waits in `tail` until its
+    /// block is complete.
     pub fn write(&mut self, file: &mut File, mut chunk: &[u8]) -> io::Result<()> {
         if !self.tail.is_empty() {
             let room = self.block_room() - self.tail.len();
