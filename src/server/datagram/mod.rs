@@ -1,6 +1,7 @@
 //! The datagram door, like inetd's built-ins: the tutorial's time service,
-//! an SNTP server, echo, and a gateway into the chat hub (`chat`, async,
-//! as it shares the hub with framed clients). One socket loop serves the
+//! an SNTP server, echo, a gateway into the chat hub (`chat`, async,
+//! as it shares the hub with framed clients), and the tutorial's UDP
+//! command service (`exec`, async, as it waits on commands). One socket loop serves the
 //! first three; what each answers is pure code in its service
 //! ([`crate::services::time`], [`crate::services::sntp`],
 //! [`crate::services::echo`]), which never touches a socket or the clock.
@@ -17,6 +18,7 @@
 //! datagram it answers, checked here, after the service's pure code.
 
 pub mod chat;
+pub mod exec;
 pub mod guard;
 pub mod rate;
 
