@@ -15,7 +15,9 @@
 //! the gateway included, answers through one [`guard::Guard`] per server:
 //! no answer to the server's own ports or to well-known service ports, one
 //! rate limit per source address ([`rate`]), and no reply over 4x the
-//! datagram it answers, checked here, after the service's pure code.
+//! datagram it answers, checked here, after the service's pure code. The
+//! tutorial's UDP commands ([`exec`]) answer in many datagrams, so a reply
+//! budget per source bounds them instead of the 4x cap.
 
 pub mod chat;
 pub mod exec;
