@@ -16,7 +16,7 @@
 //! source no more reply datagrams than its budget ([`UDP_EXEC_REPLY_BURST`],
 //! refilled one per [`UDP_EXEC_REPLY_INTERVAL`]); output past it is cut and
 //! a last datagram says so. Spawning, process groups and reading pipes are
-//! `services::exec`'s ([`Pipes`]).
+//! `services::exec`'s (`Pipes`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
