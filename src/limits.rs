@@ -244,6 +244,29 @@ pub const DATAGRAM_RATE_INTERVAL: Duration = Duration::from_secs(1);
 /// costs bounded memory.
 pub const DATAGRAM_RATE_MAX_SOURCES: usize = 4096;
 
+/// Bytes of one reply datagram of the tutorial's UDP command service
+/// (`--seed-compat-udp`): its client reads each with `recvfrom(1024)`, which
+/// drops whatever a datagram holds past that, so output goes in pieces of
+/// this size. Also the longest command taken: the tutorial's server reads
+/// one `recvfrom(1024)`, and a command cut there must not run.
+pub const UDP_EXEC_DATAGRAM_BYTES: usize = 1024;
+
+/// Reply datagrams the UDP command service may send one source address in
+/// a burst: a command's output, markers and refusals together. A UDP
+/// source can be forged, so one small datagram must not buy an unbounded
+/// flood at a victim: 64 datagrams is 64 KiB (of
+/// [`UDP_EXEC_DATAGRAM_BYTES`]), more than the tutorial's `ls` or `ps`
+/// print, and output past it is cut with a marker datagram. It is also the
+/// most output a command's run holds in memory.
+pub const UDP_EXEC_REPLY_BURST: u32 = 64;
+
+/// After its burst, a source earns one more reply datagram per this
+/// interval: a full burst again every 10 s (64 KiB per 10 s, about
+/// 52 kbit/s), too little to be worth forging and plenty for a person
+/// typing commands.
+pub const UDP_EXEC_REPLY_INTERVAL: Duration =
+    Duration::from_nanos(10_000_000_000 / UDP_EXEC_REPLY_BURST as u64);
+
 /// How long a pairing code from `ferry invite` stays valid: long enough to
 /// walk to the other machine, short enough that a code seen on a screen
 /// soon means nothing.
@@ -336,6 +359,11 @@ const _: () = {
     assert!(UDP_MAX_PAYLOAD_BYTES < UDP_RECEIVE_BUFFER_BYTES);
     assert!(CHAT_GATEWAY_MAX_USERS * 4 <= CHAT.max_members);
     assert!(TIME_MAX_FORMAT_BYTES < UDP_RECEIVE_BUFFER_BYTES);
+    assert!(UDP_EXEC_DATAGRAM_BYTES < UDP_RECEIVE_BUFFER_BYTES);
+    assert!(
+        UDP_EXEC_REPLY_BURST >= 2,
+        "a command's stderr and stdout datagrams fit a fresh budget"
+    );
     assert!(PIPE_READ_BYTES as u64 <= MAX_STDIN_FRAME_BYTES);
     assert!(
         DATAGRAM_RATE_BURST >= 4,
@@ -379,6 +407,14 @@ mod tests {
     fn the_most_glob_matches_fit_in_a_listing() {
         // A match's JSON line is about 100 bytes; allow twice that.
         assert!(MAX_GLOB_MATCHES * 200 <= Limits::default().max_list_bytes);
+    }
+
+    #[test]
+    fn the_udp_exec_budget_is_64_kib_per_10_seconds() {
+        let bytes = UDP_EXEC_REPLY_BURST as usize * UDP_EXEC_DATAGRAM_BYTES;
+        assert_eq!(bytes, 64 * 1024);
+        let refill = UDP_EXEC_REPLY_INTERVAL * UDP_EXEC_REPLY_BURST;
+        assert!(refill.abs_diff(Duration::from_secs(10)) < Duration::from_millis(1));
     }
 
     #[test]

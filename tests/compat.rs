@@ -7,6 +7,7 @@
 mod formats;
 mod python_client;
 mod refusals;
+mod udp_ssh;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -53,6 +54,16 @@ pub(crate) struct PythonRun {
 /// Runs `python3 ARGS` in `dir` with `env` added, to its end (killed after
 /// [`PYTHON_DEADLINE`]), without the modules a test pretends are missing.
 pub(crate) fn python(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> PythonRun {
+    python_fed(dir, args, env, b"")
+}
+
+/// [`python`] with `stdin` as the program's input, then its end.
+pub(crate) fn python_fed(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &[u8],
+) -> PythonRun {
     let mut cmd = Command::new("python3");
     cmd.args(args)
         .current_dir(dir)
@@ -67,10 +78,17 @@ pub(crate) fn python(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> PythonR
         };
         cmd.env("PYTHONPATH", path);
     }
-    cmd.stdin(Stdio::null())
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut process = Process::spawn(&mut cmd);
+    let mut input = process.take_stdin().expect("piped stdin");
+    let stdin = stdin.to_vec();
+    // A program that stops reading must not hold the test: fed aside.
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = input.write_all(&stdin);
+    });
     let read = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
             let mut text = String::new();

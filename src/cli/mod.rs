@@ -149,8 +149,8 @@ struct GlobalArgs {
 
     /// Allow plaintext off loopback: a client's --plaintext to a server on
     /// another machine, and a server's --plaintext listener and token-less
-    /// listeners (--seed-compat, --tcp-echo, --udp-echo, --udp-chat,
-    /// --udp-time) on non-loopback addresses. Anyone on the path can then
+    /// listeners (--seed-compat, --seed-compat-udp, --tcp-echo, --udp-echo,
+    /// --udp-chat, --udp-time) on non-loopback addresses. Anyone on the path can then
     /// read and change the traffic.
     #[arg(
         long,

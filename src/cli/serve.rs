@@ -100,6 +100,22 @@ pub struct ServeArgs {
     )]
     seed_compat: Vec<Endpoint>,
 
+    /// Also answer the socket tutorial's UDP ssh client on ADDR: each
+    /// datagram is a shell command, run as this server's user in the root,
+    /// and its stderr then stdout come back in datagrams of 1024 bytes. It
+    /// trusts nothing: anyone who can send a datagram to the port runs
+    /// commands, so it needs --allow-exec and listens on loopback only
+    /// (unless --allow-remote-plaintext). One command per source at a time,
+    /// --request-timeout each, at most 64 reply datagrams per source per
+    /// 10 s. Repeatable.
+    #[arg(
+        long = "seed-compat-udp",
+        value_name = "ADDR",
+        env = "FERRY_SEED_COMPAT_UDP",
+        value_delimiter = ','
+    )]
+    seed_compat_udp: Vec<Endpoint>,
+
     /// Threads of the async runtime (sockets, TLS, hashing); file IO runs
     /// on threads of its own [default: half the CPUs, at least 1].
     #[arg(long, value_name = "N", env = "FERRY_WORKERS",
@@ -233,6 +249,7 @@ impl ServeArgs {
             udp: self.services.udp(),
             echo_upper: self.services.echo_upper,
             udp_chat: self.services.udp_chat.iter().cloned().collect(),
+            seed_compat_udp: self.seed_compat_udp.clone(),
         })
     }
 }

@@ -6,7 +6,8 @@
 //! - `seed/`: the tutorial's door, its framing and adapters.
 //! - `raw_echo.rs`: raw TCP echo.
 //! - `open_doors.rs`: the accept loop and permits of the token-less doors.
-//! - `datagram/`: the datagram door: time, SNTP, echo, the chat gateway.
+//! - `datagram/`: the datagram door: time, SNTP, echo, the chat gateway,
+//!   the tutorial's UDP commands.
 //! - `tokens.rs`, `pairing.rs`, `penalty.rs`: who may come in.
 //!
 //! Shutdown follows tokio-util's pattern: cancel a token (accept loops stop,
@@ -102,6 +103,9 @@ pub struct Config {
     pub echo_upper: bool,
     /// UDP gateways into the chat hub (`--udp-chat`).
     pub udp_chat: Vec<Endpoint>,
+    /// The tutorial's UDP command service (`--seed-compat-udp`): no token,
+    /// loopback only unless `allow_remote_plaintext`, needs `allow_exec`.
+    pub seed_compat_udp: Vec<Endpoint>,
 }
 
 impl Config {
@@ -114,8 +118,24 @@ impl Config {
         }
         self.limits.validate().map_err(Error::Usage)?;
         seed::validate(&self.seed_compat)?;
+        if !self.seed_compat_udp.is_empty() && !self.allow_exec {
+            return Err(Error::Usage(
+                "--seed-compat-udp runs a command for anyone who can send its port a datagram, \
+                 as this server's user; add --allow-exec if that is what you want"
+                    .into(),
+            ));
+        }
         let chat = self.udp_chat.iter().map(|e| (e, "udp chat"));
-        let datagram = self.udp.iter().map(|(s, e)| (e, s.name())).chain(chat);
+        let exec = self
+            .seed_compat_udp
+            .iter()
+            .map(|e| (e, "--seed-compat-udp"));
+        let datagram = self
+            .udp
+            .iter()
+            .map(|(s, e)| (e, s.name()))
+            .chain(chat)
+            .chain(exec);
         for (endpoint, name) in datagram {
             if !endpoint.is_tcp() {
                 return Err(Error::Usage(format!(
@@ -144,8 +164,13 @@ impl Config {
             .filter(|(s, _)| *s != datagram::Service::Sntp);
         let udp = udp.map(|(s, e)| (e, s.flag()));
         let udp_chat = self.udp_chat.iter().map(|e| (e, "--udp-chat"));
+        let udp_exec = self
+            .seed_compat_udp
+            .iter()
+            .map(|e| (e, "--seed-compat-udp"));
         let listeners = framed
             .chain(seed_compat)
+            .chain(udp_exec)
             .chain(tcp_echo)
             .chain(udp)
             .chain(udp_chat);
@@ -207,6 +232,7 @@ pub struct Server {
     unframed_listeners: Vec<(Listener, OpenDoor)>,
     udp_sockets: Vec<(UdpSocket, datagram::Service)>,
     chat_sockets: Vec<UdpSocket>,
+    exec_sockets: Vec<UdpSocket>,
     /// What the datagram services check sources against: every address
     /// bound above, and one rate limit per source.
     datagram_guard: Arc<datagram::guard::Guard>,
@@ -281,6 +307,16 @@ impl Server {
         for endpoint in &config.udp_chat {
             chat_sockets.extend(bind_udp(endpoint, "--udp-chat").await?);
         }
+        let mut exec_sockets = Vec::new();
+        for endpoint in &config.seed_compat_udp {
+            exec_sockets.extend(bind_udp(endpoint, "--seed-compat-udp").await?);
+        }
+        if !exec_sockets.is_empty() {
+            warn!(
+                "--seed-compat-udp: anyone who can send a datagram to its port runs commands as \
+                 this server's user, with no token"
+            );
+        }
         if config.allow_exec && !config.seed_compat.is_empty() {
             warn!(
                 "--allow-exec with --seed-compat: the seed-compat listener takes no token, so \
@@ -336,6 +372,7 @@ impl Server {
             .iter()
             .map(|(socket, _)| socket)
             .chain(&chat_sockets)
+            .chain(&exec_sockets)
             .filter_map(|socket| socket.local_addr().ok());
         let own_addresses = datagram::guard::OwnAddresses::new(tcp.chain(datagram));
         let datagram_guard = Arc::new(datagram::guard::Guard::new(
@@ -347,6 +384,7 @@ impl Server {
             unframed_listeners,
             udp_sockets,
             chat_sockets,
+            exec_sockets,
             datagram_guard,
             shared,
             fingerprint: state.fingerprint(),
@@ -381,7 +419,13 @@ impl Server {
             .chat_sockets
             .iter()
             .filter_map(|socket| Some((Endpoint::from(socket.local_addr().ok()?), "udp chat")));
-        unframed.chain(datagram).chain(chat).collect()
+        let exec = self.exec_sockets.iter().filter_map(|socket| {
+            Some((
+                Endpoint::from(socket.local_addr().ok()?),
+                datagram::exec::NAME,
+            ))
+        });
+        unframed.chain(datagram).chain(chat).chain(exec).collect()
     }
 
     /// The certificate's fingerprint.
@@ -430,6 +474,17 @@ impl Server {
             shared
                 .tracker
                 .spawn(datagram::chat::serve(socket, hub, idle, guard, cancel));
+        }
+        for socket in self.exec_sockets {
+            let exec = datagram::exec::serve(
+                socket,
+                shared.services.clone(),
+                shared.limits.request_timeout,
+                self.datagram_guard.clone(),
+                shared.cancel.clone(),
+                shared.tracker.clone(),
+            );
+            shared.tracker.spawn(exec);
         }
         shutdown.await;
         let open = shared.limits.max_connections - shared.connections.available_permits();
@@ -629,6 +684,7 @@ mod tests {
             ],
             echo_upper: false,
             udp_chat: vec![endpoint("127.0.0.1:0")],
+            seed_compat_udp: Vec::new(),
         }
     }
 
@@ -672,6 +728,14 @@ mod tests {
                 },
             ),
             (
+                "--seed-compat-udp",
+                Config {
+                    allow_exec: true,
+                    seed_compat_udp: vec![remote()],
+                    ..config()
+                },
+            ),
+            (
                 "--plaintext",
                 Config {
                     plaintext: true,
@@ -702,6 +766,27 @@ mod tests {
             };
             assert!(allowed.validate().await.is_ok(), "{flag}");
         }
+    }
+
+    #[tokio::test]
+    async fn udp_commands_need_allow_exec_and_a_host_and_port() {
+        let without = Config {
+            seed_compat_udp: vec![endpoint("127.0.0.1:0")],
+            ..config()
+        };
+        let err = without.validate().await.unwrap_err();
+        assert!(matches!(err, Error::Usage(_)), "{err}");
+        assert!(err.to_string().contains("--allow-exec"), "{err}");
+        let with = Config {
+            allow_exec: true,
+            ..without.clone()
+        };
+        assert!(with.validate().await.is_ok());
+        let unix = Config {
+            seed_compat_udp: vec![endpoint("unix:/tmp/x.sock")],
+            ..with
+        };
+        assert!(matches!(unix.validate().await, Err(Error::Usage(_))));
     }
 
     #[tokio::test]

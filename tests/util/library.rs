@@ -55,6 +55,7 @@ impl LibraryServer {
             udp: Vec::new(),
             echo_upper: false,
             udp_chat: Vec::new(),
+            seed_compat_udp: Vec::new(),
         };
         adjust(&mut config, dir.path());
         let server = Server::bind(config).await.expect("bind the server");

@@ -114,6 +114,7 @@ fn endpoints(args: &ServeArgs) -> impl Iterator<Item = &Endpoint> {
     args.listen
         .iter()
         .chain(&args.seed_compat)
+        .chain(&args.seed_compat_udp)
         .chain(time)
         .chain(&services.sntp)
         .chain(&services.udp_echo)

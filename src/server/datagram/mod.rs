@@ -1,6 +1,7 @@
 //! The datagram door, like inetd's built-ins: the tutorial's time service,
-//! an SNTP server, echo, and a gateway into the chat hub (`chat`, async,
-//! as it shares the hub with framed clients). One socket loop serves the
+//! an SNTP server, echo, a gateway into the chat hub (`chat`, async,
+//! as it shares the hub with framed clients), and the tutorial's UDP
+//! command service (`exec`, async, as it waits on commands). One socket loop serves the
 //! first three; what each answers is pure code in its service
 //! ([`crate::services::time`], [`crate::services::sntp`],
 //! [`crate::services::echo`]), which never touches a socket or the clock.
@@ -14,9 +15,12 @@
 //! the gateway included, answers through one [`guard::Guard`] per server:
 //! no answer to the server's own ports or to well-known service ports, one
 //! rate limit per source address ([`rate`]), and no reply over 4x the
-//! datagram it answers, checked here, after the service's pure code.
+//! datagram it answers, checked here, after the service's pure code. The
+//! tutorial's UDP commands ([`exec`]) answer in many datagrams, so a reply
+//! budget per source bounds them instead of the 4x cap.
 
 pub mod chat;
+pub mod exec;
 pub mod guard;
 pub mod rate;
 

@@ -41,6 +41,12 @@ impl RateLimit {
     /// Records a request from `source` at `now`; true if it is over its
     /// rate.
     pub fn over(&mut self, source: IpAddr, now: Instant) -> bool {
+        self.take(source, 1, now) == 0
+    }
+
+    /// Takes up to `wanted` tokens from `source`'s bucket at `now` and
+    /// returns how many it had: a reply of many datagrams spends one each.
+    pub fn take(&mut self, source: IpAddr, wanted: u32, now: Instant) -> u32 {
         if !self.sources.contains_key(&source) && self.sources.len() >= self.max_sources {
             self.make_room(now);
         }
@@ -57,12 +63,9 @@ impl RateLimit {
             bucket.tokens = burst;
         }
         bucket.seen = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            false
-        } else {
-            true
-        }
+        let taken = bucket.tokens.floor().min(f64::from(wanted)).max(0.0);
+        bucket.tokens -= taken;
+        taken as u32
     }
 
     /// Addresses remembered now.
@@ -108,6 +111,19 @@ mod tests {
         assert!(!limit.over(b, start), "another source is not affected");
         assert!(!limit.over(a, start + Duration::from_secs(2)), "refilled");
         assert!(limit.over(a, start + Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn a_take_spends_what_the_bucket_has_and_no_more() {
+        let start = Instant::now();
+        let mut limit = RateLimit::new(5, Duration::from_secs(1), 100);
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(limit.take(a, 3, start), 3);
+        assert_eq!(limit.take(a, 3, start), 2, "only two were left");
+        assert_eq!(limit.take(a, 3, start), 0);
+        let later = start + Duration::from_millis(2500);
+        assert_eq!(limit.take(a, 9, later), 2, "two whole tokens refilled");
+        assert!(limit.over(a, later), "the half token is not one");
     }
 
     #[test]
