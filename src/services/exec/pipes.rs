@@ -9,9 +9,9 @@ use std::path::Path;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
+use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
 
-use super::process::{self, GroupGuard, Program};
+use super::process::{self, GuardedChild, Program};
 use super::read_chunk;
 use super::relay::{ChildEvent, ChildSide};
 use crate::limits::PIPE_READ_BYTES;
@@ -19,8 +19,7 @@ use crate::limits::PIPE_READ_BYTES;
 /// A running command and its three pipes; each is `None` once closed.
 #[derive(Debug)]
 pub(crate) struct Pipes {
-    child: Child,
-    guard: Option<GroupGuard>,
+    child: GuardedChild,
     stdin: Option<ChildStdin>,
     stdout: Option<ChildStdout>,
     stderr: Option<ChildStderr>,
@@ -39,13 +38,11 @@ impl Pipes {
         env: &BTreeMap<String, String>,
     ) -> io::Result<Pipes> {
         let mut child = process::spawn(program, cwd, env)?;
-        let guard = GroupGuard::new(&child);
         Ok(Pipes {
             stdin: child.stdin.take(),
             stdout: child.stdout.take(),
             stderr: child.stderr.take(),
-            guard: Some(guard),
-            child,
+            child: GuardedChild::new(child),
             out_buf: BytesMut::with_capacity(PIPE_READ_BYTES),
             err_buf: BytesMut::with_capacity(PIPE_READ_BYTES),
             exited: false,
@@ -110,7 +107,7 @@ impl ChildSide for Pipes {
     }
 
     fn kill(&mut self) {
-        process::kill_group(&self.child);
+        self.child.kill_group();
     }
 
     async fn reap(&mut self) {
@@ -118,9 +115,7 @@ impl ChildSide for Pipes {
     }
 
     fn disarm(&mut self) {
-        if let Some(guard) = self.guard.take() {
-            guard.disarm();
-        }
+        self.child.disarm();
     }
 }
 

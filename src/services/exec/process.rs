@@ -91,6 +91,43 @@ impl Drop for GroupGuard {
     }
 }
 
+/// A running command with the guard on its process group: what every
+/// child side (pipes, PTY) holds, so killing, reaping and disarming are
+/// written once.
+#[derive(Debug)]
+pub struct GuardedChild {
+    child: Child,
+    guard: Option<GroupGuard>,
+}
+
+impl GuardedChild {
+    /// Guards `child`, which leads its own process group.
+    pub fn new(child: Child) -> GuardedChild {
+        let guard = GroupGuard::new(&child);
+        GuardedChild {
+            child,
+            guard: Some(guard),
+        }
+    }
+
+    /// Waits for the command to exit.
+    pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.child.wait().await
+    }
+
+    /// Sends SIGKILL to the command's whole process group.
+    pub fn kill_group(&self) {
+        kill_group(&self.child);
+    }
+
+    /// The command ended in order: leave its group alone when dropped.
+    pub fn disarm(&mut self) {
+        if let Some(guard) = self.guard.take() {
+            guard.disarm();
+        }
+    }
+}
+
 /// An exit status as the protocol reports it: the code, or the signal.
 pub fn describe(status: std::process::ExitStatus) -> (Option<i32>, Option<i32>) {
     use std::os::unix::process::ExitStatusExt;

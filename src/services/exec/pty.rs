@@ -92,8 +92,7 @@ struct Terminal {
     /// The server's side of the terminal, until the shell's side closes or
     /// the server hangs up.
     master: Option<AsyncFd<OwnedFd>>,
-    child: tokio::process::Child,
-    guard: Option<process::GroupGuard>,
+    child: process::GuardedChild,
     out: BytesMut,
     exited: bool,
 }
@@ -104,8 +103,7 @@ impl Terminal {
         let (master, child) = open_and_spawn(request, cwd)?;
         Ok(Terminal {
             master: Some(master),
-            guard: Some(process::GroupGuard::new(&child)),
-            child,
+            child: process::GuardedChild::new(child),
             out: BytesMut::with_capacity(PIPE_READ_BYTES),
             exited: false,
         })
@@ -159,7 +157,7 @@ impl ChildSide for Terminal {
     }
 
     fn kill(&mut self) {
-        process::kill_group(&self.child);
+        self.child.kill_group();
     }
 
     async fn reap(&mut self) {
@@ -167,9 +165,7 @@ impl ChildSide for Terminal {
     }
 
     fn disarm(&mut self) {
-        if let Some(guard) = self.guard.take() {
-            guard.disarm();
-        }
+        self.child.disarm();
     }
 }
 
