@@ -15,7 +15,6 @@ mod status;
 mod streams;
 mod wire;
 
-use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -23,6 +22,7 @@ use rustix::process::{Pid, Signal};
 use serde_json::{Map, Value};
 
 pub(super) use crate::util::poll_until;
+pub(super) use crate::util::read_all_in_background;
 use crate::util::{Invocation, Output, Raw, Server};
 
 pub(super) const MIB: usize = 1024 * 1024;
@@ -274,18 +274,6 @@ pub(super) fn read_exec_reply(raw: &mut Raw) -> Streamed {
             _ => panic!("expected output or the end, got {frame:?}"),
         }
     }
-}
-
-/// Reads everything from `reader` in a thread, for the output of a client
-/// a test talks to while it runs.
-pub(super) fn read_all_in_background(
-    mut reader: impl Read + Send + 'static,
-) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = reader.read_to_end(&mut bytes);
-        bytes
-    })
 }
 
 #[test]

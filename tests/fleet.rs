@@ -14,7 +14,6 @@
 mod ansible;
 mod pyinfra;
 
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -147,28 +146,18 @@ impl Fleet {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut process = Process::spawn(&mut cmd);
-        let read = |mut pipe: Box<dyn Read + Send>| {
-            std::thread::spawn(move || {
-                let mut bytes = Vec::new();
-                let _ = pipe.read_to_end(&mut bytes);
-                String::from_utf8_lossy(&bytes).into_owned()
-            })
-        };
-        let stdout = read(Box::new(process.take_stdout().unwrap()));
-        let stderr = read(Box::new(process.take_stderr().unwrap()));
-        let Some(status) = process.wait_within(ENGINE_DEADLINE) else {
-            drop(process);
-            panic!(
-                "{} still running after {ENGINE_DEADLINE:?}; stdout:\n{}",
-                program.display(),
-                stdout.join().unwrap()
-            );
-        };
+        let collected = Process::spawn(&mut cmd)
+            .collect_within(ENGINE_DEADLINE)
+            .unwrap_or_else(|stdout| {
+                panic!(
+                    "{} still running after {ENGINE_DEADLINE:?}; stdout:\n{stdout}",
+                    program.display()
+                )
+            });
         let run = EngineRun {
-            code: status.code().unwrap_or(-1),
-            stdout: stdout.join().unwrap(),
-            stderr: stderr.join().unwrap(),
+            code: collected.status.code().unwrap_or(-1),
+            stdout: collected.stdout,
+            stderr: collected.stderr,
         };
         // Shown when the test fails.
         eprintln!(
@@ -244,6 +233,28 @@ fn mode(path: &Path) -> u32 {
         .permissions()
         .mode()
         & 0o7777
+}
+
+impl Fleet {
+    /// Checks that no `touch PWNED` of [`HOSTILE_NAME`] ran, on the
+    /// engine's side or in any server's sandbox.
+    fn assert_no_hostile_name_ran(&self) {
+        for dir in [self.path()]
+            .into_iter()
+            .chain(self.servers.iter().map(|s| s.sandbox.path()))
+        {
+            let pwned: Vec<_> = tree(dir)
+                .into_iter()
+                .filter(|p| {
+                    p.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with("PWNED")
+                })
+                .collect();
+            assert!(pwned.is_empty(), "a hostile name ran a command: {pwned:?}");
+        }
+    }
 }
 
 /// Every path beneath `dir`, sorted, for "nothing else was written".

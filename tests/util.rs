@@ -27,7 +27,7 @@ mod server;
 
 pub use command::{ferry, Invocation, Output, Run};
 pub use library::{LibraryServer, WireClient};
-pub use process::Process;
+pub use process::{read_all_in_background, Process};
 pub use raw::{frame_bytes, hello_header, Raw};
 pub use sandbox::{Sandbox, FERRY};
 pub use server::{Listening, Server};

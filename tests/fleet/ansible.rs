@@ -196,21 +196,7 @@ fn ansible_fails_endless_output_and_endless_commands_and_fetches_a_hostile_name_
     for path in &fetched {
         assert_eq!(std::fs::read_to_string(path).unwrap(), "hostile\n");
     }
-    for dir in [fleet.path()]
-        .into_iter()
-        .chain(fleet.servers.iter().map(|s| s.sandbox.path()))
-    {
-        let pwned: Vec<_> = tree(dir)
-            .into_iter()
-            .filter(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("PWNED")
-            })
-            .collect();
-        assert!(pwned.is_empty(), "a hostile name ran a command: {pwned:?}");
-    }
+    fleet.assert_no_hostile_name_ran();
     poll_until("the endless command to be killed", DEADLINE, || {
         (!process_running("sleep 86400.5")).then_some(())
     });

@@ -21,7 +21,7 @@
 //! The last command, `cargo test`, is this very test run (CI runs it
 //! exactly so), so it is checked to be there and not run again.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -162,20 +162,10 @@ fn run_within(cmd: &mut Command, within: Duration) -> (ExitStatus, String, Strin
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut process = Process::spawn(cmd);
-    let read = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = read(Box::new(process.take_stdout().unwrap()));
-    let stderr = read(Box::new(process.take_stderr().unwrap()));
-    let status = process
-        .wait_within(within)
-        .unwrap_or_else(|| panic!("{cmd:?} still running after {within:?}"));
-    (status, stdout.join().unwrap(), stderr.join().unwrap())
+    let run = Process::spawn(cmd)
+        .collect_within(within)
+        .unwrap_or_else(|_| panic!("{cmd:?} still running after {within:?}"));
+    (run.status, run.stdout, run.stderr)
 }
 
 #[test]

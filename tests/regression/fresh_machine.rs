@@ -34,21 +34,10 @@ fn run_without_the_tools(require_all: bool) -> (i32, String, String) {
     if require_all {
         cmd.env(REQUIRE_ALL, "1");
     }
-    let mut process = Process::spawn(&mut cmd);
-    let read = |mut pipe: Box<dyn std::io::Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = read(Box::new(process.take_stdout().unwrap()));
-    let stderr = read(Box::new(process.take_stderr().unwrap()));
-    let status = process
-        .wait_within(SUITE_DEADLINE)
+    let run = Process::spawn(&mut cmd)
+        .collect_within(SUITE_DEADLINE)
         .expect("the interop tests finish");
-    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
-    (status.code().unwrap_or(-1), stdout, stderr)
+    (run.status.code().unwrap_or(-1), run.stdout, run.stderr)
 }
 
 #[test]

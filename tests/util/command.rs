@@ -3,13 +3,13 @@
 //! bytes).
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use super::{Process, Sandbox, Server};
+use super::{read_all_in_background, Process, Sandbox, Server};
 
 /// How long a client process may run.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(30);
@@ -235,14 +235,6 @@ pub struct Output {
     pub stdout: Vec<u8>,
     /// Everything written to stderr.
     pub stderr: Vec<u8>,
-}
-
-fn read_all_in_background(mut out: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = out.read_to_end(&mut bytes);
-        bytes
-    })
 }
 
 /// Runs the `ferry` client binary against `server` with `args`.

@@ -1,11 +1,31 @@
 //! A child process with a deadline on every wait, and no way to outlive the
 //! test that started it.
 
+use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, PidfdFlags, Signal};
+
+/// Reads `out` to its end on a thread of its own, so a pipe never fills
+/// and blocks the process writing it.
+pub fn read_all_in_background(mut out: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = out.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+/// What a finished process wrote, as text.
+#[derive(Debug)]
+pub struct Collected {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
 
 /// A child process that can be waited for with a deadline, and is killed
 /// (by its own PID, which cannot be reused while it is unreaped) if it is
@@ -71,6 +91,25 @@ impl Process {
             "pidfd readable but the child is not reapable"
         );
         self.status
+    }
+
+    /// Reads the piped stdout and stderr to their ends and waits up to
+    /// `within` for the exit. A process still running then is killed, and
+    /// `Err` holds what it wrote to stdout.
+    pub fn collect_within(&mut self, within: Duration) -> Result<Collected, String> {
+        let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+        let stdout = read_all_in_background(self.take_stdout().expect("stdout piped"));
+        let stderr = read_all_in_background(self.take_stderr().expect("stderr piped"));
+        let Some(status) = self.wait_within(within) else {
+            self.signal(Signal::KILL);
+            let _ = self.wait_within(within);
+            return Err(text(stdout.join().unwrap()));
+        };
+        Ok(Collected {
+            status,
+            stdout: text(stdout.join().unwrap()),
+            stderr: text(stderr.join().unwrap()),
+        })
     }
 
     /// The write end of the process's stdin, if it was piped and not taken.
