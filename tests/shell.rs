@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,18 @@ use rustix::pty::OpenptFlags;
 use rustix::termios::{self, LocalModes, Winsize};
 
 use crate::util::{Process, Sandbox, Server};
+
+/// `ferry shell` against `server`, with the terminal `device` as its
+/// stdin, stdout and stderr.
+pub(crate) fn shell_command(sandbox: &Sandbox, server: &Server, device: &OwnedFd) -> Command {
+    let mut command = sandbox.command(&["--server", server.addr(), "shell"]);
+    command
+        .env("FERRY_STATE", server.state_dir())
+        .stdin(Stdio::from(device.try_clone().unwrap()))
+        .stdout(Stdio::from(device.try_clone().unwrap()))
+        .stderr(Stdio::from(device.try_clone().unwrap()));
+    command
+}
 
 /// The test's side of a terminal: what it types and what it has seen.
 pub(crate) struct Terminal {
@@ -121,13 +133,8 @@ fn a_shell_session_runs_commands_passes_ctrl_c_follows_resizes_and_restores_the_
     let sandbox = Sandbox::new();
     let server = Server::start_in(&sandbox, &["--allow-exec"]);
     let (mut terminal, device) = Terminal::open(30, 100);
-    let mut command = sandbox.command(&["--server", server.addr(), "shell"]);
-    command
-        .env("FERRY_STATE", server.state_dir())
-        .env("TERM", "xterm")
-        .stdin(Stdio::from(device.try_clone().unwrap()))
-        .stdout(Stdio::from(device.try_clone().unwrap()))
-        .stderr(Stdio::from(device.try_clone().unwrap()));
+    let mut command = shell_command(&sandbox, &server, &device);
+    command.env("TERM", "xterm");
     let mut client = Process::spawn(&mut command);
     let cooked = termios::tcgetattr(&device).unwrap();
     assert!(cooked.local_modes.contains(LocalModes::ICANON));
@@ -205,13 +212,7 @@ fn a_shell_that_ignores_the_hangup_at_shutdown_is_killed_after_a_grace() {
     let sandbox = Sandbox::new();
     let mut server = Server::start_in(&sandbox, &["--allow-exec", "--drain-timeout", "60"]);
     let (mut terminal, device) = Terminal::open(24, 80);
-    let mut command = sandbox.command(&["--server", server.addr(), "shell"]);
-    command
-        .env("FERRY_STATE", server.state_dir())
-        .stdin(Stdio::from(device.try_clone().unwrap()))
-        .stdout(Stdio::from(device.try_clone().unwrap()))
-        .stderr(Stdio::from(device.try_clone().unwrap()));
-    let mut client = Process::spawn(&mut command);
+    let mut client = Process::spawn(&mut shell_command(&sandbox, &server, &device));
     // Deaf to the hangup, and blocked in the shell itself (opening a FIFO
     // nobody writes), so it never reads the closed terminal either.
     terminal.type_text("trap '' HUP; mkfifo hold; echo deaf=$((1+1)); read x < hold\n");

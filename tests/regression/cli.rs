@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::compat::python;
-use crate::shell::Terminal;
+use crate::shell::{shell_command, Terminal};
 use crate::util::{Process, Sandbox, Server, DEADLINE};
 
 /// Every "connection closed" line a server has logged so far, waiting for
@@ -121,13 +121,7 @@ fn a_shell_whose_server_shuts_down_says_so_at_once() {
     let sandbox = Sandbox::new();
     let mut server = Server::start_in(&sandbox, &["--allow-exec", "--drain-timeout", "60"]);
     let (mut terminal, device) = Terminal::open(24, 80);
-    let mut command = sandbox.command(&["--server", server.addr(), "shell"]);
-    command
-        .env("FERRY_STATE", server.state_dir())
-        .stdin(Stdio::from(device.try_clone().unwrap()))
-        .stdout(Stdio::from(device.try_clone().unwrap()))
-        .stderr(Stdio::from(device.try_clone().unwrap()));
-    let mut client = Process::spawn(&mut command);
+    let mut client = Process::spawn(&mut shell_command(&sandbox, &server, &device));
     terminal.type_text("echo ready=$((20+22))\n");
     terminal.expect("ready=42");
 
