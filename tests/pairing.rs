@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::tokens::tokens;
 use crate::util::{Invocation, Run, Sandbox, Server, FERRY};
 
 /// `ferry invite ARGS` on the server's machine; returns the code.
@@ -80,16 +81,7 @@ fn the_right_code_pins_the_server_and_earns_a_token_of_its_own() {
     ls.assert_ok();
     let hosts = Invocation::new(&other, &["hosts"]).run();
     hosts.assert_stdout_contains("srv");
-    let listed = Invocation::new(
-        &server.sandbox,
-        &[
-            "tokens",
-            "--state",
-            server.state_dir().to_str().unwrap(),
-            "list",
-        ],
-    )
-    .run();
+    let listed = tokens(&server, &["list"]);
     assert!(listed.stdout.starts_with("laptop\t"), "{listed:?}");
     // One use.
     let again = pair(&Sandbox::new(), server.addr(), &code);
@@ -152,16 +144,7 @@ fn a_man_in_the_middle_with_his_own_certificate_gets_nothing() {
         .assert_stderr_contains("wrong pairing code");
     assert!(!saved_token(&other, "srv").exists());
     assert!(!other.known_hosts().exists(), "nothing pinned");
-    let listed = Invocation::new(
-        &server.sandbox,
-        &[
-            "tokens",
-            "--state",
-            server.state_dir().to_str().unwrap(),
-            "list",
-        ],
-    )
-    .run();
+    let listed = tokens(&server, &["list"]);
     assert_eq!(listed.stdout, "", "no token was minted: {listed:?}");
 }
 

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::util::{hello_header, Invocation, Raw, Run, Server};
 
 /// `ferry tokens ARGS` against `server`'s state directory.
-fn tokens(server: &Server, args: &[&str]) -> Run {
+pub(crate) fn tokens(server: &Server, args: &[&str]) -> Run {
     let state = server.state_dir().to_str().unwrap().to_string();
     let mut full = vec!["tokens", "--state", &state];
     full.extend_from_slice(args);
