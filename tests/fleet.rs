@@ -169,6 +169,26 @@ impl Fleet {
         );
         run
     }
+
+    /// Checks that no `touch PWNED` of [`HOSTILE_NAME`] ran, on the
+    /// engine's side or in any server's sandbox.
+    fn assert_no_hostile_name_ran(&self) {
+        for dir in [self.path()]
+            .into_iter()
+            .chain(self.servers.iter().map(|s| s.sandbox.path()))
+        {
+            let pwned: Vec<_> = tree(dir)
+                .into_iter()
+                .filter(|p| {
+                    p.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with("PWNED")
+                })
+                .collect();
+            assert!(pwned.is_empty(), "a hostile name ran a command: {pwned:?}");
+        }
+    }
 }
 
 /// Installs `clients/python` with `python`'s pip into `dir/package` (from a
@@ -233,28 +253,6 @@ fn mode(path: &Path) -> u32 {
         .permissions()
         .mode()
         & 0o7777
-}
-
-impl Fleet {
-    /// Checks that no `touch PWNED` of [`HOSTILE_NAME`] ran, on the
-    /// engine's side or in any server's sandbox.
-    fn assert_no_hostile_name_ran(&self) {
-        for dir in [self.path()]
-            .into_iter()
-            .chain(self.servers.iter().map(|s| s.sandbox.path()))
-        {
-            let pwned: Vec<_> = tree(dir)
-                .into_iter()
-                .filter(|p| {
-                    p.file_name()
-                        .unwrap()
-                        .to_string_lossy()
-                        .starts_with("PWNED")
-                })
-                .collect();
-            assert!(pwned.is_empty(), "a hostile name ran a command: {pwned:?}");
-        }
-    }
 }
 
 /// Every path beneath `dir`, sorted, for "nothing else was written".
