@@ -354,6 +354,27 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// while the server is at its handshake limit.
 pub const LISTEN_BACKLOG: i32 = 4096;
 
+/// `ferry sync`: the most levels a file's tree of hashes may have. An
+/// honest tree has at least two children per node, so its levels stay under
+/// log2 of its chunk count (about 16); a sender grinding chunk hashes could
+/// make it deeper, each level a round trip.
+pub const SYNC_MAX_TREE_LEVELS: usize = 64;
+
+/// `ferry sync`: the most tree nodes one round of the hash compare may
+/// carry (40 bytes each on the wire, so a round's frame stays under 40 MiB).
+/// Every changed chunk costs one; at the average chunk this covers an
+/// entirely new file of about 75 GiB per round.
+pub const SYNC_MAX_NODES_PER_ROUND: usize = 1 << 20;
+
+/// `ferry sync`: the smallest file sent as a delta when the receiver has
+/// an older version. Below this, a delta's round trips cost more than the
+/// bytes they save.
+pub const SYNC_MIN_DELTA_BYTES: u64 = 64 * 1024;
+
+/// `ferry sync`: the smallest new file (nothing at its path) sent as a
+/// delta against chunks the receiver holds elsewhere (a rename, a copy).
+pub const SYNC_MIN_NEW_DELTA_BYTES: u64 = 1024 * 1024;
+
 // Checked when the crate compiles: the caps fit together.
 const _: () = {
     assert!(UDP_MAX_PAYLOAD_BYTES < UDP_RECEIVE_BUFFER_BYTES);

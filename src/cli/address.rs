@@ -514,3 +514,57 @@ mod tests {
         assert_eq!(split_last(b"c.txt"), (Vec::new(), b"c.txt".to_vec()));
     }
 }
+
+/// Which way a `ferry sync` goes, read from its two arguments.
+#[derive(Debug)]
+pub enum SyncSides {
+    /// The local tree to the server's.
+    Push {
+        /// The local source, with whether it was written `DIR/`.
+        local: PathBuf,
+        /// The host.
+        target: Target,
+        /// The destination beneath the served root.
+        remote: RemotePath,
+    },
+    /// The server's tree to a local one.
+    Pull {
+        /// The host.
+        target: Target,
+        /// The source beneath the served root.
+        remote: RemotePath,
+        /// The local destination.
+        local: PathBuf,
+    },
+}
+
+impl SyncSides {
+    /// Reads `SRC DST`: exactly one of them is `HOST:PATH`.
+    pub fn new(src: &OsStr, dst: &OsStr, global: &GlobalArgs) -> Result<SyncSides, Error> {
+        let mut parsed = parse_all(&[src, dst], global)?.into_iter();
+        let (Some(src_arg), Some(dst_arg)) = (parsed.next(), parsed.next()) else {
+            return Err(Error::Usage("ferry sync takes SRC and DST".into()));
+        };
+        match (src_arg, dst_arg) {
+            (Arg::Plain(local), Arg::Remote { target, path }) => Ok(SyncSides::Push {
+                local: PathBuf::from(local),
+                remote: RemotePath::new(Some(&target), &path),
+                target,
+            }),
+            (Arg::Remote { target, path }, Arg::Plain(local)) => Ok(SyncSides::Pull {
+                remote: RemotePath::new(Some(&target), &path),
+                target,
+                local: PathBuf::from(local),
+            }),
+            (Arg::Remote { .. }, Arg::Remote { .. }) => Err(Error::Usage(
+                "both SRC and DST are remote; one side of a sync is a local path".into(),
+            )),
+            (Arg::Plain(_), Arg::Plain(_)) => Err(Error::Usage(format!(
+                "neither {} nor {} names a host; write the remote side as HOST:PATH \
+                 (a host of `ferry hosts`, or ADDR:PORT)",
+                show_arg(src),
+                show_arg(dst)
+            ))),
+        }
+    }
+}

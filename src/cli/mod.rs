@@ -20,6 +20,7 @@ mod progress;
 mod prompt;
 mod serve;
 mod shell;
+mod sync;
 mod tokens;
 
 use std::io::IsTerminal;
@@ -189,6 +190,9 @@ pub(crate) enum Command {
     Mkdir(files::MkdirArgs),
     /// Remove remote files (and with -r, directories).
     Rm(files::RmArgs),
+    /// Keep a tree the same on both ends, sending only what changed:
+    /// ferry sync SRC DST (one side HOST:PATH)
+    Sync(sync::SyncArgs),
     /// Run a command on the server: ferry exec [OPTIONS] [HOST] -- COMMAND [ARGS...]
     Exec(exec::ExecArgs),
     /// Open an interactive login shell on the server, like `ssh host`: ferry shell [HOST]
@@ -265,6 +269,22 @@ pub fn main() -> ExitCode {
         Command::Stat(args) => run_client(files::stat(args, global)),
         Command::Mkdir(args) => run_client(files::mkdir(args, global)),
         Command::Rm(args) => run_client(files::rm(args, global)),
+        Command::Sync(args) => {
+            let positions = |name: &str| -> Vec<usize> {
+                matches
+                    .subcommand_matches("sync")
+                    .and_then(|m| m.indices_of(name))
+                    .map(|i| i.collect())
+                    .unwrap_or_default()
+            };
+            let (exclude, include, from) = (
+                positions("exclude"),
+                positions("include"),
+                positions("exclude_from"),
+            );
+            sync::ordered_rules(&args, (&exclude, &include, &from))
+                .and_then(|rules| run_client(sync::run(args, rules, global)))
+        }
         Command::Exec(mut args) => {
             return exit_with_status(global.for_host(args.host.as_deref()).and_then(
                 |(global, target)| {

@@ -279,7 +279,7 @@ impl Client {
                             Some(&from) => FileAction::Resumed { from },
                             None => FileAction::Sent,
                         },
-                        WantAction::Refuse { .. } => return None,
+                        WantAction::Refuse { .. } | WantAction::Delta => return None,
                     };
                     Some(outcome(&manifest.entries, w.i, action))
                 })
@@ -370,6 +370,7 @@ impl Client {
             trust_sent_modes: false,
             // The md5 of a skipped file is computed here.
             list_files: options.list_files || options.md5,
+            links: false,
         };
         let planned_entries = entries.clone();
         let planned_dest = dest.clone();
@@ -699,6 +700,7 @@ mod tests {
             mode: 0o644,
             mtime: 0,
             mtime_ns: 0,
+            sync: None,
         }
     }
 

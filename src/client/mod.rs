@@ -12,6 +12,7 @@ pub mod files;
 pub mod known_hosts;
 pub mod pair;
 pub mod stream;
+pub mod sync;
 pub mod token_file;
 
 // The types this API takes and returns, so that its callers (the CLI among

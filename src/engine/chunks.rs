@@ -58,7 +58,7 @@ pub struct Chunk {
 }
 
 /// A file cut into chunks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChunkedFile {
     /// The chunks in file order; none for an empty file.
     pub chunks: Vec<Chunk>,

@@ -116,6 +116,14 @@ impl Tree {
         &self.levels[level - 1][node.first_child..node.first_child + node.child_count]
     }
 
+    /// Every node with its level (0 for leaves), bottom up.
+    pub fn nodes(&self) -> impl Iterator<Item = (usize, &Node)> {
+        self.levels
+            .iter()
+            .enumerate()
+            .flat_map(|(level, nodes)| nodes.iter().map(move |node| (level, node)))
+    }
+
     /// Every hash in the tree, leaves and nodes: what a receiver knows.
     pub fn node_hashes(&self) -> HashSet<Hash32> {
         self.levels.iter().flatten().map(|node| node.hash).collect()
@@ -150,6 +158,19 @@ fn group(level: usize, below: &[Node]) -> Vec<Node> {
 fn is_boundary(hash: &Hash32) -> bool {
     let low = u32::from_le_bytes([hash[0], hash[1], hash[2], hash[3]]);
     (low as usize).is_multiple_of(FAN_OUT)
+}
+
+/// The hash a node on `level` has over `children` (hash and byte count
+/// each), so a receiver can check a peer's children against the node it
+/// asked to open.
+pub fn parent_hash(level: usize, children: &[(Hash32, u64)]) -> Hash32 {
+    let mut hasher = blake3::Hasher::new_derive_key(NODE_CONTEXT);
+    hasher.update(&(level as u64).to_le_bytes());
+    for (hash, bytes) in children {
+        hasher.update(hash);
+        hasher.update(&bytes.to_le_bytes());
+    }
+    *hasher.finalize().as_bytes()
 }
 
 fn node_hash(level: usize, children: &[Node]) -> Hash32 {

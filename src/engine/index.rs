@@ -197,6 +197,11 @@ impl Index {
         self.entries.len()
     }
 
+    /// Every file known, by path.
+    pub fn entries(&self) -> impl Iterator<Item = (&[u8], &IndexEntry)> {
+        self.entries.iter().map(|(path, entry)| (&path[..], entry))
+    }
+
     /// Whether no file is known.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()

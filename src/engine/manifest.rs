@@ -76,6 +76,7 @@ impl Manifest {
             mode: st.mode,
             mtime: st.mtime.0,
             mtime_ns: st.mtime.1,
+            sync: None,
         });
         self.total_bytes += st.len;
         self.sources.push(source);

@@ -13,6 +13,7 @@
 //! - `hash_tree.rs`: the tree of chunk hashes sync compares top-down.
 //! - `filter.rs`: sync's include and exclude rules, and `.gitignore` files.
 //! - `index.rs`: what a sync last saw of a tree, kept in the state directory.
+//! - `sync/`: `ferry sync`'s walk, receiver's rules, deltas and deletes.
 //! - `state.rs`: the state directory: token, certificate, client tokens.
 
 pub mod atomic;
@@ -26,5 +27,6 @@ pub mod manifest;
 pub mod root;
 pub mod sparse;
 pub mod state;
+pub mod sync;
 pub mod transfer;
 pub mod wire;

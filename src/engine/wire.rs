@@ -93,6 +93,9 @@ pub enum EntryKind {
     Dir,
     /// A regular file.
     File,
+    /// A symbolic link, kept as a link (`ferry sync` only): its target is
+    /// [`Entry::target`], never followed by the sender.
+    Symlink,
 }
 
 /// One line of a manifest: a directory or file to transfer, its path
@@ -114,6 +117,35 @@ pub struct Entry {
     /// The nanoseconds of the modification time.
     #[serde(default)]
     pub mtime_ns: u32,
+    /// What only `ferry sync` sends: a symlink's target, a file's hash.
+    /// Boxed, so an entry of get or put pays one pointer for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<Box<SyncFields>>,
+}
+
+/// The fields of a manifest entry that only `ferry sync` sends, as
+/// `"sync": {...}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncFields {
+    /// A symlink's target, as the link holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<WirePath>,
+    /// The file's BLAKE3, hex, when `--checksum` compares content instead
+    /// of size and mtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<Box<str>>,
+}
+
+impl Entry {
+    /// A symlink's target, as sent.
+    pub fn link_target(&self) -> Option<&WirePath> {
+        self.sync.as_ref()?.target.as_ref()
+    }
+
+    /// The file's BLAKE3 as sent (`--checksum`).
+    pub fn content_hash(&self) -> Option<&str> {
+        self.sync.as_ref()?.blake3.as_deref()
+    }
 }
 
 impl Entry {
@@ -158,6 +190,10 @@ pub enum WantAction {
     },
     /// The receiver already has this file (same size and mtime).
     Skip,
+    /// The receiver has an older version, or some of its chunks: the file
+    /// travels as a delta after the whole files (`ferry sync`,
+    /// `engine/sync/delta.rs`), not in the data phase.
+    Delta,
     /// The receiver refuses this entry; nothing is sent for it.
     Refuse {
         /// A stable error code.
@@ -405,6 +441,7 @@ mod tests {
                 mode: 0o755,
                 mtime: 1,
                 mtime_ns: 0,
+                sync: None,
             },
             Entry {
                 kind: EntryKind::File,
@@ -413,6 +450,7 @@ mod tests {
                 mode: 0o644,
                 mtime: 2,
                 mtime_ns: 3,
+                sync: None,
             },
         ];
         let body = to_json_lines(&entries);
@@ -456,6 +494,7 @@ mod tests {
                     mode: 0o644,
                     mtime: 1,
                     mtime_ns: 2,
+                    sync: None,
                 })
                 .collect();
             let mut body = to_json_lines(&entries);
@@ -481,6 +520,7 @@ mod tests {
             mode: 0o644,
             mtime: 0,
             mtime_ns: 0,
+            sync: None,
         };
         let mut entries = vec![
             entry(b"photos"),

@@ -360,6 +360,8 @@ impl Server {
                 chat: chat.clone(),
                 shutdown: cancel.clone(),
                 idle_timeout,
+                state_dir: Some(config.state_dir.clone()),
+                read_only: false,
             },
             cancel,
             tracker: TaskTracker::new(),

@@ -477,7 +477,9 @@ fn permitted(limits: &TokenLimits, cmd: &str) -> Result<(), String> {
 /// the root, so it cannot lead out of it).
 fn granted_context(services: &ServiceContext, grant: &Grant) -> Result<ServiceContext, String> {
     let Some(subdir) = grant.limits().root_subdir else {
-        return Ok(services.clone());
+        let mut context = services.clone();
+        context.read_only = grant.limits().read_only;
+        return Ok(context);
     };
     let rel = RelPath::parse(subdir.as_bytes()).map_err(|err| format!("{subdir:?}: {err}"))?;
     let root = services
@@ -485,6 +487,7 @@ fn granted_context(services: &ServiceContext, grant: &Grant) -> Result<ServiceCo
         .subdir(&rel)
         .map_err(|err| format!("this client's directory {subdir:?} cannot be opened: {err}"))?;
     let mut context = services.clone();
+    context.read_only = grant.limits().read_only;
     context.root = Arc::new(root);
     context.root_path = services.root_path.join(rel.to_path());
     Ok(context)

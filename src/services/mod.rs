@@ -9,6 +9,7 @@ pub mod echo;
 pub mod exec;
 pub mod files;
 pub mod sntp;
+pub mod sync;
 pub mod time;
 
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use crate::protocol::{ErrorCode, Header, Refusal};
 /// The `cmd`s this build serves, in the order `hello` lists them; a unit
 /// test holds it to the [`Request`] tags.
 pub const SERVICES: &[&str] = &[
-    "echo", "get", "put", "ls", "stat", "mkdir", "rm", "glob", "exec", "shell", "chat",
+    "echo", "get", "put", "ls", "stat", "mkdir", "rm", "glob", "exec", "shell", "chat", "sync",
 ];
 
 /// A request, parsed from its header by `cmd`.
@@ -50,6 +51,8 @@ pub enum Request {
     Shell(exec::pty::ShellRequest),
     /// Join the chat hub.
     Chat(chat::ChatRequest),
+    /// Keep a tree the same as the client's, either way.
+    Sync(sync::SyncRequest),
 }
 
 impl Request {
@@ -74,6 +77,7 @@ impl Request {
             Request::Exec(_) => "exec",
             Request::Shell(_) => "shell",
             Request::Chat(_) => "chat",
+            Request::Sync(_) => "sync",
         }
     }
 
@@ -135,6 +139,11 @@ pub struct ServiceContext {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Silence after which a chat client is taken for gone.
     pub idle_timeout: std::time::Duration,
+    /// The server's state directory, where `ferry sync` keeps its index
+    /// of the trees it syncs (`None`: no index, every sync hashes anew).
+    pub state_dir: Option<std::path::PathBuf>,
+    /// The client's token is read-only: services that write refuse.
+    pub read_only: bool,
 }
 
 /// How a request ended, for the server's log.
@@ -162,8 +171,13 @@ pub async fn handle<S: ByteStream>(
             return Ok(Outcome::Refused(refusal.code));
         }
     };
-    // Only `echo` and `put` carry a request body; the rest must not.
-    if header.size() > 0 && !matches!(request, Request::Echo(_) | Request::Put(_)) {
+    // Only `echo`, `put` and a pushing `sync` carry a request body.
+    let carries_body = match &request {
+        Request::Echo(_) | Request::Put(_) => true,
+        Request::Sync(sync) => sync.push,
+        _ => false,
+    };
+    if header.size() > 0 && !carries_body {
         let refusal = Refusal::new(ErrorCode::BadRequest, "this request carries no body");
         conn.send_error(&refusal).await?;
         conn.reader().discard_body().await?;
@@ -181,6 +195,7 @@ pub async fn handle<S: ByteStream>(
         Request::Exec(request) => exec::serve(conn, context, request).await,
         Request::Shell(request) => exec::pty::serve(conn, context, request).await,
         Request::Chat(request) => chat::serve(conn, context, request).await,
+        Request::Sync(request) => sync::serve(conn, context, request, header.size()).await,
     }
 }
 

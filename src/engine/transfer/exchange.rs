@@ -220,6 +220,7 @@ mod tests {
         preserve: true,
         trust_sent_modes: true,
         list_files: false,
+        links: false,
     };
 
     #[test]

@@ -26,7 +26,7 @@ pub use exchange::{
     bytes_wanted, read_json_lines, read_wants, receive_wanted, send_wanted, send_wants, Direction,
 };
 pub use md5::md5_beneath;
-pub use plan::{ReceivePlan, Wants};
+pub use plan::{Decider, Decision, FileAtTarget, ReceivePlan, Wants};
 pub use send::{send_files, SendSummary};
 
 use crate::connection::ConnectionError;
@@ -69,6 +69,95 @@ pub trait Progress: Send + Sync {
     fn file_started(&self, _path: &[u8], _size: u64) {}
     /// Some bytes moved.
     fn advanced(&self, _bytes: u64) {}
+    /// How long the sender waits before sending `bytes` more, to keep to a
+    /// rate (`--bwlimit`); `None` for as fast as it can.
+    fn delay_for(&self, _bytes: u64) -> Option<std::time::Duration> {
+        None
+    }
+}
+
+/// A rate a sender keeps to, as a token bucket: bytes earn credit at the
+/// rate, up to a tenth of a second's worth, and a send that overdraws it
+/// waits until the credit is back.
+#[derive(Debug)]
+pub struct RateLimit {
+    bytes_per_second: u64,
+    state: std::sync::Mutex<(std::time::Instant, f64)>,
+}
+
+impl RateLimit {
+    /// A limit of `bytes_per_second` (at least 1).
+    pub fn new(bytes_per_second: u64) -> RateLimit {
+        RateLimit {
+            bytes_per_second: bytes_per_second.max(1),
+            state: std::sync::Mutex::new((std::time::Instant::now(), 0.0)),
+        }
+    }
+
+    /// How long to wait before sending `bytes`, charging them now.
+    pub fn delay_for(&self, bytes: u64) -> std::time::Duration {
+        self.delay_at(std::time::Instant::now(), bytes)
+    }
+
+    fn delay_at(&self, now: std::time::Instant, bytes: u64) -> std::time::Duration {
+        let rate = self.bytes_per_second as f64;
+        let burst = (rate / 10.0).max(64.0 * 1024.0);
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (last, credit) = &mut *state;
+        let earned = now.saturating_duration_since(*last).as_secs_f64() * rate;
+        *credit = (*credit + earned).min(burst) - bytes as f64;
+        *last = now;
+        if *credit >= 0.0 {
+            std::time::Duration::ZERO
+        } else {
+            std::time::Duration::from_secs_f64(-*credit / rate)
+        }
+    }
+}
+
+/// A [`Progress`] that also keeps the sender to a [`RateLimit`].
+pub struct Paced {
+    /// Told about progress as before.
+    pub inner: std::sync::Arc<dyn Progress>,
+    /// The rate.
+    pub limit: RateLimit,
+}
+
+impl Progress for Paced {
+    fn begin(&self, total_bytes: u64) {
+        self.inner.begin(total_bytes)
+    }
+    fn file_started(&self, path: &[u8], size: u64) {
+        self.inner.file_started(path, size)
+    }
+    fn advanced(&self, bytes: u64) {
+        self.inner.advanced(bytes)
+    }
+    fn delay_for(&self, bytes: u64) -> Option<std::time::Duration> {
+        Some(self.limit.delay_for(bytes))
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::RateLimit;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_rate_limit_lets_a_burst_through_then_spaces_sends_at_the_rate() {
+        let limit = RateLimit::new(1_000_000);
+        let start = Instant::now();
+        // A tenth of a second's credit is earned from the start.
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        assert_eq!(limit.delay_at(at(100), 100_000), Duration::ZERO);
+        // The next 250 KB at 1 MB/s: a quarter of a second.
+        let wait = limit.delay_at(at(100), 250_000);
+        assert!((wait.as_secs_f64() - 0.25).abs() < 0.001, "{wait:?}");
+        // Once that time has passed, the debt is paid and nothing more
+        // is owed for a small send.
+        let wait = limit.delay_at(at(400), 10_000);
+        assert!(wait < Duration::from_millis(1), "{wait:?}");
+    }
 }
 
 /// No progress reporting.
@@ -130,6 +219,9 @@ pub struct ReceiveOptions {
     /// report. Off, nothing per file is kept but failures, so a vast tree
     /// costs no memory for its report.
     pub list_files: bool,
+    /// Accept symlink entries and leave them to the caller (`ferry sync`);
+    /// otherwise they are refused.
+    pub links: bool,
 }
 
 /// Whole transfers: plan, send, receive and write together. Each role's
@@ -175,6 +267,7 @@ mod tests {
         preserve: true,
         trust_sent_modes: true,
         list_files: true,
+        links: false,
     };
 
     /// Sends `path` beneath `from` to `base` beneath `to` over an in-memory

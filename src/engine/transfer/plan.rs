@@ -119,6 +119,8 @@ pub struct Wants {
     pub skipped_files: Vec<u64>,
     /// Bytes the sender will send: each wanted file from its offset.
     pub bytes_wanted: u64,
+    /// The index of each file wanted as a delta.
+    pub delta: Vec<u64>,
 }
 
 impl Wants {
@@ -134,7 +136,38 @@ impl Wants {
 enum Step {
     Skip,
     Fetch,
+    Delta,
 }
+
+/// A caller's say on one file entry before the usual rules (`ferry sync`
+/// decides deltas, content compares and metadata-only changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The usual rules: skip on same size and mtime, else fetch (or refuse).
+    Usual,
+    /// Already in place.
+    Skip,
+    /// Send it as a delta, after the data phase.
+    Delta,
+}
+
+/// What a [`Decider`] is told of one file entry: the entry, its index, the
+/// directory it goes into and its name there, and what is there now.
+pub struct FileAtTarget<'a> {
+    /// The entry's index in the manifest.
+    pub i: u64,
+    /// The entry.
+    pub entry: &'a Entry,
+    /// The directory the file goes into.
+    pub dir: &'a OwnedFd,
+    /// Its name there.
+    pub name: &'a OsStr,
+    /// What is at that name now, not followed.
+    pub existing: Option<&'a Stat>,
+}
+
+/// Decides file entries before the usual rules.
+pub type Decider<'a> = &'a mut dyn FnMut(FileAtTarget<'_>) -> Decision;
 
 impl ReceivePlan {
     /// Answers a manifest: creates its directories beneath `base`, and for
@@ -146,6 +179,19 @@ impl ReceivePlan {
         base: &RelPath,
         entries: Vec<Entry>,
         options: ReceiveOptions,
+    ) -> Result<(ReceivePlan, Wants), FileError> {
+        ReceivePlan::new_deciding(dest, base, entries, options, &mut |_| Decision::Usual)
+    }
+
+    /// [`ReceivePlan::new`], with `decide` asked first about each file
+    /// entry. With [`ReceiveOptions::links`], symlink entries are left to
+    /// the caller (their parent directories made); without, refused.
+    pub fn new_deciding(
+        dest: Arc<Root>,
+        base: &RelPath,
+        entries: Vec<Entry>,
+        options: ReceiveOptions,
+        decide: Decider<'_>,
     ) -> Result<(ReceivePlan, Wants), FileError> {
         let shown = base.to_bytes();
         let base_dir = dest.open_dir(base).map_err(|e| FileError::io(&shown, &e))?;
@@ -179,7 +225,7 @@ impl ReceivePlan {
         for (i, entry) in entries.iter().enumerate() {
             plan.states.push(FileState::Unwanted);
             let i = i as u64;
-            let action = match plan.plan_one(&mut chain, &mut known, i, entry) {
+            let action = match plan.plan_one(&mut chain, &mut known, i, entry, decide) {
                 Ok(None) => continue,
                 Ok(Some(action)) => action,
                 Err(err) => {
@@ -201,6 +247,7 @@ impl ReceivePlan {
                     wants.bytes_wanted += entry.file_size.saturating_sub(offset);
                 }
                 WantAction::Skip if options.list_files => wants.skipped_files.push(i),
+                WantAction::Delta => wants.delta.push(i),
                 _ => {}
             }
             wants.push(&Want { i, action });
@@ -218,6 +265,7 @@ impl ReceivePlan {
         known: &mut HashMap<(u64, u64), u32>,
         i: u64,
         entry: &Entry,
+        decide: Decider<'_>,
     ) -> Result<Option<WantAction>, FileError> {
         let raw = entry
             .path
@@ -234,6 +282,17 @@ impl ReceivePlan {
             return Err(not_a_name(&raw));
         }
         let fail = |err: io::Error| FileError::io(&raw, &err);
+        if entry.kind == EntryKind::Symlink {
+            if !self.options.links {
+                return Err(FileError::new(
+                    ErrorCode::NotRegular,
+                    format!("{}: a symlink, which only sync keeps", show(&raw)),
+                ));
+            }
+            enter_creating(chain, parents).map_err(fail)?;
+            self.targets.push(Target::Refused);
+            return Ok(None);
+        }
         if entry.kind == EntryKind::Dir {
             let parent = enter_creating(chain, parents).map_err(fail)?;
             let created = match lstat_at(&parent, name).map_err(fail)? {
@@ -264,9 +323,19 @@ impl ReceivePlan {
         }
         let parent = chain.enter(parents).map_err(fail)?;
         let node = self.node(known, chain.identity(), None);
-        let step = match lstat_at(&parent, name).map_err(fail)? {
-            None => Step::Fetch,
-            Some(st) => self.existing_file(i, entry, &st, &raw)?,
+        let existing = lstat_at(&parent, name).map_err(fail)?;
+        let decision = decide(FileAtTarget {
+            i,
+            entry,
+            dir: &parent,
+            name,
+            existing: existing.as_ref(),
+        });
+        let step = match (decision, existing) {
+            (Decision::Skip, _) => Step::Skip,
+            (Decision::Delta, _) => Step::Delta,
+            (Decision::Usual, None) => Step::Fetch,
+            (Decision::Usual, Some(st)) => self.existing_file(i, entry, &st, &raw)?,
         };
         self.targets.push(Target::File(node));
         Ok(Some(match step {
@@ -274,6 +343,7 @@ impl ReceivePlan {
                 self.skipped += 1;
                 WantAction::Skip
             }
+            Step::Delta => WantAction::Delta,
             Step::Fetch => {
                 let action = self.fetch(i, parent, name, entry);
                 if let WantAction::Send { offset, .. } = action {
@@ -436,6 +506,7 @@ mod tests {
             mode: 0o644,
             mtime: MTIME,
             mtime_ns: 0,
+            sync: None,
         }
     }
 
@@ -534,6 +605,7 @@ mod tests {
             mode: 0o644,
             mtime: 0,
             mtime_ns: 0,
+            sync: None,
         };
         let entries = vec![
             file(b"../escape"),

@@ -193,6 +193,7 @@ mod tests {
             mode: 0o644,
             mtime: 0,
             mtime_ns: 0,
+            sync: None,
         };
         let (plan, _) = ReceivePlan::new(dst, &RelPath::root(), vec![entry], OPTIONS).unwrap();
         let (a, b) = tokio::io::duplex(64 * 1024);

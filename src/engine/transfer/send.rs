@@ -102,6 +102,12 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
                 }
                 Chunk::Data(bytes) => {
                     progress.advanced(bytes.len() as u64);
+                    if let Some(wait) = progress.delay_for(bytes.len() as u64) {
+                        if !wait.is_zero() {
+                            writer.flush().await?;
+                            tokio::time::sleep(wait).await;
+                        }
+                    }
                     writer.send_body(bytes).await?;
                 }
                 Chunk::End(end) => {

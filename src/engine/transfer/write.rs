@@ -524,6 +524,7 @@ mod tests {
             mode: 0o644,
             mtime: 0,
             mtime_ns: 0,
+            sync: None,
         }
     }
 
