@@ -28,14 +28,14 @@ use std::time::{Duration, UNIX_EPOCH};
 pub(super) use crate::util::poll_until;
 use crate::util::{Invocation, Run, Server};
 
-pub(super) const MIB: u64 = 1024 * 1024;
+pub(crate) const MIB: u64 = 1024 * 1024;
 
 /// The prefix of the partial files a receiver writes beside their target.
-pub(super) const PARTIAL_PREFIX: &str = ".ferry-partial-";
+pub(crate) const PARTIAL_PREFIX: &str = ".ferry-partial-";
 
 /// A client run against `server`, with `--plaintext` when the server
 /// listens in plaintext.
-pub(super) fn client(server: &Server, args: &[&str]) -> Invocation {
+pub(crate) fn client(server: &Server, args: &[&str]) -> Invocation {
     let mut full = Vec::with_capacity(args.len() + 1);
     if server.listening()[0].mode == "plaintext" {
         full.push("--plaintext");
@@ -45,14 +45,14 @@ pub(super) fn client(server: &Server, args: &[&str]) -> Invocation {
 }
 
 /// Runs the client against `server` to its end.
-pub(super) fn run(server: &Server, args: &[&str]) -> Run {
+pub(crate) fn run(server: &Server, args: &[&str]) -> Run {
     client(server, args).run()
 }
 
 /// Asserts a transfer succeeded and printed nothing on stdout: progress and
 /// summaries belong on stderr.
 #[track_caller]
-pub(super) fn assert_transferred(run: &Run) {
+pub(crate) fn assert_transferred(run: &Run) {
     run.assert_ok();
     assert_eq!(
         run.stdout, "",
@@ -63,7 +63,7 @@ pub(super) fn assert_transferred(run: &Run) {
 /// Asserts a run failed with `code`, printed nothing on stdout, and said
 /// each of `needles` on stderr.
 #[track_caller]
-pub(super) fn assert_failed(run: &Run, code: i32, needles: &[&str]) {
+pub(crate) fn assert_failed(run: &Run, code: i32, needles: &[&str]) {
     run.assert_code(code).assert_stdout("");
     for needle in needles {
         run.assert_stderr_contains(needle);
@@ -71,20 +71,20 @@ pub(super) fn assert_failed(run: &Run, code: i32, needles: &[&str]) {
 }
 
 /// A fresh directory `name` in the server's sandbox, beside its root.
-pub(super) fn local_dir(server: &Server, name: &str) -> PathBuf {
+pub(crate) fn local_dir(server: &Server, name: &str) -> PathBuf {
     let dir = server.sandbox.path().join(name);
     fs::create_dir_all(&dir).unwrap();
     dir
 }
 
 /// A path as a `&str` argument for the client.
-pub(super) fn arg(path: &Path) -> &str {
+pub(crate) fn arg(path: &Path) -> &str {
     path.to_str().expect("test paths are UTF-8")
 }
 
 /// Writes `bytes` to `path` with permission bits `mode` and mtime
 /// `secs`.123456789.
-pub(super) fn write_file(path: &Path, bytes: &[u8], mode: u32, secs: u64) {
+pub(crate) fn write_file(path: &Path, bytes: &[u8], mode: u32, secs: u64) {
     fs::write(path, bytes).unwrap();
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
     set_mtime(path, secs);
@@ -92,7 +92,7 @@ pub(super) fn write_file(path: &Path, bytes: &[u8], mode: u32, secs: u64) {
 
 /// Sets `path`'s mtime to `secs`.123456789, nanoseconds included so a
 /// receiver that drops them is caught.
-pub(super) fn set_mtime(path: &Path, secs: u64) {
+pub(crate) fn set_mtime(path: &Path, secs: u64) {
     let time = UNIX_EPOCH + Duration::new(secs, 123_456_789);
     File::options()
         .write(true)
@@ -104,26 +104,26 @@ pub(super) fn set_mtime(path: &Path, secs: u64) {
 }
 
 /// The permission bits of `path` with setuid, setgid and sticky.
-pub(super) fn mode_of(path: &Path) -> u32 {
+pub(crate) fn mode_of(path: &Path) -> u32 {
     fs::symlink_metadata(path).unwrap().mode() & 0o7777
 }
 
 /// The mtime of `path`, seconds and nanoseconds.
-pub(super) fn mtime_of(path: &Path) -> (i64, i64) {
+pub(crate) fn mtime_of(path: &Path) -> (i64, i64) {
     let md = fs::symlink_metadata(path).unwrap();
     (md.mtime(), md.mtime_nsec())
 }
 
 /// `len` pseudo-random bytes from `seed` (BLAKE3's extendable output: fast,
 /// and different for every seed).
-pub(super) fn random_reader(seed: u64, len: u64) -> impl Read {
+pub(crate) fn random_reader(seed: u64, len: u64) -> impl Read {
     let mut hasher = blake3::Hasher::new();
     hasher.update(&seed.to_le_bytes());
     hasher.finalize_xof().take(len)
 }
 
 /// `len` pseudo-random bytes from `seed`, in memory.
-pub(super) fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+pub(crate) fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);
     random_reader(seed, len as u64)
         .read_to_end(&mut out)
@@ -133,14 +133,14 @@ pub(super) fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
 
 /// Writes a file of `len` pseudo-random bytes from `seed` and returns its
 /// BLAKE3.
-pub(super) fn write_random_file(path: &Path, seed: u64, len: u64) -> blake3::Hash {
+pub(crate) fn write_random_file(path: &Path, seed: u64, len: u64) -> blake3::Hash {
     let mut file = File::create(path).unwrap();
     io::copy(&mut random_reader(seed, len), &mut file).unwrap();
     hash_file(path)
 }
 
 /// The BLAKE3 of a file's content, computed here, not by ferry.
-pub(super) fn hash_file(path: &Path) -> blake3::Hash {
+pub(crate) fn hash_file(path: &Path) -> blake3::Hash {
     let mut hasher = blake3::Hasher::new();
     let mut file = File::open(path).unwrap();
     let mut buf = vec![0u8; 1 << 20];
@@ -155,7 +155,7 @@ pub(super) fn hash_file(path: &Path) -> blake3::Hash {
 
 /// What one path in a tree is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Kind {
+pub(crate) enum Kind {
     Dir,
     /// A regular file: its length and BLAKE3.
     File(u64, String),
@@ -166,17 +166,17 @@ pub(super) enum Kind {
 
 /// One path in a tree: its kind and content, mode, and mtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Node {
+pub(crate) struct Node {
     pub kind: Kind,
     pub mode: u32,
     pub mtime: (i64, i64),
 }
 
 /// Every path under a directory (not the directory itself), relative to it.
-pub(super) type Tree = BTreeMap<PathBuf, Node>;
+pub(crate) type Tree = BTreeMap<PathBuf, Node>;
 
 /// Snapshots everything under `dir`, never following symlinks.
-pub(super) fn tree(dir: &Path) -> Tree {
+pub(crate) fn tree(dir: &Path) -> Tree {
     let mut out = Tree::new();
     walk(dir, Path::new(""), &mut out);
     out
@@ -211,14 +211,14 @@ fn walk(dir: &Path, prefix: &Path, out: &mut Tree) {
 }
 
 /// A tree's names and contents, without modes and mtimes.
-pub(super) fn shape(tree: &Tree) -> BTreeMap<PathBuf, Kind> {
+pub(crate) fn shape(tree: &Tree) -> BTreeMap<PathBuf, Kind> {
     tree.iter()
         .map(|(path, node)| (path.clone(), node.kind.clone()))
         .collect()
 }
 
 /// The names directly in `dir`, sorted.
-pub(super) fn names_in(dir: &Path) -> Vec<OsString> {
+pub(crate) fn names_in(dir: &Path) -> Vec<OsString> {
     let mut names: Vec<OsString> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -228,7 +228,7 @@ pub(super) fn names_in(dir: &Path) -> Vec<OsString> {
 }
 
 /// Partial files anywhere under `dir`.
-pub(super) fn partials_under(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn partials_under(dir: &Path) -> Vec<PathBuf> {
     tree(dir)
         .into_keys()
         .filter(|p| {
@@ -240,7 +240,7 @@ pub(super) fn partials_under(dir: &Path) -> Vec<PathBuf> {
 
 /// Asserts no partial file is left anywhere under `dir`.
 #[track_caller]
-pub(super) fn assert_no_partials(dir: &Path) {
+pub(crate) fn assert_no_partials(dir: &Path) {
     let left = partials_under(dir);
     assert!(left.is_empty(), "partial files left in {dir:?}: {left:?}");
 }
@@ -248,7 +248,7 @@ pub(super) fn assert_no_partials(dir: &Path) {
 /// Everything a test keeps outside the served root: a victim file and a
 /// victim directory beside the root, and the sandbox's own names. Taken
 /// before a test tries to escape the root, checked after.
-pub(super) struct Outside {
+pub(crate) struct Outside {
     sandbox: PathBuf,
     names: Vec<OsString>,
     victims: Tree,
@@ -257,13 +257,13 @@ pub(super) struct Outside {
 impl Outside {
     /// Creates `outside/victim` and `outside/dir/inner` beside `server`'s
     /// root and snapshots the sandbox.
-    pub(super) fn create(server: &Server) -> Outside {
+    pub(crate) fn create(server: &Server) -> Outside {
         Outside::create_in(server.sandbox.path())
     }
 
     /// Creates `outside/victim` and `outside/dir/inner` in `sandbox` and
     /// snapshots it.
-    pub(super) fn create_in(sandbox: &Path) -> Outside {
+    pub(crate) fn create_in(sandbox: &Path) -> Outside {
         let outside = sandbox.join("outside");
         fs::create_dir_all(outside.join("dir")).unwrap();
         fs::write(outside.join("victim"), b"precious").unwrap();
@@ -276,12 +276,12 @@ impl Outside {
     }
 
     /// The victim file.
-    pub(super) fn victim(&self) -> PathBuf {
+    pub(crate) fn victim(&self) -> PathBuf {
         self.sandbox.join("outside/victim")
     }
 
     /// The victim directory.
-    pub(super) fn dir(&self) -> PathBuf {
+    pub(crate) fn dir(&self) -> PathBuf {
         self.sandbox.join("outside/dir")
     }
 
@@ -297,7 +297,7 @@ impl Outside {
     /// Asserts the victims are byte for byte as they were and nothing new
     /// appeared beside the root or among them.
     #[track_caller]
-    pub(super) fn assert_untouched(&self) {
+    pub(crate) fn assert_untouched(&self) {
         assert_eq!(
             tree(&self.sandbox.join("outside")),
             self.victims,
@@ -314,7 +314,7 @@ impl Outside {
 /// The bytes a transfer summary on stderr says moved: `ferry: sent 1 file,
 /// 12.5 MiB in 0.40 s (...)`.
 #[track_caller]
-pub(super) fn bytes_moved(run: &Run) -> u64 {
+pub(crate) fn bytes_moved(run: &Run) -> u64 {
     let line = run
         .stderr
         .lines()

@@ -122,11 +122,23 @@ pub async fn receive<S: ByteStream>(
         index: mut known_index,
     } = planning.await?;
     let delta_wants = wants.delta.clone();
+    let refused = wants.refused.clone();
     let (_, summary) = receive_wanted(conn, direction, plan, wants, progress).await?;
 
     let mut received = Received::default();
     received.summary.unchanged = summary.skipped;
     let mut failed: HashSet<u64> = HashSet::new();
+    // Entries this end refused to place (a directory where a file goes, a
+    // bad name) failed as surely as a file that broke in transit.
+    for error in &refused {
+        failed.insert(error.i);
+        changes.push(failed_change(
+            &entries,
+            &error.i,
+            &error.code,
+            &error.message,
+        ));
+    }
     for error in &summary.errors {
         failed.insert(error.error.i);
         changes.push(failed_change(
@@ -342,9 +354,11 @@ fn plan(
         }
         let path = entry.path.to_bytes().unwrap_or_default();
         let same = if settings.checksum {
+            // No hash on either side is a difference, never a match.
             st.len == entry.file_size
-                && content_hash(at.dir, at.name, &path, st, &mut index).as_deref()
-                    == entry.content_hash()
+                && entry.content_hash().is_some_and(|sent| {
+                    content_hash(at.dir, at.name, &path, st, &mut index).as_deref() == Some(sent)
+                })
         } else {
             st.len == entry.file_size && st.mtime == (entry.mtime, entry.mtime_ns)
         };
@@ -373,7 +387,9 @@ fn plan(
         if st.len > 0 && entry.file_size >= SYNC_MIN_DELTA_BYTES {
             Decision::Delta
         } else {
-            Decision::Usual
+            // Not the quick check's call: with --checksum, size and mtime
+            // may match and the content still differ.
+            Decision::Fetch
         }
     };
     let (plan, wants) = ReceivePlan::new_deciding(
@@ -545,7 +561,9 @@ fn set_links(
         }
         let temp = partial_name(name);
         let _ = rustix::fs::unlinkat(&dir, &temp, AtFlags::empty());
+        let when = timestamps(entry.mtime, entry.mtime_ns);
         let made = rustix::fs::symlinkat(OsStr::from_bytes(&target), &dir, &temp)
+            .and_then(|()| rustix::fs::utimensat(&dir, &temp, &when, AtFlags::SYMLINK_NOFOLLOW))
             .and_then(|()| rustix::fs::renameat(&dir, &temp, &dir, name));
         match made {
             Ok(()) => changes.push(Change::new(ChangeKind::Link, &path, 0)),

@@ -149,6 +149,9 @@ pub enum Decision {
     Skip,
     /// Send it as a delta, after the data phase.
     Delta,
+    /// Send it whole, even if size and mtime match (a content compare
+    /// found it differs).
+    Fetch,
 }
 
 /// What a [`Decider`] is told of one file entry: the entry, its index, the
@@ -334,7 +337,11 @@ impl ReceivePlan {
         let step = match (decision, existing) {
             (Decision::Skip, _) => Step::Skip,
             (Decision::Delta, _) => Step::Delta,
-            (Decision::Usual, None) => Step::Fetch,
+            (Decision::Fetch, Some(st)) if matches!(st.kind, Kind::File | Kind::Symlink) => {
+                Step::Fetch
+            }
+            (Decision::Usual | Decision::Fetch, None) => Step::Fetch,
+            (Decision::Fetch, Some(st)) => self.existing_file(i, entry, &st, &raw)?,
             (Decision::Usual, Some(st)) => self.existing_file(i, entry, &st, &raw)?,
         };
         self.targets.push(Target::File(node));
