@@ -559,7 +559,24 @@ async fn read_tree<S: ByteStream>(
     Ok(reader.read_body().await?)
 }
 
-fn take_group(at: &mut &[u8]) -> Result<(usize, Vec<(Hash32, u64)>), TransferError> {
+/// One group of a `sync_tree` body: the children's level and the children.
+pub type Group = (usize, Vec<(Hash32, u64)>);
+
+/// Parses a whole `sync_tree` body of exactly `groups` groups, as the
+/// receiver reads it (pure: for the fuzz target and the tests).
+pub fn parse_groups(body: &[u8], groups: usize) -> Result<Vec<Group>, String> {
+    let mut at = body;
+    let mut out = Vec::with_capacity(groups.min(body.len() / GROUP_HEAD_BYTES + 1));
+    for _ in 0..groups {
+        out.push(take_group(&mut at).map_err(|e| e.to_string())?);
+    }
+    if !at.is_empty() {
+        return Err("bytes after the last group of a sync_tree frame".into());
+    }
+    Ok(out)
+}
+
+fn take_group(at: &mut &[u8]) -> Result<Group, TransferError> {
     let short = || TransferError::Protocol("a sync_tree frame ends inside a group".into());
     if at.len() < GROUP_HEAD_BYTES {
         return Err(short());

@@ -589,7 +589,14 @@ pub fn link_stays_inside(path: &[u8], target: &[u8]) -> Result<(), String> {
     if target.contains(&0) {
         return Err("its target holds a NUL byte".into());
     }
-    let mut depth: i64 = path.split(|&b| b == b'/').count() as i64 - 1;
+    let names: Vec<&[u8]> = path
+        .split(|&b| b == b'/')
+        .filter(|n| !n.is_empty() && *n != b".")
+        .collect();
+    if names.is_empty() || names.contains(&&b".."[..]) {
+        return Err("the link's own path is not a plain path".into());
+    }
+    let mut depth = names.len() as i64 - 1;
     for name in target.split(|&b| b == b'/') {
         match name {
             b"" | b"." => {}
@@ -840,4 +847,67 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|err| TransferError::Protocol(format!("the sync's file work failed: {err}")))?
         .map_err(TransferError::Local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::link_stays_inside;
+    use proptest::prelude::*;
+
+    /// Resolves `target` from the directory of `path` by names, as a
+    /// stack: `None` when it climbs above the top.
+    fn resolve(path: &str, target: &str) -> Option<Vec<String>> {
+        let mut stack: Vec<String> = path
+            .split('/')
+            .filter(|n| !n.is_empty() && *n != ".")
+            .map(String::from)
+            .collect();
+        stack.pop()?;
+        for name in target.split('/') {
+            match name {
+                "" | "." => {}
+                ".." => {
+                    stack.pop()?;
+                }
+                other => stack.push(other.to_string()),
+            }
+        }
+        Some(stack)
+    }
+
+    #[test]
+    fn links_that_climb_out_or_start_at_the_root_are_refused() {
+        assert!(link_stays_inside(b"a/link", b"../b").is_ok());
+        assert!(link_stays_inside(b"a/link", b"../../b").is_err());
+        assert!(
+            link_stays_inside(b"a//link", b"../../b").is_err(),
+            "empty names are not levels"
+        );
+        assert!(link_stays_inside(b"./a/./link", b"../../b").is_err());
+        assert!(link_stays_inside(b"link", b"/etc/passwd").is_err());
+        assert!(link_stays_inside(b"link", b"").is_err());
+        assert!(link_stays_inside(b"a/../link", b"x").is_err());
+        assert!(link_stays_inside(b"a/link", b"b/../../c").is_ok());
+        assert!(link_stays_inside(b"a/link", b"b/../../../c").is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn a_link_judged_inside_resolves_inside(
+            path in prop::collection::vec(prop::sample::select(vec!["a", "b", ".", ""]), 1..5),
+            target in prop::collection::vec(prop::sample::select(vec!["x", "..", ".", ""]), 1..7),
+        ) {
+            let (path, target) = (path.join("/"), target.join("/"));
+            let judged = link_stays_inside(path.as_bytes(), target.as_bytes()).is_ok();
+            if judged {
+                prop_assert!(resolve(&path, &target).is_some(), "{path:?} -> {target:?}");
+            }
+            if !target.is_empty() && !target.starts_with('/') && resolve(&path, &target).is_some()
+                && path.split('/').any(|n| !n.is_empty() && n != ".")
+            {
+                prop_assert!(judged, "{path:?} -> {target:?} was refused");
+            }
+        }
+    }
 }
