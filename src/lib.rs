@@ -15,7 +15,8 @@
 //!   services.
 //! - [`services`]: one module per `cmd`, and the request dispatch.
 //! - [`engine`]: what both peers run: confinement, atomic writes, the
-//!   manifest, the transfer by role, the state directory.
+//!   manifest, the transfer by role, sync (chunks, hash trees, deltas,
+//!   deletes), the state directory.
 //! - [`server`]: every door (framed, the tutorial's, raw echo, datagrams),
 //!   who may come in, one task per connection, limits, shutdown.
 //! - [`client`]: connect, pin, hello, and one file per service.

@@ -777,7 +777,9 @@ fn preview(
         };
         match change {
             Some((kind, bytes)) => received.changes.push(Change::new(kind, &path, bytes)),
-            None => received.summary.unchanged += 1,
+            // Counted as the real run counts them: files only.
+            None if entry.kind == EntryKind::File => received.summary.unchanged += 1,
+            None => {}
         }
     }
     if settings.delete && is_dir {

@@ -312,3 +312,15 @@ async fn a_chunk_whose_bytes_are_not_its_leaf_is_refused() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_root_deeper_than_the_level_cap_is_refused() {
+    let hash = *blake3::hash(b"deep").as_bytes();
+    let level = crate::limits::SYNC_MAX_TREE_LEVELS as u8;
+    let (err, _) = against_liar(
+        vec![(tree_frame(0), group(level, &[(hash, 300_000)]))],
+        300_000,
+    )
+    .await;
+    assert!(err.to_string().contains("does not describe"), "{err}");
+}
