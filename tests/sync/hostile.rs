@@ -158,3 +158,74 @@ fn a_read_only_token_can_pull_but_not_push() {
     .assert_ok();
     assert_eq!(fs::read(dest.join("s")).unwrap(), b"s");
 }
+
+#[test]
+fn a_hostile_server_naming_paths_and_links_outside_writes_nothing_outside_on_a_pull() {
+    use crate::util::fake::{json_lines, parse_lines, Fake};
+    let sandbox = crate::util::Sandbox::new();
+    let dest = sandbox.path().join("dest");
+    fs::create_dir(&dest).unwrap();
+    fs::write(dest.join("mine"), b"kept").unwrap();
+    let outside = Outside::create_in(sandbox.path());
+    let victim = outside.victim().to_str().unwrap().to_string();
+    let entries = vec![
+        json!({"kind": "file", "path": "../escape", "file_size": 4, "mode": 420, "mtime": 0}),
+        json!({"kind": "file", "path": victim, "file_size": 4, "mode": 420, "mtime": 0}),
+        json!({"kind": "dir", "path": "d", "mode": 493, "mtime": 0}),
+        json!({"kind": "symlink", "path": "d/out", "mode": 511, "mtime": 0,
+               "sync": {"target": {"path": "../../outside/victim"}}}),
+        json!({"kind": "symlink", "path": "abs", "mode": 511, "mtime": 0,
+               "sync": {"target": {"path": victim}}}),
+        json!({"kind": "file", "path": "d/good", "file_size": 4, "mode": 420, "mtime": 0}),
+    ];
+    let fake = Fake::start(1, move |peer| {
+        peer.hello();
+        let (request, _) = peer.expect();
+        assert_eq!(request["cmd"], "sync", "{request:?}");
+        peer.send(
+            json!({"ok": true, "is_dir": true, "entries": entries.len(), "total_bytes": 12}),
+            &json_lines(&entries),
+        );
+        let (wants, body) = peer.expect();
+        assert_eq!(wants["wants"], true);
+        let wanted: Vec<u64> = parse_lines(&body)
+            .iter()
+            .filter(|w| w["action"] == "send")
+            .map(|w| w["i"].as_u64().unwrap())
+            .collect();
+        assert_eq!(wanted, [5], "only d/good is asked for");
+        // Data for every file, asked for or not.
+        for i in [0, 1, 5] {
+            peer.send(json!({"file": i, "offset": 0, "size": 4}), b"evil");
+            peer.send(
+                json!({"file_end": i, "blake3": blake3::hash(b"evil").to_hex().as_str()}),
+                b"",
+            );
+        }
+        peer.end();
+    });
+    let remote = format!("{}:src/", fake.addr());
+    let run = crate::util::Invocation::new(
+        &sandbox,
+        &[
+            "--plaintext",
+            "--token",
+            "x",
+            "sync",
+            "--delete",
+            &remote,
+            dest.to_str().unwrap(),
+        ],
+    )
+    .run();
+    fake.join();
+    run.assert_code(1);
+    outside.assert_untouched();
+    assert_eq!(
+        fs::read(dest.join("mine")).unwrap(),
+        b"kept",
+        "no delete after failures"
+    );
+    assert!(fs::symlink_metadata(dest.join("d/out")).is_err());
+    assert!(fs::symlink_metadata(dest.join("abs")).is_err());
+}

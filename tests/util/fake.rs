@@ -140,6 +140,11 @@ impl Fake {
         Fake { addr, thread }
     }
 
+    /// Where it listens.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
     /// The real client against this fake, in `sandbox`, with any token.
     pub fn client(&self, sandbox: &Sandbox, args: &[&str]) -> Run {
         let mut full = vec!["--plaintext", "--server", &self.addr, "--token", "x"];
