@@ -147,6 +147,21 @@ struct GlobalArgs {
     )]
     plaintext: bool,
 
+    /// Connect over QUIC (UDP, always encrypted) to the same host and port,
+    /// as `--server quic://HOST:PORT` does; the server needs `--quic`.
+    // Text, not a bool: `serve` has a `--quic ADDR` of its own, whose
+    // values clap hands up under this same name, and a bool cannot hold
+    // them. Any value here means yes.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        num_args = 0,
+        default_missing_value = "",
+        value_name = ""
+    )]
+    quic: Option<String>,
+
     /// Allow plaintext off loopback: a client's --plaintext to a server on
     /// another machine, and a server's --plaintext listener and token-less
     /// listeners (--seed-compat, --seed-compat-udp, --tcp-echo, --udp-echo,
@@ -517,13 +532,23 @@ fn client_options(global: &GlobalArgs) -> ClientOptions {
     }
 }
 
-/// The framed server: `--server` or FERRY_SERVER, else the default.
+/// The framed server: `--server` or FERRY_SERVER, else the default; over
+/// QUIC with `--quic`.
 fn framed_server(global: &GlobalArgs) -> Endpoint {
-    global.server.clone().unwrap_or_else(|| {
+    let server = global.server.clone().unwrap_or_else(|| {
         ferry::server::DEFAULT_LISTEN
             .parse()
             .expect("the default address parses")
-    })
+    });
+    with_transport(global, server)
+}
+
+/// `server` over QUIC when `--quic` asks for it.
+fn with_transport(global: &GlobalArgs, server: Endpoint) -> Endpoint {
+    match global.quic {
+        Some(_) => server.into_quic(),
+        None => server,
+    }
 }
 
 /// Connects and reports notices (a new pin) on stderr.

@@ -88,7 +88,7 @@ pub fn print(args: &ServeArgs, global: &GlobalArgs, serve: &ArgMatches) -> Resul
         socket_dirs: endpoints(args)
             .filter_map(|e| match e {
                 Endpoint::Unix(path) => cwd.join(path).parent().map(Path::to_path_buf),
-                Endpoint::Tcp { .. } => None,
+                Endpoint::Tcp { .. } | Endpoint::Quic { .. } => None,
             })
             .collect(),
         low_port: endpoints(args).any(|e| matches!(e, Endpoint::Tcp { port, .. } if *port < 1024)),
