@@ -1,0 +1,71 @@
+//! QUIC's own limits against the real binary: streams per connection and
+//! a connection with no stream open.
+
+use std::time::Instant;
+
+use futures_util::FutureExt;
+
+use super::{hello_stream, quic_server, raw_connection, read_header};
+use crate::util::DEADLINE;
+
+#[tokio::test]
+async fn a_connection_opens_at_most_its_cap_of_streams_at_once() {
+    let cap = ferry::limits::QUIC.max_streams_per_connection as usize;
+    let server = quic_server(&[]);
+    let token = server.token();
+    let (_endpoint, connection) = raw_connection(&server).await;
+    let mut streams = Vec::new();
+    for _ in 0..cap {
+        let (send, mut recv) = hello_stream(&connection, &token).await;
+        let welcome = tokio::time::timeout(DEADLINE, read_header(&mut recv))
+            .await
+            .expect("a welcome");
+        assert_eq!(welcome["ok"], true, "{welcome}");
+        streams.push((send, recv));
+    }
+    // One more must wait for the server to give credit.
+    assert!(
+        connection.open_bi().now_or_never().is_none(),
+        "the server allowed more than {cap} streams at once"
+    );
+    // Ending sessions frees their places; quinn announces the new credit
+    // once an eighth of the cap is free.
+    for (mut send, mut recv) in streams.drain(..cap / 8 + 1) {
+        send.finish().unwrap();
+        let rest = tokio::time::timeout(DEADLINE, recv.read_to_end(1024))
+            .await
+            .expect("the server ends the stream");
+        assert_eq!(rest.unwrap(), b"", "nothing after the welcome");
+    }
+    let freed = tokio::time::timeout(DEADLINE, connection.open_bi()).await;
+    assert!(freed.expect("a place freed").is_ok());
+}
+
+#[tokio::test]
+async fn a_connection_without_a_stream_is_closed_at_the_idle_timeout() {
+    let server = quic_server(&["--idle-timeout", "1"]);
+    let (_endpoint, connection) = raw_connection(&server).await;
+    let started = Instant::now();
+    let closed = tokio::time::timeout(DEADLINE, connection.closed())
+        .await
+        .expect("closed within the deadline");
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(close)
+            if close.error_code == quinn::VarInt::from_u32(3)),
+        "{closed:?}"
+    );
+    assert!(started.elapsed().as_secs_f64() >= 0.9, "closed early");
+}
+
+#[tokio::test]
+async fn streams_that_never_say_hello_are_cut_at_the_hello_deadline() {
+    let server = quic_server(&["--hello-timeout", "1"]);
+    let (_endpoint, connection) = raw_connection(&server).await;
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    // One byte makes the stream exist for the server; no hello follows.
+    send.write_all(&[0]).await.unwrap();
+    let reply = tokio::time::timeout(DEADLINE, read_header(&mut recv))
+        .await
+        .expect("a reply within the deadline");
+    assert_eq!(reply["code"], "timeout", "{reply}");
+}
