@@ -76,7 +76,8 @@ struct GlobalArgs {
     )]
     config: Option<PathBuf>,
 
-    /// Server to talk to: HOST:PORT, [IPV6]:PORT or unix:PATH [default:
+    /// Server to talk to: HOST:PORT, [IPV6]:PORT, unix:PATH or
+    /// quic://HOST:PORT [default:
     /// 127.0.0.1:9001; `time` asks 127.0.0.1:9000 and `udp-echo`
     /// 127.0.0.1:7, and they take --server from the command line only].
     #[arg(
@@ -613,6 +614,37 @@ mod tests {
         assert_eq!(VERSION, format!("{} {protocol}", env!("CARGO_PKG_VERSION")));
         let long = Cli::command().render_version();
         assert_eq!(long, format!("ferry {VERSION}\n"));
+    }
+
+    #[test]
+    fn quic_is_a_switch_for_clients_and_takes_addresses_for_serve() {
+        let client = Cli::try_parse_from(["ferry", "echo", "x", "--quic"]).unwrap();
+        let server: Endpoint = "[::1]:7".parse().unwrap();
+        assert_eq!(
+            with_transport(&client.global, server.clone()).to_string(),
+            "quic://[::1]:7"
+        );
+        let plain = Cli::try_parse_from(["ferry", "echo", "x"]).unwrap();
+        assert_eq!(with_transport(&plain.global, server.clone()), server);
+        // A switch: it never takes the next argument as its value.
+        let before = Cli::try_parse_from(["ferry", "--quic", "echo", "x"]).unwrap();
+        assert!(before.global.quic.is_some());
+        assert!(matches!(before.command, Command::Echo(_)));
+        let serve = [
+            "ferry",
+            "serve",
+            "--quic",
+            "127.0.0.1:1",
+            "--quic",
+            "[::1]:2",
+        ];
+        let serve = Cli::try_parse_from(serve).unwrap();
+        let Command::Serve(args) = serve.command else {
+            panic!("not serve")
+        };
+        let config = args.to_config(&serve.global).unwrap();
+        let quic: Vec<String> = config.quic.iter().map(|e| e.to_string()).collect();
+        assert_eq!(quic, ["127.0.0.1:1", "[::1]:2"]);
     }
 
     #[test]

@@ -228,7 +228,7 @@ impl ServiceArgs {
 
 impl ServeArgs {
     /// Stage two: the flags as a server configuration.
-    fn to_config(&self, global: &GlobalArgs) -> Result<Config, Error> {
+    pub(super) fn to_config(&self, global: &GlobalArgs) -> Result<Config, Error> {
         let state_dir = match &self.state {
             Some(dir) => dir.clone(),
             None => ferry::server::default_state_dir().ok_or_else(|| {
