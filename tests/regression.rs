@@ -9,3 +9,4 @@ mod doors;
 mod fresh_machine;
 mod integrity;
 mod python_client;
+mod quic;

@@ -89,7 +89,8 @@ pub(crate) async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) 
             .tracker
             .spawn(async move { serve_connection(incoming, serving, permit).await });
     }
-    endpoint.close(close::SHUTTING_DOWN.into(), b"the server is shutting down");
+    // The endpoint is not closed here: its connections close themselves
+    // once their requests in flight are done, within the drain deadline.
 }
 
 /// One QUIC connection, from handshake to close; each stream runs a
