@@ -239,6 +239,24 @@ mod tests {
     }
 
     #[test]
+    fn udp_buffers_are_raised_as_far_as_the_kernel_allows() {
+        let limits = &crate::limits::QUIC;
+        let socket = bind_udp("127.0.0.1:0".parse().unwrap(), limits).unwrap();
+        let socket = socket2::SockRef::from(&socket);
+        let cap = |name: &str| -> usize {
+            let path = format!("/proc/sys/net/core/{name}");
+            let text = std::fs::read_to_string(&path).expect("Linux's socket buffer caps");
+            text.trim().parse().unwrap()
+        };
+        // Linux grants at most its cap, and reports twice what a
+        // setsockopt granted (it counts its bookkeeping): more than a
+        // socket left at the default shows.
+        let granted = |cap: usize| 2 * limits.udp_socket_buffer_bytes.min(cap);
+        assert!(socket.recv_buffer_size().unwrap() >= granted(cap("rmem_max")));
+        assert!(socket.send_buffer_size().unwrap() >= granted(cap("wmem_max")));
+    }
+
+    #[test]
     fn clients_bind_the_servers_address_family() {
         let v4: SocketAddr = "127.0.0.1:9001".parse().unwrap();
         let v6: SocketAddr = "[::1]:9001".parse().unwrap();
