@@ -69,3 +69,51 @@ async fn streams_that_never_say_hello_are_cut_at_the_hello_deadline() {
         .expect("a reply within the deadline");
     assert_eq!(reply["code"], "timeout", "{reply}");
 }
+
+#[tokio::test]
+async fn quic_connections_count_against_max_connections() {
+    let server = quic_server(&["--max-connections", "1"]);
+    let token = server.token();
+    let (_first_endpoint, first) = raw_connection(&server).await;
+    let (_send, mut recv) = hello_stream(&first, &token).await;
+    let welcome = tokio::time::timeout(DEADLINE, read_header(&mut recv))
+        .await
+        .expect("a welcome");
+    assert_eq!(welcome["ok"], true, "{welcome}");
+    // The first connection holds the one place, for all its streams.
+    let (_send, mut recv) = hello_stream(&first, &token).await;
+    let again = tokio::time::timeout(DEADLINE, read_header(&mut recv))
+        .await
+        .expect("a welcome");
+    assert_eq!(again["ok"], true, "{again}");
+    let (_second_endpoint, second) = raw_connection(&server).await;
+    let (_send, mut recv) = hello_stream(&second, &token).await;
+    let refused = tokio::time::timeout(DEADLINE, read_header(&mut recv))
+        .await
+        .expect("a refusal");
+    assert_eq!(refused["code"], "busy", "{refused}");
+}
+
+#[tokio::test]
+async fn a_handshake_left_half_done_is_dropped_at_the_hello_deadline() {
+    let server = quic_server(&["--hello-timeout", "1"]);
+    // A relay that passes the client's first datagram (its Initial) to the
+    // server and drops everything after: the server's handshake never ends.
+    let relay = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let relay_addr = relay.local_addr().unwrap();
+    let endpoint = ferry::transport::quic::client_endpoint(relay_addr).unwrap();
+    let connecting = endpoint.connect(relay_addr, "localhost").unwrap();
+    let client = tokio::spawn(connecting);
+    let mut initial = vec![0u8; 65_536];
+    let (len, _) = tokio::time::timeout(DEADLINE, relay.recv_from(&mut initial))
+        .await
+        .expect("the client's Initial")
+        .unwrap();
+    relay
+        .send_to(&initial[..len], super::quic_addr(&server))
+        .await
+        .unwrap();
+    let line = server.wait_for_log("QUIC handshake not done within");
+    assert!(line.contains("1s"), "{line}");
+    client.abort();
+}
