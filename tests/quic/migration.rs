@@ -1,6 +1,6 @@
 //! A QUIC connection survives the client's address changing: the library
-//! client moves its UDP socket to a new port in the middle of a `get` and
-//! of an `exec`, and both finish complete and exact.
+//! client moves its UDP socket to a new port in the middle of a `get`, an
+//! `exec` and a `shell`, and each finishes complete and exact.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -127,4 +127,58 @@ async fn an_exec_goes_on_when_the_client_moves_to_a_new_port() {
     expected.extend(std::iter::repeat_n(b'x', 4 * 1024 * 1024));
     assert!(seen == expected, "stdout differs: {} bytes", seen.len());
     assert!(stderr.is_empty(), "{}", String::from_utf8_lossy(&stderr));
+}
+
+/// Reads `from` into `seen` until it holds `needle`.
+async fn read_until(from: &mut tokio::io::DuplexStream, seen: &mut Vec<u8>, needle: &[u8]) {
+    let mut buf = [0u8; 4096];
+    while !seen.windows(needle.len()).any(|w| w == needle) {
+        let n = tokio::time::timeout(crate::util::DEADLINE, from.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} in {:?}", String::from_utf8_lossy(seen)))
+            .unwrap();
+        assert!(n > 0, "the shell ended before {needle:?}");
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_goes_on_when_the_client_moves_to_a_new_port() {
+    let server = quic_server(&[]);
+    let mut client = library_client(&server).await;
+    let path = client.quic_path().expect("a QUIC client");
+    let before = path.local_addr().unwrap();
+    let request = ferry::client::ShellRequest {
+        term: None,
+        rows: 24,
+        cols: 80,
+    };
+    let (keys, mut typing) = tokio::io::duplex(1024);
+    let (mut screen, mut shown) = tokio::io::duplex(64 * 1024);
+    let (_resize, resizes) = tokio::sync::mpsc::channel(1);
+    let shell = async {
+        let end = client.shell(&request, keys, &mut screen, resizes).await;
+        drop(screen);
+        end
+    };
+    let person = async {
+        let mut seen = Vec::new();
+        // The shell computes what it prints, so its echo of the typed line
+        // cannot pass for the answer.
+        typing.write_all(b"echo before-$((6*7))\n").await.unwrap();
+        read_until(&mut shown, &mut seen, b"before-42").await;
+        let moved = path.move_to_new_port().expect("rebind");
+        typing
+            .write_all(b"echo after-$((6*7+1)); exit 5\n")
+            .await
+            .unwrap();
+        read_until(&mut shown, &mut seen, b"after-43").await;
+        shown.read_to_end(&mut seen).await.unwrap();
+        moved
+    };
+    let (end, moved) = tokio::join!(shell, person);
+    let end = end.expect("the shell ended properly");
+    client.close().await;
+    assert_eq!(end.exit_code, Some(5), "{end:?}");
+    assert_ne!(moved.port(), before.port());
 }
