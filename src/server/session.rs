@@ -106,6 +106,17 @@ pub(crate) async fn run_session(
     );
 }
 
+/// Records a failed login from `source` outside a session (a QUIC
+/// handshake that never ended), as a session records one.
+pub(crate) fn login_failed(shared: &Shared, peer: &str, source: Option<IpAddr>, why: &str) {
+    Login {
+        peer,
+        source,
+        shared,
+    }
+    .failed(why);
+}
+
 /// How long `source` is still refused for failed logins, if it is.
 pub(crate) fn penalised_for(shared: &Shared, source: Option<IpAddr>) -> Option<Duration> {
     let (Some(penalties), Some(ip)) = (&shared.penalties, source) else {

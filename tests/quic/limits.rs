@@ -95,8 +95,8 @@ async fn quic_connections_count_against_max_connections() {
 }
 
 #[tokio::test]
-async fn a_handshake_left_half_done_is_dropped_at_the_hello_deadline() {
-    let server = quic_server(&["--hello-timeout", "1"]);
+async fn a_handshake_left_half_done_is_dropped_and_penalised_at_the_hello_deadline() {
+    let server = quic_server(&["--hello-timeout", "1", "--penalize-loopback"]);
     // A relay that passes the client's first datagram (its Initial) to the
     // server and drops everything after: the server's handshake never ends.
     let relay = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -115,5 +115,8 @@ async fn a_handshake_left_half_done_is_dropped_at_the_hello_deadline() {
         .unwrap();
     let line = server.wait_for_log("QUIC handshake not done within");
     assert!(line.contains("1s"), "{line}");
+    // And its source is penalised, as for a TLS handshake over TCP.
+    let penalty = server.wait_for_log("after a failed login (no QUIC handshake in time)");
+    assert!(penalty.contains("127.0.0.1 is refused for"), "{penalty}");
     client.abort();
 }

@@ -12,7 +12,8 @@
 //! that agreed on another ALPN is closed. The connection then takes one of
 //! `max_connections` (without one, its streams' hellos are answered
 //! `busy`), and lives while it has a stream open or opens one within
-//! `idle_timeout`. A failed login on any stream that puts its source under
+//! `idle_timeout`. A handshake that does not end in time penalises its
+//! source, as on TCP. A failed login on any stream that puts its source under
 //! a penalty closes the whole connection, so a guesser cannot go on
 //! opening streams.
 
@@ -124,6 +125,10 @@ async fn serve_connection(
         }
         Err(_) => {
             warn!(%peer, "QUIC handshake not done within {:?}", shared.limits.hello_timeout);
+            // As a TLS handshake that never ends over TCP. The source is
+            // validated (loopback, or it answered a Retry), so it cannot
+            // be a forged one.
+            session::login_failed(&shared, &peer, source, "no QUIC handshake in time");
             return;
         }
     };
