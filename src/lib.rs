@@ -11,14 +11,15 @@
 //! - [`protocol`]: the wire format as pure code (no sockets, files or clock):
 //!   the frame codec, headers, shared messages and the error-code table.
 //! - [`connection`]: a framed, split stream with deadlines and bounded buffers.
-//! - [`transport`]: addresses, listeners, TLS and fingerprints; knows no
-//!   services.
+//! - [`transport`]: addresses, listeners, TLS, QUIC and fingerprints;
+//!   knows no services.
 //! - [`services`]: one module per `cmd`, and the request dispatch.
 //! - [`engine`]: what both peers run: confinement, atomic writes, the
 //!   manifest, the transfer by role, sync (chunks, hash trees, deltas,
 //!   deletes), the state directory.
-//! - [`server`]: every door (framed, the tutorial's, raw echo, datagrams),
-//!   who may come in, one task per connection, limits, shutdown.
+//! - [`server`]: every door (framed, QUIC, the tutorial's, raw echo,
+//!   datagrams), who may come in, one task per connection, limits,
+//!   shutdown.
 //! - [`client`]: connect, pin, hello, and one file per service.
 //! - [`pairing`]: the code, key exchange and proofs of `ferry pair`, as
 //!   both ends run them.

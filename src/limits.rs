@@ -402,9 +402,80 @@ const _: () = {
     assert!(MAX_GLOB_MATCHES <= MAX_GLOB_NAMES_READ);
 };
 
+/// The QUIC door's own caps (`ferry serve --quic`), beside the ones it
+/// shares with TCP: `max_connections`, `max_handshakes`, `hello_timeout`
+/// (which also bounds the QUIC handshake), `idle_timeout` (a connection with
+/// no stream open for that long is closed) and the per-source penalties.
+/// Before a source's address is validated, quinn never sends it more than
+/// three times what it received (RFC 9000 section 8's amplification limit);
+/// quinn has no switch to turn that off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuicLimits {
+    /// Bidirectional streams a connection may have open at once; each is a
+    /// session of its own. The ferry client opens one per command; 16 lets
+    /// a library user run several at once while bounding the sessions (and
+    /// buffers) one connection can hold.
+    pub max_streams_per_connection: u32,
+    /// Bytes one stream may have in flight toward us: 16 MiB is more than
+    /// a 1 Gbit/s link at 100 ms RTT holds (12.5 MB). quinn's default
+    /// (1.25 MB) caps one stream near 100 Mbit/s at that RTT.
+    pub stream_receive_window_bytes: u32,
+    /// Bytes all of a connection's streams together may have in flight
+    /// toward us: one stream at full speed. With `max_connections`, it
+    /// bounds what peers can make the server buffer.
+    pub connection_receive_window_bytes: u32,
+    /// Bytes we keep in flight toward the peer, for the same link.
+    pub send_window_bytes: u64,
+    /// Time without a packet after which a connection is dead. The client
+    /// sends a keep-alive every [`QuicLimits::keep_alive_interval`], so
+    /// only a peer that is gone (or a path that broke for longer than
+    /// this) reaches it.
+    pub max_idle_timeout: Duration,
+    /// How often the client sends a keep-alive while it waits (a long
+    /// command with no output), well inside `max_idle_timeout` and the
+    /// 30 s that NAT bindings for UDP commonly last.
+    pub keep_alive_interval: Duration,
+    /// How long a Retry token stays good: a round trip or two, so one
+    /// seen on the path cannot be replayed later.
+    pub retry_token_lifetime: Duration,
+    /// Bytes asked of the kernel for each UDP socket's send and receive
+    /// buffers: a burst at 1 Gbit/s for a few milliseconds. The kernel caps
+    /// it at `net.core.rmem_max`/`wmem_max`, which root can raise.
+    pub udp_socket_buffer_bytes: usize,
+}
+
+/// The QUIC door's caps.
+pub const QUIC: QuicLimits = QuicLimits {
+    max_streams_per_connection: 16,
+    stream_receive_window_bytes: 16 * 1024 * 1024,
+    connection_receive_window_bytes: 16 * 1024 * 1024,
+    send_window_bytes: 16 * 1024 * 1024,
+    max_idle_timeout: Duration::from_secs(30),
+    keep_alive_interval: Duration::from_secs(10),
+    retry_token_lifetime: Duration::from_secs(15),
+    udp_socket_buffer_bytes: 8 * 1024 * 1024,
+};
+
+// The windows fill a 1 Gbit/s link at 100 ms RTT (12.5 MB in flight), and
+// keep-alives come well inside the idle timeout.
+const _: () = {
+    let bandwidth_delay_bytes = 1_000_000_000 / 8 / 10;
+    assert!(QUIC.stream_receive_window_bytes as u64 >= bandwidth_delay_bytes);
+    assert!(QUIC.connection_receive_window_bytes >= QUIC.stream_receive_window_bytes);
+    assert!(QUIC.send_window_bytes >= bandwidth_delay_bytes);
+    assert!(QUIC.keep_alive_interval.as_secs() * 2 < QUIC.max_idle_timeout.as_secs());
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quic_receive_windows_of_all_connections_stay_under_16_gib() {
+        let total = Limits::default().max_connections as u64
+            * u64::from(QUIC.connection_receive_window_bytes);
+        assert!(total <= 16 * 1024 * 1024 * 1024);
+    }
 
     #[test]
     fn defaults_match_the_documented_contract() {

@@ -9,4 +9,5 @@ mod doors;
 mod fresh_machine;
 mod integrity;
 mod python_client;
+mod quic;
 mod sync;

@@ -15,6 +15,7 @@ mod framing;
 mod install;
 mod limits;
 mod pairing;
+mod quic;
 mod regression;
 mod shell;
 mod shutdown;

@@ -75,7 +75,7 @@ pub async fn run(
     let quiet = global.quiet;
     for (index, host) in hosts.into_iter().enumerate() {
         let mut options = client_options(global);
-        options.server = host.clone();
+        options.server = super::with_transport(global, host.clone());
         let slots = slots.clone();
         let request = request.clone();
         tasks.spawn(async move {

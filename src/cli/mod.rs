@@ -77,7 +77,8 @@ struct GlobalArgs {
     )]
     config: Option<PathBuf>,
 
-    /// Server to talk to: HOST:PORT, [IPV6]:PORT or unix:PATH [default:
+    /// Server to talk to: HOST:PORT, [IPV6]:PORT, unix:PATH or
+    /// quic://HOST:PORT [default:
     /// 127.0.0.1:9001; `time` asks 127.0.0.1:9000 and `udp-echo`
     /// 127.0.0.1:7, and they take --server from the command line only].
     #[arg(
@@ -147,6 +148,21 @@ struct GlobalArgs {
         env = "FERRY_PLAINTEXT"
     )]
     plaintext: bool,
+
+    /// Connect over QUIC (UDP, always encrypted) to the same host and port,
+    /// as `--server quic://HOST:PORT` does; the server needs `--quic`.
+    // Text, not a bool: `serve` has a `--quic ADDR` of its own, whose
+    // values clap hands up under this same name, and a bool cannot hold
+    // them. Any value here means yes.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        num_args = 0,
+        default_missing_value = "",
+        value_name = ""
+    )]
+    quic: Option<String>,
 
     /// Allow plaintext off loopback: a client's --plaintext to a server on
     /// another machine, and a server's --plaintext listener and token-less
@@ -537,13 +553,23 @@ fn client_options(global: &GlobalArgs) -> ClientOptions {
     }
 }
 
-/// The framed server: `--server` or FERRY_SERVER, else the default.
+/// The framed server: `--server` or FERRY_SERVER, else the default; over
+/// QUIC with `--quic`.
 fn framed_server(global: &GlobalArgs) -> Endpoint {
-    global.server.clone().unwrap_or_else(|| {
+    let server = global.server.clone().unwrap_or_else(|| {
         ferry::server::DEFAULT_LISTEN
             .parse()
             .expect("the default address parses")
-    })
+    });
+    with_transport(global, server)
+}
+
+/// `server` over QUIC when `--quic` asks for it.
+fn with_transport(global: &GlobalArgs, server: Endpoint) -> Endpoint {
+    match global.quic {
+        Some(_) => server.into_quic(),
+        None => server,
+    }
 }
 
 /// Connects and reports notices (a new pin) on stderr.
@@ -608,6 +634,37 @@ mod tests {
         assert_eq!(VERSION, format!("{} {protocol}", env!("CARGO_PKG_VERSION")));
         let long = Cli::command().render_version();
         assert_eq!(long, format!("ferry {VERSION}\n"));
+    }
+
+    #[test]
+    fn quic_is_a_switch_for_clients_and_takes_addresses_for_serve() {
+        let client = Cli::try_parse_from(["ferry", "echo", "x", "--quic"]).unwrap();
+        let server: Endpoint = "[::1]:7".parse().unwrap();
+        assert_eq!(
+            with_transport(&client.global, server.clone()).to_string(),
+            "quic://[::1]:7"
+        );
+        let plain = Cli::try_parse_from(["ferry", "echo", "x"]).unwrap();
+        assert_eq!(with_transport(&plain.global, server.clone()), server);
+        // A switch: it never takes the next argument as its value.
+        let before = Cli::try_parse_from(["ferry", "--quic", "echo", "x"]).unwrap();
+        assert!(before.global.quic.is_some());
+        assert!(matches!(before.command, Command::Echo(_)));
+        let serve = [
+            "ferry",
+            "serve",
+            "--quic",
+            "127.0.0.1:1",
+            "--quic",
+            "[::1]:2",
+        ];
+        let serve = Cli::try_parse_from(serve).unwrap();
+        let Command::Serve(args) = serve.command else {
+            panic!("not serve")
+        };
+        let config = args.to_config(&serve.global).unwrap();
+        let quic: Vec<String> = config.quic.iter().map(|e| e.to_string()).collect();
+        assert_eq!(quic, ["127.0.0.1:1", "[::1]:2"]);
     }
 
     #[test]

@@ -175,7 +175,9 @@ fn with_default_port(host: &str) -> String {
 /// The host part of a TCP endpoint, as a name to keep it under.
 fn host_of(server: &Endpoint) -> String {
     match server {
-        Endpoint::Tcp { host, .. } => host.trim_matches(['[', ']']).replace(':', "_"),
+        Endpoint::Tcp { host, .. } | Endpoint::Quic { host, .. } => {
+            host.trim_matches(['[', ']']).replace(':', "_")
+        }
         Endpoint::Unix(path) => path.display().to_string().replace('/', "_"),
     }
 }

@@ -116,6 +116,20 @@ pub struct ServeArgs {
     )]
     seed_compat_udp: Vec<Endpoint>,
 
+    /// Also serve the framed services over QUIC on ADDR (UDP): the same
+    /// certificate, token, per-client tokens and limits as TCP, ALPN
+    /// `ferry/1`. Clients reach it with `--server quic://HOST:PORT` or
+    /// `--quic`. Repeatable.
+    // Text, not Endpoint: clap hands these values up to the global
+    // `--quic` switch of the same name, which holds text.
+    #[arg(
+        long = "quic",
+        value_name = "ADDR",
+        env = "FERRY_QUIC",
+        value_delimiter = ','
+    )]
+    quic: Vec<String>,
+
     /// Threads of the async runtime (sockets, TLS, hashing); file IO runs
     /// on threads of its own [default: half the CPUs, at least 1].
     #[arg(long, value_name = "N", env = "FERRY_WORKERS",
@@ -214,7 +228,7 @@ impl ServiceArgs {
 
 impl ServeArgs {
     /// Stage two: the flags as a server configuration.
-    fn to_config(&self, global: &GlobalArgs) -> Result<Config, Error> {
+    pub(super) fn to_config(&self, global: &GlobalArgs) -> Result<Config, Error> {
         let state_dir = match &self.state {
             Some(dir) => dir.clone(),
             None => ferry::server::default_state_dir().ok_or_else(|| {
@@ -250,6 +264,14 @@ impl ServeArgs {
             echo_upper: self.services.echo_upper,
             udp_chat: self.services.udp_chat.iter().cloned().collect(),
             seed_compat_udp: self.seed_compat_udp.clone(),
+            quic: self
+                .quic
+                .iter()
+                .map(|text| {
+                    text.parse::<Endpoint>()
+                        .map_err(|err| Error::Usage(format!("--quic: {err}")))
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 }

@@ -11,6 +11,7 @@ pub mod exec;
 pub mod files;
 pub mod known_hosts;
 pub mod pair;
+pub mod quic;
 pub mod stream;
 pub mod sync;
 pub mod token_file;
@@ -195,6 +196,8 @@ pub struct Client {
     welcome: Welcome,
     notices: Vec<Notice>,
     key_exchange_group: Option<String>,
+    /// The QUIC connection, when the stream is one of its streams.
+    quic: Option<quic::QuicLink>,
     closed: bool,
 }
 
@@ -202,6 +205,9 @@ impl Drop for Client {
     fn drop(&mut self) {
         if !self.closed {
             self.conn.shutdown_now();
+            if let Some(link) = &self.quic {
+                link.connection.close(0u32.into(), b"client gone");
+            }
         }
     }
 }
@@ -214,6 +220,23 @@ impl Client {
         let endpoint = options.server.to_string();
         let mut notices = Vec::new();
         let mut key_exchange_group = None;
+        let mut quic = None;
+        if let Endpoint::Quic { host, .. } = &options.server {
+            if options.plaintext {
+                return Err(Error::Usage(
+                    "QUIC is always encrypted; drop --plaintext, or connect over TCP".into(),
+                ));
+            }
+            let cannot = |source| Error::Connect {
+                endpoint: endpoint.clone(),
+                source,
+            };
+            let addrs = options.server.resolve().await.map_err(cannot)?;
+            let (stream, link, notice) = self::quic::connect(options, host, &addrs).await?;
+            notices.extend(notice);
+            quic = Some(link);
+            return Client::hello(stream, token, options, notices, None, quic).await;
+        }
         let raw = tokio::time::timeout(options.connect_timeout, connect_raw(options))
             .await
             .unwrap_or_else(|_| {
@@ -238,7 +261,19 @@ impl Client {
             }
             (raw, _) => raw,
         };
+        Client::hello(stream, token, options, notices, key_exchange_group, quic).await
+    }
 
+    /// Says hello on a connected (and, where it applies, pinned) stream.
+    async fn hello(
+        stream: Stream,
+        token: String,
+        options: &ClientOptions,
+        notices: Vec<Notice>,
+        key_exchange_group: Option<String>,
+        quic: Option<quic::QuicLink>,
+    ) -> Result<Client, Error> {
+        let endpoint = options.server.to_string();
         let config = ConnectionConfig {
             max_header_bytes: options.max_header_bytes,
             request_timeout: options.request_timeout,
@@ -283,6 +318,7 @@ impl Client {
             welcome,
             notices,
             key_exchange_group,
+            quic,
             closed: false,
         })
     }
@@ -311,6 +347,9 @@ impl Client {
     /// Closes the connection politely.
     pub async fn close(mut self) {
         self.conn.shutdown(Duration::from_secs(1)).await;
+        if let Some(link) = &self.quic {
+            link.close(Duration::from_secs(1)).await;
+        }
         self.closed = true;
     }
 }
@@ -339,7 +378,7 @@ async fn connect_raw(options: &ClientOptions) -> Result<Stream, Error> {
                 .await
                 .map_err(cannot)?,
         )),
-        Endpoint::Tcp { .. } => {
+        Endpoint::Tcp { .. } | Endpoint::Quic { .. } => {
             let addrs = options.server.resolve().await.map_err(cannot)?;
             options.check_plaintext_to(&addrs)?;
             connect_tcp(&addrs).await.map_err(cannot)

@@ -39,7 +39,9 @@ pub async fn pair(
 ) -> Result<Pairing, Error> {
     let Endpoint::Tcp { host, .. } = &options.server else {
         return Err(Error::Usage(
-            "pairing needs TLS, so a host and port, not a Unix socket".into(),
+            "pairing runs over TLS on TCP, so give a host and port, not a Unix socket or \
+             quic://"
+                .into(),
         ));
     };
     if options.plaintext {

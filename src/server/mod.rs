@@ -8,6 +8,8 @@
 //! - `open_doors.rs`: the accept loop and permits of the token-less doors.
 //! - `datagram/`: the datagram door: time, SNTP, echo, the chat gateway,
 //!   the tutorial's UDP commands.
+//! - `quic/`: the QUIC door: each stream a framed session, as a TCP
+//!   connection is.
 //! - `tokens.rs`, `pairing.rs`, `penalty.rs`: who may come in.
 //!
 //! Shutdown follows tokio-util's pattern: cancel a token (accept loops stop,
@@ -19,6 +21,7 @@ pub mod identity;
 mod open_doors;
 pub mod pairing;
 pub mod penalty;
+mod quic;
 mod raw_echo;
 pub mod seed;
 pub mod session;
@@ -106,6 +109,9 @@ pub struct Config {
     /// The tutorial's UDP command service (`--seed-compat-udp`): no token,
     /// loopback only unless `allow_remote_plaintext`, needs `allow_exec`.
     pub seed_compat_udp: Vec<Endpoint>,
+    /// QUIC listeners (`--quic`): the framed services over QUIC, with the
+    /// same certificate and tokens as TCP.
+    pub quic: Vec<Endpoint>,
 }
 
 impl Config {
@@ -130,12 +136,14 @@ impl Config {
             .seed_compat_udp
             .iter()
             .map(|e| (e, "--seed-compat-udp"));
+        let quic = self.quic.iter().map(|e| (e, "--quic"));
         let datagram = self
             .udp
             .iter()
             .map(|(s, e)| (e, s.name()))
             .chain(chat)
-            .chain(exec);
+            .chain(exec)
+            .chain(quic);
         for (endpoint, name) in datagram {
             if !endpoint.is_tcp() {
                 return Err(Error::Usage(format!(
@@ -233,6 +241,7 @@ pub struct Server {
     udp_sockets: Vec<(UdpSocket, datagram::Service)>,
     chat_sockets: Vec<UdpSocket>,
     exec_sockets: Vec<UdpSocket>,
+    quic_endpoints: Vec<quinn::Endpoint>,
     /// What the datagram services check sources against: every address
     /// bound above, and one rate limit per source.
     datagram_guard: Arc<datagram::guard::Guard>,
@@ -266,6 +275,19 @@ impl Server {
             Error::Startup(format!("cannot open the root {}: {err}", root.display()))
         })?;
 
+        let mut quic_endpoints = Vec::new();
+        if !config.quic.is_empty() {
+            let quic_config = crate::transport::quic::server_config(
+                state.cert.clone(),
+                state.key.clone_key(),
+                &crate::limits::QUIC,
+                config.limits.max_handshakes,
+            )
+            .map_err(|err| Error::Startup(format!("cannot set up QUIC: {err}")))?;
+            for endpoint in &config.quic {
+                quic_endpoints.extend(bind_quic(endpoint, &quic_config).await?);
+            }
+        }
         let tls = if config.plaintext {
             None
         } else {
@@ -375,7 +397,8 @@ impl Server {
             .map(|(socket, _)| socket)
             .chain(&chat_sockets)
             .chain(&exec_sockets)
-            .filter_map(|socket| socket.local_addr().ok());
+            .filter_map(|socket| socket.local_addr().ok())
+            .chain(quic_endpoints.iter().filter_map(|e| e.local_addr().ok()));
         let own_addresses = datagram::guard::OwnAddresses::new(tcp.chain(datagram));
         let datagram_guard = Arc::new(datagram::guard::Guard::new(
             own_addresses,
@@ -387,6 +410,7 @@ impl Server {
             udp_sockets,
             chat_sockets,
             exec_sockets,
+            quic_endpoints,
             datagram_guard,
             shared,
             fingerprint: state.fingerprint(),
@@ -427,7 +451,16 @@ impl Server {
                 datagram::exec::NAME,
             ))
         });
-        unframed.chain(datagram).chain(chat).chain(exec).collect()
+        let quic = self
+            .quic_endpoints
+            .iter()
+            .filter_map(|e| Some((Endpoint::from(e.local_addr().ok()?), "QUIC")));
+        unframed
+            .chain(datagram)
+            .chain(chat)
+            .chain(exec)
+            .chain(quic)
+            .collect()
     }
 
     /// The certificate's fingerprint.
@@ -453,6 +486,11 @@ impl Server {
         for listener in self.listeners {
             let shared = shared.clone();
             shared.tracker.clone().spawn(accept_loop(listener, shared));
+        }
+        for endpoint in self.quic_endpoints {
+            shared
+                .tracker
+                .spawn(quic::accept_loop(endpoint, shared.clone()));
         }
         let unframed = open_doors::accept_loop(self.unframed_listeners, shared.clone());
         shared.tracker.spawn(unframed);
@@ -613,6 +651,24 @@ async fn bind_udp(endpoint: &Endpoint, flag: &str) -> Result<Vec<UdpSocket>, Err
     Ok(sockets)
 }
 
+/// Binds a QUIC endpoint on every address `endpoint` resolves to.
+async fn bind_quic(
+    endpoint: &Endpoint,
+    config: &quinn::ServerConfig,
+) -> Result<Vec<quinn::Endpoint>, Error> {
+    let cannot =
+        |err: std::io::Error| Error::Startup(format!("cannot listen on --quic {endpoint}: {err}"));
+    let mut endpoints = Vec::new();
+    for addr in endpoint.resolve().await.map_err(cannot)? {
+        let socket =
+            crate::transport::quic::bind_udp(addr, &crate::limits::QUIC).map_err(cannot)?;
+        let quic =
+            crate::transport::quic::server_endpoint(socket, config.clone()).map_err(cannot)?;
+        endpoints.push(quic);
+    }
+    Ok(endpoints)
+}
+
 fn is_resource_exhaustion(err: &std::io::Error) -> bool {
     matches!(
         err.raw_os_error(),
@@ -687,6 +743,7 @@ mod tests {
             echo_upper: false,
             udp_chat: vec![endpoint("127.0.0.1:0")],
             seed_compat_udp: Vec::new(),
+            quic: vec![endpoint("127.0.0.1:0")],
         }
     }
 

@@ -59,22 +59,44 @@ pub(crate) async fn run(
     handshake: OwnedSemaphorePermit,
 ) {
     let source = source_ip(&stream);
-    if let (Some(penalties), Some(ip)) = (&shared.penalties, source) {
-        let refused = lock(penalties).refused_for(ip, std::time::Instant::now());
-        if let Some(left) = refused {
-            debug!(%peer, "refused: under a login penalty for {} s more", secs(left));
-            return;
-        }
+    run_session(stream, &peer, source, &shared, Some(handshake), Slot::Take).await;
+}
+
+/// Where a session's place among `max_connections` comes from.
+#[derive(Debug)]
+pub(crate) enum Slot {
+    /// It takes one of its own (a TCP or Unix connection).
+    Take,
+    /// The connection it runs on holds one (a QUIC stream).
+    Held,
+    /// The connection it runs on got none: its hello is answered `busy`.
+    Missing,
+}
+
+/// Serves one session (a connection, or a QUIC stream) from `source` and
+/// logs its open and close, unless the source is under a penalty: then it
+/// is closed at once. `handshake` is held until the welcome.
+pub(crate) async fn run_session(
+    stream: Stream,
+    peer: &str,
+    source: Option<IpAddr>,
+    shared: &Shared,
+    handshake: Option<OwnedSemaphorePermit>,
+    slot: Slot,
+) {
+    if let Some(left) = penalised_for(shared, source) {
+        debug!(%peer, "refused: under a login penalty for {} s more", secs(left));
+        return;
     }
     let opened = Instant::now();
     info!(%peer, "connection opened");
     let mut requests = 0u64;
     let login = Login {
-        peer: &peer,
+        peer,
         source,
-        shared: &shared,
+        shared,
     };
-    let end = serve(stream, &login, handshake, &mut requests).await;
+    let end = serve(stream, &login, handshake, slot, &mut requests).await;
     info!(
         %peer,
         requests,
@@ -82,6 +104,25 @@ pub(crate) async fn run(
         %end,
         "connection closed"
     );
+}
+
+/// Records a failed login from `source` outside a session (a QUIC
+/// handshake that never ended), as a session records one.
+pub(crate) fn login_failed(shared: &Shared, peer: &str, source: Option<IpAddr>, why: &str) {
+    Login {
+        peer,
+        source,
+        shared,
+    }
+    .failed(why);
+}
+
+/// How long `source` is still refused for failed logins, if it is.
+pub(crate) fn penalised_for(shared: &Shared, source: Option<IpAddr>) -> Option<Duration> {
+    let (Some(penalties), Some(ip)) = (&shared.penalties, source) else {
+        return None;
+    };
+    lock(penalties).refused_for(ip, std::time::Instant::now())
 }
 
 /// Who is logging in, to penalise when the login fails.
@@ -141,14 +182,24 @@ fn source_ip(stream: &Stream) -> Option<IpAddr> {
 async fn serve(
     stream: Stream,
     login: &Login<'_>,
-    handshake: OwnedSemaphorePermit,
+    handshake: Option<OwnedSemaphorePermit>,
+    slot: Slot,
     requests: &mut u64,
 ) -> End {
     let (peer, shared) = (login.peer, login.shared);
     let limits = &shared.limits;
     // Take a connection slot now; without one the client still gets a clear
     // `busy` answer to its hello.
-    let slot = shared.connections.clone().try_acquire_owned().ok();
+    let slot = match slot {
+        Slot::Take => shared
+            .connections
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(Some),
+        Slot::Held => Some(None),
+        Slot::Missing => None,
+    };
     let deadline = tokio::time::Instant::now() + limits.hello_timeout;
 
     // The handshake and hello stop at the hello deadline or at shutdown,

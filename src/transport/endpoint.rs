@@ -1,5 +1,5 @@
 //! Where a server listens or a client connects: `host:port`, `[v6]:port`,
-//! or `unix:PATH`.
+//! `unix:PATH`, or (for a client) `quic://host:port`.
 
 use std::fmt;
 use std::io;
@@ -18,6 +18,9 @@ pub enum Endpoint {
     Tcp { host: String, port: u16 },
     /// A Unix-domain socket.
     Unix(PathBuf),
+    /// A QUIC server (`quic://HOST:PORT`): a UDP host and port. Clients
+    /// connect to it; `ferry serve --quic` takes a plain `HOST:PORT`.
+    Quic { host: String, port: u16 },
 }
 
 impl Endpoint {
@@ -25,7 +28,7 @@ impl Endpoint {
     /// resolver). Unix endpoints resolve to nothing.
     pub async fn resolve(&self) -> io::Result<Vec<SocketAddr>> {
         match self {
-            Endpoint::Tcp { host, port } => {
+            Endpoint::Tcp { host, port } | Endpoint::Quic { host, port } => {
                 if let Ok(ip) = host.parse::<IpAddr>() {
                     return Ok(vec![SocketAddr::new(ip, *port)]);
                 }
@@ -42,7 +45,7 @@ impl Endpoint {
     pub async fn is_local(&self) -> io::Result<bool> {
         match self {
             Endpoint::Unix(_) => Ok(true),
-            Endpoint::Tcp { .. } => {
+            Endpoint::Tcp { .. } | Endpoint::Quic { .. } => {
                 let addrs = self.resolve().await?;
                 Ok(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()))
             }
@@ -52,6 +55,33 @@ impl Endpoint {
     /// Whether this is a TCP endpoint (the kind that speaks TLS).
     pub fn is_tcp(&self) -> bool {
         matches!(self, Endpoint::Tcp { .. })
+    }
+
+    /// Whether this is a QUIC endpoint.
+    pub fn is_quic(&self) -> bool {
+        matches!(self, Endpoint::Quic { .. })
+    }
+
+    /// The same host and port over QUIC (`--quic`); a Unix socket or a
+    /// QUIC endpoint stays as it is.
+    pub fn into_quic(self) -> Endpoint {
+        match self {
+            Endpoint::Tcp { host, port } => Endpoint::Quic { host, port },
+            other => other,
+        }
+    }
+
+    /// The host and port as TCP names them: what a QUIC server is pinned
+    /// under, so that one certificate has one pin whichever way it is
+    /// reached.
+    pub fn without_quic(&self) -> Endpoint {
+        match self {
+            Endpoint::Quic { host, port } => Endpoint::Tcp {
+                host: host.clone(),
+                port: *port,
+            },
+            other => other.clone(),
+        }
     }
 }
 
@@ -70,6 +100,7 @@ impl fmt::Display for Endpoint {
             Endpoint::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
             Endpoint::Tcp { host, port } => write!(f, "{host}:{port}"),
             Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
+            Endpoint::Quic { .. } => write!(f, "quic://{}", self.without_quic()),
         }
     }
 }
@@ -78,6 +109,14 @@ impl FromStr for Endpoint {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Endpoint, String> {
+        if let Some(rest) = text.strip_prefix("quic://") {
+            return match rest.parse::<Endpoint>()? {
+                Endpoint::Tcp { host, port } => Ok(Endpoint::Quic { host, port }),
+                _ => Err(format!(
+                    "`{text}`: quic:// takes a host and port, as in quic://nas.lan:{DEFAULT_PORT}"
+                )),
+            };
+        }
         if let Some(path) = text.strip_prefix("unix:") {
             if path.is_empty() {
                 return Err("`unix:` needs a socket path, as in unix:/run/ferry.sock".into());
@@ -149,6 +188,14 @@ mod tests {
             "unix:/tmp/f.sock".parse(),
             Ok(Endpoint::Unix("/tmp/f.sock".into()))
         );
+        let quic = |host: &str, port| Endpoint::Quic {
+            host: host.into(),
+            port,
+        };
+        assert_eq!("quic://[::1]:7".parse(), Ok(quic("::1", 7)));
+        assert_eq!("quic://NAS".parse(), Ok(quic("nas", DEFAULT_PORT)));
+        assert_eq!(tcp("h", 1).into_quic(), quic("h", 1));
+        assert_eq!(quic("h", 1).without_quic(), tcp("h", 1));
     }
 
     #[test]
@@ -162,6 +209,9 @@ mod tests {
             "host:99999",
             ":80",
             "h:x",
+            "quic://",
+            "quic://unix:/x",
+            "quic://quic://h:1",
         ] {
             assert!(bad.parse::<Endpoint>().is_err(), "{bad:?} parsed");
         }
@@ -173,7 +223,14 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for text in ["127.0.0.1:9001", "[::1]:9001", "unix:/tmp/x.sock", "host:1"] {
+        for text in [
+            "127.0.0.1:9001",
+            "[::1]:9001",
+            "unix:/tmp/x.sock",
+            "host:1",
+            "quic://[::1]:9001",
+            "quic://h:2",
+        ] {
             assert_eq!(text.parse::<Endpoint>().unwrap().to_string(), text);
         }
     }

@@ -43,6 +43,10 @@ impl Listener {
                     .collect()
             }
             Endpoint::Unix(path) => Ok(vec![bind_unix(path)?]),
+            Endpoint::Quic { .. } => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{endpoint} is where a client connects; serve QUIC with --quic HOST:PORT"),
+            )),
         }
     }
 

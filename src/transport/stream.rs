@@ -1,5 +1,6 @@
 //! One byte stream type for every transport, so the layers above are written
-//! once: plain TCP, TLS over TCP (either side), or a Unix-domain socket.
+//! once: plain TCP, TLS over TCP (either side), a Unix-domain socket, or a
+//! QUIC stream.
 //! TLS errors come out in plain words ([`super::tls::in_plain_words`]).
 
 use std::io::{self, IoSlice};
@@ -23,12 +24,15 @@ pub enum Stream {
     ServerTls(Box<tokio_rustls::server::TlsStream<ReadAhead<TcpStream>>>),
     /// The client's end of a TLS connection.
     ClientTls(Box<tokio_rustls::client::TlsStream<ReadAhead<TcpStream>>>),
+    /// One bidirectional stream of a QUIC connection (either side).
+    Quic(Box<super::quic::QuicStream>),
 }
 
 impl Stream {
     /// Whether what is read from this stream is decrypted first (TLS),
     /// which makes reading it costlier than a plain socket read.
     pub fn is_encrypted(&self) -> bool {
+        // QUIC decrypts on its connection's own task, not on the reader's.
         matches!(self, Stream::ServerTls(_) | Stream::ClientTls(_))
     }
 }
@@ -49,6 +53,10 @@ macro_rules! delegate {
                 $call
             }
             Stream::ClientTls($s) => {
+                let $s = Pin::new($s.as_mut());
+                $call
+            }
+            Stream::Quic($s) => {
                 let $s = Pin::new($s.as_mut());
                 $call
             }
@@ -100,6 +108,7 @@ impl AsyncWrite for Stream {
             Stream::Unix(s) => s.is_write_vectored(),
             Stream::ServerTls(s) => s.is_write_vectored(),
             Stream::ClientTls(s) => s.is_write_vectored(),
+            Stream::Quic(s) => s.is_write_vectored(),
         }
     }
 

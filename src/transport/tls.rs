@@ -96,30 +96,43 @@ pub fn server_config(
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    unshared_server_config(cert, key).map(Arc::new)
+}
+
+/// [`server_config`] before it is shared, for QUIC to add its ALPN to.
+pub fn unshared_server_config(
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+) -> Result<rustls::ServerConfig, rustls::Error> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_single_cert(vec![cert], key)?;
-    // Every connection is a fresh hello with a token; no ALPN or early data.
+    // Every connection is a fresh hello with a token; no ALPN (over TCP)
+    // or early data.
     config.max_early_data_size = 0;
-    Ok(Arc::new(config))
+    Ok(config)
 }
 
 /// A TLS 1.3-only client configuration that accepts any certificate whose
 /// handshake signature is valid; the caller must compare the certificate's
 /// fingerprint with its pin before sending anything.
 pub fn client_config() -> Arc<rustls::ClientConfig> {
+    Arc::new(unshared_client_config())
+}
+
+/// [`client_config`] before it is shared, for QUIC to add its ALPN to.
+pub fn unshared_client_config() -> rustls::ClientConfig {
     let provider = provider();
     let verifier = Arc::new(PinnedByCaller {
         provider: provider.clone(),
     });
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("aws-lc-rs supports TLS 1.3")
         .dangerous()
         .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    Arc::new(config)
+        .with_no_client_auth()
 }
 
 /// The key exchange group a finished handshake agreed on, by its IANA

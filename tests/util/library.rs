@@ -56,6 +56,7 @@ impl LibraryServer {
             echo_upper: false,
             udp_chat: Vec::new(),
             seed_compat_udp: Vec::new(),
+            quic: Vec::new(),
         };
         adjust(&mut config, dir.path());
         let server = Server::bind(config).await.expect("bind the server");

@@ -88,10 +88,14 @@ pub fn print(args: &ServeArgs, global: &GlobalArgs, serve: &ArgMatches) -> Resul
         socket_dirs: endpoints(args)
             .filter_map(|e| match e {
                 Endpoint::Unix(path) => cwd.join(path).parent().map(Path::to_path_buf),
-                Endpoint::Tcp { .. } => None,
+                Endpoint::Tcp { .. } | Endpoint::Quic { .. } => None,
             })
             .collect(),
-        low_port: endpoints(args).any(|e| matches!(e, Endpoint::Tcp { port, .. } if *port < 1024)),
+        low_port: endpoints(args).any(|e| matches!(e, Endpoint::Tcp { port, .. } if *port < 1024))
+            || args
+                .quic
+                .iter()
+                .any(|text| matches!(text.parse(), Ok(Endpoint::Tcp { port, .. }) if port < 1024)),
         drain_secs: args.drain_timeout.as_secs_f64().ceil() as u64,
         allow_exec: args.allow_exec,
     };

@@ -1,0 +1,250 @@
+//! The QUIC door (`ferry serve --quic ADDR`): QUIC connections with the
+//! server's certificate and ALPN `ferry/1`, each bidirectional stream a
+//! session of its own, served by [`super::session`] exactly as a TCP
+//! connection is (hello with a token, then requests). Nothing here knows
+//! a service.
+//!
+//! Who gets in, in order: a source under a login penalty is refused before
+//! any state is kept; a source that is not loopback must first prove its
+//! address (a Retry round trip), so a flood of forged Initial packets costs
+//! the server a stateless reply each; the handshake must finish within
+//! `hello_timeout` and under a `max_handshakes` permit, as on TCP; a peer
+//! that agreed on another ALPN is closed. The connection then takes one of
+//! `max_connections` (without one, its streams' hellos are answered
+//! `busy`), and lives while it has a stream open or opens one within
+//! `idle_timeout`. A handshake that does not end in time penalises its
+//! source, as on TCP. A failed login on any stream that puts its source under
+//! a penalty closes the whole connection, so a guesser cannot go on
+//! opening streams.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use super::session::{self, Slot};
+use super::Shared;
+use crate::transport::quic::{negotiated_alpn, QuicStream, ALPN};
+use crate::transport::Stream;
+
+/// The application close codes the server sends, which a client shows.
+mod close {
+    /// The connection ends normally.
+    pub const DONE: u32 = 0;
+    /// The peer spoke another protocol than `ferry/1`.
+    pub const WRONG_PROTOCOL: u32 = 1;
+    /// The source is under a login penalty.
+    pub const PENALISED: u32 = 2;
+    /// No stream was open for `idle_timeout`.
+    pub const IDLE: u32 = 3;
+    /// The server is shutting down.
+    pub const SHUTTING_DOWN: u32 = 4;
+}
+
+/// Whether a connection attempt from `source` must first prove its
+/// address with a Retry: every source but loopback, whose packets cannot
+/// be forged from outside this machine.
+fn needs_retry(source: IpAddr, validated: bool) -> bool {
+    !validated && !source.to_canonical().is_loopback()
+}
+
+/// Accepts QUIC connections on `endpoint` until shutdown. A handshake
+/// permit is taken before each accept, as the TCP door does; quinn holds
+/// attempts beyond it (up to `max_incoming`) meanwhile.
+pub(crate) async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
+    loop {
+        let permit = tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => break,
+            permit = shared.handshakes.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let incoming = tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => break,
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => incoming,
+                None => break,
+            },
+        };
+        let source = incoming.remote_address().ip().to_canonical();
+        if let Some(left) = session::penalised_for(&shared, Some(source)) {
+            debug!(peer = %incoming.remote_address(), "QUIC refused: under a login penalty for {left:?} more");
+            incoming.refuse();
+            continue;
+        }
+        if needs_retry(source, incoming.remote_address_validated()) && incoming.may_retry() {
+            // Stateless: the reply carries a token the client must echo.
+            if let Err(err) = incoming.retry() {
+                debug!("cannot send a Retry: {err}");
+            }
+            continue;
+        }
+        let serving = shared.clone();
+        shared
+            .tracker
+            .spawn(async move { serve_connection(incoming, serving, permit).await });
+    }
+    // The endpoint is not closed here: its connections close themselves
+    // once their requests in flight are done, within the drain deadline.
+}
+
+/// One QUIC connection, from handshake to close; each stream runs a
+/// session of its own.
+async fn serve_connection(
+    incoming: quinn::Incoming,
+    shared: Arc<Shared>,
+    handshake: OwnedSemaphorePermit,
+) {
+    let remote = incoming.remote_address();
+    let source = Some(remote.ip().to_canonical());
+    let peer = format!("{remote} (QUIC)");
+    let connecting = match incoming.accept() {
+        Ok(connecting) => connecting,
+        Err(err) => {
+            debug!(%peer, "QUIC connection failed before its handshake: {err}");
+            return;
+        }
+    };
+    let deadline = tokio::time::Instant::now() + shared.limits.hello_timeout;
+    let handshake_done = tokio::select! {
+        biased;
+        _ = shared.cancel.cancelled() => return,
+        done = tokio::time::timeout_at(deadline, connecting) => done,
+    };
+    let connection = match handshake_done {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(err)) => {
+            info!(%peer, "QUIC handshake failed: {err}");
+            return;
+        }
+        Err(_) => {
+            warn!(%peer, "QUIC handshake not done within {:?}", shared.limits.hello_timeout);
+            // As a TLS handshake that never ends over TCP. The source is
+            // validated (loopback, or it answered a Retry), so it cannot
+            // be a forged one.
+            session::login_failed(&shared, &peer, source, "no QUIC handshake in time");
+            return;
+        }
+    };
+    drop(handshake);
+    if negotiated_alpn(&connection).as_deref() != Some(ALPN) {
+        info!(%peer, "refused: the peer did not speak ferry/1");
+        connection.close(
+            close::WRONG_PROTOCOL.into(),
+            b"this server speaks ferry/1 only",
+        );
+        return;
+    }
+    // A place among max_connections for the whole connection; without one
+    // every stream's hello is answered `busy`.
+    let slot = shared.connections.clone().try_acquire_owned().ok();
+    let opened = Instant::now();
+    info!(%peer, "QUIC connection opened");
+    let (streams, why) = serve_streams(&connection, &peer, source, &shared, slot.is_some()).await;
+    let (code, reason): (u32, &[u8]) = match why {
+        Closed::Peer => (close::DONE, b""),
+        Closed::Idle => (close::IDLE, b"no stream open; idle timeout"),
+        Closed::Penalised => (close::PENALISED, b"a failed login; try again later"),
+        Closed::ShutDown => (close::SHUTTING_DOWN, b"the server is shutting down"),
+    };
+    connection.close(code.into(), reason);
+    info!(
+        %peer,
+        streams,
+        elapsed_ms = opened.elapsed().as_millis() as u64,
+        end = ?why,
+        "QUIC connection closed"
+    );
+}
+
+/// Why a QUIC connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closed {
+    /// The peer closed it, or it was lost.
+    Peer,
+    /// No stream was open for `idle_timeout`.
+    Idle,
+    /// A failed login put its source under a penalty.
+    Penalised,
+    /// The server is shutting down.
+    ShutDown,
+}
+
+/// Accepts streams until the connection ends, each a session; then waits
+/// for the sessions (which end by themselves on shutdown). Returns how
+/// many streams there were and why it ended.
+async fn serve_streams(
+    connection: &quinn::Connection,
+    peer: &str,
+    source: Option<IpAddr>,
+    shared: &Arc<Shared>,
+    has_slot: bool,
+) -> (u64, Closed) {
+    let idle_timeout = shared.limits.idle_timeout;
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
+    let mut sessions = JoinSet::new();
+    let mut opened = 0u64;
+    let why = loop {
+        tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => break Closed::ShutDown,
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {
+                if session::penalised_for(shared, source).is_some() {
+                    break Closed::Penalised;
+                }
+                if sessions.is_empty() {
+                    idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                }
+            }
+            _ = idle.as_mut(), if sessions.is_empty() => break Closed::Idle,
+            accepted = connection.accept_bi() => {
+                let (send, recv) = match accepted {
+                    Ok(stream) => stream,
+                    Err(err) => {
+                        debug!(%peer, "QUIC connection ended: {err}");
+                        break Closed::Peer;
+                    }
+                };
+                opened += 1;
+                let stream = Stream::Quic(Box::new(QuicStream::new(send, recv)));
+                let peer = format!("{peer} stream {}", opened);
+                let slot = if has_slot { Slot::Held } else { Slot::Missing };
+                let shared = shared.clone();
+                sessions.spawn(async move {
+                    session::run_session(stream, &peer, source, &shared, None, slot).await;
+                });
+            }
+        }
+    };
+    if why == Closed::Penalised {
+        sessions.abort_all();
+    }
+    while sessions.join_next().await.is_some() {}
+    (opened, why)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_unvalidated_sources_off_loopback_are_asked_to_retry() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert!(needs_retry(ip("192.0.2.7"), false));
+        assert!(needs_retry(ip("2001:db8::1"), false));
+        assert!(!needs_retry(ip("192.0.2.7"), true));
+        assert!(!needs_retry(ip("127.0.0.1"), false));
+        assert!(!needs_retry(ip("127.3.2.1"), false));
+        assert!(!needs_retry(ip("::1"), false));
+        // An IPv4 loopback source seen on a dual-stack socket.
+        assert!(!needs_retry(ip("::ffff:127.0.0.1"), false));
+        assert!(needs_retry(ip("::ffff:192.0.2.7"), false));
+    }
+}
