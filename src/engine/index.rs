@@ -121,13 +121,29 @@ pub enum LoadOutcome {
     Discarded(String),
 }
 
-/// The files of one tree as last synced with one peer.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The files of one tree as last synced with one peer. Two indexes are
+/// equal when they know the same files, whether or not either changed.
+#[derive(Debug, Clone, Default)]
 pub struct Index {
     entries: BTreeMap<Box<[u8]>, IndexEntry>,
+    /// Changed since it was loaded: only then is it worth saving.
+    changed: bool,
 }
 
+impl PartialEq for Index {
+    fn eq(&self, other: &Index) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Eq for Index {}
+
 impl Index {
+    /// Whether anything was recorded or forgotten since it was loaded.
+    pub fn is_changed(&self) -> bool {
+        self.changed
+    }
+
     /// An empty index.
     pub fn new() -> Index {
         Index::default()
@@ -179,12 +195,15 @@ impl Index {
 
     /// Records what a file is now, replacing what was known of it.
     pub fn insert(&mut self, path: &[u8], entry: IndexEntry) {
+        self.changed = true;
         self.entries.insert(path.into(), entry);
     }
 
     /// Forgets a file (deleted, or no longer synced).
     pub fn remove(&mut self, path: &[u8]) -> Option<IndexEntry> {
-        self.entries.remove(path)
+        let removed = self.entries.remove(path);
+        self.changed |= removed.is_some();
+        removed
     }
 
     /// What is known of a file.
@@ -209,7 +228,9 @@ impl Index {
 
     /// Keeps only the files `keep` says yes to: after a walk, those it met.
     pub fn retain(&mut self, mut keep: impl FnMut(&[u8]) -> bool) {
+        let before = self.entries.len();
         self.entries.retain(|path, _| keep(path));
+        self.changed |= self.entries.len() != before;
     }
 
     /// Whether a file is as last recorded, by metadata alone: unchanged only
@@ -358,7 +379,10 @@ fn decode(bytes: &[u8]) -> Result<Index, Corrupt> {
     if !input.0.is_empty() {
         return Err(Corrupt("bytes after the last entry"));
     }
-    Ok(Index { entries })
+    Ok(Index {
+        entries,
+        changed: false,
+    })
 }
 
 /// A path as the manifest has them: relative, `/`-separated, no empty,

@@ -46,6 +46,9 @@ use super::super::root::{RelPath, Root};
 use super::super::transfer::{FailedFile, Progress, TransferError};
 use super::super::wire::{parse_hash, DataFrame, Entry, EntryError, FileEnd};
 
+/// Pieces queued for the whole-file hasher: a few maximum chunks.
+const HASHER_QUEUE: usize = 16;
+
 /// Bytes of one child record in a group.
 const CHILD_BYTES: usize = 40;
 /// Bytes of a group's level and count.
@@ -840,7 +843,18 @@ impl FileWrite<'_> {
                 return self.fail(error, false, Pending::EndToCome);
             }
         };
-        let written = self.write_pieces(&mut partial, pieces, &shown);
+        // The whole file's BLAKE3 is computed on a thread of its own while
+        // this one reads, checks and writes the pieces: two cores, not one.
+        let (to_hasher, bytes) = std::sync::mpsc::sync_channel::<Bytes>(HASHER_QUEUE);
+        let hasher = std::thread::spawn(move || {
+            let mut hasher = blake3::Hasher::new();
+            for piece in bytes {
+                hasher.update(&piece);
+            }
+            hasher.finalize()
+        });
+        let written = self.write_pieces(&mut partial, pieces, &shown, &to_hasher);
+        drop(to_hasher);
         let chunks = match written {
             Ok(Ok(chunks)) => chunks,
             Ok(Err((failure, pending))) => {
@@ -876,7 +890,11 @@ impl FileWrite<'_> {
                 self.target.i
             )));
         };
-        let sealed = match partial.seal(&expected, &self.target.meta) {
+        let Ok(hash) = hasher.join() else {
+            partial.remove();
+            return Err(TransferError::Protocol("the file hasher failed".into()));
+        };
+        let sealed = match partial.seal_hashed(&hash, &expected, &self.target.meta) {
             Ok(sealed) => sealed,
             Err(err) => {
                 let error = FileError::new(
@@ -904,6 +922,7 @@ impl FileWrite<'_> {
         partial: &mut PartialFile,
         pieces: &[(u64, Piece)],
         shown: &[u8],
+        to_hasher: &std::sync::mpsc::SyncSender<Bytes>,
     ) -> Result<Result<Vec<Chunk>, (FileFailure, Pending)>, TransferError> {
         let i = self.target.i;
         let local = |error: FileError| {
@@ -941,12 +960,13 @@ impl FileWrite<'_> {
                         if !good {
                             return local(copy_changed(shown, path));
                         }
-                        if let Err(err) = partial.write(&buf) {
+                        if let Err(err) = partial.write_unhashed(&buf) {
                             return local(FileError::new(
                                 ErrorCode::IoError,
                                 format!("{}: {err}", show(shown)),
                             ));
                         }
+                        let _ = to_hasher.send(Bytes::from(buf));
                         chunks.push(Chunk {
                             offset: at,
                             len: chunk.len,
@@ -963,12 +983,13 @@ impl FileWrite<'_> {
                                 "file {i}: a chunk that is not the one its tree names"
                             )));
                         }
-                        if let Err(err) = partial.write(&body) {
+                        if let Err(err) = partial.write_unhashed(&body) {
                             return local(FileError::new(
                                 ErrorCode::IoError,
                                 format!("{}: {err}", show(shown)),
                             ));
                         }
+                        let _ = to_hasher.send(body);
                         chunks.push(Chunk {
                             offset: at,
                             len,

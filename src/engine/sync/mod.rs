@@ -203,9 +203,12 @@ impl IndexPlace {
         }
     }
 
-    /// Saves the index under its lock; a failure costs speed next time,
-    /// never correctness, so it is only logged.
+    /// Saves the index under its lock, if it changed; a failure costs
+    /// speed next time, never correctness, so it is only logged.
     pub fn save(&self, index: &index::Index) {
+        if !index.is_changed() {
+            return;
+        }
         let saved = index::Index::path_for(&self.state_dir, &self.tree, "").and_then(|path| {
             super::state::with_lock(&self.state_dir, "sync.lock", || {
                 index.save(&path).map_err(|e| e.to_string())

@@ -9,7 +9,7 @@ use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::protocol::ErrorCode;
 
@@ -18,7 +18,7 @@ use super::super::error::{show, FileError};
 use super::super::filter::{Filter, Verdict, GITIGNORE};
 use super::super::index::{Index, Lookup};
 use super::super::manifest::{Manifest, SourceRef};
-use super::super::root::{Kind, RelPath, Root, Stat};
+use super::super::root::{list_fd, Kind, RelPath, Root, Stat};
 use super::super::wire::{Entry, EntryKind, SyncFields, WirePath};
 use super::index_stat;
 
@@ -113,10 +113,16 @@ impl Walker<'_> {
 
     fn dir(&mut self, rel: &[u8]) -> Result<(), FileError> {
         let path = self.in_root(rel)?;
-        let mut names = self
+        // One handle on the directory for its listing and every stat in
+        // it, instead of resolving each child's path from the root again.
+        let dir = self
             .root
-            .list(&path)
+            .open_dir(&path)
             .map_err(|e| FileError::io(&path.to_bytes(), &e))?;
+        let listed = rustix::io::fcntl_dupfd_cloexec(&dir, 0)
+            .map_err(std::io::Error::from)
+            .and_then(list_fd);
+        let mut names = listed.map_err(|e| FileError::io(&path.to_bytes(), &e))?;
         names.sort();
         for name in names {
             if is_reserved_name(&name) {
@@ -127,12 +133,11 @@ impl Walker<'_> {
             } else {
                 [rel, b"/", name.as_bytes()].concat()
             };
-            let child_path = path.join(&name)?;
-            let st = match self.root.lstat(&child_path) {
-                Ok(st) => st,
+            let st = match rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => Stat::from_raw(&st),
                 // Gone since the listing: nothing to send.
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(err) => return Err(FileError::io(&child, &err)),
+                Err(rustix::io::Errno::NOENT) => continue,
+                Err(err) => return Err(FileError::io(&child, &err.into())),
             };
             let is_dir = st.kind == Kind::Dir;
             if self.filter.verdict(&child, is_dir) == Verdict::Exclude {
@@ -145,22 +150,16 @@ impl Walker<'_> {
                     self.dir(&child)?;
                 }
                 Kind::File => self.push_file(&child, &st, false)?,
-                Kind::Symlink => {
-                    let (parent, link_name) = self
-                        .root
-                        .parent_of(&child_path)
-                        .map_err(|e| FileError::io(&child, &e))?;
-                    match rustix::fs::readlinkat(&parent, link_name, Vec::new()) {
-                        Ok(target) => {
-                            let target = WirePath::from_bytes(target.as_bytes());
-                            self.push(EntryKind::Symlink, &child, &st, Some(target), None);
-                        }
-                        Err(err) => self
-                            .manifest
-                            .skipped
-                            .push((child, format!("cannot read the link: {err}"))),
+                Kind::Symlink => match rustix::fs::readlinkat(&dir, &name, Vec::new()) {
+                    Ok(target) => {
+                        let target = WirePath::from_bytes(target.as_bytes());
+                        self.push(EntryKind::Symlink, &child, &st, Some(target), None);
                     }
-                }
+                    Err(err) => self
+                        .manifest
+                        .skipped
+                        .push((child, format!("cannot read the link: {err}"))),
+                },
                 Kind::Special => self
                     .manifest
                     .skipped
