@@ -263,7 +263,8 @@ impl Index {
 
     /// Where each known chunk can be read: a file and a chunk of it, for
     /// the receiver to reuse chunks from any file (a rename costs nothing).
-    /// The bytes found there must be hashed again: the index is a cache.
+    /// The bytes found there must be checked (a chunk's hash, or the whole
+    /// file's they go into): the index is a cache.
     pub fn chunk_sources(&self) -> HashMap<Hash32, (&[u8], Chunk)> {
         let mut sources = HashMap::new();
         for (path, entry) in &self.entries {

@@ -20,8 +20,10 @@
 //! checks every group against the node it asked about (children hash to
 //! it, their bytes add up to it, one level down), every chunk against its
 //! leaf, and the whole file against the sender's BLAKE3 before it publishes.
-//! Chunks it already has are copied from its own files and hashed again as
-//! they are read: the index that pointed at them is only a cache.
+//! Chunks it already has are copied from its own files; the whole file's
+//! BLAKE3, checked before it is published, catches a copied chunk whose file
+//! changed behind the index's back (the index is only a cache), and the
+//! index then forgets the files that file reused.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -424,6 +426,9 @@ pub struct DeltaReceived {
     pub copied_bytes: u64,
     /// Bytes of tree frames received.
     pub tree_bytes: u64,
+    /// Files of this end whose chunks a failed file reused: the index
+    /// must forget them.
+    pub stale: Vec<RelPath>,
 }
 
 /// The receiver's side: walks the sender's trees against `known`, then
@@ -722,6 +727,7 @@ async fn write_all<S: ByteStream>(
     received.published = written.published;
     received.failed = written.failed;
     received.copied_bytes = written.copied_bytes;
+    received.stale = written.stale;
     Ok(received)
 }
 
@@ -729,6 +735,7 @@ struct Written {
     published: Vec<(u64, ChunkedFile)>,
     failed: Vec<FailedFile>,
     copied_bytes: u64,
+    stale: Vec<RelPath>,
 }
 
 /// The file thread: each target in order, its pieces in file order.
@@ -743,6 +750,7 @@ fn write_files(
         published: Vec::new(),
         failed: Vec::new(),
         copied_bytes: 0,
+        stale: Vec::new(),
     };
     let mut sources: HashMap<usize, Option<File>> = HashMap::new();
     for ((target, mut pieces), withdrawn) in targets.iter().zip(pieces).zip(withdrawn) {
@@ -775,17 +783,25 @@ fn write_files(
             rx: &mut rx,
             sources: &mut sources,
             copied_bytes: 0,
+            used_sources: Vec::new(),
         };
         match file.write(&pieces)? {
             Ok(chunked) => written.published.push((target.i, chunked)),
-            Err(failure) => written.failed.push(FailedFile {
-                error: EntryError {
-                    i: target.i,
-                    code: failure.error.code.as_str().into(),
-                    message: failure.error.message,
-                },
-                by_sender: failure.by_sender,
-            }),
+            Err(failure) => {
+                // Whatever it reused may be what changed: the index
+                // forgets those files, so the next sync cuts them anew.
+                for &source in &file.used_sources {
+                    written.stale.push(known.files[source].0.clone());
+                }
+                written.failed.push(FailedFile {
+                    error: EntryError {
+                        i: target.i,
+                        code: failure.error.code.as_str().into(),
+                        message: failure.error.message,
+                    },
+                    by_sender: failure.by_sender,
+                })
+            }
         }
         written.copied_bytes += file.copied_bytes;
     }
@@ -805,6 +821,8 @@ struct FileWrite<'a> {
     rx: &'a mut mpsc::Receiver<Arrived>,
     sources: &'a mut HashMap<usize, Option<File>>,
     copied_bytes: u64,
+    /// The known files this one took chunks from.
+    used_sources: Vec<usize>,
 }
 
 /// Why one delta file was not kept; the transfer goes on.
@@ -896,6 +914,20 @@ impl FileWrite<'_> {
         };
         let sealed = match partial.seal_hashed(&hash, &expected, &self.target.meta) {
             Ok(sealed) => sealed,
+            // Every chunk sent matched its leaf, so a file that does not
+            // hash right took a chunk from a file of this end that changed
+            // since it was indexed.
+            Err(_) if !self.used_sources.is_empty() => {
+                let error = FileError::new(
+                    ErrorCode::Changed,
+                    format!(
+                        "{}: a file whose chunks were reused changed since it was indexed; \
+                         sync again",
+                        show(&shown)
+                    ),
+                );
+                return self.fail(error, false, Pending::EndRead);
+            }
             Err(err) => {
                 let error = FileError::new(
                     ErrorCode::ChecksumMismatch,
@@ -914,7 +946,8 @@ impl FileWrite<'_> {
         }))
     }
 
-    /// Writes the pieces in order: copied chunks hashed again as read,
+    /// Writes the pieces in order: copied chunks as read (the whole-file
+    /// hash checks them),
     /// received chunks checked against their leaf.
     #[allow(clippy::type_complexity)]
     fn write_pieces(
@@ -951,13 +984,16 @@ impl FileWrite<'_> {
                         .or_insert_with(|| open_source(self.dest, path));
                     let run =
                         &source_chunks[found.first_chunk..found.first_chunk + found.chunk_count];
+                    self.used_sources.push(found.file);
                     for chunk in run {
+                        // Not hashed chunk by chunk: the whole file's BLAKE3,
+                        // checked before it is published, catches a source
+                        // that changed behind the index's back.
                         let mut buf = vec![0u8; chunk.len as usize];
-                        let good = file.as_ref().is_some_and(|file| {
-                            file.read_exact_at(&mut buf, chunk.offset).is_ok()
-                                && *blake3::hash(&buf).as_bytes() == chunk.hash
-                        });
-                        if !good {
+                        let read = file
+                            .as_ref()
+                            .is_some_and(|file| file.read_exact_at(&mut buf, chunk.offset).is_ok());
+                        if !read {
                             return local(copy_changed(shown, path));
                         }
                         if let Err(err) = partial.write_unhashed(&buf) {

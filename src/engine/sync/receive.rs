@@ -198,6 +198,9 @@ pub async fn receive<S: ByteStream>(
         received.summary.delta_bytes = got.chunk_bytes + got.tree_bytes;
         received.summary.reused_bytes = got.copied_bytes;
         received.summary.deltas = got.published.len() as u64;
+        for stale in &got.stale {
+            known_index.remove(&stale.to_bytes());
+        }
         for failure in &got.failed {
             failed.insert(failure.error.i);
             changes.push(failed_change(

@@ -324,3 +324,26 @@ async fn a_root_deeper_than_the_level_cap_is_refused() {
     .await;
     assert!(err.to_string().contains("does not describe"), "{err}");
 }
+
+#[tokio::test]
+async fn a_reused_file_that_changed_behind_the_index_fails_the_delta_and_is_forgotten() {
+    let ends = Ends::new();
+    let old = data(1_000_000, 12);
+    let mut known = KnownChunks::default();
+    ends.known(&mut known, "other", &old);
+    // Same length, other bytes, after it was indexed.
+    std::fs::write(ends.to.path().join("other"), data(1_000_000, 13)).unwrap();
+    let files = vec![ends.source(0, "copy", &old)];
+    let (_, got) = ends
+        .run(files, vec![target(0, "copy", old.len() as u64)], known)
+        .await;
+    let got = got.unwrap();
+    assert_eq!(got.failed.len(), 1, "{:?}", got.failed);
+    assert_eq!(got.failed[0].error.code, "changed");
+    assert!(!got.failed[0].by_sender);
+    assert_eq!(got.stale, [RelPath::parse(b"other").unwrap()]);
+    assert!(
+        !ends.to.path().join("copy").exists(),
+        "nothing wrong is published"
+    );
+}
