@@ -8,6 +8,8 @@
 //! - `open_doors.rs`: the accept loop and permits of the token-less doors.
 //! - `datagram/`: the datagram door: time, SNTP, echo, the chat gateway,
 //!   the tutorial's UDP commands.
+//! - `http/`: the share in a browser (`--http`): listings, downloads,
+//!   resumable uploads, share links.
 //! - `tokens.rs`, `pairing.rs`, `penalty.rs`: who may come in.
 //!
 //! Shutdown follows tokio-util's pattern: cancel a token (accept loops stop,
@@ -15,6 +17,7 @@
 //! requests in flight up to the drain deadline.
 
 pub mod datagram;
+pub mod http;
 pub mod identity;
 mod open_doors;
 pub mod pairing;
@@ -106,6 +109,12 @@ pub struct Config {
     /// The tutorial's UDP command service (`--seed-compat-udp`): no token,
     /// loopback only unless `allow_remote_plaintext`, needs `allow_exec`.
     pub seed_compat_udp: Vec<Endpoint>,
+    /// Addresses of the HTTP door (`--http`): HTTPS with the server's
+    /// certificate, or plain HTTP with `plaintext` (loopback only unless
+    /// `allow_remote_plaintext`).
+    pub http: Vec<Endpoint>,
+    /// Let the HTTP door take uploads (`--http-upload`).
+    pub http_upload: bool,
 }
 
 impl Config {
@@ -136,7 +145,8 @@ impl Config {
             .map(|(s, e)| (e, s.name()))
             .chain(chat)
             .chain(exec);
-        for (endpoint, name) in datagram {
+        let http = self.http.iter().map(|e| (e, "--http"));
+        for (endpoint, name) in datagram.chain(http) {
             if !endpoint.is_tcp() {
                 return Err(Error::Usage(format!(
                     "the {name} service needs a host and port, not {endpoint}"
@@ -156,6 +166,8 @@ impl Config {
     async fn keep_plaintext_on_loopback(&self) -> Result<(), Error> {
         let framed = self.listen.iter().filter(|_| self.plaintext);
         let framed = framed.map(|e| (e, "--plaintext --listen"));
+        let http = self.http.iter().filter(|_| self.plaintext);
+        let framed = framed.chain(http.map(|e| (e, "--plaintext --http")));
         let seed_compat = self.seed_compat.iter().map(|e| (e, "--seed-compat"));
         let tcp_echo = self.tcp_echo.iter().map(|e| (e, "--tcp-echo"));
         let udp = self
@@ -183,9 +195,10 @@ impl Config {
                 continue;
             }
             let what = if self.plaintext && flag.starts_with("--plaintext") {
-                "--plaintext sends the token and all traffic unencrypted, so it listens on \
-                 loopback only; drop --plaintext (TLS is the default),"
-                    .to_string()
+                format!(
+                    "{flag} sends the token and all traffic unencrypted, so it listens on \
+                     loopback only; drop --plaintext (TLS is the default),"
+                )
             } else {
                 format!(
                     "{flag} speaks plaintext and takes no token, so it listens on loopback only;"
@@ -229,6 +242,10 @@ pub(crate) struct Shared {
 /// run.
 pub struct Server {
     listeners: Vec<Listener>,
+    http_listeners: Vec<Listener>,
+    /// The HTTP door's TLS; `None` with `--plaintext`.
+    http_tls: Option<TlsAcceptor>,
+    http_upload: bool,
     unframed_listeners: Vec<(Listener, OpenDoor)>,
     udp_sockets: Vec<(UdpSocket, datagram::Service)>,
     chat_sockets: Vec<UdpSocket>,
@@ -266,12 +283,13 @@ impl Server {
             Error::Startup(format!("cannot open the root {}: {err}", root.display()))
         })?;
 
-        let tls = if config.plaintext {
-            None
+        let (tls, http_tls) = if config.plaintext {
+            (None, None)
         } else {
             let server_config = tls::server_config(state.cert.clone(), state.key.clone_key())
                 .map_err(|err| Error::Startup(format!("cannot set up TLS: {err}")))?;
-            Some(TlsAcceptor::from(server_config))
+            let http_tls = http::tls_acceptor(&server_config);
+            (Some(TlsAcceptor::from(server_config)), Some(http_tls))
         };
 
         let mut listeners = Vec::new();
@@ -280,6 +298,13 @@ impl Server {
                 .await
                 .map_err(|err| Error::Startup(format!("cannot listen on {endpoint}: {err}")))?;
             listeners.extend(bound);
+        }
+        let mut http_listeners = Vec::new();
+        for endpoint in &config.http {
+            let bound = Listener::bind(endpoint).await.map_err(|err| {
+                Error::Startup(format!("cannot listen on --http {endpoint}: {err}"))
+            })?;
+            http_listeners.extend(bound);
         }
         let mut unframed_listeners = Vec::new();
         let unframed = config
@@ -366,6 +391,7 @@ impl Server {
         });
         let tcp = listeners
             .iter()
+            .chain(&http_listeners)
             .chain(unframed_listeners.iter().map(|(l, _)| l))
             .filter_map(Listener::local_addr);
         let datagram = udp_sockets
@@ -381,6 +407,9 @@ impl Server {
         ));
         Ok(Server {
             listeners,
+            http_listeners,
+            http_tls,
+            http_upload: config.http_upload,
             unframed_listeners,
             udp_sockets,
             chat_sockets,
@@ -401,6 +430,14 @@ impl Server {
                 let tls = l.is_tcp() && self.shared.tls.is_some();
                 l.local_endpoint().ok().map(|e| (e, tls))
             })
+            .collect()
+    }
+
+    /// Each bound address of the HTTP door, and whether it speaks TLS.
+    pub fn http_endpoints(&self) -> Vec<(Endpoint, bool)> {
+        self.http_listeners
+            .iter()
+            .filter_map(|l| Some((l.local_endpoint().ok()?, self.http_tls.is_some())))
             .collect()
     }
 
@@ -451,6 +488,12 @@ impl Server {
         for listener in self.listeners {
             let shared = shared.clone();
             shared.tracker.clone().spawn(accept_loop(listener, shared));
+        }
+        if !self.http_listeners.is_empty() {
+            let secure = self.http_tls.is_some();
+            let door = Arc::new(http::Door::new(shared.clone(), self.http_upload, secure));
+            let http = http::accept_loop(self.http_listeners, door, self.http_tls);
+            shared.tracker.spawn(http);
         }
         let unframed = open_doors::accept_loop(self.unframed_listeners, shared.clone());
         shared.tracker.spawn(unframed);
@@ -685,6 +728,8 @@ mod tests {
             echo_upper: false,
             udp_chat: vec![endpoint("127.0.0.1:0")],
             seed_compat_udp: Vec::new(),
+            http: vec![endpoint("127.0.0.1:0")],
+            http_upload: false,
         }
     }
 
@@ -743,6 +788,14 @@ mod tests {
                     ..config()
                 },
             ),
+            (
+                "--plaintext --http",
+                Config {
+                    plaintext: true,
+                    http: vec![remote()],
+                    ..config()
+                },
+            ),
         ]
     }
 
@@ -794,6 +847,7 @@ mod tests {
         let public = Config {
             listen: vec![endpoint("192.0.2.1:0")],
             udp: vec![(datagram::Service::Sntp, endpoint("192.0.2.1:123"))],
+            http: vec![endpoint("192.0.2.1:443")],
             ..config()
         };
         assert!(public.validate().await.is_ok());

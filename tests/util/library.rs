@@ -56,6 +56,8 @@ impl LibraryServer {
             echo_upper: false,
             udp_chat: Vec::new(),
             seed_compat_udp: Vec::new(),
+            http: Vec::new(),
+            http_upload: false,
         };
         adjust(&mut config, dir.path());
         let server = Server::bind(config).await.expect("bind the server");

@@ -1,0 +1,649 @@
+//! The HTTP door (`ferry serve --http ADDR`): the share in a browser, on
+//! hyper (HTTP/1.1) with axum's routing, over TLS with the server's own
+//! certificate, or plain HTTP on loopback (`--plaintext`; off loopback only
+//! with `--allow-remote-plaintext`).
+//!
+//! It reaches files only through the engine, as the file service does:
+//! every path is resolved by the kernel beneath the root's handle
+//! ([`crate::engine::root`]), partial files are neither listed nor served,
+//! and uploads are written through [`crate::engine::atomic`] and published
+//! by rename once complete. Who may come in is decided as at the framed
+//! door: the shared token or a client's ([`crate::server::tokens`]; a
+//! read-only client cannot upload, a client with a subdirectory sees only
+//! it), and failed logins earn the source a penalty.
+//!
+//! - `auth.rs`: bearer tokens, login sessions, CSRF.
+//! - `links.rs`: share links (`ferry link`).
+//! - `browse.rs`: listings (page and JSON) and folders as tar (`tar.rs`).
+//! - `download.rs`: one file, with ranges and validators.
+//! - `page.rs`, `text.rs`, `reply.rs`: what a browser is sent.
+
+pub mod auth;
+mod browse;
+pub mod download;
+pub mod links;
+mod page;
+mod reply;
+pub mod tar;
+pub mod text;
+
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, Response, StatusCode};
+use axum::Router;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use super::tokens::Grant;
+use super::Shared;
+use crate::engine::root::{Kind, RelPath, Root};
+use crate::limits::HttpLimits;
+use crate::transport::{Listener, Stream};
+use auth::Source;
+
+/// What every HTTP connection of a server shares.
+pub(crate) struct Door {
+    shared: Arc<Shared>,
+    sessions: auth::Sessions,
+    limits: HttpLimits,
+    /// Uploads allowed (`--http-upload`).
+    upload: bool,
+    /// Connections speak TLS: cookies are then `Secure`.
+    secure: bool,
+}
+
+impl Door {
+    pub(crate) fn new(shared: Arc<Shared>, upload: bool, secure: bool) -> Door {
+        let limits = crate::limits::HTTP;
+        Door {
+            shared,
+            sessions: auth::Sessions::new(limits),
+            limits,
+            upload,
+            secure,
+        }
+    }
+}
+
+/// The TLS configuration of the HTTP door: the server's certificate,
+/// announcing HTTP/1.1 by ALPN as browsers expect.
+pub(crate) fn tls_acceptor(framed: &tokio_rustls::rustls::ServerConfig) -> TlsAcceptor {
+    let mut config = framed.clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    TlsAcceptor::from(Arc::new(config))
+}
+
+/// Accepts HTTP connections until cancelled; each holds one of the
+/// server's connection permits while it is open.
+pub(crate) async fn accept_loop(
+    listeners: Vec<Listener>,
+    door: Arc<Door>,
+    tls: Option<TlsAcceptor>,
+) {
+    let router = Router::new().fallback(handle).with_state(door.clone());
+    let shared = door.shared.clone();
+    let permits = shared.connections.clone();
+    let listeners = listeners.into_iter().map(|l| (l, ())).collect();
+    super::accept_each(
+        listeners,
+        &shared,
+        permits,
+        move |stream, peer, (), permit| {
+            let (door, router, tls) = (door.clone(), router.clone(), tls.clone());
+            async move {
+                connection(stream, &peer, &door, router, tls).await;
+                drop(permit);
+            }
+        },
+    )
+    .await
+}
+
+/// Serves one connection: TLS within the hello deadline, then requests
+/// until the peer leaves or the server shuts down (requests in flight
+/// finish; the drain deadline bounds them).
+async fn connection(
+    stream: Stream,
+    peer: &str,
+    door: &Door,
+    router: Router,
+    tls: Option<TlsAcceptor>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower_service::Service;
+    let shared = &door.shared;
+    let source = match &stream {
+        Stream::Tcp(tcp) => tcp.peer_addr().ok().map(|a| a.ip().to_canonical()),
+        _ => None,
+    };
+    if let (Some(penalties), Some(ip)) = (&shared.penalties, source) {
+        let refused = lock(penalties).refused_for(ip, Instant::now());
+        if refused.is_some() {
+            debug!(%peer, "http: refused: under a login penalty");
+            return;
+        }
+    }
+    let stream = match (stream, tls) {
+        (Stream::Tcp(tcp), Some(acceptor)) => {
+            let handshake = tokio::time::timeout(
+                shared.limits.hello_timeout,
+                acceptor.accept(crate::transport::ReadAhead::new(tcp)),
+            );
+            let accepted = tokio::select! {
+                biased;
+                _ = shared.cancel.cancelled() => return,
+                accepted = handshake => accepted,
+            };
+            match accepted {
+                Ok(Ok(tls)) => Stream::ServerTls(Box::new(tls)),
+                Ok(Err(err)) => {
+                    debug!(%peer, "http: TLS handshake failed: {err}");
+                    return;
+                }
+                Err(_) => {
+                    debug!(%peer, "http: no TLS handshake in time");
+                    return;
+                }
+            }
+        }
+        (stream, _) => stream,
+    };
+    let service =
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(Source(source));
+            let mut router = router.clone();
+            async move { router.call(request).await }
+        });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.limits.hello_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        _ = shared.cancel.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(err) = served {
+        debug!(%peer, "http: connection ended: {err}");
+    }
+}
+
+fn lock(
+    penalties: &std::sync::Mutex<super::penalty::Penalties>,
+) -> std::sync::MutexGuard<'_, super::penalty::Penalties> {
+    penalties.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What one request may do, and where.
+#[derive(Clone)]
+struct Access {
+    /// The root it sees: the share's, a client's subdirectory, or a
+    /// link's folder.
+    root: Arc<Root>,
+    /// The URL prefix of that root: `/files` or `/s/SECRET`.
+    base: String,
+    /// Whether it may upload.
+    upload: bool,
+    /// The session it came with, for its CSRF token.
+    session: Option<auth::Session>,
+    /// A link to one file: the only name it grants in `root`.
+    single_file: Option<OsString>,
+    /// The link's secret, to count its uses.
+    link_secret: Option<String>,
+}
+
+/// Every request, routed by its path. The routes are few and their paths
+/// hold file names of any kind, so they are matched here on the raw path
+/// rather than through axum's decoding (which takes UTF-8 only).
+async fn handle(State(door): State<Arc<Door>>, request: Request) -> Response<Body> {
+    let path = request.uri().path().to_string();
+    let method = request.method().clone();
+    match (method, path.as_str()) {
+        (_, "/") | (_, "/files") => reply::see_other("/files/"),
+        (Method::GET, "/login") => {
+            let next = query_value(request.uri().query(), "next").unwrap_or_default();
+            reply::page(page::login(&next, false))
+        }
+        (Method::POST, "/login") => login(&door, request).await,
+        (Method::POST, "/logout") => logout(&door, request).await,
+        (Method::GET, "/assets/ferry.css") => asset(page::STYLE, "text/css"),
+        (Method::GET, "/assets/upload.js") => asset(page::UPLOAD_JS, "text/javascript"),
+        (_, p) if p.starts_with("/files/") => {
+            let rest = p["/files/".len()..].to_string();
+            match token_access(&door, &request) {
+                Ok(access) => files(&door, access, &rest, request).await,
+                Err(refused) => refused,
+            }
+        }
+        (_, p) if p.starts_with("/s/") => {
+            let rest = &p["/s/".len()..];
+            let (secret, rest) = rest.split_once('/').unwrap_or((rest, ""));
+            let (secret, rest) = (secret.to_string(), rest.to_string());
+            match link_access(&door, &secret) {
+                Ok(access) => files(&door, access, &rest, request).await,
+                Err(refused) => refused,
+            }
+        }
+        _ => reply::status(StatusCode::NOT_FOUND, "no such page"),
+    }
+}
+
+fn asset(text: &'static str, kind: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(text));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    response
+}
+
+/// The value of `key` in a query string, decoded.
+fn query_value(query: Option<&str>, key: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query?).ok()?;
+    pairs.into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+/// Whether the query holds `key` (with or without a value).
+fn query_has(query: Option<&str>, key: &str) -> bool {
+    query.is_some_and(|q| q.split('&').any(|pair| pair.split('=').next() == Some(key)))
+}
+
+/// The source address the connection loop set on the request.
+fn source(request: &Request) -> Option<IpAddr> {
+    request.extensions().get::<Source>().and_then(|s| s.0)
+}
+
+/// Records a failed login against the request's source.
+fn failed_login(door: &Door, source: Option<IpAddr>, why: &str) {
+    let (Some(penalties), Some(ip)) = (&door.shared.penalties, source) else {
+        return;
+    };
+    if let Some(penalty) = lock(penalties).record_failure(ip, Instant::now()) {
+        if penalty.started {
+            warn!(
+                "http: penalised: {ip} is refused for {} s after a failed login ({why})",
+                penalty.refused_for.as_secs()
+            );
+        }
+    }
+}
+
+/// The access of a request that logs in with a token: a bearer header or
+/// a session cookie. Without either, a browser is sent to the login page
+/// and anything else gets 401.
+fn token_access(door: &Door, request: &Request) -> Result<Access, Response<Body>> {
+    let shared = &door.shared;
+    let headers = request.headers();
+    let (grant, session) = if let Some(token) = auth::bearer(headers) {
+        match super::session::grant_for(token, &shared.token, &shared.clients) {
+            Ok(grant) => (grant, None),
+            Err(_) => {
+                failed_login(door, source(request), "wrong token");
+                return Err(unauthorized(request, "wrong access token"));
+            }
+        }
+    } else if let Some(session) =
+        auth::session_cookie(headers).and_then(|id| door.sessions.find(id, Instant::now()))
+    {
+        (session.grant.clone(), Some(session))
+    } else {
+        return Err(unauthorized(request, "log in first"));
+    };
+    if !shared.clients.still_holds(&grant) {
+        return Err(unauthorized(request, "this client's token was revoked"));
+    }
+    if let Some(session) = &session {
+        if auth::changes_state(request.method()) {
+            let given = request
+                .headers()
+                .get(auth::CSRF_HEADER)
+                .and_then(|v| v.to_str().ok());
+            if !auth::csrf_holds(session, given, headers) {
+                return Err(reply::status(
+                    StatusCode::FORBIDDEN,
+                    "this change did not come from a page of this share; reload the page",
+                ));
+            }
+        }
+    }
+    let limits = grant.limits();
+    let root = granted_root(&shared.services.root, &grant)
+        .map_err(|message| reply::status(StatusCode::FORBIDDEN, &message))?;
+    Ok(Access {
+        root,
+        base: "/files".into(),
+        upload: door.upload && !limits.read_only,
+        session,
+        single_file: None,
+        link_secret: None,
+    })
+}
+
+/// The root a grant sees: the share's, or its client's subdirectory
+/// (opened beneath the root, so it cannot lead out).
+fn granted_root(root: &Arc<Root>, grant: &Grant) -> Result<Arc<Root>, String> {
+    let Some(subdir) = grant.limits().root_subdir else {
+        return Ok(root.clone());
+    };
+    let rel = RelPath::parse(subdir.as_bytes()).map_err(|err| format!("{subdir:?}: {err}"))?;
+    root.subdir(&rel)
+        .map(Arc::new)
+        .map_err(|err| format!("this client's directory {subdir:?} cannot be opened: {err}"))
+}
+
+/// 401, or for a browser asking for a page, the login page.
+fn unauthorized(request: &Request, message: &str) -> Response<Body> {
+    let wants_page = request.method() == Method::GET
+        && request
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+    if wants_page {
+        let next = request.uri().path();
+        let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
+        return reply::see_other(&format!("/login?{query}"));
+    }
+    let mut response = reply::status(StatusCode::UNAUTHORIZED, message);
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"ferry\""),
+    );
+    response
+}
+
+/// The access a share link grants: its folder (or one file), reading,
+/// and uploading if the link says so and the server allows it.
+fn link_access(door: &Door, secret: &str) -> Result<Access, Response<Body>> {
+    let shared = &door.shared;
+    let gone = || {
+        reply::status(
+            StatusCode::NOT_FOUND,
+            "no such link; it may have been revoked",
+        )
+    };
+    let links = links::Links::load(&shared.state_dir).map_err(|err| {
+        warn!("http: {err}");
+        gone()
+    })?;
+    let Some((_, link)) = links.find(secret) else {
+        return Err(gone());
+    };
+    match link.check(now_secs()) {
+        Ok(()) => {}
+        Err(links::Refused::Expired) => {
+            return Err(reply::status(StatusCode::GONE, "this link has expired"))
+        }
+        Err(links::Refused::UsedUp) => {
+            return Err(reply::status(
+                StatusCode::GONE,
+                "this link has been used up",
+            ))
+        }
+        Err(links::Refused::Unknown) => return Err(gone()),
+    }
+    let rel = RelPath::parse(link.path.as_bytes()).map_err(|_| gone())?;
+    let server_root = &shared.services.root;
+    let stat = server_root
+        .stat(&rel)
+        .map_err(|err| reply::io_error(&err))?;
+    let (root, single_file) = match stat.kind {
+        Kind::Dir => (server_root.subdir(&rel), None),
+        Kind::File => (
+            server_root.subdir(&rel.parent()),
+            rel.file_name().map(|n| n.to_os_string()),
+        ),
+        _ => return Err(gone()),
+    };
+    let root = root.map_err(|err| reply::io_error(&err))?;
+    Ok(Access {
+        root: Arc::new(root),
+        base: format!("/s/{secret}"),
+        upload: door.upload && link.upload && single_file.is_none(),
+        session: None,
+        single_file,
+        link_secret: Some(secret.to_string()),
+    })
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Counts a use of the access's link, if it came by one; the answer to
+/// send instead when none is left.
+fn take_link_use(door: &Door, access: &Access) -> Result<(), Response<Body>> {
+    let Some(secret) = &access.link_secret else {
+        return Ok(());
+    };
+    match links::take_use(&door.shared.state_dir, secret, now_secs()) {
+        Ok(_) => Ok(()),
+        Err(links::Refused::Expired) => {
+            Err(reply::status(StatusCode::GONE, "this link has expired"))
+        }
+        Err(links::Refused::UsedUp) => Err(reply::status(
+            StatusCode::GONE,
+            "this link has been used up",
+        )),
+        Err(links::Refused::Unknown) => Err(reply::status(StatusCode::NOT_FOUND, "no such link")),
+    }
+}
+
+/// A request beneath a share: `rest` is the URL path below its base.
+async fn files(door: &Door, access: Access, rest: &str, request: Request) -> Response<Body> {
+    let rel = match text::rel_path(rest) {
+        Ok(rel) => rel,
+        Err(text::BadPath::Encoding) => {
+            return reply::status(StatusCode::BAD_REQUEST, "bad %-escape in the path")
+        }
+        Err(text::BadPath::Refused(why)) => return reply::status(StatusCode::BAD_REQUEST, &why),
+        Err(text::BadPath::Reserved) => {
+            return reply::status(StatusCode::NOT_FOUND, "no such file in the share")
+        }
+    };
+    // A link to one file grants that name and nothing else.
+    let rel = match &access.single_file {
+        Some(name) if rel.is_root() => RelPath::root().join(name).unwrap_or_default(),
+        Some(_) => return reply::status(StatusCode::NOT_FOUND, "no such file in the share"),
+        None => rel,
+    };
+    let method = request.method().clone();
+    match method {
+        Method::GET | Method::HEAD => read(door, &access, &rel, rest, request).await,
+        Method::POST | Method::OPTIONS if !access.upload => {
+            let why = if !door.upload {
+                "uploads are off on this server; start it with --http-upload"
+            } else {
+                "this token or link may not upload"
+            };
+            reply::status(StatusCode::FORBIDDEN, why)
+        }
+        _ => {
+            let mut response = reply::status(StatusCode::METHOD_NOT_ALLOWED, "not served here");
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            response
+        }
+    }
+}
+
+/// GET or HEAD beneath a share: a folder's listing or tar, or a file.
+async fn read(
+    door: &Door,
+    access: &Access,
+    rel: &RelPath,
+    rest: &str,
+    request: Request,
+) -> Response<Body> {
+    let head = request.method() == Method::HEAD;
+    let stat = match access.root.stat(rel) {
+        Ok(stat) => stat,
+        Err(err) => return reply::io_error(&err),
+    };
+    let query = request.uri().query();
+    match stat.kind {
+        Kind::File => {
+            if let Err(refused) = take_link_use(door, access) {
+                return refused;
+            }
+            download::serve(&access.root, rel, request.headers(), head).await
+        }
+        Kind::Dir => {
+            // Relative links in a listing need the folder's trailing slash.
+            if !rest.is_empty() && !rest.ends_with('/') {
+                let to = format!(
+                    "{}{}",
+                    browse::folder_url(&access.base, rel),
+                    query.map(|q| format!("?{q}")).unwrap_or_default()
+                );
+                return reply::see_other(&to);
+            }
+            let dir = match access.root.open_dir(rel) {
+                Ok(dir) => dir,
+                Err(err) => return reply::io_error(&err),
+            };
+            if query_has(query, "tar") {
+                if let Err(refused) = take_link_use(door, access) {
+                    return refused;
+                }
+                let name: OsString = rel
+                    .file_name()
+                    .map(|n| n.to_os_string())
+                    .unwrap_or_else(|| "share".into());
+                let mut response = Response::new(if head {
+                    Body::empty()
+                } else {
+                    browse::tar_body(dir, name.clone(), door.limits)
+                });
+                use std::os::unix::ffi::OsStrExt;
+                browse::tar_headers(&mut response, name.as_bytes());
+                return response;
+            }
+            let max = door.limits.max_listing_entries;
+            let listed = tokio::task::spawn_blocking(move || browse::list(dir, max)).await;
+            let (mut entries, cut) = match listed {
+                Ok(Ok(listed)) => listed,
+                Ok(Err(err)) => return reply::io_error(&err),
+                Err(_) => {
+                    return reply::status(StatusCode::INTERNAL_SERVER_ERROR, "listing failed")
+                }
+            };
+            let order = browse::Order::from_query(
+                query_value(query, "sort").as_deref(),
+                query_value(query, "order").as_deref(),
+            );
+            order.sort(&mut entries);
+            if query_has(query, "json") {
+                return reply::json(&browse::json(rel, &entries, cut));
+            }
+            let ctx = browse::PageContext {
+                base: &access.base,
+                path: rel,
+                order,
+                upload: access.upload,
+                csrf: access.session.as_ref().map(|s| s.csrf.as_str()),
+                cut,
+            };
+            reply::page(browse::page(&ctx, &entries))
+        }
+        _ => reply::status(StatusCode::NOT_FOUND, "no such file in the share"),
+    }
+}
+
+/// The login form's fields.
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    token: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// POST /login: a right token opens a session and sets its cookie.
+async fn login(door: &Door, request: Request) -> Response<Body> {
+    if !auth::same_origin(request.headers()) {
+        return reply::status(StatusCode::FORBIDDEN, "log in from this share's own page");
+    }
+    let source = source(&request);
+    let Some(form) = read_form::<LoginForm>(request, door.limits.max_form_bytes).await else {
+        return reply::status(StatusCode::BAD_REQUEST, "a login form carries `token`");
+    };
+    let shared = &door.shared;
+    let grant = match super::session::grant_for(&form.token, &shared.token, &shared.clients) {
+        Ok(grant) => grant,
+        Err(_) => {
+            failed_login(door, source, "wrong token in the login form");
+            let mut response = reply::page(page::login(&form.next, true));
+            *response.status_mut() = StatusCode::UNAUTHORIZED;
+            return response;
+        }
+    };
+    if let Grant::Client { name, .. } = &grant {
+        info!(client = %name, "http: logged in");
+    }
+    let (id, _csrf) = match door.sessions.open(grant, Instant::now()) {
+        Ok(opened) => opened,
+        Err(err) => {
+            warn!("http: cannot open a session: {err}");
+            return reply::status(StatusCode::INTERNAL_SERVER_ERROR, "cannot log in now");
+        }
+    };
+    // Only a path on this server, never another site.
+    let next = if form.next.starts_with("/files/") {
+        form.next.as_str()
+    } else {
+        "/files/"
+    };
+    let mut response = reply::see_other(next);
+    if let Ok(cookie) = HeaderValue::from_str(&auth::set_cookie(&id, door.secure, &door.limits)) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// The logout form's field.
+#[derive(serde::Deserialize)]
+struct LogoutForm {
+    csrf: String,
+}
+
+/// POST /logout: ends the session, with its CSRF token.
+async fn logout(door: &Door, request: Request) -> Response<Body> {
+    let headers = request.headers().clone();
+    let id = auth::session_cookie(&headers).map(str::to_string);
+    let session = id
+        .as_deref()
+        .and_then(|id| door.sessions.find(id, Instant::now()));
+    let form = read_form::<LogoutForm>(request, door.limits.max_form_bytes).await;
+    match (id, session, form) {
+        (Some(id), Some(session), Some(form))
+            if auth::csrf_holds(&session, Some(&form.csrf), &headers) =>
+        {
+            door.sessions.close(&id);
+            let mut response = reply::see_other("/login");
+            if let Ok(cookie) = HeaderValue::from_str(&auth::clear_cookie(door.secure)) {
+                response.headers_mut().insert(header::SET_COOKIE, cookie);
+            }
+            response
+        }
+        _ => reply::status(StatusCode::FORBIDDEN, "log out from this share's own page"),
+    }
+}
+
+/// A urlencoded form body of at most `max` bytes.
+async fn read_form<T: serde::de::DeserializeOwned>(request: Request, max: usize) -> Option<T> {
+    let body = axum::body::to_bytes(request.into_body(), max).await.ok()?;
+    serde_urlencoded::from_bytes(&body).ok()
+}
