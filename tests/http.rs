@@ -6,6 +6,7 @@
 mod browse;
 mod client;
 mod login;
+mod upload;
 
 use crate::util::Server;
 use client::Client;

@@ -16,6 +16,7 @@
 //! - `links.rs`: share links (`ferry link`).
 //! - `browse.rs`: listings (page and JSON) and folders as tar (`tar.rs`).
 //! - `download.rs`: one file, with ranges and validators.
+//! - `tus.rs`: resumable uploads (tus 1.0), published atomically.
 //! - `page.rs`, `text.rs`, `reply.rs`: what a browser is sent.
 
 pub mod auth;
@@ -26,6 +27,7 @@ mod page;
 mod reply;
 pub mod tar;
 pub mod text;
+pub mod tus;
 
 use std::ffi::OsString;
 use std::net::IpAddr;
@@ -50,6 +52,7 @@ use auth::Source;
 pub(crate) struct Door {
     shared: Arc<Shared>,
     sessions: auth::Sessions,
+    uploads: tus::Uploads,
     limits: HttpLimits,
     /// Uploads allowed (`--http-upload`).
     upload: bool,
@@ -61,11 +64,12 @@ impl Door {
     pub(crate) fn new(shared: Arc<Shared>, upload: bool, secure: bool) -> Door {
         let limits = crate::limits::HTTP;
         Door {
-            shared,
             sessions: auth::Sessions::new(limits),
+            uploads: tus::Uploads::load(&shared.state_dir, limits),
             limits,
             upload,
             secure,
+            shared,
         }
     }
 }
@@ -198,6 +202,8 @@ struct Access {
     single_file: Option<OsString>,
     /// The link's secret, to count its uses.
     link_secret: Option<String>,
+    /// Who this is, for an upload it begins.
+    owner: tus::Owner,
 }
 
 /// Every request, routed by its path. The routes are few and their paths
@@ -222,6 +228,12 @@ async fn handle(State(door): State<Arc<Door>>, request: Request) -> Response<Bod
                 Ok(access) => files(&door, access, &rest, request).await,
                 Err(refused) => refused,
             }
+        }
+        (_, p) if p.starts_with("/uploads/") => {
+            let id = p["/uploads/".len()..].to_string();
+            let owner_root = |owner: &tus::Owner| owner_root(&door, owner);
+            let timeout = door.shared.limits.request_timeout;
+            tus::resource(&door.uploads, &id, request, &owner_root, timeout).await
         }
         (_, p) if p.starts_with("/s/") => {
             let rest = &p["/s/".len()..];
@@ -319,6 +331,13 @@ fn token_access(door: &Door, request: &Request) -> Result<Access, Response<Body>
     let limits = grant.limits();
     let root = granted_root(&shared.services.root, &grant)
         .map_err(|message| reply::status(StatusCode::FORBIDDEN, &message))?;
+    let owner = match &grant {
+        Grant::Shared => tus::Owner::Shared,
+        Grant::Client { name, sha256, .. } => tus::Owner::Client {
+            name: name.clone(),
+            sha256: sha256.clone(),
+        },
+    };
     Ok(Access {
         root,
         base: "/files".into(),
@@ -326,6 +345,7 @@ fn token_access(door: &Door, request: &Request) -> Result<Access, Response<Body>
         session,
         single_file: None,
         link_secret: None,
+        owner,
     })
 }
 
@@ -376,7 +396,7 @@ fn link_access(door: &Door, secret: &str) -> Result<Access, Response<Body>> {
         warn!("http: {err}");
         gone()
     })?;
-    let Some((_, link)) = links.find(secret) else {
+    let Some((id, link)) = links.find(secret) else {
         return Err(gone());
     };
     match link.check(now_secs()) {
@@ -413,6 +433,7 @@ fn link_access(door: &Door, secret: &str) -> Result<Access, Response<Body>> {
         session: None,
         single_file,
         link_secret: Some(secret.to_string()),
+        owner: tus::Owner::Link { id: id.to_string() },
     })
 }
 
@@ -420,6 +441,57 @@ fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The root an upload's owner sees now, or the answer when the owner may
+/// no longer upload (a revoked or read-only client token, a revoked or
+/// expired link, uploads turned off).
+fn owner_root(door: &Door, owner: &tus::Owner) -> Result<Arc<Root>, Response<Body>> {
+    let shared = &door.shared;
+    let refused = |why: &str| reply::status(StatusCode::FORBIDDEN, why);
+    if !door.upload {
+        return Err(refused(
+            "uploads are off on this server; start it with --http-upload",
+        ));
+    }
+    match owner {
+        tus::Owner::Shared => Ok(shared.services.root.clone()),
+        tus::Owner::Client { name, sha256 } => {
+            let clients = shared.clients.current().map_err(|err| {
+                warn!("http: {err}");
+                refused("the token that began this upload is no longer valid")
+            })?;
+            let entry = clients
+                .clients
+                .get(name)
+                .filter(|e| &e.sha256 == sha256 && !e.limits.read_only)
+                .ok_or_else(|| refused("the token that began this upload is no longer valid"))?;
+            let grant = Grant::Client {
+                name: name.clone(),
+                sha256: sha256.clone(),
+                limits: entry.limits.clone(),
+            };
+            granted_root(&shared.services.root, &grant).map_err(|m| refused(&m))
+        }
+        tus::Owner::Link { id } => {
+            let links = links::Links::load(&shared.state_dir).map_err(|err| {
+                warn!("http: {err}");
+                refused("the link that began this upload is no longer valid")
+            })?;
+            let link = links
+                .links
+                .get(id)
+                .filter(|l| l.upload && l.expires.is_none_or(|t| now_secs() < t))
+                .ok_or_else(|| refused("the link that began this upload is no longer valid"))?;
+            let rel = RelPath::parse(link.path.as_bytes()).map_err(|e| refused(&e.to_string()))?;
+            let root = shared
+                .services
+                .root
+                .subdir(&rel)
+                .map_err(|e| reply::io_error(&e))?;
+            Ok(Arc::new(root))
+        }
+    }
 }
 
 /// Counts a use of the access's link, if it came by one; the answer to
@@ -462,7 +534,25 @@ async fn files(door: &Door, access: Access, rest: &str, request: Request) -> Res
     let method = request.method().clone();
     match method {
         Method::GET | Method::HEAD => read(door, &access, &rel, rest, request).await,
-        Method::POST | Method::OPTIONS if !access.upload => {
+        Method::POST | Method::OPTIONS if access.upload => {
+            match access.root.stat(&rel) {
+                Ok(stat) if stat.kind == Kind::Dir => {}
+                Ok(_) => return reply::status(StatusCode::CONFLICT, "uploads go to a folder"),
+                Err(err) => return reply::io_error(&err),
+            }
+            if method == Method::OPTIONS {
+                return tus::options(&door.limits);
+            }
+            if let Err(refused) = take_link_use(door, &access) {
+                return refused;
+            }
+            let creator = tus::Creator {
+                root: access.root.clone(),
+                owner: access.owner.clone(),
+            };
+            tus::create(&door.uploads, creator, &rel, request.headers()).await
+        }
+        Method::POST | Method::OPTIONS => {
             let why = if !door.upload {
                 "uploads are off on this server; start it with --http-upload"
             } else {

@@ -54,6 +54,16 @@ pub fn rel_path(raw: &str) -> Result<RelPath, BadPath> {
     Ok(rel)
 }
 
+/// [`rel_path`] for a path given as bytes (an upload's file name), not
+/// percent-encoded.
+pub fn rel_path_of_bytes(bytes: &[u8]) -> Result<RelPath, String> {
+    let rel = RelPath::parse(bytes).map_err(|err| err.to_string())?;
+    if rel.names().iter().any(|n| is_reserved_name(n)) {
+        return Err("that file name is reserved for partial files".into());
+    }
+    Ok(rel)
+}
+
 /// A name as a URL path segment: every byte but the unreserved ones
 /// escaped, so any name (a `?`, a `#`, bytes that are not UTF-8) links
 /// back to itself.

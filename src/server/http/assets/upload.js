@@ -98,7 +98,8 @@
       note.textContent = "resuming ";
     }
     let failures = 0;
-    while (offset < file.size || (file.size === 0 && offset === 0 && failures === 0)) {
+    // An empty file is complete once created.
+    while (offset < file.size) {
       const chunk = file.slice(offset, Math.min(offset + CHUNK, file.size));
       const extra = {
         "Content-Type": "application/offset+octet-stream",
@@ -114,7 +115,6 @@
         if (xhr.status === 204) {
           offset = Number(xhr.getResponseHeader("Upload-Offset"));
           failures = 0;
-          if (file.size === 0) break;
           continue;
         }
         if (xhr.status === 409 || xhr.status === 460) {
