@@ -5,6 +5,7 @@
 
 mod browse;
 mod client;
+mod links;
 mod login;
 mod upload;
 

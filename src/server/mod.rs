@@ -306,6 +306,9 @@ impl Server {
             })?;
             http_listeners.extend(bound);
         }
+        if let Some(first) = http_listeners.first() {
+            note_http_address(&config.state_dir, first, http_tls.is_some());
+        }
         let mut unframed_listeners = Vec::new();
         let unframed = config
             .seed_compat
@@ -632,6 +635,31 @@ fn shown_endpoint(listener: &Listener) -> String {
     listener
         .local_endpoint()
         .map_or_else(|_| "a listener".into(), |e| e.to_string())
+}
+
+/// Notes the HTTP door's first address in the state directory, as a URL
+/// base for `ferry link`. An unspecified address (`0.0.0.0`, `[::]`) is
+/// noted with the machine's host name, which is how others reach it.
+fn note_http_address(state_dir: &std::path::Path, listener: &Listener, tls: bool) {
+    let Some(addr) = listener.local_addr() else {
+        return;
+    };
+    let scheme = if tls { "https" } else { "http" };
+    let host = if addr.ip().is_unspecified() {
+        rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned()
+    } else if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    let url = format!("{scheme}://{host}:{}\n", addr.port());
+    let path = state_dir.join(http::links::ADDRESS_FILE);
+    if let Err(err) = crate::engine::state::write_private(&path, url.as_bytes()) {
+        warn!("cannot note the HTTP address in {}: {err}", path.display());
+    }
 }
 
 /// Binds UDP on every address `endpoint` resolves to, for `flag`.

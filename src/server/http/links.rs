@@ -28,6 +28,9 @@ const LOCK_FILE: &str = "links.lock";
 /// `ferry link` to build its URL.
 pub const ADDRESS_FILE: &str = "http-address";
 
+/// Links kept at once ([`crate::limits::HttpLimits::max_links`]).
+pub const MAX_LINKS: usize = crate::limits::HTTP.max_links;
+
 /// One share link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
