@@ -4,6 +4,7 @@
 //! logging in, browsing and downloading, resumable uploads, share links.
 
 mod browse;
+mod browser;
 mod client;
 mod links;
 mod login;

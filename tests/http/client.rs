@@ -4,6 +4,7 @@
 //! request under [`DEADLINE`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -68,6 +69,15 @@ impl Client {
         }
     }
 
+    /// A plain HTTP client of `addr` (host:port).
+    pub fn at(addr: &str) -> Client {
+        Client {
+            addr: addr.to_string(),
+            tls: None,
+            headers: Vec::new(),
+        }
+    }
+
     /// This client with a header on every request.
     pub fn with(mut self, name: &str, value: &str) -> Client {
         self.headers.push((name.into(), value.into()));
@@ -91,14 +101,49 @@ impl Client {
 
     /// `method` `path` with extra `headers` and `body`.
     pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Reply {
+        self.send_within(method, path, headers, body, DEADLINE)
+    }
+
+    /// [`Client::send`] with a deadline of its own.
+    pub fn send_within(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+        within: Duration,
+    ) -> Reply {
+        self.try_send_within(method, path, headers, body, within)
+            .unwrap_or_else(|| panic!("{method} {path}: no answer within {within:?}"))
+    }
+
+    /// [`Client::send`] that gives up quietly: for a cleanup.
+    pub fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Option<Reply> {
+        self.try_send_within(method, path, headers, body, DEADLINE)
+    }
+
+    fn try_send_within(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+        within: Duration,
+    ) -> Option<Reply> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         let future = self.exchange(method, path, headers, body);
         runtime
-            .block_on(async { tokio::time::timeout(DEADLINE, future).await })
-            .unwrap_or_else(|_| panic!("{method} {path}: no answer within {DEADLINE:?}"))
+            .block_on(async { tokio::time::timeout(within, future).await })
+            .ok()
     }
 
     async fn exchange(

@@ -233,9 +233,10 @@ pub fn page(ctx: &PageContext<'_>, entries: &[Listed]) -> String {
     if ctx.upload {
         body.push_str(&format!(
             "<section id=\"upload\" data-endpoint=\"{}\">\n<h2>Upload here</h2>\n\
-             <p class=\"drop\">Drop files or folders here, or pick them:\n\
-             <input type=\"file\" id=\"files\" multiple> <input type=\"file\" id=\"folder\" \
-             webkitdirectory multiple></p>\n<ul id=\"progress\"></ul>\n\
+             <p class=\"drop\">Drop files or folders here, or pick\n\
+             <label>files <input type=\"file\" id=\"files\" multiple></label> or\n\
+             <label>a folder <input type=\"file\" id=\"folder\" webkitdirectory multiple>\
+             </label></p>\n<ul id=\"progress\"></ul>\n\
              <noscript>Uploads need JavaScript (they resume after a dropped \
              connection).</noscript>\n</section>\n\
              <script src=\"/assets/upload.js\"></script>\n",

@@ -46,9 +46,11 @@ pub fn page(html: String) -> Response<Body> {
         HeaderValue::from_static(PAGE_POLICY),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Not `no-referrer`: under it a browser sends `Origin: null` with a
+    // form, and the same-origin check refuses this share's own login.
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     nosniff(&mut response);
     response
