@@ -3,6 +3,7 @@
 //! request must be one no client would send. One file per concern:
 //! logging in, browsing and downloading, resumable uploads, share links.
 
+mod blake3_js;
 mod browse;
 mod browser;
 mod client;

@@ -1,7 +1,8 @@
 //! The share in a real browser: headless Chromium driven over WebDriver
 //! (chromedriver, Debian's `chromium` and `chromium-driver`), through a
 //! TCP proxy the test can cut. It logs in with the form, browses, clicks a
-//! download, uploads a 200 MiB file with the page's own script, loses the
+//! download, uploads a 200 MiB file with the page's own script (which
+//! hashes it with its own BLAKE3 first), loses the
 //! connection mid-upload, reloads and picks the file again, and checks
 //! that the upload resumed (far less than the whole file crossed again)
 //! and that the BLAKE3 on disk is the source's. Screenshots of the listing
@@ -306,6 +307,16 @@ fn a_browser_logs_in_browses_downloads_and_resumes_a_200_mib_upload() {
     browser.screenshot(&shots.join("upload.png"));
     proxy.cut();
     let before = proxy.upstream_bytes.load(Ordering::Relaxed);
+    // The page hashed the file with its own BLAKE3 and said so at creation:
+    // the server will hold the upload to it.
+    let records = server.state_dir().join("http-uploads");
+    let record = std::fs::read_dir(&records)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap();
+    let record: Value = serde_json::from_slice(&std::fs::read(record.path()).unwrap()).unwrap();
+    assert_eq!(record["blake3"], expected.to_hex().as_str(), "{record}");
     // Reload, and pick the same file again: the page resumes it.
     browser.go(&format!("{base}/files/"));
     browser.type_into("#files", source.to_str().unwrap());

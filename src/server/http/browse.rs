@@ -239,6 +239,7 @@ pub fn page(ctx: &PageContext<'_>, entries: &[Listed]) -> String {
              </label></p>\n<ul id=\"progress\"></ul>\n\
              <noscript>Uploads need JavaScript (they resume after a dropped \
              connection).</noscript>\n</section>\n\
+             <script src=\"/assets/blake3.js\"></script>\n\
              <script src=\"/assets/upload.js\"></script>\n",
             html(&here)
         ));

@@ -222,6 +222,7 @@ async fn handle(State(door): State<Arc<Door>>, request: Request) -> Response<Bod
         (Method::POST, "/logout") => logout(&door, request).await,
         (Method::GET, "/assets/ferry.css") => asset(page::STYLE, "text/css"),
         (Method::GET, "/assets/upload.js") => asset(page::UPLOAD_JS, "text/javascript"),
+        (Method::GET, "/assets/blake3.js") => asset(page::BLAKE3_JS, "text/javascript"),
         (_, p) if p.starts_with("/files/") => {
             let rest = p["/files/".len()..].to_string();
             match token_access(&door, &request) {

@@ -7,6 +7,8 @@ use super::text::html;
 
 /// The style sheet, `/assets/ferry.css`.
 pub const STYLE: &str = include_str!("assets/ferry.css");
+/// BLAKE3 in JavaScript, `/assets/blake3.js`, for the upload script.
+pub const BLAKE3_JS: &str = include_str!("assets/blake3.js");
 /// The upload script, `/assets/upload.js`.
 pub const UPLOAD_JS: &str = include_str!("assets/upload.js");
 
@@ -65,7 +67,7 @@ mod tests {
 
     #[test]
     fn assets_load_nothing_from_elsewhere() {
-        for asset in [STYLE, UPLOAD_JS] {
+        for asset in [STYLE, UPLOAD_JS, BLAKE3_JS] {
             assert!(!asset.contains("http://") && !asset.contains("https://"));
             assert!(!asset.contains("@import"));
         }
