@@ -317,3 +317,40 @@ fn a_dropped_connection_resumes_from_what_reached_the_disk() {
     assert_eq!(reply.status, 204, "{}", reply.text());
     assert_eq!(fs::read(server.root().join("cut.bin")).unwrap(), data);
 }
+
+#[test]
+fn uploads_in_progress_are_bounded() {
+    let server = start(&["--http-upload"]);
+    let client = authorized(&server);
+    let max = 256; // limits::HTTP.max_uploads
+    for i in 0..max {
+        created(&client, "/files/", &format!("f{i}"), 10, "");
+    }
+    let reply = create(&client, "/files/", "one-more", 10, "");
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    // Giving one up makes room.
+    let url = created_after_room(&client, &server);
+    assert!(url.starts_with("/uploads/"));
+}
+
+/// Gives up one upload in progress (found by its record in the state
+/// directory) and creates another in its place.
+fn created_after_room(client: &Client, server: &Server) -> String {
+    let records = server.state_dir().join("http-uploads");
+    let id = fs::read_dir(&records)
+        .unwrap()
+        .flatten()
+        .find_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".json").map(str::to_string)
+        })
+        .expect("an upload record");
+    let reply = client.send(
+        "DELETE",
+        &format!("/uploads/{id}"),
+        &[("tus-resumable", "1.0.0")],
+        Vec::new(),
+    );
+    assert_eq!(reply.status, 204);
+    created(client, "/files/", "one-more", 10, "")
+}

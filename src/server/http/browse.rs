@@ -490,6 +490,67 @@ mod tests {
     }
 
     #[test]
+    fn a_listing_stops_at_its_cap_and_hides_partials() {
+        let tmp = tempfile::tempdir().unwrap();
+        for name in ["a", "b", "c", ".ferry-partial-x"] {
+            std::fs::write(tmp.path().join(name), b"x").unwrap();
+        }
+        let open = || {
+            crate::engine::root::Root::new(tmp.path())
+                .unwrap()
+                .open_dir(&RelPath::root())
+                .unwrap()
+        };
+        let (entries, cut) = list(open(), 10).unwrap();
+        assert_eq!((entries.len(), cut), (3, false));
+        let (entries, cut) = list(open(), 2).unwrap();
+        assert_eq!((entries.len(), cut), (2, true));
+    }
+
+    #[test]
+    fn a_tar_walk_stops_at_its_depth() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("a/b/c")).unwrap();
+        std::fs::write(tmp.path().join("a/top.txt"), b"1").unwrap();
+        std::fs::write(tmp.path().join("a/b/c/deep.txt"), b"2").unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        let mut out = TarOut {
+            tx,
+            buf: Vec::new(),
+        };
+        let limits = HttpLimits {
+            max_tar_depth: 2,
+            ..crate::limits::HTTP
+        };
+        let dir = rustix::fs::open(
+            tmp.path(),
+            OFlags::DIRECTORY | OFlags::RDONLY,
+            Mode::empty(),
+        )
+        .unwrap();
+        walk(&dir, &mut b"share".to_vec(), 0, &mut out, &limits).unwrap();
+        out.flush().unwrap();
+        drop(out);
+        let mut archive = Vec::new();
+        while let Ok(chunk) = rx.try_recv() {
+            archive.extend_from_slice(&chunk.unwrap());
+        }
+        let names: Vec<String> = archive
+            .chunks(tar::BLOCK)
+            .filter(|block| &block[257..262] == b"ustar")
+            .map(|block| {
+                String::from_utf8_lossy(&block[..100])
+                    .trim_end_matches('\0')
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            ["share/", "share/a/", "share/a/b/", "share/a/top.txt"]
+        );
+    }
+
+    #[test]
     fn a_listing_page_shows_names_as_text() {
         let path = RelPath::parse(b"d<i>r").unwrap();
         let ctx = PageContext {
