@@ -157,11 +157,24 @@ async fn connection(
         }
         (stream, _) => stream,
     };
+    let logged_peer = peer.to_string();
     let service =
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(Source(source));
             let mut router = router.clone();
-            async move { router.call(request).await }
+            let peer = logged_peer.clone();
+            async move {
+                let method = request.method().clone();
+                let path = request.uri().path().to_string();
+                let response = router.call(request).await;
+                if let Ok(response) = &response {
+                    // At debug (`-v`), as the framed door logs requests.
+                    let status = response.status().as_u16();
+                    let path = crate::log::peer_text(&path);
+                    debug!(%peer, %method, %path, status, "http request");
+                }
+                response
+            }
         });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
