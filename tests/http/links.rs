@@ -52,6 +52,8 @@ fn a_folder_link_grants_that_folder_and_nothing_above_it() {
         "the link is no token"
     );
     assert!(client.get(&format!("{path}?tar")).status == 200);
+    let bare = client.get(path.trim_end_matches('/'));
+    assert_eq!((bare.status, bare.header("location")), (303, path.as_str()));
     let wrong = path.replace("/s/", "/s/0");
     assert_eq!(client.get(&wrong).status, 404);
 }

@@ -251,7 +251,11 @@ async fn handle(State(door): State<Arc<Door>>, request: Request) -> Response<Bod
         }
         (_, p) if p.starts_with("/s/") => {
             let rest = &p["/s/".len()..];
-            let (secret, rest) = rest.split_once('/').unwrap_or((rest, ""));
+            // The link's own URL ends in a slash, so the relative links of
+            // its listing stay beneath it.
+            let Some((secret, rest)) = rest.split_once('/') else {
+                return reply::see_other(&format!("{p}/"));
+            };
             let (secret, rest) = (secret.to_string(), rest.to_string());
             match link_access(&door, &secret) {
                 Ok(access) => files(&door, access, &rest, request).await,
