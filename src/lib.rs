@@ -16,8 +16,8 @@
 //! - [`services`]: one module per `cmd`, and the request dispatch.
 //! - [`engine`]: what both peers run: confinement, atomic writes, the
 //!   manifest, the transfer by role, the state directory.
-//! - [`server`]: every door (framed, the tutorial's, raw echo, datagrams),
-//!   who may come in, one task per connection, limits, shutdown.
+//! - [`server`]: every door (framed, the tutorial's, raw echo, datagrams,
+//!   HTTP), who may come in, one task per connection, limits, shutdown.
 //! - [`client`]: connect, pin, hello, and one file per service.
 //! - [`pairing`]: the code, key exchange and proofs of `ferry pair`, as
 //!   both ends run them.

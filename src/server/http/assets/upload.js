@@ -156,14 +156,17 @@
   }
 
   async function run(items) {
+    let failed = 0;
     const jobs = items.map(({ file, path }) =>
       upload(file, path).catch((err) => {
+        failed++;
         const { note } = row(path);
         note.textContent = "failed: " + err.message + " ";
       })
     );
     await Promise.all(jobs);
-    location.reload();
+    // The listing shows the new files; a failure stays on screen instead.
+    if (!failed) location.reload();
   }
 
   function picked(input) {
