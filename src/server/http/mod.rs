@@ -12,17 +12,20 @@
 //! read-only client cannot upload, a client with a subdirectory sees only
 //! it), and failed logins earn the source a penalty.
 //!
-//! - `auth.rs`: bearer tokens, login sessions, CSRF.
+//! - `auth.rs`: bearer tokens, login sessions, CSRF; `login.rs` the form.
+//! - `access.rs`: what a token or a link grants a request.
 //! - `links.rs`: share links (`ferry link`).
 //! - `browse.rs`: listings (page and JSON) and folders as tar (`tar.rs`).
 //! - `download.rs`: one file, with ranges and validators.
 //! - `tus.rs`: resumable uploads (tus 1.0), published atomically.
 //! - `page.rs`, `text.rs`, `reply.rs`: what a browser is sent.
 
+mod access;
 pub mod auth;
 mod browse;
 pub mod download;
 pub mod links;
+mod login;
 mod page;
 mod reply;
 pub mod tar;
@@ -39,13 +42,13 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, Response, StatusCode};
 use axum::Router;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info, warn};
+use tracing::debug;
 
-use super::tokens::Grant;
 use super::Shared;
-use crate::engine::root::{Kind, RelPath, Root};
+use crate::engine::root::{Kind, RelPath};
 use crate::limits::HttpLimits;
 use crate::transport::{Listener, Stream};
+use access::{link_access, owner_root, take_link_use, token_access, Access};
 use auth::Source;
 
 /// What every HTTP connection of a server shares.
@@ -199,26 +202,6 @@ fn lock(
     penalties.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// What one request may do, and where.
-#[derive(Clone)]
-struct Access {
-    /// The root it sees: the share's, a client's subdirectory, or a
-    /// link's folder.
-    root: Arc<Root>,
-    /// The URL prefix of that root: `/files` or `/s/SECRET`.
-    base: String,
-    /// Whether it may upload.
-    upload: bool,
-    /// The session it came with, for its CSRF token.
-    session: Option<auth::Session>,
-    /// A link to one file: the only name it grants in `root`.
-    single_file: Option<OsString>,
-    /// The link's secret, to count its uses.
-    link_secret: Option<String>,
-    /// Who this is, for an upload it begins.
-    owner: tus::Owner,
-}
-
 /// Every request, routed by its path. The routes are few and their paths
 /// hold file names of any kind, so they are matched here on the raw path
 /// rather than through axum's decoding (which takes UTF-8 only).
@@ -231,8 +214,8 @@ async fn handle(State(door): State<Arc<Door>>, request: Request) -> Response<Bod
             let next = query_value(request.uri().query(), "next").unwrap_or_default();
             reply::page(page::login(&next, false))
         }
-        (Method::POST, "/login") => login(&door, request).await,
-        (Method::POST, "/logout") => logout(&door, request).await,
+        (Method::POST, "/login") => login::login(&door, request).await,
+        (Method::POST, "/logout") => login::logout(&door, request).await,
         (Method::GET, "/assets/ferry.css") => asset(page::STYLE, "text/css"),
         (Method::GET, "/assets/upload.js") => asset(page::UPLOAD_JS, "text/javascript"),
         (Method::GET, "/assets/blake3.js") => asset(page::BLAKE3_JS, "text/javascript"),
@@ -291,244 +274,6 @@ fn query_has(query: Option<&str>, key: &str) -> bool {
 /// The source address the connection loop set on the request.
 fn source(request: &Request) -> Option<IpAddr> {
     request.extensions().get::<Source>().and_then(|s| s.0)
-}
-
-/// Records a failed login against the request's source.
-fn failed_login(door: &Door, source: Option<IpAddr>, why: &str) {
-    let (Some(penalties), Some(ip)) = (&door.shared.penalties, source) else {
-        return;
-    };
-    if let Some(penalty) = lock(penalties).record_failure(ip, Instant::now()) {
-        if penalty.started {
-            warn!(
-                "http: penalised: {ip} is refused for {} s after a failed login ({why})",
-                penalty.refused_for.as_secs()
-            );
-        }
-    }
-}
-
-/// The access of a request that logs in with a token: a bearer header or
-/// a session cookie. Without either, a browser is sent to the login page
-/// and anything else gets 401.
-fn token_access(door: &Door, request: &Request) -> Result<Access, Response<Body>> {
-    let shared = &door.shared;
-    let headers = request.headers();
-    let (grant, session) = if let Some(token) = auth::bearer(headers) {
-        match super::session::grant_for(token, &shared.token, &shared.clients) {
-            Ok(grant) => (grant, None),
-            Err(_) => {
-                failed_login(door, source(request), "wrong token");
-                return Err(unauthorized(request, "wrong access token"));
-            }
-        }
-    } else if let Some(session) =
-        auth::session_cookie(headers).and_then(|id| door.sessions.find(id, Instant::now()))
-    {
-        (session.grant.clone(), Some(session))
-    } else {
-        return Err(unauthorized(request, "log in first"));
-    };
-    if !shared.clients.still_holds(&grant) {
-        return Err(unauthorized(request, "this client's token was revoked"));
-    }
-    if let Some(session) = &session {
-        if auth::changes_state(request.method()) {
-            let given = request
-                .headers()
-                .get(auth::CSRF_HEADER)
-                .and_then(|v| v.to_str().ok());
-            if !auth::csrf_holds(session, given, headers) {
-                return Err(reply::status(
-                    StatusCode::FORBIDDEN,
-                    "this change did not come from a page of this share; reload the page",
-                ));
-            }
-        }
-    }
-    let limits = grant.limits();
-    let root = granted_root(&shared.services.root, &grant)
-        .map_err(|message| reply::status(StatusCode::FORBIDDEN, &message))?;
-    let owner = match &grant {
-        Grant::Shared => tus::Owner::Shared,
-        Grant::Client { name, sha256, .. } => tus::Owner::Client {
-            name: name.clone(),
-            sha256: sha256.clone(),
-        },
-    };
-    Ok(Access {
-        root,
-        base: "/files".into(),
-        upload: door.upload && !limits.read_only,
-        session,
-        single_file: None,
-        link_secret: None,
-        owner,
-    })
-}
-
-/// The root a grant sees: the share's, or its client's subdirectory
-/// (opened beneath the root, so it cannot lead out).
-fn granted_root(root: &Arc<Root>, grant: &Grant) -> Result<Arc<Root>, String> {
-    let Some(subdir) = grant.limits().root_subdir else {
-        return Ok(root.clone());
-    };
-    let rel = RelPath::parse(subdir.as_bytes()).map_err(|err| format!("{subdir:?}: {err}"))?;
-    root.subdir(&rel)
-        .map(Arc::new)
-        .map_err(|err| format!("this client's directory {subdir:?} cannot be opened: {err}"))
-}
-
-/// 401, or for a browser asking for a page, the login page.
-fn unauthorized(request: &Request, message: &str) -> Response<Body> {
-    let wants_page = request.method() == Method::GET
-        && request
-            .headers()
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/html"));
-    if wants_page {
-        let next = request.uri().path();
-        let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
-        return reply::see_other(&format!("/login?{query}"));
-    }
-    let mut response = reply::status(StatusCode::UNAUTHORIZED, message);
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"ferry\""),
-    );
-    response
-}
-
-/// The access a share link grants: its folder (or one file), reading,
-/// and uploading if the link says so and the server allows it.
-fn link_access(door: &Door, secret: &str) -> Result<Access, Response<Body>> {
-    let shared = &door.shared;
-    let gone = || {
-        reply::status(
-            StatusCode::NOT_FOUND,
-            "no such link; it may have been revoked",
-        )
-    };
-    let links = links::Links::load(&shared.state_dir).map_err(|err| {
-        warn!("http: {err}");
-        gone()
-    })?;
-    let Some((id, link)) = links.find(secret) else {
-        return Err(gone());
-    };
-    match link.check(now_secs()) {
-        Ok(()) => {}
-        Err(links::Refused::Expired) => {
-            return Err(reply::status(StatusCode::GONE, "this link has expired"))
-        }
-        Err(links::Refused::UsedUp) => {
-            return Err(reply::status(
-                StatusCode::GONE,
-                "this link has been used up",
-            ))
-        }
-        Err(links::Refused::Unknown) => return Err(gone()),
-    }
-    let rel = RelPath::parse(link.path.as_bytes()).map_err(|_| gone())?;
-    let server_root = &shared.services.root;
-    let stat = server_root
-        .stat(&rel)
-        .map_err(|err| reply::io_error(&err))?;
-    let (root, single_file) = match stat.kind {
-        Kind::Dir => (server_root.subdir(&rel), None),
-        Kind::File => (
-            server_root.subdir(&rel.parent()),
-            rel.file_name().map(|n| n.to_os_string()),
-        ),
-        _ => return Err(gone()),
-    };
-    let root = root.map_err(|err| reply::io_error(&err))?;
-    Ok(Access {
-        root: Arc::new(root),
-        base: format!("/s/{secret}"),
-        upload: door.upload && link.upload && single_file.is_none(),
-        session: None,
-        single_file,
-        link_secret: Some(secret.to_string()),
-        owner: tus::Owner::Link { id: id.to_string() },
-    })
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// The root an upload's owner sees now, or the answer when the owner may
-/// no longer upload (a revoked or read-only client token, a revoked or
-/// expired link, uploads turned off).
-fn owner_root(door: &Door, owner: &tus::Owner) -> Result<Arc<Root>, Response<Body>> {
-    let shared = &door.shared;
-    let refused = |why: &str| reply::status(StatusCode::FORBIDDEN, why);
-    if !door.upload {
-        return Err(refused(
-            "uploads are off on this server; start it with --http-upload",
-        ));
-    }
-    match owner {
-        tus::Owner::Shared => Ok(shared.services.root.clone()),
-        tus::Owner::Client { name, sha256 } => {
-            let clients = shared.clients.current().map_err(|err| {
-                warn!("http: {err}");
-                refused("the token that began this upload is no longer valid")
-            })?;
-            let entry = clients
-                .clients
-                .get(name)
-                .filter(|e| &e.sha256 == sha256 && !e.limits.read_only)
-                .ok_or_else(|| refused("the token that began this upload is no longer valid"))?;
-            let grant = Grant::Client {
-                name: name.clone(),
-                sha256: sha256.clone(),
-                limits: entry.limits.clone(),
-            };
-            granted_root(&shared.services.root, &grant).map_err(|m| refused(&m))
-        }
-        tus::Owner::Link { id } => {
-            let links = links::Links::load(&shared.state_dir).map_err(|err| {
-                warn!("http: {err}");
-                refused("the link that began this upload is no longer valid")
-            })?;
-            let link = links
-                .links
-                .get(id)
-                .filter(|l| l.upload && l.expires.is_none_or(|t| now_secs() < t))
-                .ok_or_else(|| refused("the link that began this upload is no longer valid"))?;
-            let rel = RelPath::parse(link.path.as_bytes()).map_err(|e| refused(&e.to_string()))?;
-            let root = shared
-                .services
-                .root
-                .subdir(&rel)
-                .map_err(|e| reply::io_error(&e))?;
-            Ok(Arc::new(root))
-        }
-    }
-}
-
-/// Counts a use of the access's link, if it came by one; the answer to
-/// send instead when none is left.
-fn take_link_use(door: &Door, access: &Access) -> Result<(), Response<Body>> {
-    let Some(secret) = &access.link_secret else {
-        return Ok(());
-    };
-    match links::take_use(&door.shared.state_dir, secret, now_secs()) {
-        Ok(_) => Ok(()),
-        Err(links::Refused::Expired) => {
-            Err(reply::status(StatusCode::GONE, "this link has expired"))
-        }
-        Err(links::Refused::UsedUp) => Err(reply::status(
-            StatusCode::GONE,
-            "this link has been used up",
-        )),
-        Err(links::Refused::Unknown) => Err(reply::status(StatusCode::NOT_FOUND, "no such link")),
-    }
 }
 
 /// A request beneath a share: `rest` is the URL path below its base.
@@ -669,89 +414,4 @@ async fn read(
         }
         _ => reply::status(StatusCode::NOT_FOUND, "no such file in the share"),
     }
-}
-
-/// The login form's fields.
-#[derive(serde::Deserialize)]
-struct LoginForm {
-    token: String,
-    #[serde(default)]
-    next: String,
-}
-
-/// POST /login: a right token opens a session and sets its cookie.
-async fn login(door: &Door, request: Request) -> Response<Body> {
-    if !auth::same_origin(request.headers()) {
-        return reply::status(StatusCode::FORBIDDEN, "log in from this share's own page");
-    }
-    let source = source(&request);
-    let Some(form) = read_form::<LoginForm>(request, door.limits.max_form_bytes).await else {
-        return reply::status(StatusCode::BAD_REQUEST, "a login form carries `token`");
-    };
-    let shared = &door.shared;
-    let grant = match super::session::grant_for(&form.token, &shared.token, &shared.clients) {
-        Ok(grant) => grant,
-        Err(_) => {
-            failed_login(door, source, "wrong token in the login form");
-            let mut response = reply::page(page::login(&form.next, true));
-            *response.status_mut() = StatusCode::UNAUTHORIZED;
-            return response;
-        }
-    };
-    if let Grant::Client { name, .. } = &grant {
-        info!(client = %name, "http: logged in");
-    }
-    let (id, _csrf) = match door.sessions.open(grant, Instant::now()) {
-        Ok(opened) => opened,
-        Err(err) => {
-            warn!("http: cannot open a session: {err}");
-            return reply::status(StatusCode::INTERNAL_SERVER_ERROR, "cannot log in now");
-        }
-    };
-    // Only a path on this server, never another site.
-    let next = if form.next.starts_with("/files/") {
-        form.next.as_str()
-    } else {
-        "/files/"
-    };
-    let mut response = reply::see_other(next);
-    if let Ok(cookie) = HeaderValue::from_str(&auth::set_cookie(&id, door.secure, &door.limits)) {
-        response.headers_mut().insert(header::SET_COOKIE, cookie);
-    }
-    response
-}
-
-/// The logout form's field.
-#[derive(serde::Deserialize)]
-struct LogoutForm {
-    csrf: String,
-}
-
-/// POST /logout: ends the session, with its CSRF token.
-async fn logout(door: &Door, request: Request) -> Response<Body> {
-    let headers = request.headers().clone();
-    let id = auth::session_cookie(&headers).map(str::to_string);
-    let session = id
-        .as_deref()
-        .and_then(|id| door.sessions.find(id, Instant::now()));
-    let form = read_form::<LogoutForm>(request, door.limits.max_form_bytes).await;
-    match (id, session, form) {
-        (Some(id), Some(session), Some(form))
-            if auth::csrf_holds(&session, Some(&form.csrf), &headers) =>
-        {
-            door.sessions.close(&id);
-            let mut response = reply::see_other("/login");
-            if let Ok(cookie) = HeaderValue::from_str(&auth::clear_cookie(door.secure)) {
-                response.headers_mut().insert(header::SET_COOKIE, cookie);
-            }
-            response
-        }
-        _ => reply::status(StatusCode::FORBIDDEN, "log out from this share's own page"),
-    }
-}
-
-/// A urlencoded form body of at most `max` bytes.
-async fn read_form<T: serde::de::DeserializeOwned>(request: Request, max: usize) -> Option<T> {
-    let body = axum::body::to_bytes(request.into_body(), max).await.ok()?;
-    serde_urlencoded::from_bytes(&body).ok()
 }
