@@ -17,7 +17,7 @@
 //! - `links.rs`: share links (`ferry link`).
 //! - `browse.rs`: listings (page and JSON) and folders as tar (`tar.rs`).
 //! - `download.rs`: one file, with ranges and validators.
-//! - `tus.rs`: resumable uploads (tus 1.0), published atomically.
+//! - `tus/`: resumable uploads (tus 1.0), published atomically.
 //! - `page.rs`, `text.rs`, `reply.rs`: what a browser is sent.
 
 mod access;
