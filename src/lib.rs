@@ -18,7 +18,7 @@
 //!   manifest, the transfer by role, sync (chunks, hash trees, deltas,
 //!   deletes), the state directory.
 //! - [`server`]: every door (framed, QUIC, the tutorial's, raw echo,
-//!   datagrams), who may come in, one task per connection, limits,
+//!   datagrams, HTTP), who may come in, one task per connection, limits,
 //!   shutdown.
 //! - [`client`]: connect, pin, hello, and one file per service.
 //! - [`pairing`]: the code, key exchange and proofs of `ferry pair`, as

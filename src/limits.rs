@@ -466,6 +466,71 @@ const _: () = {
     assert!(QUIC.keep_alive_interval.as_secs() * 2 < QUIC.max_idle_timeout.as_secs());
 };
 
+/// The HTTP door's caps ([`crate::server::http`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Login sessions kept at once; past it the oldest is dropped. Each
+    /// is a few hundred bytes; 1024 is more browsers than one person owns,
+    /// and a login needs the token, so only its holder can fill the table.
+    pub max_sessions: usize,
+    /// How long a login lasts: a working day, after which the browser asks
+    /// for the token again, as a lost phone's cookie should not work for
+    /// ever.
+    pub session_ttl: Duration,
+    /// Largest form body (the login form), in bytes: a token and a CSRF
+    /// token fit many times over.
+    pub max_form_bytes: usize,
+    /// Largest PATCH of a resumable upload, in bytes (tus chunks). 50 MiB
+    /// passes the proxies that cap a request at 100 MB (dufs #531, #593)
+    /// and costs a retry of at most that much.
+    pub max_chunk_bytes: u64,
+    /// Largest upload, announced as `Tus-Max-Size`. 1 TiB: the disk is the
+    /// real limit, this only refuses nonsense lengths up front.
+    pub max_upload_bytes: u64,
+    /// Resumable uploads in progress at once; past it new ones are refused
+    /// with 503. Each holds a partial file and, while a chunk arrives, a
+    /// descriptor.
+    pub max_uploads: usize,
+    /// How long an upload may sit without a chunk before it is forgotten
+    /// and its partial removed: a day leaves a phone a night to come back.
+    pub upload_ttl: Duration,
+    /// Entries a listing (HTML or JSON) shows; past it the listing says it
+    /// was cut. 100,000 is about 20 MB of HTML, the most a browser renders
+    /// usefully.
+    pub max_listing_entries: usize,
+    /// Directories deep a folder download (tar) goes: deeper ones are
+    /// left out with a note in the log, so a hostile tree cannot exhaust
+    /// descriptors (each level holds one).
+    pub max_tar_depth: usize,
+    /// Chunks of a folder download queued between the thread reading the
+    /// files and the socket: with [`HTTP_STREAM_CHUNK_BYTES`] each, what a
+    /// slow reader can make the server hold per download.
+    pub tar_queue_chunks: usize,
+    /// Share links kept in `links.toml`; past it `ferry link` asks for a
+    /// revoke first.
+    pub max_links: usize,
+}
+
+/// The HTTP door's caps.
+pub const HTTP: HttpLimits = HttpLimits {
+    max_sessions: 1024,
+    session_ttl: Duration::from_secs(12 * 3600),
+    max_form_bytes: 4096,
+    max_chunk_bytes: 50 * 1024 * 1024,
+    max_upload_bytes: 1 << 40,
+    max_uploads: 256,
+    upload_ttl: Duration::from_secs(24 * 3600),
+    max_listing_entries: 100_000,
+    max_tar_depth: 64,
+    tar_queue_chunks: 4,
+    max_links: 1024,
+};
+
+/// Bytes read from a file at a time for an HTTP download or a folder's
+/// tar: large enough for throughput, small enough that a few queued per
+/// download stay cheap.
+pub const HTTP_STREAM_CHUNK_BYTES: usize = 256 * 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,6 +540,19 @@ mod tests {
         let total = Limits::default().max_connections as u64
             * u64::from(QUIC.connection_receive_window_bytes);
         assert!(total <= 16 * 1024 * 1024 * 1024);
+    }
+
+    #[test]
+    fn http_chunks_pass_a_100_mb_proxy_and_downloads_stay_small() {
+        let http = HTTP;
+        // A chunk and its headers pass a proxy that caps a request at 100 MB.
+        assert!(http.max_chunk_bytes + 64 * 1024 < 100_000_000);
+        assert_eq!(http.max_chunk_bytes, 50 * 1024 * 1024);
+        assert!(http.max_chunk_bytes < http.max_upload_bytes);
+        let per_download = http.tar_queue_chunks * HTTP_STREAM_CHUNK_BYTES;
+        assert!(per_download <= 2 * 1024 * 1024, "{per_download}");
+        assert!(http.max_sessions > 0 && http.max_uploads > 0 && http.max_links > 0);
+        assert!(http.session_ttl <= Duration::from_secs(24 * 3600));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod exec;
 mod files;
 mod fleet;
 mod framing;
+mod http;
 mod install;
 mod limits;
 mod pairing;

@@ -14,6 +14,7 @@ mod exec_hosts;
 mod files;
 mod hosts;
 mod install;
+mod link;
 mod output;
 mod pair;
 mod progress;
@@ -226,6 +227,9 @@ pub(crate) enum Command {
     UdpEcho(datagram::UdpEchoArgs),
     /// On the server's machine: list, add or revoke per-client tokens.
     Tokens(tokens::TokensArgs),
+    /// On the server's machine: make a share link (a URL granting one file
+    /// or folder over `serve --http`), list or revoke them.
+    Link(link::LinkArgs),
     /// On the server's machine: print a one-time code for `ferry pair`.
     Invite(pair::InviteArgs),
     /// Pair this machine with a server: its fingerprint and a token of this
@@ -325,6 +329,7 @@ pub fn main() -> ExitCode {
         Command::Time(args) => run_client(datagram::time(args, global)),
         Command::UdpEcho(args) => run_client(datagram::udp_echo(args, global)),
         Command::Tokens(args) => tokens::run(args),
+        Command::Link(args) => link::run(args),
         Command::Invite(args) => pair::invite(args, global),
         Command::Pair(args) => run_client(pair::pair(args, global)),
         Command::Hosts(args) => hosts::run(args, global),

@@ -130,6 +130,23 @@ pub struct ServeArgs {
     )]
     quic: Vec<String>,
 
+    /// Also serve the root to browsers on ADDR (HOST:PORT): HTTPS with the
+    /// server's certificate, or plain HTTP with --plaintext (loopback only
+    /// unless --allow-remote-plaintext). Needs the token (a login page or
+    /// `Authorization: Bearer`) or a share link (`ferry link`). Repeatable.
+    #[arg(
+        long = "http",
+        value_name = "ADDR",
+        env = "FERRY_HTTP",
+        value_delimiter = ','
+    )]
+    http: Vec<Endpoint>,
+
+    /// Let the HTTP door take uploads (resumable, tus 1.0), from token
+    /// holders that are not read-only and from links made with --upload.
+    #[arg(long, env = "FERRY_HTTP_UPLOAD")]
+    http_upload: bool,
+
     /// Threads of the async runtime (sockets, TLS, hashing); file IO runs
     /// on threads of its own [default: half the CPUs, at least 1].
     #[arg(long, value_name = "N", env = "FERRY_WORKERS",
@@ -272,6 +289,8 @@ impl ServeArgs {
                         .map_err(|err| Error::Usage(format!("--quic: {err}")))
                 })
                 .collect::<Result<_, _>>()?,
+            http: self.http.clone(),
+            http_upload: self.http_upload,
         })
     }
 }
@@ -415,6 +434,10 @@ fn announce(server: &Server) -> Result<(), Error> {
             (_, true) => "TLS",
             (_, false) => "plaintext",
         };
+        writeln!(out, "listening {endpoint} ({mode})")?;
+    }
+    for (endpoint, tls) in server.http_endpoints() {
+        let mode = if tls { "HTTPS" } else { "HTTP" };
         writeln!(out, "listening {endpoint} ({mode})")?;
     }
     for (endpoint, service) in server.service_endpoints() {

@@ -355,6 +355,37 @@ impl PartialFile {
         self.seal_hashed(&hash, &hash, meta)
     }
 
+    /// Makes every byte accepted so far part of the file on disk (the
+    /// block still being assembled written, a trailing hole given its
+    /// length), so the file's length is the offset a resume starts from.
+    /// Writing goes on after it: a resumable upload commits after each
+    /// chunk.
+    pub fn commit(&mut self) -> io::Result<()> {
+        self.sparse.finish(&mut self.file, self.len)?;
+        self.sparse = SparseWriter::at(self.len);
+        Ok(())
+    }
+
+    /// Where the file stands now, to come back to with
+    /// [`PartialFile::rollback`]; take it right after a commit.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            len: self.len,
+            hasher: self.hasher.clone(),
+        }
+    }
+
+    /// Drops what was written since `checkpoint` (a chunk that failed its
+    /// checksum), bytes and hash state alike.
+    pub fn rollback(&mut self, checkpoint: Checkpoint) -> io::Result<()> {
+        self.file.set_len(checkpoint.len)?;
+        self.file.seek(SeekFrom::Start(checkpoint.len))?;
+        self.hasher = checkpoint.hasher;
+        self.len = checkpoint.len;
+        self.sparse = SparseWriter::at(checkpoint.len);
+        Ok(())
+    }
+
     /// Keeps what arrived for a later resume: writes out the block still
     /// being assembled and closes the file. Call it when a transfer stops
     /// early; a partial file that is only dropped may lose its last few KiB
@@ -367,6 +398,13 @@ impl PartialFile {
     pub fn remove(&mut self) {
         let _ = rustix::fs::unlinkat(&self.dir, &self.name, AtFlags::empty());
     }
+}
+
+/// A partial file's length and hash state at one moment.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    len: u64,
+    hasher: blake3::Hasher,
 }
 
 /// Device and inode of `name` in `dir` itself (a symlink is not followed).
@@ -614,6 +652,41 @@ mod tests {
         assert_eq!(md.mode() & 0o7777, 0o755, "setuid is never kept");
         assert_eq!((md.mtime(), md.mtime_nsec()), (1_600_000_000, 123));
         assert_eq!(names(&tmp), vec!["f"], "no partial left behind");
+    }
+
+    #[test]
+    fn a_commit_puts_every_byte_on_disk_and_a_rollback_forgets_a_chunk() {
+        let (tmp, root) = setup();
+        let source = SourceId {
+            file_size: 1 << 20,
+            mtime: (0, 0),
+        };
+        let mut partial = PartialFile::open(&root, &rel("f"), &source, false).unwrap();
+        // Zeros the sparse writer would hold back or seek over, then text.
+        let first = [vec![0u8; 70_000], b"abc".to_vec()].concat();
+        partial.write(&first).unwrap();
+        partial.commit().unwrap();
+        let on_disk = |tmp: &tempfile::TempDir| {
+            std::fs::read(tmp.path().join(partial_name(OsStr::new("f")))).unwrap()
+        };
+        assert_eq!(on_disk(&tmp), first);
+        let checkpoint = partial.checkpoint();
+        partial.write(b"a chunk that failed its checksum").unwrap();
+        partial.commit().unwrap();
+        partial.rollback(checkpoint).unwrap();
+        assert_eq!(
+            (partial.len(), on_disk(&tmp)),
+            (first.len() as u64, first.clone())
+        );
+        partial.write(&[0u8; 70_000]).unwrap();
+        partial.commit().unwrap();
+        let whole = [first, vec![0u8; 70_000]].concat();
+        assert_eq!(on_disk(&tmp), whole, "a trailing hole is given its length");
+        let sealed = partial
+            .seal(&blake3::hash(&whole), &FileMeta::fresh())
+            .unwrap();
+        sealed.publish(false).unwrap();
+        assert_eq!(std::fs::read(tmp.path().join("f")).unwrap(), whole);
     }
 
     #[test]

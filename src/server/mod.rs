@@ -10,6 +10,8 @@
 //!   the tutorial's UDP commands.
 //! - `quic/`: the QUIC door: each stream a framed session, as a TCP
 //!   connection is.
+//! - `http/`: the share in a browser (`--http`): listings, downloads,
+//!   resumable uploads, share links.
 //! - `tokens.rs`, `pairing.rs`, `penalty.rs`: who may come in.
 //!
 //! Shutdown follows tokio-util's pattern: cancel a token (accept loops stop,
@@ -17,6 +19,7 @@
 //! requests in flight up to the drain deadline.
 
 pub mod datagram;
+pub mod http;
 pub mod identity;
 mod open_doors;
 pub mod pairing;
@@ -112,6 +115,12 @@ pub struct Config {
     /// QUIC listeners (`--quic`): the framed services over QUIC, with the
     /// same certificate and tokens as TCP.
     pub quic: Vec<Endpoint>,
+    /// Addresses of the HTTP door (`--http`): HTTPS with the server's
+    /// certificate, or plain HTTP with `plaintext` (loopback only unless
+    /// `allow_remote_plaintext`).
+    pub http: Vec<Endpoint>,
+    /// Let the HTTP door take uploads (`--http-upload`).
+    pub http_upload: bool,
 }
 
 impl Config {
@@ -144,7 +153,8 @@ impl Config {
             .chain(chat)
             .chain(exec)
             .chain(quic);
-        for (endpoint, name) in datagram {
+        let http = self.http.iter().map(|e| (e, "--http"));
+        for (endpoint, name) in datagram.chain(http) {
             if !endpoint.is_tcp() {
                 return Err(Error::Usage(format!(
                     "the {name} service needs a host and port, not {endpoint}"
@@ -164,6 +174,8 @@ impl Config {
     async fn keep_plaintext_on_loopback(&self) -> Result<(), Error> {
         let framed = self.listen.iter().filter(|_| self.plaintext);
         let framed = framed.map(|e| (e, "--plaintext --listen"));
+        let http = self.http.iter().filter(|_| self.plaintext);
+        let framed = framed.chain(http.map(|e| (e, "--plaintext --http")));
         let seed_compat = self.seed_compat.iter().map(|e| (e, "--seed-compat"));
         let tcp_echo = self.tcp_echo.iter().map(|e| (e, "--tcp-echo"));
         let udp = self
@@ -191,9 +203,10 @@ impl Config {
                 continue;
             }
             let what = if self.plaintext && flag.starts_with("--plaintext") {
-                "--plaintext sends the token and all traffic unencrypted, so it listens on \
-                 loopback only; drop --plaintext (TLS is the default),"
-                    .to_string()
+                format!(
+                    "{flag} sends the token and all traffic unencrypted, so it listens on \
+                     loopback only; drop --plaintext (TLS is the default),"
+                )
             } else {
                 format!(
                     "{flag} speaks plaintext and takes no token, so it listens on loopback only;"
@@ -237,6 +250,10 @@ pub(crate) struct Shared {
 /// run.
 pub struct Server {
     listeners: Vec<Listener>,
+    http_listeners: Vec<Listener>,
+    /// The HTTP door's TLS; `None` with `--plaintext`.
+    http_tls: Option<TlsAcceptor>,
+    http_upload: bool,
     unframed_listeners: Vec<(Listener, OpenDoor)>,
     udp_sockets: Vec<(UdpSocket, datagram::Service)>,
     chat_sockets: Vec<UdpSocket>,
@@ -288,12 +305,13 @@ impl Server {
                 quic_endpoints.extend(bind_quic(endpoint, &quic_config).await?);
             }
         }
-        let tls = if config.plaintext {
-            None
+        let (tls, http_tls) = if config.plaintext {
+            (None, None)
         } else {
             let server_config = tls::server_config(state.cert.clone(), state.key.clone_key())
                 .map_err(|err| Error::Startup(format!("cannot set up TLS: {err}")))?;
-            Some(TlsAcceptor::from(server_config))
+            let http_tls = http::tls_acceptor(&server_config);
+            (Some(TlsAcceptor::from(server_config)), Some(http_tls))
         };
 
         let mut listeners = Vec::new();
@@ -302,6 +320,16 @@ impl Server {
                 .await
                 .map_err(|err| Error::Startup(format!("cannot listen on {endpoint}: {err}")))?;
             listeners.extend(bound);
+        }
+        let mut http_listeners = Vec::new();
+        for endpoint in &config.http {
+            let bound = Listener::bind(endpoint).await.map_err(|err| {
+                Error::Startup(format!("cannot listen on --http {endpoint}: {err}"))
+            })?;
+            http_listeners.extend(bound);
+        }
+        if let Some(first) = http_listeners.first() {
+            note_http_address(&config.state_dir, first, http_tls.is_some());
         }
         let mut unframed_listeners = Vec::new();
         let unframed = config
@@ -390,6 +418,7 @@ impl Server {
         });
         let tcp = listeners
             .iter()
+            .chain(&http_listeners)
             .chain(unframed_listeners.iter().map(|(l, _)| l))
             .filter_map(Listener::local_addr);
         let datagram = udp_sockets
@@ -406,6 +435,9 @@ impl Server {
         ));
         Ok(Server {
             listeners,
+            http_listeners,
+            http_tls,
+            http_upload: config.http_upload,
             unframed_listeners,
             udp_sockets,
             chat_sockets,
@@ -427,6 +459,14 @@ impl Server {
                 let tls = l.is_tcp() && self.shared.tls.is_some();
                 l.local_endpoint().ok().map(|e| (e, tls))
             })
+            .collect()
+    }
+
+    /// Each bound address of the HTTP door, and whether it speaks TLS.
+    pub fn http_endpoints(&self) -> Vec<(Endpoint, bool)> {
+        self.http_listeners
+            .iter()
+            .filter_map(|l| Some((l.local_endpoint().ok()?, self.http_tls.is_some())))
             .collect()
     }
 
@@ -491,6 +531,12 @@ impl Server {
             shared
                 .tracker
                 .spawn(quic::accept_loop(endpoint, shared.clone()));
+        }
+        if !self.http_listeners.is_empty() {
+            let secure = self.http_tls.is_some();
+            let door = Arc::new(http::Door::new(shared.clone(), self.http_upload, secure));
+            let http = http::accept_loop(self.http_listeners, door, self.http_tls);
+            shared.tracker.spawn(http);
         }
         let unframed = open_doors::accept_loop(self.unframed_listeners, shared.clone());
         shared.tracker.spawn(unframed);
@@ -631,6 +677,31 @@ fn shown_endpoint(listener: &Listener) -> String {
         .map_or_else(|_| "a listener".into(), |e| e.to_string())
 }
 
+/// Notes the HTTP door's first address in the state directory, as a URL
+/// base for `ferry link`. An unspecified address (`0.0.0.0`, `[::]`) is
+/// noted with the machine's host name, which is how others reach it.
+fn note_http_address(state_dir: &std::path::Path, listener: &Listener, tls: bool) {
+    let Some(addr) = listener.local_addr() else {
+        return;
+    };
+    let scheme = if tls { "https" } else { "http" };
+    let host = if addr.ip().is_unspecified() {
+        rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned()
+    } else if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    let url = format!("{scheme}://{host}:{}\n", addr.port());
+    let path = state_dir.join(http::links::ADDRESS_FILE);
+    if let Err(err) = crate::engine::state::write_private(&path, url.as_bytes()) {
+        warn!("cannot note the HTTP address in {}: {err}", path.display());
+    }
+}
+
 /// Binds UDP on every address `endpoint` resolves to, for `flag`.
 async fn bind_udp(endpoint: &Endpoint, flag: &str) -> Result<Vec<UdpSocket>, Error> {
     let cannot = |err: std::io::Error| {
@@ -744,6 +815,8 @@ mod tests {
             udp_chat: vec![endpoint("127.0.0.1:0")],
             seed_compat_udp: Vec::new(),
             quic: vec![endpoint("127.0.0.1:0")],
+            http: vec![endpoint("127.0.0.1:0")],
+            http_upload: false,
         }
     }
 
@@ -802,6 +875,14 @@ mod tests {
                     ..config()
                 },
             ),
+            (
+                "--plaintext --http",
+                Config {
+                    plaintext: true,
+                    http: vec![remote()],
+                    ..config()
+                },
+            ),
         ]
     }
 
@@ -853,6 +934,7 @@ mod tests {
         let public = Config {
             listen: vec![endpoint("192.0.2.1:0")],
             udp: vec![(datagram::Service::Sntp, endpoint("192.0.2.1:123"))],
+            http: vec![endpoint("192.0.2.1:443")],
             ..config()
         };
         assert!(public.validate().await.is_ok());

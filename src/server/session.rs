@@ -481,7 +481,7 @@ fn grant_of(header: &Header, shared: &Shared) -> Result<Grant, Refusal> {
 }
 
 /// [`grant_of`] for a token, the shared token and the per-client ones.
-fn grant_for(
+pub(crate) fn grant_for(
     token: &str,
     shared_token: &str,
     store: &super::tokens::ClientStore,

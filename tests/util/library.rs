@@ -57,6 +57,8 @@ impl LibraryServer {
             udp_chat: Vec::new(),
             seed_compat_udp: Vec::new(),
             quic: Vec::new(),
+            http: Vec::new(),
+            http_upload: false,
         };
         adjust(&mut config, dir.path());
         let server = Server::bind(config).await.expect("bind the server");
