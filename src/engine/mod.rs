@@ -7,6 +7,7 @@
 //! - `sparse.rs`: writes that keep zero blocks as holes.
 //! - `wire.rs`: the messages of both transfer directions, as pure code.
 //! - `manifest.rs`: what a transfer sends, walked from the root or local paths.
+//! - `ranges.rs`: which ranges of a file sent over several streams arrived.
 //! - `transfer/`: the data phase by role: plan, write, receive, send.
 //! - `error.rs`: a file's error: a wire code and a message.
 //! - `chunks.rs`: content-defined chunks of a file, hashed on two threads.
@@ -23,6 +24,7 @@ pub mod filter;
 pub mod hash_tree;
 pub mod index;
 pub mod manifest;
+pub mod ranges;
 pub mod root;
 pub mod sparse;
 pub mod state;
