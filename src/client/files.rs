@@ -275,10 +275,12 @@ impl Client {
                 .filter_map(|w| {
                     let action = match w.action {
                         WantAction::Skip => FileAction::Skipped,
-                        WantAction::Send { .. } => match resumed.get(&w.i) {
-                            Some(&from) => FileAction::Resumed { from },
-                            None => FileAction::Sent,
-                        },
+                        WantAction::Send { .. } | WantAction::Stripe { .. } => {
+                            match resumed.get(&w.i) {
+                                Some(&from) => FileAction::Resumed { from },
+                                None => FileAction::Sent,
+                            }
+                        }
                         WantAction::Refuse { .. } => return None,
                     };
                     Some(outcome(&manifest.entries, w.i, action))

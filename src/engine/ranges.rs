@@ -21,6 +21,16 @@ use serde::{Deserialize, Serialize};
 /// frame (its hash) costs nothing beside its data.
 pub const RANGE_BYTES: u64 = 4 * 1024 * 1024;
 
+/// The length of the range at `offset` of a `size`-byte file: 0 when
+/// `offset` is off the grid or past the end.
+pub fn range_len(size: u64, offset: u64) -> u64 {
+    if offset.is_multiple_of(RANGE_BYTES) && offset < size {
+        RANGE_BYTES.min(size - offset)
+    } else {
+        0
+    }
+}
+
 /// Why a range was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RangeError {
@@ -84,8 +94,7 @@ impl RangeBook {
 
     /// The length of the range at `offset`, if `offset` is on the grid.
     fn len_at(&self, offset: u64) -> Option<u64> {
-        (offset.is_multiple_of(RANGE_BYTES) && offset < self.size)
-            .then(|| RANGE_BYTES.min(self.size - offset))
+        Some(range_len(self.size, offset)).filter(|&len| len > 0)
     }
 
     /// A range of `len` bytes at `offset` starts arriving.

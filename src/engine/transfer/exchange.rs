@@ -31,6 +31,7 @@ use crate::protocol::message::{ok_header, Reply};
 use crate::protocol::Header;
 
 use super::super::manifest::Manifest;
+use super::super::ranges::range_len;
 use super::super::root::Root;
 use super::super::wire::{Entry, JsonLines, Want, WantAction};
 use super::{send_files, Progress, ReceivePlan, ReceiveSummary, SendSummary, TransferError, Wants};
@@ -163,6 +164,10 @@ pub fn bytes_wanted(entries: &[Entry], wants: &[Want]) -> u64 {
             WantAction::Send { offset, .. } => entries
                 .get(w.i as usize)
                 .map(|e| e.file_size.saturating_sub(offset)),
+            WantAction::Stripe { ref kept, .. } => entries.get(w.i as usize).map(|e| {
+                let kept: u64 = kept.iter().map(|&at| range_len(e.file_size, at)).sum();
+                e.file_size.saturating_sub(kept)
+            }),
             _ => None,
         })
         .sum()
