@@ -372,6 +372,7 @@ impl Client {
             trust_sent_modes: false,
             // The md5 of a skipped file is computed here.
             list_files: options.list_files || options.md5,
+            stripe: false,
         };
         let planned_entries = entries.clone();
         let planned_dest = dest.clone();

@@ -174,7 +174,7 @@ impl RangedPartial {
     /// back once, every range being in place) and sets mode and mtime. On
     /// a mismatch the partial and its record are removed: the sender's
     /// ranges and its whole hash disagree, so none of it can be trusted.
-    pub fn seal(self, expected: &blake3::Hash, meta: &FileMeta) -> Result<SealedFile, WriteError> {
+    pub fn seal(&self, expected: &blake3::Hash, meta: &FileMeta) -> Result<SealedFile, WriteError> {
         let mut hasher = blake3::Hasher::new();
         let size = self.file.metadata()?.len();
         let mut buf = Vec::new();
@@ -196,10 +196,10 @@ impl RangedPartial {
         }
         self.remove_record();
         Ok(SealedFile::of_parts(
-            self.dir,
-            (self.name, self.final_name),
+            self.dir.clone(),
+            (self.name.clone(), self.final_name.clone()),
             self.identity,
-            self.file,
+            self.file.try_clone()?,
             hash,
         ))
     }

@@ -21,6 +21,11 @@ use serde::{Deserialize, Serialize};
 /// frame (its hash) costs nothing beside its data.
 pub const RANGE_BYTES: u64 = 4 * 1024 * 1024;
 
+/// Files at least this big are striped when a transfer has several
+/// streams; smaller ones travel in the first stream's pipeline, where a
+/// file costs no round trip, and would gain little from being cut in two.
+pub const STRIPE_MIN_BYTES: u64 = 2 * RANGE_BYTES;
+
 /// The length of the range at `offset` of a `size`-byte file: 0 when
 /// `offset` is off the grid or past the end.
 pub fn range_len(size: u64, offset: u64) -> u64 {

@@ -225,6 +225,7 @@ mod tests {
         preserve: true,
         trust_sent_modes: true,
         list_files: false,
+        stripe: false,
     };
 
     #[test]

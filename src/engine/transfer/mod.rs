@@ -13,13 +13,17 @@
 //! - `send.rs`: reads and hashes the wanted files for the connection;
 //! - `receive.rs`: the receiver's socket side, checking each data frame;
 //! - `write.rs`: the receiver's file thread: partial files, seal, publish;
-//! - `md5.rs`: the md5 of a file a receiver already had.
+//! - `md5.rs`: the md5 of a file a receiver already had;
+//! - `stripe.rs`, `range_send.rs`: the big files of a transfer over several
+//!   streams (`--streams`), as ranges, receiving and sending.
 
 mod exchange;
 mod md5;
 mod plan;
+mod range_send;
 mod receive;
 mod send;
+mod stripe;
 mod write;
 
 pub use exchange::{
@@ -27,7 +31,9 @@ pub use exchange::{
 };
 pub use md5::md5_beneath;
 pub use plan::{ReceivePlan, Wants};
+pub use range_send::RangeSender;
 pub use send::{send_files, SendSummary};
+pub use stripe::StripeReceiver;
 
 use crate::connection::ConnectionError;
 use crate::protocol::ErrorReply;
@@ -130,6 +136,10 @@ pub struct ReceiveOptions {
     /// report. Off, nothing per file is kept but failures, so a vast tree
     /// costs no memory for its report.
     pub list_files: bool,
+    /// Ask for files of at least
+    /// [`STRIPE_MIN_BYTES`](crate::engine::ranges::STRIPE_MIN_BYTES) in ranges over the
+    /// extra streams of a striped transfer ([`StripeReceiver`]).
+    pub stripe: bool,
 }
 
 /// Whole transfers: plan, send, receive and write together. Each role's
@@ -175,6 +185,7 @@ mod tests {
         preserve: true,
         trust_sent_modes: true,
         list_files: true,
+        stripe: false,
     };
 
     /// Sends `path` beneath `from` to `base` beneath `to` over an in-memory

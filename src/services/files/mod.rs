@@ -159,6 +159,7 @@ pub async fn put<S: ByteStream>(
         trust_sent_modes: true,
         // The client reports per file from its own side.
         list_files: false,
+        stripe: false,
     };
     let planned = blocking(move || {
         if !base.is_root() {
