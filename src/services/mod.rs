@@ -135,6 +135,13 @@ pub struct ServiceContext {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Silence after which a chat client is taken for gone.
     pub idle_timeout: std::time::Duration,
+    /// Tickets for the extra connections of striped transfers.
+    pub tickets: Arc<files::stripe::Tickets>,
+    /// Who the connection speaks for (the shared token, or a client's
+    /// name): a striped transfer's ticket is bound to it.
+    pub identity: Arc<str>,
+    /// Deadline for each step of a request.
+    pub request_timeout: std::time::Duration,
 }
 
 /// How a request ended, for the server's log.
@@ -264,12 +271,14 @@ mod tests {
             path: crate::engine::wire::WirePath::from_bytes(b"photos"),
             recursive: true,
             md5: false,
+            streams: 1,
         };
         let put = files::PutRequest {
             path: crate::engine::wire::WirePath::from_bytes(b"bad\xff"),
             force: false,
             resume: true,
             preserve: true,
+            streams: 0,
         };
         let wire = |header: Header| String::from_utf8(header.with_size(7).to_json()).unwrap();
         assert_eq!(

@@ -27,7 +27,8 @@ mod stripe;
 mod write;
 
 pub use exchange::{
-    bytes_wanted, read_json_lines, read_wants, receive_wanted, send_wanted, send_wants, Direction,
+    bytes_wanted, read_json_lines, read_wants, read_wants_and_ticket, receive_wanted, send_wanted,
+    send_wanted_alongside, send_wants, Direction,
 };
 pub use md5::md5_beneath;
 pub use plan::{ReceivePlan, Wants};

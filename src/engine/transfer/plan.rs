@@ -127,6 +127,9 @@ pub struct Wants {
     pub skipped_files: Vec<u64>,
     /// Bytes the sender will send: each wanted file from its offset.
     pub bytes_wanted: u64,
+    /// For a striped put: the ticket its extra connections say hello with,
+    /// sent in the wants' frame.
+    pub ticket: Option<String>,
 }
 
 impl Wants {
