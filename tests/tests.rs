@@ -18,6 +18,7 @@ mod pairing;
 mod regression;
 mod shell;
 mod shutdown;
+mod striping;
 mod tokens;
 mod trust;
 mod udp;
