@@ -44,8 +44,8 @@ pub struct RangedPartial {
 }
 
 impl RangedPartial {
-    /// Opens (or adopts) the partial file for `final_name` in `dir` and
-    /// gives it the source's size.
+    /// Opens (or adopts) the partial file for `final_name` in `dir`, cut
+    /// to the source's `size` if it is longer.
     pub fn open_in(
         dir: Arc<OwnedFd>,
         final_name: &OsStr,
@@ -61,7 +61,10 @@ impl RangedPartial {
         }
         let st = fstat(&fd)?;
         let file = File::from(fd);
-        if st.len != size {
+        // Longer than the source: another source's. Shorter is fine: ranges
+        // extend it as they land, and a sparse file of a claimed size is
+        // never made up front.
+        if st.len > size {
             file.set_len(size)?;
         }
         Ok(RangedPartial {
@@ -162,6 +165,15 @@ impl RangedPartial {
     /// Removes the record (best effort).
     fn remove_record(&self) {
         let _ = rustix::fs::unlinkat(&*self.dir, self.record_name(), AtFlags::empty());
+    }
+
+    /// Removes the record of ranges kept for `final_name` in `dir`, for a
+    /// transfer that sends the file whole instead: the record would outlive
+    /// the partial it describes.
+    pub fn forget_ranges(dir: &OwnedFd, final_name: &OsStr) {
+        let mut name = partial_name(final_name);
+        name.push(".ranges");
+        let _ = rustix::fs::unlinkat(dir, &name, AtFlags::empty());
     }
 
     /// Removes the partial and its record (best effort): given up on.
@@ -292,5 +304,9 @@ mod tests {
         assert_eq!(all, blake3::hash(&vec![1u8; RANGE_BYTES as usize]));
         // Another source (a new mtime) keeps nothing.
         assert!(partial.kept(size, (6, 0)).0.verified().next().is_none());
+        // A transfer that sends the file whole forgets the record.
+        let dir = File::open(tmp.path()).unwrap();
+        RangedPartial::forget_ranges(&OwnedFd::from(dir), OsStr::new("f"));
+        assert!(partial.read_record().is_none());
     }
 }

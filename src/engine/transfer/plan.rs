@@ -357,7 +357,11 @@ impl ReceivePlan {
             file_size: entry.file_size,
             mtime: (entry.mtime, entry.mtime_ns),
         };
-        if self.options.resume && has_partial(&dir, name) {
+        let partial_there = has_partial(&dir, name);
+        if partial_there {
+            RangedPartial::forget_ranges(&dir, name);
+        }
+        if self.options.resume && partial_there {
             if let Ok(partial) = PartialFile::open_in(dir, name, &source, true) {
                 let offset = partial.resumed_len();
                 let prefix = partial.resumed_hash().to_hex().to_string();

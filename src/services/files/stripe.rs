@@ -209,11 +209,11 @@ impl Tickets {
         aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut secret)
             .ok()?;
         let mut table = self.table();
+        // Expired tickets go now, not when the table fills: each holds its
+        // transfer's manifest.
+        table.retain(|_, ticket| ticket.expires > now);
         if table.len() >= self.max {
-            table.retain(|_, ticket| ticket.expires > now);
-            if table.len() >= self.max {
-                return None;
-            }
+            return None;
         }
         let job = Arc::new(StripeJob::new());
         let ticket = Ticket {
