@@ -375,6 +375,10 @@ impl Client {
                 .map_err(|why| Error::Usage(format!("{}: {why}", show(name))))?;
         }
 
+        let joining = reply
+            .ticket
+            .as_ref()
+            .map(|ticket| self.open_extra(ticket, streams));
         let local = |err: std::io::Error| {
             Error::Files(FileError::io(to.as_os_str().as_encoded_bytes(), &err))
         };
@@ -421,10 +425,10 @@ impl Client {
             refused = wants.refused.len(),
             "get: asking for the files not in place"
         );
-        let (wants, summary) = match &reply.ticket {
-            Some(ticket) => {
+        let (wants, summary) = match joining {
+            Some(joining) => {
                 let list = receive_options.list_files;
-                self.receive_striped((plan, wants), (ticket, streams), progress.as_ref(), list)
+                self.receive_striped((plan, wants), joining, progress.as_ref(), list)
                     .await
             }
             None => {

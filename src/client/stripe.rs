@@ -56,27 +56,44 @@ impl Client {
         }
     }
 
+    /// Starts opening a get's `streams` extra connections with `ticket`,
+    /// while the transfer plans: they are up by the time its wants go out.
+    pub(super) fn open_extra(&self, ticket: &str, streams: u32) -> Joining {
+        let (options, ticket) = (self.options.clone(), ticket.to_string());
+        tokio::spawn(async move {
+            join_all((0..streams).map(|_| Client::join(&options, &ticket))).await
+        })
+    }
+
     /// Receives a get's data: the small files on this connection, the
-    /// striped ones over up to `streams` extra connections let in by
-    /// `ticket`; then settles the striped files.
+    /// striped ones over the extra connections `joining` opens; then
+    /// settles the striped files.
     pub(super) async fn receive_striped(
         &mut self,
         (plan, mut wants): (ReceivePlan, Wants),
-        (ticket, streams): (&str, u32),
+        joining: Joining,
         progress: &dyn Progress,
         list_files: bool,
     ) -> Result<(Wants, ReceiveSummary), TransferError> {
         let stripes = Arc::new(plan.stripes());
         if stripes.is_empty() {
+            // Told there is nothing for them, the server ends them.
+            tokio::spawn(async move {
+                for client in joining.await.into_iter().flatten().flatten() {
+                    client.close().await;
+                }
+            });
             let conn = self.connection();
             return transfer::receive_wanted(conn, Direction::Get, plan, wants, progress).await;
         }
-        let options = self.options.clone();
         progress.begin(wants.bytes_wanted);
         transfer::send_wants(self.connection().writer(), Direction::Get, &mut wants).await?;
         let first = plan.receive(self.connection().reader(), progress);
-        let extra =
-            join_all((0..streams).map(|_| receive_on_extra(&options, ticket, &stripes, progress)));
+        let extra = async {
+            let joined = joining.await.unwrap_or_default();
+            let streams = joined.into_iter();
+            join_all(streams.map(|client| receive_on_extra(client, &stripes, progress))).await
+        };
         let (first, _) = tokio::join!(first, extra);
         let mut summary = first?;
         let summary = tokio::task::spawn_blocking(move || {
@@ -107,15 +124,17 @@ impl Client {
     }
 }
 
-/// One extra connection of a get: joins, receives ranges until the server
-/// ends them, closes. A failure is the files' to report, not the stream's.
+/// A get's extra connections being opened.
+pub(super) type Joining = tokio::task::JoinHandle<Vec<Result<Client, crate::error::Error>>>;
+
+/// One extra connection of a get: receives ranges until the server ends
+/// them, closes. A failure is the files' to report, not the stream's.
 async fn receive_on_extra(
-    options: &ClientOptions,
-    ticket: &str,
+    joined: Result<Client, crate::error::Error>,
     stripes: &StripeReceiver,
     progress: &dyn Progress,
 ) {
-    match Client::join(options, ticket).await {
+    match joined {
         Ok(mut client) => {
             if let Err(err) = stripes
                 .receive(client.connection().reader(), progress)

@@ -182,23 +182,33 @@ impl RangedPartial {
         self.remove_record();
     }
 
-    /// Checks the whole file against the sender's `expected` BLAKE3 (read
-    /// back once, every range being in place) and sets mode and mtime. On
-    /// a mismatch the partial and its record are removed: the sender's
-    /// ranges and its whole hash disagree, so none of it can be trusted.
-    pub fn seal(&self, expected: &blake3::Hash, meta: &FileMeta) -> Result<SealedFile, WriteError> {
-        let mut hasher = blake3::Hasher::new();
-        let size = self.file.metadata()?.len();
+    /// Reads the range at `offset` of a `size`-byte file into `hasher`,
+    /// for a caller that hashes the whole file in order as ranges land.
+    pub fn hash_into(
+        &self,
+        hasher: &mut blake3::Hasher,
+        size: u64,
+        offset: u64,
+    ) -> io::Result<u64> {
+        let len = range_len(size, offset);
         let mut buf = Vec::new();
-        let mut offset = 0;
-        while offset < size {
-            let len = range_len(size, offset);
-            self.read_range(offset, len, &mut buf)?;
-            hasher.update(&buf);
-            offset += len;
-        }
-        let hash = hasher.finalize();
-        if &hash != expected {
+        self.read_range(offset, len, &mut buf)?;
+        hasher.update(&buf);
+        Ok(len)
+    }
+
+    /// Checks `received`, the BLAKE3 of the whole file as written (read
+    /// back by [`RangedPartial::hash_into`]), against the sender's
+    /// `expected`, and sets mode and mtime. On a mismatch the partial and
+    /// its record are removed: the sender's ranges and its whole hash
+    /// disagree, so none of it can be trusted.
+    pub fn seal(
+        &self,
+        received: &blake3::Hash,
+        expected: &blake3::Hash,
+        meta: &FileMeta,
+    ) -> Result<SealedFile, WriteError> {
+        if received != expected {
             self.remove();
             return Err(WriteError::HashMismatch);
         }
@@ -212,7 +222,7 @@ impl RangedPartial {
             (self.name.clone(), self.final_name.clone()),
             self.identity,
             self.file.try_clone()?,
-            hash,
+            *received,
         ))
     }
 
@@ -262,15 +272,26 @@ mod tests {
             .write_at(&data[RANGE_BYTES as usize..], RANGE_BYTES)
             .unwrap();
         partial.write_at(&data[..RANGE_BYTES as usize], 0).unwrap();
+        let whole = |partial: &RangedPartial| {
+            let mut hasher = blake3::Hasher::new();
+            let mut offset = 0;
+            while offset < size {
+                offset += partial.hash_into(&mut hasher, size, offset).unwrap();
+            }
+            hasher.finalize()
+        };
         let wrong = blake3::hash(b"other");
         let meta = FileMeta::fresh();
         let again = RangedPartial::open_in(dir_of(&tmp), OsStr::new("g"), size).unwrap();
         again.write_at(&data, 0).unwrap();
         assert!(matches!(
-            again.seal(&wrong, &meta),
+            again.seal(&whole(&again), &wrong, &meta),
             Err(WriteError::HashMismatch)
         ));
-        let sealed = partial.seal(&blake3::hash(&data), &meta).unwrap();
+        assert_eq!(whole(&partial), blake3::hash(&data));
+        let sealed = partial
+            .seal(&whole(&partial), &blake3::hash(&data), &meta)
+            .unwrap();
         sealed.sync().unwrap();
         sealed.publish(true).unwrap();
         assert_eq!(std::fs::read(tmp.path().join("f")).unwrap(), data);

@@ -154,6 +154,11 @@ impl RangeBook {
         Ok(())
     }
 
+    /// Whether the range at `offset` is verified.
+    pub fn is_verified(&self, offset: u64) -> bool {
+        self.verified.contains_key(&offset)
+    }
+
     /// Every range verified.
     pub fn is_complete(&self) -> bool {
         self.verified.len() as u64 == self.count()

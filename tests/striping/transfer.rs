@@ -89,3 +89,19 @@ fn extra_connections_take_connection_slots_and_are_refused_past_the_limit() {
     assert_eq!(hash_file(&dl.join("big.bin")), big);
     assert_no_partials(&dl);
 }
+
+#[test]
+fn a_striped_get_with_nothing_left_to_stripe_lets_its_extra_connections_go() {
+    let server = Server::start(&["--plaintext"]);
+    write_random_file(&server.root().join("big.bin"), 6, 12 * MIB);
+    let dl = local_dir(&server, "dl");
+    let get = ["get", "--streams", "4", "big.bin", "--to", arg(&dl)];
+    assert_transferred(&run(&server, &get));
+    server.wait_for_log_lines("connection closed", 5);
+    // Up to date now: the client opened its extra connections while it
+    // planned, then had no ranges to ask for; the server ends them at once
+    // instead of waiting for ranges that never come.
+    assert_transferred(&run(&server, &get));
+    server.wait_for_log_lines(JOINED, 8);
+    server.wait_for_log_lines("connection closed", 10);
+}

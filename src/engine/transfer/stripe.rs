@@ -49,6 +49,22 @@ struct StripeState {
     refused: Option<String>,
     /// Bytes written by ranges that arrived whole.
     received: u64,
+    /// The whole file's BLAKE3 so far, of its bytes up to `hashed_to`: fed
+    /// in order as the ranges ahead of it are verified, so the file is
+    /// not read again whole after its last range.
+    whole: blake3::Hasher,
+    hashed_to: u64,
+}
+
+impl StripeState {
+    /// Feeds `whole` every verified range from `hashed_to` on. Blocking.
+    fn catch_up(&mut self, partial: &RangedPartial) -> std::io::Result<()> {
+        let size = self.book.size();
+        while self.hashed_to < size && self.book.is_verified(self.hashed_to) {
+            self.hashed_to += partial.hash_into(&mut self.whole, size, self.hashed_to)?;
+        }
+        Ok(())
+    }
 }
 
 impl StripedFile {
@@ -70,6 +86,8 @@ impl StripedFile {
                 end: None,
                 refused: None,
                 received: 0,
+                whole: blake3::Hasher::new(),
+                hashed_to: 0,
             }),
         }
     }
@@ -269,8 +287,10 @@ fn land(
             let mut state = file.state();
             state.book.land(offset, received, sent)?;
             state.received += len;
-            // A record that cannot be written costs a resend, not the file.
+            // A record that cannot be written costs a resend, not the file;
+            // a range that cannot be read back is read again at the end.
             let _ = file.partial.record(&state.book, file.mtime);
+            let _ = state.catch_up(&file.partial);
             Ok(())
         }
     }
@@ -278,12 +298,12 @@ fn land(
 
 /// Publishes one striped file, or says why not and whose fault it was.
 fn finish_one(file: &StripedFile) -> Result<(u64, Option<String>), (FileError, bool)> {
-    let state = file.state();
+    let mut state = file.state();
     let shown = show(&file.shown);
     if let Some(refused) = &state.refused {
         return Err((FileError::new(ErrorCode::BadRequest, refused.clone()), true));
     }
-    let Some(end) = &state.end else {
+    let Some(end) = state.end.clone() else {
         let message = format!("{shown}: the sender never ended it");
         return Err((FileError::new(ErrorCode::NotSent, message), true));
     };
@@ -312,16 +332,23 @@ fn finish_one(file: &StripedFile) -> Result<(u64, Option<String>), (FileError, b
         .ok_or_else(|| "no blake3 in the end frame".to_string())
         .and_then(parse_hash)
         .map_err(|m| (FileError::new(ErrorCode::BadRequest, m), true))?;
-    let sealed = file.partial.seal(&expected, &file.meta).map_err(|err| {
-        let by_sender = matches!(err, WriteError::HashMismatch);
-        (FileError::write(&file.shown, &err), by_sender)
-    })?;
+    state
+        .catch_up(&file.partial)
+        .map_err(|err| (FileError::io(&file.shown, &err), false))?;
+    let received = state.whole.finalize();
+    let sealed = file
+        .partial
+        .seal(&received, &expected, &file.meta)
+        .map_err(|err| {
+            let by_sender = matches!(err, WriteError::HashMismatch);
+            (FileError::write(&file.shown, &err), by_sender)
+        })?;
     let published = sealed.sync().and_then(|()| sealed.publish(true));
     published.map_err(|err| {
         let message = format!("{shown}: cannot publish: {err}");
         (FileError::new(code_of(&err), message), false)
     })?;
-    Ok((state.received, end.md5.clone()))
+    Ok((state.received, end.md5))
 }
 
 #[cfg(test)]

@@ -161,7 +161,10 @@ pub async fn get<S: ByteStream>(
         // The ticket stays until its connections have all come, or it
         // expires: they may join after this stream is done.
         (Some((_, job)), Some(ranges)) => job.set_work(StripeWork::Send(ranges)),
-        (Some((ticket, _)), None) => context.tickets.revoke(&ticket),
+        (Some((ticket, job)), None) => {
+            context.tickets.revoke(&ticket);
+            job.set_work(StripeWork::Nothing);
+        }
         (None, Some(_)) => {
             return Err(ConnectionError::Unexpected(
                 "ranges asked for, but this get has no ticket for them".into(),

@@ -36,6 +36,9 @@ pub enum StripeWork {
     Send(Arc<RangeSender>),
     /// A put's striped files, to receive into.
     Receive(Arc<StripeReceiver>),
+    /// Nothing: the transfer asked for no ranges after all, and its extra
+    /// connections (a get's client opens them early) just end.
+    Nothing,
 }
 
 /// One striped transfer, as its extra connections see it. Its work is set
@@ -101,12 +104,16 @@ impl Joined {
         wait: Duration,
     ) -> Result<(), ConnectionError> {
         let mut work = self.job.work.subscribe();
-        let ready = tokio::time::timeout(wait, async {
+        let ready = async {
             work.wait_for(Option::is_some)
                 .await
                 .map(|work| work.clone())
-        })
-        .await;
+        };
+        // A client that leaves while the transfer plans is not waited for.
+        let ready = tokio::select! {
+            ready = tokio::time::timeout(wait, ready) => ready,
+            _ = conn.reader().read_header() => return Err(ConnectionError::Closed),
+        };
         let work = match ready {
             Ok(Ok(work)) => work,
             _ => {
@@ -118,7 +125,7 @@ impl Joined {
         match work {
             Some(StripeWork::Send(ranges)) => ranges.send(conn.writer(), &NoProgress).await,
             Some(StripeWork::Receive(files)) => files.receive(conn.reader(), &NoProgress).await,
-            None => Ok(()),
+            Some(StripeWork::Nothing) | None => Ok(()),
         }
         .map_err(transfer_failed)
     }
