@@ -5,4 +5,5 @@
 //! by frame (`hostile.rs`).
 
 mod hostile;
+mod resume;
 mod transfer;

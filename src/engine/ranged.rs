@@ -4,14 +4,15 @@
 //!
 //! It is the partial file of `atomic.rs` (same reserved name, created
 //! 0600 and exclusively, adopted only when this user made it, locked, and
-//! published only while its name leads to the file written here), sized
-//! to the whole file up front. The record, `<partial>.ranges`, is
-//! replaced whole after each verified range: removed, then created
-//! exclusively without following links, so nothing planted under its name
-//! is written through. A record is a hint: each range it names is hashed
-//! again before it is trusted, so a record that outlived its data (a
-//! crash before the data reached the disk) costs a resend, never a wrong
-//! byte.
+//! published only while its name leads to the file written here), grown
+//! by the ranges as they land. The record, `<partial>.ranges`, is replaced
+//! whole after each verified range: written under a name of its own,
+//! created exclusively without following links (so nothing planted there
+//! is written through), then renamed over the old one, so a process
+//! killed at any point leaves one record or the other. A record is a
+//! hint: each range it names is hashed again before it is trusted, so a
+//! record that outlived its data (a crash before the data reached the
+//! disk) costs a resend, never a wrong byte.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -148,23 +149,34 @@ impl RangedPartial {
     /// Records `book`'s verified ranges for the source of `mtime`.
     pub fn record(&self, book: &RangeBook, mtime: (i64, u32)) -> io::Result<()> {
         let name = self.record_name();
-        match rustix::fs::unlinkat(&*self.dir, &name, AtFlags::empty()) {
+        let mut new = name.clone();
+        new.push(".new");
+        match rustix::fs::unlinkat(&*self.dir, &new, AtFlags::empty()) {
             Ok(()) | Err(rustix::io::Errno::NOENT) => {}
             Err(errno) => return Err(errno.into()),
         }
         let fd = rustix::fs::openat(
             &*self.dir,
-            &name,
+            &new,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )?;
         let text = serde_json::to_vec(&KeptRanges::of(book, mtime)).map_err(io::Error::other)?;
-        File::from(fd).write_all_at(&text, 0)
+        File::from(fd).write_all_at(&text, 0)?;
+        // A process killed at any point leaves the old record or the new
+        // one, never none.
+        rustix::fs::renameat(&*self.dir, &new, &*self.dir, &name)?;
+        Ok(())
     }
 
     /// Removes the record (best effort).
     fn remove_record(&self) {
-        let _ = rustix::fs::unlinkat(&*self.dir, self.record_name(), AtFlags::empty());
+        let name = self.record_name();
+        let mut new = name.clone();
+        new.push(".new");
+        for name in [name, new] {
+            let _ = rustix::fs::unlinkat(&*self.dir, name, AtFlags::empty());
+        }
     }
 
     /// Removes the record of ranges kept for `final_name` in `dir`, for a
