@@ -161,10 +161,9 @@ pub async fn get<S: ByteStream>(
         // The ticket stays until its connections have all come, or it
         // expires: they may join after this stream is done.
         (Some((_, job)), Some(ranges)) => job.set_work(StripeWork::Send(ranges)),
-        (Some((ticket, job)), None) => {
-            context.tickets.revoke(&ticket);
-            job.set_work(StripeWork::Nothing);
-        }
+        // Nothing to stripe after all: the client may have opened its extra
+        // connections already (and may still be); they are let in and ended.
+        (Some((_, job)), None) => job.set_work(StripeWork::Nothing),
         (None, Some(_)) => {
             return Err(ConnectionError::Unexpected(
                 "ranges asked for, but this get has no ticket for them".into(),
