@@ -74,17 +74,21 @@ impl StripedPut {
         self.send_range(offset, &bytes, &hash);
     }
 
-    /// Ends the first connection's data (the file's whole hash, then the
-    /// end) and reads the put's result.
-    fn finish(mut self) -> Value {
-        let whole = blake3::hash(&self.data).to_hex().to_string();
-        self.first
-            .send_frame(&json!({"file_end": 0, "blake3": whole}), b"");
-        self.first.send_frame(&json!({"end": true}), b"");
-        let result = self.first.read_frame();
-        assert!(result.is_ok(), "{result:?}");
-        Value::Object(result.header)
+    /// Ends the first connection's data and reads the put's result.
+    fn finish(self) -> Value {
+        finish(self.first, &self.data)
     }
+}
+
+/// Ends a striped put's first connection's data (the file's whole hash,
+/// then the end) and reads the put's result.
+fn finish(mut first: Raw, data: &[u8]) -> Value {
+    let whole = blake3::hash(data).to_hex().to_string();
+    first.send_frame(&json!({"file_end": 0, "blake3": whole}), b"");
+    first.send_frame(&json!({"end": true}), b"");
+    let result = first.read_frame();
+    assert!(result.is_ok(), "{result:?}");
+    Value::Object(result.header)
 }
 
 /// An extra connection that says hello with `ticket`, welcomed.
@@ -202,4 +206,30 @@ fn a_made_up_ticket_is_refused_like_a_wrong_token_and_penalised() {
     let message = raw.expect_error("bad_token");
     assert!(message.contains("is now refused for"), "{message}");
     server.wait_for_log("refused: unknown or used-up ticket");
+}
+
+#[test]
+fn a_ticket_admits_one_connection_per_stream_and_a_replay_past_them_is_refused() {
+    let server = Server::start(&["--plaintext"]);
+    let put = StripedPut::start(&server);
+    // Two streams were granted: the start's connection and this one.
+    let second = join(&server, &put.ticket);
+    let mut replay = Raw::connect(server.addr());
+    replay.send_frame(
+        &json!({"cmd": "hello", "version": 1, "ticket": put.ticket}),
+        b"",
+    );
+    replay.expect_error("bad_token");
+    replay.expect_closed();
+    // Both streams end without a range: the file cannot be finished.
+    let StripedPut {
+        first, extra, data, ..
+    } = put;
+    drop((extra, second));
+    let result = finish(first, &data);
+    assert_eq!(result["failed"], 1, "{result}");
+    assert!(
+        !server.root().join("up/big.bin").exists(),
+        "nothing published"
+    );
 }
