@@ -23,6 +23,7 @@ use tokio::sync::watch;
 
 use crate::connection::{ByteStream, Connection, ConnectionError};
 use crate::engine::transfer::{NoProgress, RangeSender, StripeReceiver};
+use crate::engine::wire::RangeFrame;
 use crate::limits::{MAX_TICKETS, TICKET_TTL};
 
 use super::transfer_failed;
@@ -104,15 +105,25 @@ impl Joined {
         wait: Duration,
     ) -> Result<(), ConnectionError> {
         let mut work = self.job.work.subscribe();
-        let ready = async {
-            work.wait_for(Option::is_some)
-                .await
-                .map(|work| work.clone())
-        };
-        // A client that leaves while the transfer plans is not waited for.
-        let ready = tokio::select! {
-            ready = tokio::time::timeout(wait, ready) => ready,
-            _ = conn.reader().read_header() => return Err(ConnectionError::Closed),
+        // A put's work is set before its ticket goes out, and its client
+        // sends ranges at once: only a get's may have to be waited for,
+        // and a get's client says nothing on these connections, so one
+        // that speaks or leaves meanwhile is done with.
+        let set = work.borrow().clone();
+        let ready = match set {
+            Some(work) => Ok(Ok(work)),
+            None => {
+                let ready = async {
+                    work.wait_for(Option::is_some)
+                        .await
+                        .map(|work| work.clone())
+                };
+                tokio::select! {
+                    biased;
+                    ready = tokio::time::timeout(wait, ready) => ready.map(|r| r.map(|w| w.unwrap_or(StripeWork::Nothing))),
+                    _ = conn.reader().read_header() => return Err(ConnectionError::Closed),
+                }
+            }
         };
         let work = match ready {
             Ok(Ok(work)) => work,
@@ -123,9 +134,12 @@ impl Joined {
             }
         };
         match work {
-            Some(StripeWork::Send(ranges)) => ranges.send(conn.writer(), &NoProgress).await,
-            Some(StripeWork::Receive(files)) => files.receive(conn.reader(), &NoProgress).await,
-            Some(StripeWork::Nothing) | None => Ok(()),
+            StripeWork::Send(ranges) => ranges.send(conn.writer(), &NoProgress).await,
+            StripeWork::Receive(files) => files.receive(conn.reader(), &NoProgress).await,
+            StripeWork::Nothing => {
+                let done = RangeFrame::Done.to_header(0);
+                return conn.send(done, bytes::Bytes::new()).await;
+            }
         }
         .map_err(transfer_failed)
     }
