@@ -38,6 +38,7 @@ pub(super) struct StripedFile {
     /// Bytes kept from an earlier attempt.
     kept_bytes: u64,
     state: Mutex<StripeState>,
+    whole: Mutex<WholeHash>,
 }
 
 #[derive(Debug)]
@@ -49,22 +50,16 @@ struct StripeState {
     refused: Option<String>,
     /// Bytes written by ranges that arrived whole.
     received: u64,
-    /// The whole file's BLAKE3 so far, of its bytes up to `hashed_to`: fed
-    /// in order as the ranges ahead of it are verified, so the file is
-    /// not read again whole after its last range.
-    whole: blake3::Hasher,
-    hashed_to: u64,
 }
 
-impl StripeState {
-    /// Feeds `whole` every verified range from `hashed_to` on. Blocking.
-    fn catch_up(&mut self, partial: &RangedPartial) -> std::io::Result<()> {
-        let size = self.book.size();
-        while self.hashed_to < size && self.book.is_verified(self.hashed_to) {
-            self.hashed_to += partial.hash_into(&mut self.whole, size, self.hashed_to)?;
-        }
-        Ok(())
-    }
+/// The whole file's BLAKE3 so far, of its bytes up to `hashed_to`: fed in
+/// order as the ranges ahead of it are verified, so the file is not read
+/// again whole after its last range. Apart from [`StripeState`], so the
+/// reading and hashing never hold up a stream that is landing a range.
+#[derive(Debug, Default)]
+struct WholeHash {
+    hasher: blake3::Hasher,
+    hashed_to: u64,
 }
 
 impl StripedFile {
@@ -86,14 +81,28 @@ impl StripedFile {
                 end: None,
                 refused: None,
                 received: 0,
-                whole: blake3::Hasher::new(),
-                hashed_to: 0,
             }),
+            whole: Mutex::new(WholeHash::default()),
         }
     }
 
     fn state(&self) -> MutexGuard<'_, StripeState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Feeds the whole-file hash every verified range from where it stands
+    /// on. Blocking.
+    fn catch_up(&self) -> std::io::Result<()> {
+        let mut whole = self.whole.lock().unwrap_or_else(|e| e.into_inner());
+        let size = self.state().book.size();
+        loop {
+            let at = whole.hashed_to;
+            if at >= size || !self.state().book.is_verified(at) {
+                return Ok(());
+            }
+            let WholeHash { hasher, hashed_to } = &mut *whole;
+            *hashed_to += self.partial.hash_into(hasher, size, at)?;
+        }
     }
 
     /// Keeps the sender's end frame for the file, which comes on the first
@@ -284,13 +293,16 @@ fn land(
         Begin::Verified(kept) if kept == received && kept == sent => Ok(()),
         Begin::Verified(_) => Err(RangeError::Conflict(offset)),
         Begin::New => {
-            let mut state = file.state();
-            state.book.land(offset, received, sent)?;
-            state.received += len;
-            // A record that cannot be written costs a resend, not the file;
-            // a range that cannot be read back is read again at the end.
-            let _ = file.partial.record(&state.book, file.mtime);
-            let _ = state.catch_up(&file.partial);
+            {
+                let mut state = file.state();
+                state.book.land(offset, received, sent)?;
+                state.received += len;
+                // A record that cannot be written costs a resend, not the
+                // file.
+                let _ = file.partial.record(&state.book, file.mtime);
+            }
+            // A range that cannot be read back is read again at the end.
+            let _ = file.catch_up();
             Ok(())
         }
     }
@@ -298,7 +310,7 @@ fn land(
 
 /// Publishes one striped file, or says why not and whose fault it was.
 fn finish_one(file: &StripedFile) -> Result<(u64, Option<String>), (FileError, bool)> {
-    let mut state = file.state();
+    let state = file.state();
     let shown = show(&file.shown);
     if let Some(refused) = &state.refused {
         return Err((FileError::new(ErrorCode::BadRequest, refused.clone()), true));
@@ -332,10 +344,16 @@ fn finish_one(file: &StripedFile) -> Result<(u64, Option<String>), (FileError, b
         .ok_or_else(|| "no blake3 in the end frame".to_string())
         .and_then(parse_hash)
         .map_err(|m| (FileError::new(ErrorCode::BadRequest, m), true))?;
-    state
-        .catch_up(&file.partial)
+    let received_bytes = state.received;
+    drop(state);
+    file.catch_up()
         .map_err(|err| (FileError::io(&file.shown, &err), false))?;
-    let received = state.whole.finalize();
+    let received = file
+        .whole
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .hasher
+        .finalize();
     let sealed = file
         .partial
         .seal(&received, &expected, &file.meta)
@@ -348,7 +366,7 @@ fn finish_one(file: &StripedFile) -> Result<(u64, Option<String>), (FileError, b
         let message = format!("{shown}: cannot publish: {err}");
         (FileError::new(code_of(&err), message), false)
     })?;
-    Ok((state.received, end.md5))
+    Ok((received_bytes, end.md5))
 }
 
 #[cfg(test)]
