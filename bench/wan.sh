@@ -12,8 +12,9 @@
 #
 #   big    one SIZE_MB MiB file fetched: one socat stream (the ceiling of a
 #          single TCP connection), four socat streams of a quarter each (the
-#          reference several streams can reach), ferry get, scp, and rsync -a
-#          over ssh;
+#          reference several streams can reach), ferry get (streams chosen
+#          from the round trip), ferry get --streams 1, ferry put (the file
+#          the other way, streams chosen alike), scp, and rsync -a over ssh;
 #   tree   TREE_FILES files of 4 KiB fetched: tar through one socat stream,
 #          ferry get -r, scp -r, rsync -a over ssh;
 #   exec   a command on a new connection: ferry exec -- true, ssh bench true.
@@ -318,6 +319,11 @@ big_socat_x4() {
     ((rc == 0)) && sync "$W"/dst/part?
 }
 big_ferry() { ferry_ get big.bin --to "$W/dst"; }
+# The same get on one connection, and the file the other way (into up/,
+# moved to dst/ by check_copy).
+big_ferry_1() { ferry_ get --streams 1 big.bin --to "$W/dst"; }
+prep_big_ferry_put() { rm -rf "$W/srv/up"; }
+big_ferry_put() { ferry_ put "$W/srv/big.bin" --to up; }
 big_scp() { scp_ "bench:$W/srv/big.bin" "$W/dst/"; }
 big_rsync() { rsync_ "bench:$W/srv/big.bin" "$W/dst/"; }
 
@@ -334,7 +340,7 @@ tree_rsync() { rsync_ "bench:$W/srv/tree" "$W/dst/"; }
 exec_ferry() { ferry_ exec -- true; }
 exec_ssh() { ssh_ bench true; }
 
-declare -A TOOLS=([big]="socat socat_x4 ferry scp rsync" [tree]="socat ferry scp rsync" [exec]="ferry ssh")
+declare -A TOOLS=([big]="socat socat_x4 ferry ferry_1 ferry_put scp rsync" [tree]="socat ferry scp rsync" [exec]="ferry ssh")
 
 # Checks the first copy of each tool; a wrong one is reported and fails the run.
 check_copy() {
@@ -342,6 +348,7 @@ check_copy() {
     case $workload in
     big)
         if [[ -e $W/dst/part0 ]]; then cat "$W"/dst/part? >"$W/dst/big.bin"; fi
+        if [[ -e $W/srv/up/big.bin ]]; then mv "$W/srv/up/big.bin" "$W/dst/big.bin"; fi
         want=$BIG_SUM
         got=$(python3 "$UTIL" hash-file "$W/dst/big.bin" 2>/dev/null || echo missing)
         ;;

@@ -376,7 +376,26 @@ pub const SYNC_MIN_DELTA_BYTES: u64 = 64 * 1024;
 pub const SYNC_MIN_NEW_DELTA_BYTES: u64 = 1024 * 1024;
 
 // Checked when the crate compiles: the caps fit together.
+/// Tickets for the extra connections of striped transfers held at once:
+/// one per `get` or `put` asking for several streams and not yet done. As
+/// many as `--max-connections` by default, since each transfer holds one
+/// of those; past it a transfer runs on its one connection.
+pub const MAX_TICKETS: usize = 1024;
+
+/// How long a ticket admits extra connections after it was minted. The
+/// client opens them as soon as it has planned, within a round trip or
+/// two; 30 s covers planning a tree of many files on a slow disk, and a
+/// ticket that leaked is useless soon after.
+pub const TICKET_TTL: Duration = Duration::from_secs(30);
+
+/// Extra connections one striped transfer may open. Eight streams fill a
+/// 1 Gbit/s link at 100 ms round trip with 4 MiB windows; more would only
+/// take connection slots from other clients.
+pub const MAX_STREAMS: u32 = 8;
+
 const _: () = {
+    // Striping needs two streams; past 16 a transfer only takes slots.
+    assert!(MAX_STREAMS >= 2 && MAX_STREAMS <= 16);
     assert!(UDP_MAX_PAYLOAD_BYTES < UDP_RECEIVE_BUFFER_BYTES);
     assert!(CHAT_GATEWAY_MAX_USERS * 4 <= CHAT.max_members);
     assert!(TIME_MAX_FORMAT_BYTES < UDP_RECEIVE_BUFFER_BYTES);
@@ -565,6 +584,11 @@ mod tests {
         );
         assert!(limits.drain_timeout <= Duration::from_secs(10));
         assert!(limits.validate().is_ok());
+    }
+
+    #[test]
+    fn every_transfer_in_the_connection_limit_can_hold_a_ticket() {
+        assert!(MAX_TICKETS >= Limits::default().max_connections);
     }
 
     #[test]

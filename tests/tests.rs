@@ -21,6 +21,7 @@ mod regression;
 mod shell;
 mod shutdown;
 mod sync;
+mod striping;
 mod tokens;
 mod trust;
 mod udp;

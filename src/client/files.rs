@@ -51,6 +51,9 @@ pub struct TransferOptions {
     pub md5: bool,
     /// Report every file's outcome ([`TransferReport::files_done`]).
     pub list_files: bool,
+    /// Connections to spread big files over (`--streams`); `None` picks
+    /// them from the round trip ([`super::stripe::auto_streams`]).
+    pub streams: Option<u32>,
 }
 
 /// The end of a transfer a failure happened on.
@@ -192,18 +195,21 @@ impl Client {
             "put: manifest to {}",
             show(to)
         );
+        let streams = self.streams_for(options.streams);
         let request = PutRequest {
             path: WirePath::from_bytes(to),
             force: options.force,
             resume: options.resume,
             preserve: options.preserve,
+            streams,
         };
         let body = Bytes::from(to_json_lines(&manifest.entries));
         self.connection()
             .send(Request::Put(request).to_header(), body)
             .await?;
-        let wants =
-            transfer::read_wants(self.connection().reader(), Direction::Put, MAX_LIST_BYTES)
+        let reader = self.connection().reader();
+        let (wants, ticket) =
+            transfer::read_wants_and_ticket(reader, Direction::Put, MAX_LIST_BYTES)
                 .await
                 .map_err(transfer_error)?;
         let mut report = TransferReport {
@@ -225,16 +231,24 @@ impl Client {
         );
         let listed = options.list_files.then(|| wants.clone());
         let manifest = Arc::new(manifest);
-        let sent = transfer::send_wanted(
-            self.connection(),
-            Direction::Put,
-            manifest.clone(),
-            None,
-            wants,
-            false,
-            progress.as_ref(),
-        )
-        .await
+        let ranges = ticket.and_then(|ticket| {
+            let ranges = transfer::RangeSender::new(manifest.clone(), None, &wants)?;
+            Some((ticket, ranges))
+        });
+        let sent = match ranges {
+            Some((ticket, ranges)) => {
+                let striped = (manifest.clone(), wants);
+                self.send_striped(striped, (&ticket, streams, ranges), progress.as_ref())
+                    .await
+            }
+            None => {
+                let conn = self.connection();
+                let manifest = manifest.clone();
+                let progress = progress.as_ref();
+                transfer::send_wanted(conn, Direction::Put, manifest, None, wants, false, progress)
+                    .await
+            }
+        }
         .map_err(transfer_error)?;
         let reader = self.connection().reader();
         let result = expect_ok(reader.expect_header().await?)?;
@@ -275,10 +289,12 @@ impl Client {
                 .filter_map(|w| {
                     let action = match w.action {
                         WantAction::Skip => FileAction::Skipped,
-                        WantAction::Send { .. } => match resumed.get(&w.i) {
-                            Some(&from) => FileAction::Resumed { from },
-                            None => FileAction::Sent,
-                        },
+                        WantAction::Send { .. } | WantAction::Stripe { .. } => {
+                            match resumed.get(&w.i) {
+                                Some(&from) => FileAction::Resumed { from },
+                                None => FileAction::Sent,
+                            }
+                        }
                         WantAction::Refuse { .. } | WantAction::Delta => return None,
                     };
                     Some(outcome(&manifest.entries, w.i, action))
@@ -325,10 +341,12 @@ impl Client {
     ) -> Result<TransferReport, Error> {
         let requested =
             RelPath::parse(remote).map_err(|e| Error::Usage(format!("{}: {e}", show(remote))))?;
+        let streams = self.streams_for(options.streams);
         let request = GetRequest {
             path: WirePath::from_bytes(remote),
             recursive: options.recursive,
             md5: options.md5,
+            streams,
         };
         self.connection()
             .send(Request::Get(request).to_header(), Bytes::new())
@@ -357,6 +375,10 @@ impl Client {
                 .map_err(|why| Error::Usage(format!("{}: {why}", show(name))))?;
         }
 
+        let joining = reply
+            .ticket
+            .as_ref()
+            .map(|ticket| self.open_extra(ticket, streams));
         let local = |err: std::io::Error| {
             Error::Files(FileError::io(to.as_os_str().as_encoded_bytes(), &err))
         };
@@ -371,6 +393,7 @@ impl Client {
             // The md5 of a skipped file is computed here.
             list_files: options.list_files || options.md5,
             links: false,
+            stripe: reply.ticket.is_some(),
         };
         let planned_entries = entries.clone();
         let planned_dest = dest.clone();
@@ -403,14 +426,17 @@ impl Client {
             refused = wants.refused.len(),
             "get: asking for the files not in place"
         );
-        let (wants, summary) = transfer::receive_wanted(
-            self.connection(),
-            Direction::Get,
-            plan,
-            wants,
-            progress.as_ref(),
-        )
-        .await
+        let (wants, summary) = match joining {
+            Some(joining) => {
+                let list = receive_options.list_files;
+                self.receive_striped((plan, wants), joining, progress.as_ref(), list)
+                    .await
+            }
+            None => {
+                let conn = self.connection();
+                transfer::receive_wanted(conn, Direction::Get, plan, wants, progress.as_ref()).await
+            }
+        }
         .map_err(transfer_error)?;
         debug!(
             files = summary.files,

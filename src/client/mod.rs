@@ -14,6 +14,7 @@ pub mod pair;
 pub mod quic;
 pub mod stream;
 pub mod sync;
+pub mod stripe;
 pub mod token_file;
 
 // The types this API takes and returns, so that its callers (the CLI among
@@ -199,6 +200,20 @@ pub struct Client {
     /// The QUIC connection, when the stream is one of its streams.
     quic: Option<quic::QuicLink>,
     closed: bool,
+    /// How it connected, for a striped transfer's extra connections.
+    options: ClientOptions,
+    /// The round trip of the hello exchange.
+    hello_rtt: Duration,
+    /// Whether the server is on this machine (loopback or a Unix socket).
+    local: bool,
+}
+
+/// What a new connection says hello with, and whether its server is on
+/// this machine (a striped transfer's automatic choice of streams).
+struct Said<'a> {
+    token: String,
+    ticket: Option<&'a str>,
+    local: bool,
 }
 
 impl Drop for Client {
@@ -216,7 +231,21 @@ impl Client {
     /// Connects, checks the server's certificate, and says hello. The token
     /// is sent only after the certificate has been checked.
     pub async fn connect(options: &ClientOptions) -> Result<Client, Error> {
-        let token = options.resolve_token()?;
+        Client::open(options, None).await
+    }
+
+    /// Another connection to the same server for a striped transfer, let in
+    /// by `ticket` instead of the token (TLS resumes the first one's
+    /// session, so no full handshake either).
+    pub(crate) async fn join(options: &ClientOptions, ticket: &str) -> Result<Client, Error> {
+        Client::open(options, Some(ticket)).await
+    }
+
+    async fn open(options: &ClientOptions, ticket: Option<&str>) -> Result<Client, Error> {
+        let token = match ticket {
+            Some(_) => String::new(),
+            None => options.resolve_token()?,
+        };
         let endpoint = options.server.to_string();
         let mut notices = Vec::new();
         let mut key_exchange_group = None;
@@ -232,10 +261,16 @@ impl Client {
                 source,
             };
             let addrs = options.server.resolve().await.map_err(cannot)?;
+            let local = addrs.iter().all(|addr| addr.ip().is_loopback());
             let (stream, link, notice) = self::quic::connect(options, host, &addrs).await?;
             notices.extend(notice);
             quic = Some(link);
-            return Client::hello(stream, token, options, notices, None, quic).await;
+            let said = Said {
+                token,
+                ticket,
+                local,
+            };
+            return Client::hello(stream, said, options, notices, None, quic).await;
         }
         let raw = tokio::time::timeout(options.connect_timeout, connect_raw(options))
             .await
@@ -249,6 +284,10 @@ impl Client {
                 })
             })?;
 
+        let local = match &raw {
+            Stream::Tcp(tcp) => tcp.peer_addr().is_ok_and(|addr| addr.ip().is_loopback()),
+            _ => true,
+        };
         let stream = match (raw, &options.server) {
             (Stream::Tcp(tcp), Endpoint::Tcp { host, .. }) if !options.plaintext => {
                 let reached = tcp.peer_addr().ok();
@@ -257,17 +296,26 @@ impl Client {
                     notices.push(notice);
                 }
                 key_exchange_group = tls::key_exchange_group(tls_stream.get_ref().1);
+                tracing::debug!(
+                    handshake = ?tls_stream.get_ref().1.handshake_kind(),
+                    "TLS handshake with {endpoint}"
+                );
                 Stream::ClientTls(Box::new(tls_stream))
             }
             (raw, _) => raw,
         };
-        Client::hello(stream, token, options, notices, key_exchange_group, quic).await
+        let said = Said {
+            token,
+            ticket,
+            local,
+        };
+        Client::hello(stream, said, options, notices, key_exchange_group, quic).await
     }
 
     /// Says hello on a connected (and, where it applies, pinned) stream.
     async fn hello(
         stream: Stream,
-        token: String,
+        said: Said<'_>,
         options: &ClientOptions,
         notices: Vec<Notice>,
         key_exchange_group: Option<String>,
@@ -281,12 +329,28 @@ impl Client {
             decrypts: stream.is_encrypted(),
         };
         let mut conn = Connection::new(stream, config);
-        let hello = Hello {
-            version: PROTOCOL_VERSION,
+        let client = Some(format!("ferry {}", env!("CARGO_PKG_VERSION")));
+        let Said {
             token,
-            client: Some(format!("ferry {}", env!("CARGO_PKG_VERSION"))),
+            ticket,
+            local,
+        } = said;
+        let hello = match ticket {
+            Some(ticket) => crate::services::files::stripe::TicketHello {
+                version: PROTOCOL_VERSION,
+                ticket: ticket.to_string(),
+                client,
+            }
+            .to_header(),
+            None => Hello {
+                version: PROTOCOL_VERSION,
+                token,
+                client,
+            }
+            .to_header(),
         };
-        conn.send(hello.to_header(), Bytes::new()).await?;
+        let asked = std::time::Instant::now();
+        conn.send(hello, Bytes::new()).await?;
         let reply = match conn.reader().expect_header().await {
             Ok(reply) => reply,
             // A TLS server answers a plaintext hello with a TLS alert, which
@@ -300,6 +364,7 @@ impl Client {
             }
             Err(err) => return Err(err.into()),
         };
+        let hello_rtt = asked.elapsed();
         let welcome = match Reply::from_header(reply) {
             Some(Reply::Ok(header)) => header
                 .to_message::<Welcome>()
@@ -320,7 +385,16 @@ impl Client {
             key_exchange_group,
             quic,
             closed: false,
+            options: options.clone(),
+            hello_rtt,
+            local,
         })
+    }
+
+    /// The round trip of the hello exchange, which picks the streams of a
+    /// transfer when `--streams` is not given.
+    pub fn hello_rtt(&self) -> Duration {
+        self.hello_rtt
     }
 
     /// The server's welcome: its version and services.

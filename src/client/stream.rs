@@ -54,6 +54,7 @@ impl Client {
             path: WirePath::from_bytes(remote),
             recursive: false,
             md5: false,
+            streams: 1,
         };
         self.connection()
             .send(Request::Get(request).to_header(), Bytes::new())

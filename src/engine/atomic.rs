@@ -408,7 +408,7 @@ pub struct Checkpoint {
 }
 
 /// Device and inode of `name` in `dir` itself (a symlink is not followed).
-fn identity_at(dir: &OwnedFd, name: &OsStr) -> io::Result<(u64, u64)> {
+pub(super) fn identity_at(dir: &OwnedFd, name: &OsStr) -> io::Result<(u64, u64)> {
     let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
     Ok((st.st_dev, st.st_ino))
 }
@@ -420,7 +420,7 @@ fn identity_at(dir: &OwnedFd, name: &OsStr) -> io::Result<(u64, u64)> {
 /// else at that name was planted by someone who can write the directory
 /// (to read the upload through it, or to own the published file); it is
 /// removed and a fresh partial created in its place.
-fn open_own_partial(dir: &OwnedFd, name: &OsStr) -> io::Result<OwnedFd> {
+pub(super) fn open_own_partial(dir: &OwnedFd, name: &OsStr) -> io::Result<OwnedFd> {
     let create = || {
         rustix::fs::openat(
             dir,
@@ -493,6 +493,25 @@ pub struct SealedFile {
 }
 
 impl SealedFile {
+    /// A file written and checked elsewhere in this module's tree (a
+    /// ranged partial), to be published with the same checks.
+    pub(super) fn of_parts(
+        dir: Arc<OwnedFd>,
+        (name, final_name): (OsString, OsString),
+        identity: (u64, u64),
+        file: File,
+        hash: blake3::Hash,
+    ) -> SealedFile {
+        SealedFile {
+            dir,
+            name,
+            final_name,
+            identity,
+            file: Some(file),
+            hash,
+        }
+    }
+
     /// The file's BLAKE3.
     pub fn hash(&self) -> blake3::Hash {
         self.hash

@@ -7,6 +7,8 @@
 //! - `sparse.rs`: writes that keep zero blocks as holes.
 //! - `wire.rs`: the messages of both transfer directions, as pure code.
 //! - `manifest.rs`: what a transfer sends, walked from the root or local paths.
+//! - `ranges.rs`: which ranges of a file sent over several streams arrived.
+//! - `ranged.rs`: the partial file those ranges are written into, and its record.
 //! - `transfer/`: the data phase by role: plan, write, receive, send.
 //! - `error.rs`: a file's error: a wire code and a message.
 //! - `chunks.rs`: content-defined chunks of a file, hashed on two threads.
@@ -24,6 +26,8 @@ pub mod filter;
 pub mod hash_tree;
 pub mod index;
 pub mod manifest;
+pub mod ranged;
+pub mod ranges;
 pub mod root;
 pub mod sparse;
 pub mod state;

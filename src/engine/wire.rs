@@ -188,6 +188,20 @@ pub enum WantAction {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         prefix_blake3: Option<String>,
     },
+    /// Send the file as ranges over the extra streams of a striped
+    /// transfer (PROTOCOL.md, "Striping"), all but the ranges at `kept`,
+    /// which the receiver verified in an earlier attempt; `kept_blake3` is
+    /// the BLAKE3 of those ranges' bytes one after the other. The sender
+    /// fails the file (`changed`) if its own ranges hash otherwise. On the
+    /// first stream only the file's end frame travels.
+    Stripe {
+        /// Offsets of the kept ranges, in file order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        kept: Vec<u64>,
+        /// BLAKE3 of the kept ranges' bytes, hex; absent when none are.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kept_blake3: Option<String>,
+    },
     /// The receiver already has this file (same size and mtime).
     Skip,
     /// The receiver has an older version, or some of its chunks: the file
@@ -271,6 +285,65 @@ impl DataFrame {
             DataFrame::Head(head) => Header::from_message(head).with_size(size),
             DataFrame::End(end) => Header::from_message(end),
             DataFrame::Done => StreamFrame::end_header(&serde_json::json!({})),
+        }
+    }
+}
+
+/// The header of one range of a striped file: its body is the file's
+/// bytes from `offset`, one range of the grid (`engine::ranges`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeHead {
+    /// The entry's index in the manifest.
+    pub range: u64,
+    /// Where in the file the range starts.
+    pub offset: u64,
+}
+
+/// The frame after a range's data: the BLAKE3 of the range's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeEnd {
+    /// The entry's index in the manifest.
+    pub range_end: u64,
+    /// Where the range starts.
+    pub offset: u64,
+    /// BLAKE3 of the range's bytes, hex.
+    pub blake3: String,
+}
+
+/// One frame of an extra stream of a striped transfer, told apart by the
+/// field only its kind carries, as [`DataFrame`] is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RangeFrame {
+    /// `{"range", "offset", "size"}`: a range's bytes follow.
+    Head(RangeHead),
+    /// `{"range_end", "offset", "blake3"}`: the range's hash.
+    End(RangeEnd),
+    /// `{"end": true}`: no more ranges on this stream.
+    Done,
+}
+
+impl RangeFrame {
+    /// Reads a range frame's header; an error says what is wrong.
+    pub fn from_header(header: &Header) -> Result<RangeFrame, String> {
+        if header.get("end") == Some(&serde_json::Value::Bool(true)) {
+            return Ok(RangeFrame::Done);
+        }
+        let parsed = if header.get("range_end").is_some() {
+            header.to_message().map(RangeFrame::End)
+        } else if header.get("range").is_some() {
+            header.to_message().map(RangeFrame::Head)
+        } else {
+            return Err("expected a range, range end or end frame".into());
+        };
+        parsed.map_err(|err| format!("bad range frame: {err}"))
+    }
+
+    /// The frame's header; `size` is the body's length, for a head.
+    pub fn to_header(&self, size: u64) -> Header {
+        match self {
+            RangeFrame::Head(head) => Header::from_message(head).with_size(size),
+            RangeFrame::End(end) => Header::from_message(end),
+            RangeFrame::Done => StreamFrame::end_header(&serde_json::json!({})),
         }
     }
 }
@@ -599,6 +672,48 @@ mod tests {
             let err = parse(wire).unwrap_err();
             assert!(err.starts_with("bad data frame"), "{wire}: {err}");
         }
+    }
+
+    #[test]
+    fn range_frames_round_trip_and_strangers_are_refused() {
+        let head = RangeFrame::Head(RangeHead {
+            range: 1,
+            offset: 4096,
+        });
+        let end = RangeFrame::End(RangeEnd {
+            range_end: 1,
+            offset: 4096,
+            blake3: "ab".into(),
+        });
+        for (frame, size, wire) in [
+            (&head, 9, r#"{"offset":4096,"range":1,"size":9}"#),
+            (&end, 0, r#"{"blake3":"ab","offset":4096,"range_end":1}"#),
+            (&RangeFrame::Done, 0, r#"{"end":true}"#),
+        ] {
+            assert_eq!(
+                String::from_utf8(frame.to_header(size).to_json()).unwrap(),
+                wire
+            );
+            let parsed = Header::parse(wire.as_bytes()).unwrap();
+            assert_eq!(&RangeFrame::from_header(&parsed).unwrap(), frame);
+        }
+        for wire in [r#"{"file":0,"offset":0}"#, r#"{"range":"x","offset":0}"#] {
+            let parsed = Header::parse(wire.as_bytes()).unwrap();
+            assert!(RangeFrame::from_header(&parsed).is_err(), "{wire}");
+        }
+        let want = Want {
+            i: 3,
+            action: WantAction::Stripe {
+                kept: vec![0, 4096],
+                kept_blake3: Some("cd".into()),
+            },
+        };
+        let line = String::from_utf8(to_json_lines(std::slice::from_ref(&want))).unwrap();
+        assert_eq!(
+            line,
+            "{\"i\":3,\"action\":\"stripe\",\"kept\":[0,4096],\"kept_blake3\":\"cd\"}\n"
+        );
+        assert_eq!(from_json_lines::<Want>(line.as_bytes()).unwrap(), [want]);
     }
 
     #[test]

@@ -379,6 +379,7 @@ impl Server {
 
         let cancel = CancellationToken::new();
         let idle_timeout = config.limits.idle_timeout;
+        let request_timeout = config.limits.request_timeout;
         let chat = Arc::new(crate::services::chat::hub::Hub::new(crate::limits::CHAT));
         let max_list_bytes = config.limits.max_list_bytes;
         let max_commands = config.limits.max_commands;
@@ -412,6 +413,9 @@ impl Server {
                 idle_timeout,
                 state_dir: Some(config.state_dir.clone()),
                 read_only: false,
+                tickets: Arc::default(),
+                identity: Arc::from("the shared token"),
+                request_timeout,
             },
             cancel,
             tracker: TaskTracker::new(),

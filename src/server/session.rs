@@ -23,6 +23,7 @@ use crate::engine::root::RelPath;
 use crate::limits::{CLOSE_GRACE, IDLE_BUFFER_LINGER};
 use crate::log::peer_text;
 use crate::protocol::{ErrorCode, Header, Hello, Refusal, Welcome, PROTOCOL_VERSION};
+use crate::services::files::stripe::TicketHello;
 use crate::services::{self, Outcome, ServiceContext, SERVICES};
 use crate::transport::{tls, Stream};
 
@@ -36,6 +37,8 @@ enum End {
     Refused(ErrorCode),
     ShutDown,
     Failed(String),
+    /// An extra connection of a striped transfer carried its ranges.
+    RangesDone,
 }
 
 impl std::fmt::Display for End {
@@ -46,6 +49,7 @@ impl std::fmt::Display for End {
             End::Refused(code) => write!(f, "refused: {code}"),
             End::ShutDown => f.write_str("server shutting down"),
             End::Failed(why) => write!(f, "failed: {why}"),
+            End::RangesDone => f.write_str("its ranges are done"),
         }
     }
 }
@@ -270,6 +274,9 @@ async fn serve(
     if hello.cmd() == Some("pair") {
         return pair(conn, &hello, login).await;
     }
+    if hello.cmd() == Some("hello") && hello.get("ticket").is_some() {
+        return join(conn, &hello, login, slot, handshake).await;
+    }
     let checked = check_hello(&hello).and_then(|()| grant_of(&hello, shared));
     let grant = match checked {
         Ok(grant) => grant,
@@ -384,6 +391,87 @@ async fn serve(
                 return fail(conn, err).await;
             }
         }
+    }
+}
+
+/// An extra connection of a striped transfer: admitted by its ticket (no
+/// token check), counted against `--max-connections` like any other, it
+/// carries its transfer's ranges and closes. A ticket that is not good
+/// counts as a failed login.
+async fn join(
+    mut conn: Connection<Stream>,
+    hello: &Header,
+    login: &Login<'_>,
+    slot: Option<Option<OwnedSemaphorePermit>>,
+    handshake: Option<OwnedSemaphorePermit>,
+) -> End {
+    let (peer, shared) = (login.peer, login.shared);
+    let parsed = match hello.size() {
+        0 => hello.to_message::<TicketHello>().map_err(|e| e.to_string()),
+        _ => Err("`hello` carries no body".into()),
+    };
+    let ticket = match parsed {
+        Ok(hello) if hello.version == PROTOCOL_VERSION => hello.ticket,
+        Ok(hello) => {
+            let message = format!(
+                "protocol version {} is not supported; this server speaks version \
+                 {PROTOCOL_VERSION}",
+                hello.version
+            );
+            return refuse(conn, ErrorCode::UnsupportedVersion, message).await;
+        }
+        Err(err) => {
+            let penalty = login.failed("garbage before hello");
+            let message = format!("bad hello: {err}{penalty}");
+            return refuse(conn, ErrorCode::BadRequest, message).await;
+        }
+    };
+    let joined = match shared.services.tickets.redeem(&ticket, Instant::now()) {
+        Ok(joined) => joined,
+        Err(why) => {
+            warn!(%peer, "refused: {why}");
+            let penalty = login.failed("bad ticket");
+            let message = format!(
+                "{why}: a ticket admits one connection per stream of its transfer, for a \
+                 short time; run the transfer again{penalty}"
+            );
+            return refuse(conn, ErrorCode::BadToken, message).await;
+        }
+    };
+    let Some(_slot) = slot else {
+        let message = format!(
+            "the server is at its limit of {} connections; try again later",
+            shared.limits.max_connections
+        );
+        warn!(%peer, "refused: connection limit reached");
+        return refuse(conn, ErrorCode::Busy, message).await;
+    };
+    info!(%peer, client = %joined.identity, "joined a striped transfer");
+    let welcome = Welcome {
+        version: PROTOCOL_VERSION,
+        services: Vec::new(),
+        server: format!("ferry {}", env!("CARGO_PKG_VERSION")),
+    };
+    let welcome = crate::protocol::message::ok_header(&welcome);
+    if let Err(err) = conn.send(welcome, bytes::Bytes::new()).await {
+        return End::Failed(err.to_string());
+    }
+    drop(handshake);
+    let served = tokio::select! {
+        biased;
+        _ = shared.cancel.cancelled() => {
+            return refuse(conn, ErrorCode::ShuttingDown, "the server is shutting down".into())
+                .await;
+        }
+        served = joined.serve(&mut conn, shared.limits.request_timeout) => served,
+    };
+    drop(joined);
+    match served {
+        Ok(()) => {
+            conn.close(CLOSE_GRACE).await;
+            End::RangesDone
+        }
+        Err(err) => fail(conn, err).await,
     }
 }
 
@@ -527,10 +615,13 @@ fn permitted(limits: &TokenLimits, cmd: &str) -> Result<(), String> {
 /// with the root moved down to the client's subdirectory (opened beneath
 /// the root, so it cannot lead out of it).
 fn granted_context(services: &ServiceContext, grant: &Grant) -> Result<ServiceContext, String> {
+    let mut services = services.clone();
+    if let Grant::Client { name, .. } = grant {
+        services.identity = Arc::from(format!("client {name}"));
+    }
     let Some(subdir) = grant.limits().root_subdir else {
-        let mut context = services.clone();
-        context.read_only = grant.limits().read_only;
-        return Ok(context);
+        services.read_only = grant.limits().read_only;
+        return Ok(services);
     };
     let rel = RelPath::parse(subdir.as_bytes()).map_err(|err| format!("{subdir:?}: {err}"))?;
     let root = services

@@ -144,6 +144,13 @@ pub struct ServiceContext {
     pub state_dir: Option<std::path::PathBuf>,
     /// The client's token is read-only: services that write refuse.
     pub read_only: bool,
+    /// Tickets for the extra connections of striped transfers.
+    pub tickets: Arc<files::stripe::Tickets>,
+    /// Who the connection speaks for (the shared token, or a client's
+    /// name): a striped transfer's ticket is bound to it.
+    pub identity: Arc<str>,
+    /// Deadline for each step of a request.
+    pub request_timeout: std::time::Duration,
 }
 
 /// How a request ended, for the server's log.
@@ -279,12 +286,14 @@ mod tests {
             path: crate::engine::wire::WirePath::from_bytes(b"photos"),
             recursive: true,
             md5: false,
+            streams: 1,
         };
         let put = files::PutRequest {
             path: crate::engine::wire::WirePath::from_bytes(b"bad\xff"),
             force: false,
             resume: true,
             preserve: true,
+            streams: 0,
         };
         let wire = |header: Header| String::from_utf8(header.with_size(7).to_json()).unwrap();
         assert_eq!(

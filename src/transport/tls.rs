@@ -111,14 +111,24 @@ pub fn unshared_server_config(
     // Every connection is a fresh hello with a token; no ALPN (over TCP)
     // or early data.
     config.max_early_data_size = 0;
+    // A ticket resumes one connection: enough for every extra connection
+    // of a striped transfer to skip the full handshake.
+    config.send_tls13_tickets = crate::limits::MAX_STREAMS as usize;
     Ok(config)
 }
 
 /// A TLS 1.3-only client configuration that accepts any certificate whose
 /// handshake signature is valid; the caller must compare the certificate's
 /// fingerprint with its pin before sending anything.
+///
+/// One configuration for the whole process, so its session cache lets a
+/// striped transfer's extra connections resume the first one's TLS session
+/// instead of doing a full handshake each.
 pub fn client_config() -> Arc<rustls::ClientConfig> {
-    Arc::new(unshared_client_config())
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| Arc::new(unshared_client_config()))
+        .clone()
 }
 
 /// [`client_config`] before it is shared, for QUIC to add its ALPN to.

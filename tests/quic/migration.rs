@@ -56,6 +56,8 @@ async fn a_get_goes_on_when_the_client_moves_to_a_new_port() {
         preserve: false,
         md5: false,
         list_files: false,
+        // One connection: the test moves its path.
+        streams: Some(1),
     };
     let get = client.get(b"big.bin", &dl, options, watch.clone());
     let mover = async {

@@ -82,6 +82,7 @@ pub async fn receive<S: ByteStream>(
         trust_sent_modes,
         list_files: true,
         links: true,
+        stripe: false,
     };
     if settings.dry_run {
         let planning = (dest.clone(), entries, settings.clone());

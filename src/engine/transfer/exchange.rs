@@ -31,8 +31,10 @@ use crate::protocol::message::{ok_header, Reply};
 use crate::protocol::Header;
 
 use super::super::manifest::Manifest;
+use super::super::ranges::range_len;
 use super::super::root::Root;
-use super::super::wire::{Entry, JsonLines, Want, WantAction};
+use super::super::wire::{DataFrame, Entry, JsonLines, Want, WantAction};
+use super::send::send_file_frames;
 use super::{send_files, Progress, ReceivePlan, ReceiveSummary, SendSummary, TransferError, Wants};
 
 /// Which way the files move: it fixes which peer has them and which frame
@@ -84,17 +86,54 @@ pub async fn read_wants<R: AsyncRead + Unpin>(
     direction: Direction,
     max_bytes: u64,
 ) -> Result<Vec<Want>, TransferError> {
+    Ok(read_wants_and_ticket(reader, direction, max_bytes).await?.0)
+}
+
+/// [`read_wants`], and the ticket for a striped put's extra connections
+/// that came with them.
+pub async fn read_wants_and_ticket<R: AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+    direction: Direction,
+    max_bytes: u64,
+) -> Result<(Vec<Want>, Option<String>), TransferError> {
     let header = reader.expect_header().await?;
     let size = header.size();
+    let ticket = header
+        .get("ticket")
+        .and_then(|t| t.as_str())
+        .map(str::to_string);
     direction.check_wants_header(header)?;
     if size > max_bytes {
         return Err(TransferError::Protocol(format!(
             "a body of {size} bytes is over the cap of {max_bytes}"
         )));
     }
-    read_json_lines(reader)
+    let wants = read_json_lines(reader)
         .await?
-        .map_err(TransferError::Protocol)
+        .map_err(TransferError::Protocol)?;
+    Ok((wants, ticket))
+}
+
+/// [`send_wanted`] for a put whose big files travel on extra streams:
+/// `alongside` sends them while this connection sends the rest, and the
+/// end frame goes only once both are done, so the server settles the
+/// striped files after every range was sent.
+pub async fn send_wanted_alongside<S: ByteStream>(
+    conn: &mut Connection<S>,
+    (manifest, wants): (Arc<Manifest>, Vec<Want>),
+    progress: &dyn Progress,
+    alongside: impl std::future::Future<Output = ()>,
+) -> Result<SendSummary, TransferError> {
+    progress.begin(bytes_wanted(&manifest.entries, &wants));
+    let writer = conn.writer();
+    let (sent, ()) = tokio::join!(
+        send_file_frames(writer, manifest, None, wants, false, progress),
+        alongside
+    );
+    let sent = sent?;
+    writer.send_header(&DataFrame::Done.to_header(0)).await?;
+    writer.flush().await?;
+    Ok(sent)
 }
 
 /// The side that has the files sends what `wants` ask for of `manifest`,
@@ -152,7 +191,11 @@ pub async fn send_wants<W: AsyncWrite + Unpin>(
     wants: &mut Wants,
 ) -> Result<(), ConnectionError> {
     let body = Bytes::from(std::mem::take(&mut wants.body));
-    writer.send(direction.wants_header(), body).await
+    let mut header = direction.wants_header();
+    if let Some(ticket) = &wants.ticket {
+        header.insert("ticket", ticket.as_str());
+    }
+    writer.send(header, body).await
 }
 
 /// Bytes the sender will send: each wanted file from its offset.
@@ -163,6 +206,10 @@ pub fn bytes_wanted(entries: &[Entry], wants: &[Want]) -> u64 {
             WantAction::Send { offset, .. } => entries
                 .get(w.i as usize)
                 .map(|e| e.file_size.saturating_sub(offset)),
+            WantAction::Stripe { ref kept, .. } => entries.get(w.i as usize).map(|e| {
+                let kept: u64 = kept.iter().map(|&at| range_len(e.file_size, at)).sum();
+                e.file_size.saturating_sub(kept)
+            }),
             _ => None,
         })
         .sum()
@@ -221,6 +268,7 @@ mod tests {
         trust_sent_modes: true,
         list_files: false,
         links: false,
+        stripe: false,
     };
 
     #[test]

@@ -13,21 +13,28 @@
 //! - `send.rs`: reads and hashes the wanted files for the connection;
 //! - `receive.rs`: the receiver's socket side, checking each data frame;
 //! - `write.rs`: the receiver's file thread: partial files, seal, publish;
-//! - `md5.rs`: the md5 of a file a receiver already had.
+//! - `md5.rs`: the md5 of a file a receiver already had;
+//! - `stripe.rs`, `range_send.rs`: the big files of a transfer over several
+//!   streams (`--streams`), as ranges, receiving and sending.
 
 mod exchange;
 mod md5;
 mod plan;
+mod range_send;
 mod receive;
 mod send;
+mod stripe;
 mod write;
 
 pub use exchange::{
-    bytes_wanted, read_json_lines, read_wants, receive_wanted, send_wanted, send_wants, Direction,
+    bytes_wanted, read_json_lines, read_wants, read_wants_and_ticket, receive_wanted, send_wanted,
+    send_wanted_alongside, send_wants, Direction,
 };
 pub use md5::md5_beneath;
 pub use plan::{Decider, Decision, FileAtTarget, ReceivePlan, Wants};
+pub use range_send::RangeSender;
 pub use send::{send_files, SendSummary};
+pub use stripe::StripeReceiver;
 
 use crate::connection::ConnectionError;
 use crate::protocol::ErrorReply;
@@ -222,6 +229,10 @@ pub struct ReceiveOptions {
     /// Accept symlink entries and leave them to the caller (`ferry sync`);
     /// otherwise they are refused.
     pub links: bool,
+    /// Ask for files of at least
+    /// [`STRIPE_MIN_BYTES`](crate::engine::ranges::STRIPE_MIN_BYTES) in ranges over the
+    /// extra streams of a striped transfer ([`StripeReceiver`]).
+    pub stripe: bool,
 }
 
 /// Whole transfers: plan, send, receive and write together. Each role's
@@ -268,6 +279,7 @@ mod tests {
         trust_sent_modes: true,
         list_files: true,
         links: false,
+        stripe: false,
     };
 
     /// Sends `path` beneath `from` to `base` beneath `to` over an in-memory

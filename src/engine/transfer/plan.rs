@@ -20,8 +20,11 @@ use crate::protocol::ErrorCode;
 use super::super::atomic::{has_partial, is_reserved_name, process_umask, PartialFile, SourceId};
 use super::super::dirs::DirChain;
 use super::super::error::{show, FileError};
+use super::super::ranged::RangedPartial;
+use super::super::ranges::{range_len, RangeBook, STRIPE_MIN_BYTES};
 use super::super::root::{split_names, Kind, RelPath, Root, Stat};
 use super::super::wire::{Entry, EntryError, EntryKind, Want, WantAction};
+use super::stripe::{StripeReceiver, StripedFile};
 use super::ReceiveOptions;
 
 /// The receiving side, between its answer to the manifest and the data.
@@ -51,6 +54,9 @@ pub struct ReceivePlan {
     /// replaced file keeps its own.
     pub(super) replaced_modes: HashMap<u64, u32>,
     pub(super) options: ReceiveOptions,
+    /// The files asked for in ranges, shared with the streams that
+    /// receive them.
+    pub(super) striped: HashMap<u64, Arc<StripedFile>>,
     pub(super) errors: Vec<super::FailedFile>,
     pub(super) skipped: u64,
 }
@@ -77,6 +83,8 @@ pub(super) enum FileState {
     Started,
     /// Published or failed.
     Settled,
+    /// Asked for in ranges: settled by the [`StripeReceiver`].
+    Striped,
 }
 
 impl FileState {
@@ -121,6 +129,9 @@ pub struct Wants {
     pub bytes_wanted: u64,
     /// The index of each file wanted as a delta.
     pub delta: Vec<u64>,
+    /// For a striped put: the ticket its extra connections say hello with,
+    /// sent in the wants' frame.
+    pub ticket: Option<String>,
 }
 
 impl Wants {
@@ -216,6 +227,7 @@ impl ReceivePlan {
             partials: HashMap::new(),
             replaced_modes: HashMap::new(),
             options,
+            striped: HashMap::new(),
             errors: Vec::new(),
             skipped: 0,
         };
@@ -245,9 +257,13 @@ impl ReceivePlan {
                     }
                 }
             };
-            match action {
+            match &action {
                 WantAction::Send { offset, .. } => {
-                    wants.bytes_wanted += entry.file_size.saturating_sub(offset);
+                    wants.bytes_wanted += entry.file_size.saturating_sub(*offset);
+                }
+                WantAction::Stripe { kept, .. } => {
+                    let kept: u64 = kept.iter().map(|&at| range_len(entry.file_size, at)).sum();
+                    wants.bytes_wanted += entry.file_size - kept;
                 }
                 WantAction::Skip if options.list_files => wants.skipped_files.push(i),
                 WantAction::Delta => wants.delta.push(i),
@@ -352,6 +368,12 @@ impl ReceivePlan {
             }
             Step::Delta => WantAction::Delta,
             Step::Fetch => {
+                if self.options.stripe && entry.file_size >= STRIPE_MIN_BYTES {
+                    if let Some(action) = self.fetch_striped(i, parent.clone(), name, entry) {
+                        self.states[i as usize] = FileState::Striped;
+                        return Ok(Some(action));
+                    }
+                }
                 let action = self.fetch(i, parent, name, entry);
                 if let WantAction::Send { offset, .. } = action {
                     self.states[i as usize] = FileState::Offered;
@@ -412,7 +434,11 @@ impl ReceivePlan {
             file_size: entry.file_size,
             mtime: (entry.mtime, entry.mtime_ns),
         };
-        if self.options.resume && has_partial(&dir, name) {
+        let partial_there = has_partial(&dir, name);
+        if partial_there {
+            RangedPartial::forget_ranges(&dir, name);
+        }
+        if self.options.resume && partial_there {
             if let Ok(partial) = PartialFile::open_in(dir, name, &source, true) {
                 let offset = partial.resumed_len();
                 let prefix = partial.resumed_hash().to_hex().to_string();
@@ -426,6 +452,43 @@ impl ReceivePlan {
         WantAction::Send {
             offset: 0,
             prefix_blake3: None,
+        }
+    }
+
+    /// Wants a big file in ranges, less those an earlier attempt verified
+    /// and recorded (each hashed again here). `None` when its ranged
+    /// partial cannot be had (another transfer holds it): it is then asked
+    /// for whole, and that transfer's lock refuses it clearly.
+    fn fetch_striped(
+        &mut self,
+        i: u64,
+        dir: Arc<OwnedFd>,
+        name: &OsStr,
+        entry: &Entry,
+    ) -> Option<WantAction> {
+        let partial = RangedPartial::open_in(dir, name, entry.file_size).ok()?;
+        let mtime = (entry.mtime, entry.mtime_ns);
+        let (book, kept_blake3) = if self.options.resume {
+            partial.kept(entry.file_size, mtime)
+        } else {
+            (RangeBook::new(entry.file_size), blake3::hash(b""))
+        };
+        let kept: Vec<u64> = book.verified().map(|(offset, _, _)| offset).collect();
+        let shown = entry.path.to_bytes().unwrap_or_default();
+        let meta = self.file_meta(i, entry);
+        let file = StripedFile::new(shown, (mtime, meta), partial, book);
+        self.striped.insert(i, Arc::new(file));
+        Some(WantAction::Stripe {
+            kept_blake3: (!kept.is_empty()).then(|| kept_blake3.to_hex().to_string()),
+            kept,
+        })
+    }
+
+    /// The files asked for in ranges, for the streams that carry them; the
+    /// plan keeps its share, to hand each file the sender's end frame.
+    pub fn stripes(&self) -> StripeReceiver {
+        StripeReceiver {
+            files: self.striped.clone(),
         }
     }
 

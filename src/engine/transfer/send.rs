@@ -20,6 +20,7 @@ use crate::protocol::ErrorCode;
 use super::super::dirs::DirChain;
 use super::super::error::{code_of, show, FileError};
 use super::super::manifest::{Manifest, SourceRef};
+use super::super::ranges::{range_len, RANGE_BYTES};
 use super::super::root::{fstat, split_names, Kind, RelPath, Root};
 use super::super::wire::{parse_hash, DataFrame, Entry, FileEnd, FileHead, Want, WantAction};
 use super::md5::hex;
@@ -54,6 +55,24 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
     md5: bool,
     progress: &dyn Progress,
 ) -> Result<SendSummary, TransferError> {
+    let sent = send_file_frames(writer, manifest, root, wants, md5, progress).await?;
+    writer.send_header(&DataFrame::Done.to_header(0)).await?;
+    writer.flush().await?;
+    Ok(sent)
+}
+
+/// [`send_files`] without the end frame, for a sender that ends the data
+/// only once its extra streams are done (a striped put). A `Stripe` want
+/// gets only its end frame here, with the BLAKE3 (and md5) of the whole
+/// file; its ranges travel on the extra streams (`range_send.rs`).
+pub(super) async fn send_file_frames<W: AsyncWrite + Unpin>(
+    writer: &mut FrameWriter<W>,
+    manifest: Arc<Manifest>,
+    root: Option<Arc<Root>>,
+    wants: Vec<Want>,
+    md5: bool,
+    progress: &dyn Progress,
+) -> Result<SendSummary, TransferError> {
     let (tx, mut rx) = mpsc::channel::<Vec<Chunk>>(CHANNEL_CHUNKS);
     let reading_manifest = manifest.clone();
     let liveness = Arc::new(Liveness::default());
@@ -64,12 +83,26 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
         let mut opener = Opener::new(root.as_deref(), &reading_manifest.in_root);
         let mut sent = SendSummary::default();
         for want in wants {
-            let WantAction::Send {
-                offset,
-                prefix_blake3,
-            } = want.action
-            else {
-                continue;
+            let (offset, prefix_blake3) = match want.action {
+                WantAction::Send {
+                    offset,
+                    prefix_blake3,
+                } => (offset, prefix_blake3),
+                WantAction::Stripe { kept, kept_blake3 } => {
+                    let asked = Striped {
+                        i: want.i,
+                        kept,
+                        kept_blake3,
+                        md5,
+                    };
+                    match hash_striped((&reading_manifest, &mut opener), asked, &mut out) {
+                        ReadOutcome::Gone => return sent,
+                        ReadOutcome::Failed => sent.failed.push(want.i),
+                        ReadOutcome::Sent { .. } => {}
+                    }
+                    continue;
+                }
+                _ => continue,
             };
             let asked = Asked {
                 i: want.i,
@@ -121,8 +154,6 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
     let sent = reader
         .await
         .map_err(|err| FileError::new(ErrorCode::Internal, format!("file reader failed: {err}")))?;
-    writer.send_header(&DataFrame::Done.to_header(0)).await?;
-    writer.flush().await?;
     Ok(sent)
 }
 
@@ -455,6 +486,110 @@ fn read_one(
     )
 }
 
+/// A file the receiver asked for in ranges.
+struct Striped {
+    i: u64,
+    kept: Vec<u64>,
+    kept_blake3: Option<String>,
+    md5: bool,
+}
+
+/// Reads a striped file once, in order, for its end frame: the BLAKE3 (and
+/// md5) of the whole file, or `changed` when it changed since the listing
+/// or the ranges the receiver kept are not this file's (the receiver then
+/// drops them).
+fn hash_striped(
+    (manifest, opener): (&Manifest, &mut Opener<'_>),
+    asked: Striped,
+    out: &mut Batcher<Chunk>,
+) -> ReadOutcome {
+    let i = asked.i;
+    let fail = |out: &mut Batcher<Chunk>, code: ErrorCode, message: String| {
+        let end = FileEnd {
+            file_end: i,
+            blake3: None,
+            md5: None,
+            error: Some(message),
+            code: Some(code.as_str().into()),
+        };
+        ReadOutcome::pushed(out.push(Chunk::End(end), 0), ReadOutcome::Failed)
+    };
+    let (Some(entry), Some(Some(source))) = (
+        manifest.entries.get(i as usize),
+        manifest.sources.get(i as usize),
+    ) else {
+        return fail(
+            out,
+            ErrorCode::BadRequest,
+            "no such file in the manifest".into(),
+        );
+    };
+    let mut file = match opener.open(entry, source) {
+        Ok(file) => file,
+        Err(err) => return fail(out, err.code, err.message),
+    };
+    let changed = |file: &File| match fstat(file.as_fd()) {
+        Ok(st) => {
+            st.kind != Kind::File
+                || st.len != entry.file_size
+                || st.mtime != (entry.mtime, entry.mtime_ns)
+        }
+        Err(_) => true,
+    };
+    if changed(&file) {
+        return fail(
+            out,
+            ErrorCode::Changed,
+            "the file changed since the listing".into(),
+        );
+    }
+    let kept: std::collections::BTreeSet<u64> = asked.kept.into_iter().collect();
+    let mut hasher = Hashes::new(asked.md5);
+    let mut kept_hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; RANGE_BYTES as usize];
+    let mut offset = 0;
+    let mut short = false;
+    while offset < entry.file_size {
+        if out.abandoned() {
+            return ReadOutcome::Gone;
+        }
+        let len = range_len(entry.file_size, offset) as usize;
+        let got = read_full(&mut file, &mut buf[..len]).unwrap_or(0);
+        short |= got < len;
+        hasher.update(&buf[..got]);
+        if kept.contains(&offset) {
+            kept_hasher.update(&buf[..got]);
+        }
+        out.tick();
+        offset += len as u64;
+    }
+    let kept_matches = kept.is_empty()
+        || asked
+            .kept_blake3
+            .as_deref()
+            .and_then(|h| parse_hash(h).ok())
+            == Some(kept_hasher.finalize());
+    if !kept_matches {
+        return fail(
+            out,
+            ErrorCode::Changed,
+            "the ranges kept by an earlier attempt are not this file's; they were dropped, \
+             run the transfer again"
+                .into(),
+        );
+    }
+    let changed = short || changed(&file);
+    let pushed = finish_read(i, changed, hasher, out);
+    ReadOutcome::pushed(
+        pushed,
+        if changed {
+            ReadOutcome::Failed
+        } else {
+            ReadOutcome::Sent { from: 0 }
+        },
+    )
+}
+
 /// Ends one file: its hashes, or why it cannot be trusted. False when the
 /// other side of the channel is gone.
 fn finish_read(i: u64, changed: bool, hasher: Hashes, out: &mut Batcher<Chunk>) -> bool {
@@ -482,7 +617,7 @@ fn finish_read(i: u64, changed: bool, hasher: Hashes, out: &mut Batcher<Chunk>) 
 /// FIFO swapped in after the listing must not hold the thread) and without
 /// following a symlink (unless it was listed through one), and must still
 /// be a regular file when it is open.
-struct Opener<'m> {
+pub(super) struct Opener<'m> {
     root: Option<&'m Root>,
     in_root: &'m RelPath,
     /// The walk beneath the root, for files listed from it.
@@ -490,7 +625,7 @@ struct Opener<'m> {
 }
 
 impl<'m> Opener<'m> {
-    fn new(root: Option<&'m Root>, in_root: &'m RelPath) -> Opener<'m> {
+    pub(super) fn new(root: Option<&'m Root>, in_root: &'m RelPath) -> Opener<'m> {
         Opener {
             root,
             in_root,
@@ -498,7 +633,7 @@ impl<'m> Opener<'m> {
         }
     }
 
-    fn open(&mut self, entry: &Entry, source: &SourceRef) -> Result<File, FileError> {
+    pub(super) fn open(&mut self, entry: &Entry, source: &SourceRef) -> Result<File, FileError> {
         let shown = entry.path.to_bytes().unwrap_or_default();
         let cannot = |err: io::Error| {
             let code = match err.raw_os_error() {

@@ -165,6 +165,10 @@ impl ReceivePlan {
                 }
             }
             Op::End(end, received) => {
+                if let Some(striped) = self.striped.get(&end.file_end) {
+                    striped.set_end(end);
+                    return;
+                }
                 let (i, opened) = match state.current.take() {
                     Some((i, opened)) if i == end.file_end => (i, opened),
                     Some((i, opened)) => {
@@ -361,7 +365,7 @@ impl ReceivePlan {
     }
 
     /// The mode and mtime file `i` is published with.
-    fn file_meta(&self, i: u64, entry: &Entry) -> FileMeta {
+    pub(super) fn file_meta(&self, i: u64, entry: &Entry) -> FileMeta {
         if self.options.preserve {
             return FileMeta {
                 mode: self.sent_mode(entry.mode),

@@ -4,9 +4,12 @@
 //!
 //! - `ops.rs`: ls, stat, mkdir and rm.
 //! - `glob.rs`: patterns such as `logs/*.log`, expanded beneath the root.
+//! - `stripe.rs`: tickets for a striped transfer's extra connections, and
+//!   what those connections do.
 
 pub mod glob;
 pub mod ops;
+pub mod stripe;
 
 use std::sync::Arc;
 
@@ -20,12 +23,16 @@ use crate::protocol::{ErrorCode, ErrorReply};
 use super::{Outcome, ServiceContext};
 use crate::engine::error::FileError;
 use crate::engine::manifest::Manifest;
+use crate::engine::ranges::STRIPE_MIN_BYTES;
 use crate::engine::root::RelPath;
+use crate::engine::transfer::RangeSender;
 use crate::engine::transfer::{
     read_json_lines, read_wants, receive_wanted, send_wanted, Direction, NoProgress,
     ReceiveOptions, ReceivePlan, TransferError,
 };
-use crate::engine::wire::{to_json_lines, Entry, WirePath};
+use crate::engine::wire::{to_json_lines, Entry, EntryKind, WirePath};
+use crate::limits::MAX_STREAMS;
+use stripe::{StripeJob, StripeWork};
 
 /// `{"cmd": "get", "path": P, "recursive": bool}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +46,10 @@ pub struct GetRequest {
     /// Also send each file's md5, as the tutorial's header does.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub md5: bool,
+    /// Streams the client would spread big files over (PROTOCOL.md,
+    /// "Striping"); 0 or 1 for the one connection alone.
+    #[serde(default, skip_serializing_if = "is_one_stream")]
+    pub streams: u32,
 }
 
 /// The ok reply to `get`; its body is the manifest.
@@ -51,6 +62,9 @@ pub struct GetReply {
     /// Paths left out (not regular files or directories).
     #[serde(default)]
     pub skipped: u64,
+    /// For a striped get: the ticket the extra connections say hello with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
 }
 
 /// `{"cmd": "put", "path": DIR, ...}`, body the manifest.
@@ -68,6 +82,33 @@ pub struct PutRequest {
     /// Keep the sender's modes and mtimes.
     #[serde(default)]
     pub preserve: bool,
+    /// Streams the client would spread big files over; 0 or 1 for the one
+    /// connection alone.
+    #[serde(default, skip_serializing_if = "is_one_stream")]
+    pub streams: u32,
+}
+
+fn is_one_stream(streams: &u32) -> bool {
+    *streams <= 1
+}
+
+/// A ticket for a transfer's extra connections, when it asked for several
+/// streams, has a file big enough to stripe, and the table has room.
+fn mint_for(
+    context: &ServiceContext,
+    streams: u32,
+    entries: &[Entry],
+) -> Option<(String, Arc<StripeJob>)> {
+    let streams = streams.min(MAX_STREAMS);
+    let big = entries
+        .iter()
+        .any(|e| e.kind == EntryKind::File && e.file_size >= STRIPE_MIN_BYTES);
+    if streams < 2 || !big {
+        return None;
+    }
+    context
+        .tickets
+        .mint(&context.identity, streams, std::time::Instant::now())
 }
 
 /// The final reply to `put`; its body lists failures as JSON lines.
@@ -103,19 +144,37 @@ pub async fn get<S: ByteStream>(
     if body.len() > context.max_list_bytes {
         return refuse(conn, too_large(body.len(), context.max_list_bytes)).await;
     }
+    let minted = mint_for(context, request.streams, &manifest.entries);
     let reply = GetReply {
         entries: manifest.entries.len() as u64,
         total_bytes: manifest.total_bytes,
         skipped: manifest.skipped.len() as u64,
+        ticket: minted.as_ref().map(|(ticket, _)| ticket.clone()),
     };
     conn.send(ok_header(&reply), Bytes::from(body)).await?;
     let wants = read_wants(conn.reader(), Direction::Get, context.max_list_bytes as u64)
         .await
         .map_err(transfer_failed)?;
+    let manifest = Arc::new(manifest);
+    let ranges = RangeSender::new(manifest.clone(), Some(context.root.clone()), &wants);
+    match (minted, ranges) {
+        // The ticket stays until its connections have all come, or it
+        // expires: they may join after this stream is done.
+        (Some((_, job)), Some(ranges)) => job.set_work(StripeWork::Send(ranges)),
+        // Nothing to stripe after all: the client may have opened its extra
+        // connections already (and may still be); they are let in and ended.
+        (Some((_, job)), None) => job.set_work(StripeWork::Nothing),
+        (None, Some(_)) => {
+            return Err(ConnectionError::Unexpected(
+                "ranges asked for, but this get has no ticket for them".into(),
+            ))
+        }
+        (None, None) => {}
+    }
     send_wanted(
         conn,
         Direction::Get,
-        Arc::new(manifest),
+        manifest,
         Some(context.root.clone()),
         wants,
         request.md5,
@@ -151,6 +210,7 @@ pub async fn put<S: ByteStream>(
         Err(err) => return refuse(conn, err).await,
     };
     let root = context.root.clone();
+    let minted = mint_for(context, request.streams, &entries);
     let options = ReceiveOptions {
         force: request.force,
         resume: request.resume,
@@ -160,6 +220,7 @@ pub async fn put<S: ByteStream>(
         // The client reports per file from its own side.
         list_files: false,
         links: false,
+        stripe: minted.is_some(),
     };
     let planned = blocking(move || {
         if !base.is_root() {
@@ -169,13 +230,49 @@ pub async fn put<S: ByteStream>(
         ReceivePlan::new(root, &base, entries, options)
     })
     .await;
-    let (plan, wants) = match planned {
+    let (plan, mut wants) = match planned {
         Ok(planned) => planned,
-        Err(err) => return refuse(conn, err).await,
+        Err(err) => {
+            if let Some((ticket, _)) = &minted {
+                context.tickets.revoke(ticket);
+            }
+            return refuse(conn, err).await;
+        }
     };
-    let (_, summary) = receive_wanted(conn, Direction::Put, plan, wants, &NoProgress)
+    let stripes = Arc::new(plan.stripes());
+    let striped = match minted {
+        Some((ticket, job)) if !stripes.is_empty() => {
+            job.set_work(StripeWork::Receive(stripes.clone()));
+            wants.ticket = Some(ticket.clone());
+            Some((ticket, job))
+        }
+        Some((ticket, _)) => {
+            context.tickets.revoke(&ticket);
+            None
+        }
+        None => None,
+    };
+    let received = receive_wanted(conn, Direction::Put, plan, wants, &NoProgress).await;
+    let mut summary = match (received, &striped) {
+        (Ok((_, summary)), _) => summary,
+        (Err(err), Some((ticket, _))) => {
+            context.tickets.revoke(ticket);
+            return Err(transfer_failed(err));
+        }
+        (Err(err), None) => return Err(transfer_failed(err)),
+    };
+    // The client ends the first stream once its extra ones are done; any
+    // still being read here are waited for before the files are settled.
+    if let Some((ticket, job)) = striped {
+        context.tickets.revoke(&ticket);
+        job.wait_for_streams(context.request_timeout).await;
+        summary = tokio::task::spawn_blocking(move || {
+            stripes.finish(&mut summary, false);
+            summary
+        })
         .await
-        .map_err(transfer_failed)?;
+        .map_err(|err| ConnectionError::Unexpected(format!("settling ranges failed: {err}")))?;
+    }
     let result = PutResult {
         files: summary.files,
         bytes: summary.bytes,
@@ -225,7 +322,7 @@ fn too_large(len: usize, cap: usize) -> FileError {
 
 /// Mid-transfer failures cannot be answered in band: the peer may be
 /// sending data frames. The session closes the connection with a message.
-fn transfer_failed(err: TransferError) -> ConnectionError {
+pub(crate) fn transfer_failed(err: TransferError) -> ConnectionError {
     match err {
         TransferError::Connection(err) => err,
         TransferError::Protocol(message) => ConnectionError::Unexpected(message),
