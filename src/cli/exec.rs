@@ -34,6 +34,20 @@ pub struct ExecArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     timeout: Option<std::time::Duration>,
 
+    /// Keep the command running on the server if the connection drops:
+    /// the client reconnects by itself and the output goes on, nothing lost
+    /// or repeated; `ferry jobs` lists such commands and `ferry attach ID`
+    /// follows one from another terminal. Stdin sent into a dropped
+    /// connection is lost.
+    #[arg(long, conflicts_with_all = ["hosts", "hosts_file"])]
+    detachable: bool,
+
+    /// With --detachable: how long the command runs on without a
+    /// connection before the server kills it.
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout, default_value = "60",
+          requires = "detachable")]
+    linger: std::time::Duration,
+
     /// Run the command on each of these servers at once (HOST:PORT,...),
     /// each output line prefixed by its host, then a summary.
     #[arg(
@@ -98,6 +112,8 @@ impl ExecArgs {
             cwd: self.cwd.clone(),
             env: self.env.iter().cloned().collect(),
             timeout_secs: self.timeout.map(|t| t.as_secs_f64()),
+            detachable: self.detachable,
+            linger_secs: self.detachable.then_some(self.linger.as_secs_f64()),
         }
     }
 }

@@ -89,6 +89,13 @@ pub struct ServeArgs {
           default_value_t = Limits::default().max_commands)]
     max_commands: usize,
 
+    /// Output a detachable job (`ferry exec --detachable`) keeps for a
+    /// client that reconnects, in bytes; past it the oldest is dropped and
+    /// the client says how much.
+    #[arg(long, value_name = "BYTES", env = "FERRY_JOB_BUFFER",
+          default_value_t = Limits::default().job_buffer_bytes)]
+    job_buffer: usize,
+
     /// Also listen on ADDR for the socket tutorial's own clients: plaintext,
     /// no token, loopback only (unless --allow-remote-plaintext). Serves `get NAME`, put frames, and (with
     /// --allow-exec) shell commands, each logged. Repeatable.
@@ -253,6 +260,7 @@ impl ServeArgs {
                 request_timeout: self.request_timeout,
                 drain_timeout: self.drain_timeout,
                 max_commands: self.max_commands,
+                job_buffer_bytes: self.job_buffer,
                 penalty_min: self.penalty_min,
                 penalty_max: self.penalty_max,
                 ..Limits::default()

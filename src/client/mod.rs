@@ -24,6 +24,7 @@ pub use crate::engine::wire::WirePath;
 pub use crate::error::{Error, EXIT_CONNECT, EXIT_USAGE};
 pub use crate::escape::{escape_for_terminal, escape_line};
 pub use crate::protocol::{ErrorReply, PROTOCOL_VERSION};
+pub use crate::services::exec::job::JobInfo;
 pub use crate::services::exec::pty::{ShellRequest, SCRIPT_SHELL_LINE};
 pub use crate::services::exec::ExecRequest;
 pub use crate::services::files::ops::FileInfo;
@@ -199,6 +200,8 @@ pub struct Client {
     /// The QUIC connection, when the stream is one of its streams.
     quic: Option<quic::QuicLink>,
     closed: bool,
+    /// How it connected, to reconnect to a detachable job.
+    options: ClientOptions,
 }
 
 impl Drop for Client {
@@ -320,6 +323,7 @@ impl Client {
             key_exchange_group,
             quic,
             closed: false,
+            options: options.clone(),
         })
     }
 

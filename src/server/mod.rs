@@ -354,6 +354,7 @@ impl Server {
         let chat = Arc::new(crate::services::chat::hub::Hub::new(crate::limits::CHAT));
         let max_list_bytes = config.limits.max_list_bytes;
         let max_commands = config.limits.max_commands;
+        let job_buffer_bytes = config.limits.job_buffer_bytes;
         let penalties = config.penalties.then(|| {
             std::sync::Mutex::new(penalty::Penalties::new(penalty::PenaltyPolicy {
                 min: config.limits.penalty_min,
@@ -384,6 +385,8 @@ impl Server {
                 idle_timeout,
                 state_dir: Some(config.state_dir.clone()),
                 read_only: false,
+                owner: String::new(),
+                jobs: Arc::new(crate::services::exec::job::Jobs::new(job_buffer_bytes)),
             },
             cancel,
             tracker: TaskTracker::new(),

@@ -509,7 +509,7 @@ fn grant_for(
 /// Whether a client with `limits` may send `cmd`; why not, if not.
 fn permitted(limits: &TokenLimits, cmd: &str) -> Result<(), String> {
     let writes = matches!(cmd, "put" | "mkdir" | "rm");
-    let runs = matches!(cmd, "exec" | "shell");
+    let runs = matches!(cmd, "exec" | "shell" | "attach" | "jobs");
     if limits.read_only && (writes || runs) {
         return Err(format!(
             "`{cmd}` is not allowed: this client's token is read-only"
@@ -527,9 +527,15 @@ fn permitted(limits: &TokenLimits, cmd: &str) -> Result<(), String> {
 /// with the root moved down to the client's subdirectory (opened beneath
 /// the root, so it cannot lead out of it).
 fn granted_context(services: &ServiceContext, grant: &Grant) -> Result<ServiceContext, String> {
+    // A client is its token: a re-issued token is a new identity.
+    let owner = match grant {
+        Grant::Shared => "shared".to_string(),
+        Grant::Client { sha256, .. } => format!("client {sha256}"),
+    };
     let Some(subdir) = grant.limits().root_subdir else {
         let mut context = services.clone();
         context.read_only = grant.limits().read_only;
+        context.owner = owner;
         return Ok(context);
     };
     let rel = RelPath::parse(subdir.as_bytes()).map_err(|err| format!("{subdir:?}: {err}"))?;
@@ -541,6 +547,7 @@ fn granted_context(services: &ServiceContext, grant: &Grant) -> Result<ServiceCo
     context.read_only = grant.limits().read_only;
     context.root = Arc::new(root);
     context.root_path = services.root_path.join(rel.to_path());
+    context.owner = owner;
     Ok(context)
 }
 

@@ -23,6 +23,7 @@ use crate::protocol::{ErrorCode, Header, Refusal};
 /// test holds it to the [`Request`] tags.
 pub const SERVICES: &[&str] = &[
     "echo", "get", "put", "ls", "stat", "mkdir", "rm", "glob", "exec", "shell", "chat", "sync",
+    "attach", "jobs",
 ];
 
 /// A request, parsed from its header by `cmd`.
@@ -53,6 +54,10 @@ pub enum Request {
     Chat(chat::ChatRequest),
     /// Keep a tree the same as the client's, either way.
     Sync(sync::SyncRequest),
+    /// Follow a detachable job again, from given offsets.
+    Attach(exec::job::AttachRequest),
+    /// List the caller's detachable jobs.
+    Jobs(exec::job::JobsRequest),
 }
 
 impl Request {
@@ -76,6 +81,8 @@ impl Request {
             Request::Glob(_) => "glob",
             Request::Exec(_) => "exec",
             Request::Shell(_) => "shell",
+            Request::Attach(_) => "attach",
+            Request::Jobs(_) => "jobs",
             Request::Chat(_) => "chat",
             Request::Sync(_) => "sync",
         }
@@ -144,6 +151,11 @@ pub struct ServiceContext {
     pub state_dir: Option<std::path::PathBuf>,
     /// The client's token is read-only: services that write refuse.
     pub read_only: bool,
+    /// Who the client is (the shared token, or one client's token): only
+    /// the identity that started a detachable job may attach to it.
+    pub owner: String,
+    /// The server's detachable jobs.
+    pub jobs: std::sync::Arc<exec::job::Jobs>,
 }
 
 /// How a request ended, for the server's log.
@@ -194,6 +206,8 @@ pub async fn handle<S: ByteStream>(
         Request::Glob(request) => files::glob::glob(conn, context, request).await,
         Request::Exec(request) => exec::serve(conn, context, request).await,
         Request::Shell(request) => exec::pty::serve(conn, context, request).await,
+        Request::Attach(request) => exec::job::attach(conn, context, request).await,
+        Request::Jobs(_) => exec::job::list(conn, context).await,
         Request::Chat(request) => chat::serve(conn, context, request).await,
         Request::Sync(request) => sync::serve(conn, context, request, header.size()).await,
     }
