@@ -107,3 +107,51 @@ fn past_the_buffer_the_oldest_output_is_dropped_and_the_client_says_how_much() {
     );
     assert_eq!(stderr, note);
 }
+
+#[test]
+fn an_attach_from_another_terminal_takes_the_job_over_from_a_live_client() {
+    let server = exec_server(&[]);
+    let line = format!("echo one; {}; echo two", wait_for("go"));
+    let mut first = exec(&server, &["--detachable", "--", &line]).spawn_piped();
+    let _stdin = first.take_stdin();
+    let id = one_job(&server, "attached");
+    let mut second = client(&server, &["attach", &id]).spawn_piped();
+    let _second_stdin = second.take_stdin();
+    // The first client is told and ends as ferry fails, not as the command.
+    let first = first
+        .collect_within(DEADLINE)
+        .expect("the first client ended");
+    assert_eq!(first.status.code(), Some(3), "{}", first.stderr);
+    assert!(
+        first.stderr.contains("attached from another connection"),
+        "{}",
+        first.stderr
+    );
+    open_gate(&server, "go");
+    let second = second.collect_within(DEADLINE).expect("the attach ended");
+    assert_eq!(
+        (second.status.code(), second.stdout.as_str()),
+        (Some(0), "one\ntwo\n")
+    );
+}
+
+#[test]
+fn a_client_may_hold_only_so_many_detachable_jobs() {
+    let server = exec_server(&[]);
+    let max = ferry::limits::MAX_JOBS_PER_CLIENT;
+    let mut clients: Vec<_> = (0..max)
+        .map(|_| exec(&server, &["--detachable", "--", &wait_for("go")]).spawn())
+        .collect();
+    poll_until(&format!("{max} jobs"), DEADLINE, || {
+        (jobs(&server).stdout.lines().count() == max).then_some(())
+    });
+    let refused = output(exec(&server, &["--detachable", "--", "echo never"]));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.code, 3, "{stderr}");
+    assert!(stderr.contains("too many detachable jobs"), "{stderr}");
+    open_gate(&server, "go");
+    for client in &mut clients {
+        let status = client.wait_within(DEADLINE).expect("the client ended");
+        assert!(status.success());
+    }
+}

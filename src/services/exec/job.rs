@@ -39,6 +39,10 @@ const CHANNELS: [&str; 2] = ["stdout", "stderr"];
 /// the bookkeeping outgrow it.
 const CHUNK_OVERHEAD_BYTES: usize = 64;
 
+/// The longest command line `jobs` shows, in bytes: a line may be as long
+/// as a header allows, and eight of those would not fit in one reply.
+const LISTED_COMMAND_BYTES: usize = 256;
+
 /// `{"cmd": "attach", "job": ID, "stdout_from": N, "stderr_from": M}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttachRequest {
@@ -226,9 +230,18 @@ impl Job {
 
     fn info(&self) -> JobInfo {
         let state = self.state();
+        let mut command = self.command.clone();
+        if command.len() > LISTED_COMMAND_BYTES {
+            let mut cut = LISTED_COMMAND_BYTES;
+            while !command.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            command.truncate(cut);
+            command.push_str("...");
+        }
         JobInfo {
             job: self.id.clone(),
-            command: self.command.clone(),
+            command,
             started: self
                 .started
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -615,5 +628,91 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(bound: usize) -> JobState {
+        JobState {
+            chunks: VecDeque::new(),
+            first_seq: 0,
+            kept: 0,
+            bound,
+            written: [0, 0],
+            end: None,
+            follower: None,
+            followers: 0,
+        }
+    }
+
+    /// Everything `state` has past `pos`, as `channel@offset:text`.
+    fn drain(state: &JobState, mut pos: [u64; 2]) -> Vec<String> {
+        let mut cursor = 0;
+        let mut got = Vec::new();
+        while let Some((seq, channel, offset, bytes)) = state.next_after(pos, cursor) {
+            got.push(format!(
+                "{}@{offset}:{}",
+                CHANNELS[channel],
+                String::from_utf8_lossy(&bytes)
+            ));
+            pos[channel] = offset + bytes.len() as u64;
+            cursor = seq;
+        }
+        got
+    }
+
+    #[test]
+    fn output_resumes_from_each_streams_offset_in_the_order_it_was_printed() {
+        let mut state = state(1 << 20);
+        state.record(0, Bytes::from_static(b"hello "));
+        state.record(1, Bytes::from_static(b"oops"));
+        state.record(0, Bytes::from_static(b"world"));
+        assert_eq!(
+            drain(&state, [0, 0]),
+            ["stdout@0:hello ", "stderr@0:oops", "stdout@6:world"]
+        );
+        // A client that printed "hel" and all of stderr gets the rest once.
+        assert_eq!(drain(&state, [3, 4]), ["stdout@3:lo ", "stdout@6:world"]);
+        assert!(drain(&state, [11, 4]).is_empty());
+    }
+
+    #[test]
+    fn past_the_bound_the_oldest_goes_and_the_offsets_show_the_gap() {
+        let bound = 2 * (4 + CHUNK_OVERHEAD_BYTES);
+        let mut state = state(bound);
+        for chunk in [&b"aaaa"[..], b"bbbb", b"cccc"] {
+            state.record(0, Bytes::copy_from_slice(chunk));
+        }
+        assert!(state.kept <= bound);
+        assert_eq!(drain(&state, [0, 0]), ["stdout@4:bbbb", "stdout@8:cccc"]);
+    }
+
+    #[test]
+    fn the_newest_output_is_kept_even_over_the_bound() {
+        let mut state = state(16);
+        state.record(0, Bytes::from(vec![b'x'; 100]));
+        state.record(1, Bytes::from_static(b"last"));
+        assert_eq!(drain(&state, [0, 0]), ["stderr@0:last"]);
+    }
+
+    #[test]
+    fn a_linger_must_be_positive_and_at_most_the_cap() {
+        assert_eq!(linger(None), Ok(limits::DEFAULT_JOB_LINGER));
+        assert_eq!(linger(Some(2.5)), Ok(Duration::from_millis(2500)));
+        let too_long = limits::MAX_JOB_LINGER.as_secs_f64() + 1.0;
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, too_long] {
+            assert!(linger(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn job_ids_are_128_random_bits() {
+        let (a, b) = (new_id(), new_id());
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
     }
 }
