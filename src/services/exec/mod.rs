@@ -13,7 +13,10 @@
 //!
 //! One loop (`relay`) does this for a command on pipes (`pipes`) and
 //! for `shell`'s login shell on a pseudo-terminal ([`pty`]); each says what
-//! it reads, how it takes input and how it ends, as a `ChildSide`.
+//! it reads, how it takes input and how it ends, as a `ChildSide`. A
+//! command sent with `detachable` is a [`job`] instead: its own task drives
+//! the `ChildSide` into a bounded buffer that connections follow, so the
+//! command outlives a dropped connection for its linger.
 
 pub mod job;
 mod pipes;
