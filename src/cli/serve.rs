@@ -84,6 +84,12 @@ pub struct ServeArgs {
     #[arg(long, env = "FERRY_ALLOW_EXEC")]
     allow_exec: bool,
 
+    /// Run every command and shell as if the client had said
+    /// --detachable: it outlives a dropped connection for its linger (60 s
+    /// unless the client asks otherwise) and the client reconnects.
+    #[arg(long, env = "FERRY_DETACHABLE_DEFAULT", requires = "allow_exec")]
+    detachable_default: bool,
+
     /// Most commands `exec` runs at once; more are refused `exec_limit`.
     #[arg(long, value_name = "N", env = "FERRY_MAX_COMMANDS",
           default_value_t = Limits::default().max_commands)]
@@ -266,6 +272,7 @@ impl ServeArgs {
                 ..Limits::default()
             },
             allow_exec: self.allow_exec,
+            detachable_default: self.detachable_default,
             seed_compat: self.seed_compat.clone(),
             tcp_echo: self.services.tcp_echo.iter().cloned().collect(),
             udp: self.services.udp(),

@@ -93,6 +93,9 @@ pub struct Config {
     pub limits: Limits,
     /// Run commands for `exec` (off unless `--allow-exec`).
     pub allow_exec: bool,
+    /// Run every `exec` and `shell` as a detachable job
+    /// (`--detachable-default`), as if the client had asked.
+    pub detachable_default: bool,
     /// Addresses of seed-compat listeners (`--seed-compat`): the socket
     /// tutorial's formats, plaintext and without a token; loopback only
     /// unless `allow_remote_plaintext`.
@@ -379,6 +382,7 @@ impl Server {
                 max_list_bytes,
                 root_path: root.clone(),
                 allow_exec: config.allow_exec,
+                detachable_default: config.detachable_default,
                 exec_slots: Arc::new(Semaphore::new(max_commands)),
                 chat: chat.clone(),
                 shutdown: cancel.clone(),
@@ -734,6 +738,7 @@ mod tests {
             penalize_loopback: false,
             limits: Limits::default(),
             allow_exec: false,
+            detachable_default: false,
             seed_compat: vec![endpoint("127.0.0.1:0")],
             tcp_echo: vec![endpoint("[::1]:0")],
             udp: vec![

@@ -137,6 +137,9 @@ pub struct ServiceContext {
     pub root_path: std::path::PathBuf,
     /// Whether `exec` runs commands (`--allow-exec`).
     pub allow_exec: bool,
+    /// Whether every `exec` and `shell` is detachable
+    /// (`--detachable-default`).
+    pub detachable_default: bool,
     /// One permit per command running at once.
     pub exec_slots: Arc<tokio::sync::Semaphore>,
     /// The chat hub, shared with the UDP chat gateway.

@@ -155,3 +155,17 @@ fn a_client_may_hold_only_so_many_detachable_jobs() {
         assert!(status.success());
     }
 }
+
+#[test]
+fn with_detachable_default_every_command_outlives_its_client() {
+    let server = exec_server(&["--detachable-default"]);
+    let line = format!("echo one; {}; echo two", wait_for("go"));
+    let mut started = exec(&server, &["--", &line]).spawn();
+    let id = one_job(&server, "attached");
+    started.signal(Signal::KILL);
+    assert!(started.wait_within(DEADLINE).is_some());
+    one_job(&server, "detached");
+    open_gate(&server, "go");
+    let out = output(client(&server, &["attach", &id]));
+    assert_eq!((out.code, out.stdout.as_slice()), (0, &b"one\ntwo\n"[..]));
+}

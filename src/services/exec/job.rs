@@ -1,7 +1,7 @@
 //! Detachable commands: an `exec` or `shell` sent with `detachable` runs as
 //! a job that outlives its connection.
 //!
-//! The job's own task drives the command (a [`ChildSide`]) and keeps its
+//! The job's own task drives the command (a `ChildSide`) and keeps its
 //! output in a bounded buffer, each stream's bytes at absolute offsets; a
 //! connection *follows* the job: it sends the output from the offsets the
 //! client asks for and passes the client's stdin on. When the following

@@ -156,7 +156,7 @@ pub async fn serve<S: ByteStream>(
     };
     // A command that cannot start is reported as without `detachable`.
     let spawned = match Pipes::spawn(&program, &cwd, &request.env) {
-        Ok(child) if request.detachable => {
+        Ok(child) if request.detachable || context.detachable_default => {
             let start = job::JobStart {
                 command: describe_program(&program),
                 deadline: timeout.map(|t| tokio::time::Instant::now() + t),

@@ -81,7 +81,7 @@ pub async fn serve<S: ByteStream>(
             return Ok(Outcome::Refused(ErrorCode::IoError));
         }
     };
-    if request.detachable {
+    if request.detachable || context.detachable_default {
         let start = job::JobStart {
             command: "shell".into(),
             deadline: None,
