@@ -7,6 +7,7 @@
 
 mod jobs;
 mod reconnect;
+mod shell;
 
 use std::path::Path;
 

@@ -2,6 +2,8 @@
 //! started (`ferry exec --detachable`, `ferry shell --detachable`), listed,
 //! and followed again from another terminal.
 
+use std::io::IsTerminal;
+
 use clap::Args;
 use ferry::client::{escape_line, Error};
 
@@ -55,9 +57,21 @@ pub async fn list(_args: JobsArgs, global: &GlobalArgs) -> Result<(), Error> {
 }
 
 /// Runs `ferry attach`: the job's output from the oldest the server kept,
-/// this terminal's stdin to it; exits with its status.
+/// this terminal's stdin to it (raw, with its window size, for a shell on a
+/// terminal); exits with its status.
 pub async fn attach(args: AttachArgs, global: &GlobalArgs) -> Result<u8, Error> {
     let mut client = connect(global).await?;
+    let terminal = std::io::stdin().is_terminal()
+        && client
+            .jobs()
+            .await?
+            .iter()
+            .any(|job| job.job == args.job && job.terminal);
+    if terminal {
+        let status = super::shell::attach(&mut client, &args.job).await?;
+        client.close().await;
+        return Ok(status);
+    }
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();
     let end = client

@@ -107,6 +107,37 @@ pub async fn run(args: ShellArgs, global: &GlobalArgs) -> Result<u8, Error> {
     Ok(end.shell_status().clamp(0, 255) as u8)
 }
 
+/// Runs `ferry attach` for a detachable shell: the local terminal raw, its
+/// window size sent at once and on each change, as `ferry shell` does.
+pub(super) async fn attach(client: &mut ferry::client::Client, job: &str) -> Result<u8, Error> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    if let Some(size) = window_size() {
+        let _ = tx.try_send(size);
+    }
+    let mut winch = signal(SignalKind::window_change())?;
+    let watcher = tokio::spawn(async move {
+        while winch.recv().await.is_some() {
+            if let Some(size) = window_size() {
+                if tx.send(size).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let raw = RawMode::enter()?;
+    let mut stdout = tokio::io::stdout();
+    let ended = client
+        .attach_shell(job, tokio::io::stdin(), &mut stdout, rx)
+        .await;
+    drop(raw);
+    watcher.abort();
+    let end = ended.map_err(|err| match err {
+        Error::Remote(reply) => Error::NotRun(reply),
+        other => other,
+    })?;
+    Ok(end.shell_status().clamp(0, 255) as u8)
+}
+
 /// Runs stdin as a script in the server's login shell, as `ssh host <
 /// script` does: stdout and stderr apart, the shell's exit status.
 async fn run_script(args: &ShellArgs, global: &GlobalArgs) -> Result<u8, Error> {

@@ -187,6 +187,37 @@ impl Client {
             .await
     }
 
+    /// Attaches to a detachable shell (a job whose [`JobInfo::terminal`]
+    /// is true) as [`Client::shell`] runs one: keys in, the terminal's
+    /// output out, and each size on `resizes` sent to its window.
+    pub async fn attach_shell<I, O>(
+        &mut self,
+        job: &str,
+        stdin: I,
+        stdout: &mut O,
+        resizes: mpsc::Receiver<(u16, u16)>,
+    ) -> Result<ExecEnd, Error>
+    where
+        I: AsyncRead + Unpin,
+        O: AsyncWrite + Unpin,
+    {
+        let header = Request::Attach(AttachRequest {
+            job: job.to_string(),
+            ..AttachRequest::default()
+        })
+        .to_header();
+        let mut notes = tokio::io::stderr();
+        self.relay(
+            "shell",
+            header,
+            Some(stdin),
+            stdout,
+            &mut notes,
+            Some(resizes),
+        )
+        .await
+    }
+
     /// This client's detachable jobs on the server.
     pub async fn jobs(&mut self) -> Result<Vec<JobInfo>, Error> {
         let conn = self.connection();

@@ -68,6 +68,10 @@ pub struct JobInfo {
     pub job: String,
     /// The command line, or `shell`.
     pub command: String,
+    /// Whether it runs on a pseudo-terminal (`shell`): an attach then wants
+    /// the local terminal raw and its window size.
+    #[serde(default)]
+    pub terminal: bool,
     /// Seconds since the Unix epoch when it started.
     pub started: u64,
     /// Whether a connection follows it now.
@@ -145,6 +149,7 @@ struct Job {
     id: String,
     owner: String,
     command: String,
+    terminal: bool,
     started: SystemTime,
     linger: Duration,
     state: Mutex<JobState>,
@@ -242,6 +247,7 @@ impl Job {
         JobInfo {
             job: self.id.clone(),
             command,
+            terminal: self.terminal,
             started: self
                 .started
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -318,6 +324,8 @@ enum Next {
 pub(crate) struct JobStart {
     /// The command line, or `shell`, as `jobs` lists it.
     pub command: String,
+    /// Whether it runs on a pseudo-terminal.
+    pub terminal: bool,
     /// When the command is killed, if ever.
     pub deadline: Option<Instant>,
     /// How long it outlives its connection.
@@ -375,6 +383,7 @@ where
             id: new_id(),
             owner: context.owner.clone(),
             command: start.command.clone(),
+            terminal: start.terminal,
             started: SystemTime::now(),
             linger: start.linger,
             state: Mutex::new(JobState {

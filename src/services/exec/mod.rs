@@ -162,6 +162,7 @@ pub async fn serve<S: ByteStream>(
                 deadline: timeout.map(|t| tokio::time::Instant::now() + t),
                 linger,
                 slot,
+                terminal: false,
             };
             return job::start(conn, context, child, start).await;
         }

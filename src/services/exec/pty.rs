@@ -87,6 +87,7 @@ pub async fn serve<S: ByteStream>(
             deadline: None,
             linger,
             slot,
+            terminal: true,
         };
         return job::start(conn, context, terminal, start).await;
     }
