@@ -145,10 +145,14 @@ fn a_client_may_hold_only_so_many_detachable_jobs() {
     poll_until(&format!("{max} jobs"), DEADLINE, || {
         (jobs(&server).stdout.lines().count() == max).then_some(())
     });
-    let refused = output(exec(&server, &["--detachable", "--", "echo never"]));
+    let refused = output(exec(&server, &["--detachable", "--", "touch never"]));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.code, 3, "{stderr}");
     assert!(stderr.contains("too many detachable jobs"), "{stderr}");
+    assert!(
+        !server.root().join("never").exists(),
+        "the refused command ran"
+    );
     open_gate(&server, "go");
     for client in &mut clients {
         let status = client.wait_within(DEADLINE).expect("the client ended");

@@ -351,6 +351,28 @@ pub(crate) fn linger(linger_secs: Option<f64>) -> Result<Duration, Refusal> {
     ))
 }
 
+/// Whether `owner` may start another job: to ask before the command is
+/// spawned, so that a refused one never runs.
+pub(crate) fn room(context: &ServiceContext) -> Result<(), Refusal> {
+    room_in(&context.jobs.table(), &context.owner)
+}
+
+fn room_in(table: &HashMap<String, Arc<Job>>, owner: &str) -> Result<(), Refusal> {
+    let own = table.values().filter(|j| j.owner == owner).count();
+    if own >= limits::MAX_JOBS_PER_CLIENT || table.len() >= limits::MAX_JOBS {
+        return Err(Refusal::new(
+            ErrorCode::ExecLimit,
+            format!(
+                "too many detachable jobs (at most {} per client, {} in all); \
+                 attach to one (`ferry jobs`) and let it end",
+                limits::MAX_JOBS_PER_CLIENT,
+                limits::MAX_JOBS
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Starts `child` as a job of the caller's, answers ok with its id, and
 /// follows it on `conn` from the start.
 pub(crate) async fn start<S, C>(
@@ -364,20 +386,10 @@ where
     C: ChildSide + Send + 'static,
 {
     let jobs = context.jobs.clone();
-    let admitted = (|| {
+    let admitted = (|| -> Result<Arc<Job>, Refusal> {
         let mut table = jobs.table();
-        let own = table.values().filter(|j| j.owner == context.owner).count();
-        if own >= limits::MAX_JOBS_PER_CLIENT || table.len() >= limits::MAX_JOBS {
-            return Err(Refusal::new(
-                ErrorCode::ExecLimit,
-                format!(
-                    "too many detachable jobs (at most {} per client, {} in all); \
-                     attach to one (`ferry jobs`) and let it end",
-                    limits::MAX_JOBS_PER_CLIENT,
-                    limits::MAX_JOBS
-                ),
-            ));
-        }
+        // Checked before the spawn too (`room`); again here, for a race.
+        room_in(&table, &context.owner)?;
         let (input, input_rx) = mpsc::channel(4);
         let job = Arc::new(Job {
             id: new_id(),

@@ -145,6 +145,9 @@ pub async fn serve<S: ByteStream>(
             ));
         }
         let linger = job::linger(request.linger_secs)?;
+        if request.detachable || context.detachable_default {
+            job::room(context)?;
+        }
         Ok((program, timeout, cwd, slot, linger))
     })();
     let (program, timeout, cwd, slot, linger) = match checked {

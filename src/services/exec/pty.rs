@@ -65,7 +65,13 @@ pub async fn serve<S: ByteStream>(
     context: &ServiceContext,
     request: ShellRequest,
 ) -> Result<Outcome, ConnectionError> {
-    let admitted = admit(context).and_then(|slot| Ok((slot, job::linger(request.linger_secs)?)));
+    let detachable = request.detachable || context.detachable_default;
+    let admitted = admit(context).and_then(|slot| {
+        if detachable {
+            job::room(context)?;
+        }
+        Ok((slot, job::linger(request.linger_secs)?))
+    });
     let (slot, linger) = match admitted {
         Ok(admitted) => admitted,
         Err(refusal) => {
@@ -81,7 +87,7 @@ pub async fn serve<S: ByteStream>(
             return Ok(Outcome::Refused(ErrorCode::IoError));
         }
     };
-    if request.detachable || context.detachable_default {
+    if detachable {
         let start = job::JobStart {
             command: "shell".into(),
             deadline: None,
