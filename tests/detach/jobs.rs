@@ -173,3 +173,18 @@ fn with_detachable_default_every_command_outlives_its_client() {
     let out = output(client(&server, &["attach", &id]));
     assert_eq!((out.code, out.stdout.as_slice()), (0, &b"one\ntwo\n"[..]));
 }
+
+#[test]
+fn a_server_that_shuts_down_leaves_no_detached_command_running() {
+    let mut server = exec_server(&["--drain-timeout", "0.5"]);
+    let pids = server.sandbox.path().join("pids");
+    let line = {
+        let pids = arg(&pids);
+        format!("echo $$ >> {pids}; sleep 300 & echo $! >> {pids}; wait")
+    };
+    start_and_kill_client(&server, &[], &line);
+    let remotes = read_pids(&pids, 2);
+    one_job(&server, "detached");
+    server.stop();
+    assert_all_die(&remotes);
+}
