@@ -701,6 +701,16 @@ mod tests {
     }
 
     #[test]
+    fn offsets_past_what_was_printed_get_nothing_until_output_reaches_them() {
+        let mut state = state(1 << 20);
+        state.record(0, Bytes::from_static(b"abc"));
+        assert!(drain(&state, [u64::MAX, u64::MAX]).is_empty());
+        assert!(drain(&state, [10, 0]).is_empty());
+        state.record(0, Bytes::from_static(b"defghijklmn"));
+        assert_eq!(drain(&state, [10, 0]), ["stdout@10:klmn"]);
+    }
+
+    #[test]
     fn past_the_bound_the_oldest_goes_and_the_offsets_show_the_gap() {
         let bound = 2 * (4 + CHUNK_OVERHEAD_BYTES);
         let mut state = state(bound);
