@@ -101,6 +101,10 @@ impl Client {
         let mut pos = [0u64; 2];
         let mut sent_end = stdin.is_none();
         let mut tries = 0;
+        // Where the output stood at the last reconnect: the tries start
+        // anew only once output moved on, so a server that takes the
+        // attach and drops it at once cannot keep the client for ever.
+        let mut mark = pos;
         loop {
             let streamed = self
                 .stream(
@@ -126,8 +130,10 @@ impl Client {
             else {
                 return Err(err);
             };
-            // Reconnect with backoff; each attach that works starts the
-            // count anew.
+            if pos != mark {
+                tries = 0;
+                mark = pos;
+            }
             loop {
                 if tries >= RECONNECT_TRIES {
                     return Err(err);
@@ -141,7 +147,6 @@ impl Client {
                     Err(_) => continue,
                 }
             }
-            tries = 0;
         }
     }
 
