@@ -3,6 +3,8 @@
 //! when ferry itself failed, so a wrapper can tell the two apart. On
 //! success it adds nothing to the command's stdout or stderr.
 
+use std::io::IsTerminal;
+
 use clap::Args;
 use ferry::client::Endpoint;
 use ferry::client::Error;
@@ -136,6 +138,7 @@ pub async fn run(args: ExecArgs, global: &GlobalArgs) -> Result<u8, Error> {
         other => other,
     };
     let mut client = connect(global).await?;
+    client.announce_jobs(std::io::stderr().is_terminal() && !global.quiet);
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();
     if !args.command.is_empty() {

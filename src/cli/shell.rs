@@ -73,6 +73,7 @@ pub async fn run(args: ShellArgs, global: &GlobalArgs) -> Result<u8, Error> {
         return run_script(&args, global).await;
     }
     let mut client = connect(global).await?;
+    client.announce_jobs(std::io::stderr().is_terminal() && !global.quiet);
     let (rows, cols) = window_size().unwrap_or((24, 80));
     let request = ShellRequest {
         term: std::env::var("TERM").ok(),

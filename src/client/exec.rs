@@ -98,6 +98,13 @@ impl Client {
             .get("job")
             .and_then(serde_json::Value::as_str)
             .map(str::to_string);
+        if let (Some(job), true) = (&job, self.announce_jobs) {
+            // \r: the terminal of a shell is raw by now.
+            let line = format!(
+                "ferry: job {job}; if this terminal goes, `ferry attach {job}` follows it\r\n"
+            );
+            write_out(stderr, line.as_bytes()).await?;
+        }
         let mut pos = [0u64; 2];
         let mut sent_end = stdin.is_none();
         let mut tries = 0;
@@ -221,6 +228,14 @@ impl Client {
             Some(resizes),
         )
         .await
+    }
+
+    /// Whether to write a line naming a detachable job, and how to attach
+    /// to it, on the stderr given to [`Client::exec`] (or the terminal of
+    /// [`Client::shell`]) as the job starts: for a person at a terminal,
+    /// not for a script that reads stderr.
+    pub fn announce_jobs(&mut self, announce: bool) {
+        self.announce_jobs = announce;
     }
 
     /// This client's detachable jobs on the server.

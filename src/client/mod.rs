@@ -202,6 +202,9 @@ pub struct Client {
     closed: bool,
     /// How it connected, to reconnect to a detachable job.
     options: ClientOptions,
+    /// Whether a detachable job's id is written to the command's stderr
+    /// as it starts (see [`Client::announce_jobs`]).
+    announce_jobs: bool,
 }
 
 impl Drop for Client {
@@ -324,6 +327,7 @@ impl Client {
             quic,
             closed: false,
             options: options.clone(),
+            announce_jobs: false,
         })
     }
 

@@ -25,6 +25,9 @@ fn a_detachable_shell_outlives_its_client_and_attach_takes_it_over() {
         .stdout(Stdio::from(device.try_clone().unwrap()))
         .stderr(Stdio::from(device));
     let mut client = Process::spawn(&mut command);
+    // On a terminal the client names the job and how to attach to it.
+    first.expect("ferry: job ");
+    first.expect("if this terminal goes, `ferry attach ");
     first.type_text("echo before=$((1+1))\n");
     first.expect("before=2");
     let id = one_job(&server, "attached");
