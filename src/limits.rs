@@ -53,6 +53,10 @@ pub struct Limits {
     /// Commands `exec` runs at once. Each holds a process and its pipes;
     /// 16 keeps a small server responsive.
     pub max_commands: usize,
+    /// Output a detachable job keeps for a client that reconnects
+    /// (`--job-buffer`), oldest dropped first. 8 MiB is minutes of a busy
+    /// build log; with [`MAX_JOBS`] jobs it bounds what jobs hold.
+    pub job_buffer_bytes: usize,
     /// The first penalty of a source that failed the token, sent garbage
     /// before hello or let the hello deadline pass: refused at accept this
     /// long. 5 s barely slows a person who mistyped a token and stops a
@@ -79,6 +83,7 @@ impl Default for Limits {
             max_write_buffer_bytes: 256 * 1024,
             max_list_bytes: 64 * 1024 * 1024,
             max_commands: 16,
+            job_buffer_bytes: 8 * 1024 * 1024,
             penalty_min: Duration::from_secs(5),
             penalty_max: Duration::from_secs(600),
         }
@@ -128,9 +133,29 @@ impl Limits {
                     .into(),
             );
         }
+        if self.job_buffer_bytes < 1024 {
+            return Err("--job-buffer must be at least 1024 bytes".into());
+        }
         Ok(())
     }
 }
+
+/// How long a detachable job outlives its connection when the client
+/// asks for no other linger: a minute covers a reconnect after a network
+/// change, and a forgotten job does not run for long.
+pub const DEFAULT_JOB_LINGER: Duration = Duration::from_secs(60);
+
+/// The longest linger a client may ask for: a day, so a job never becomes
+/// a daemon nobody remembers.
+pub const MAX_JOB_LINGER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Detachable jobs one client identity may hold at once, running or
+/// waiting to be collected: enough for a few terminals.
+pub const MAX_JOBS_PER_CLIENT: usize = 8;
+
+/// Detachable jobs the server holds at once; each keeps up to
+/// `job_buffer_bytes` of output, so this bounds their memory (32 x 8 MiB).
+pub const MAX_JOBS: usize = 32;
 
 /// Largest output (stdout and stderr together) of a command run through
 /// the seed-compat listener. Its reply header carries the total size, so

@@ -7,6 +7,7 @@ mod util;
 mod addressing;
 mod chat;
 mod compat;
+mod detach;
 mod echo;
 mod exec;
 mod files;

@@ -19,7 +19,7 @@ pub(crate) fn tokens(server: &Server, args: &[&str]) -> Run {
 
 /// Adds client `name` with `limits` flags; returns the path of its token
 /// file (written by `--out`, mode 0600).
-fn add_client(server: &Server, name: &str, limits: &[&str]) -> String {
+pub(crate) fn add_client(server: &Server, name: &str, limits: &[&str]) -> String {
     let out = server.sandbox.path().join(format!("{name}.token"));
     let out = out.to_str().unwrap().to_string();
     let mut args = vec!["add", name, "--out", &out];

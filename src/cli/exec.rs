@@ -3,6 +3,8 @@
 //! when ferry itself failed, so a wrapper can tell the two apart. On
 //! success it adds nothing to the command's stdout or stderr.
 
+use std::io::IsTerminal;
+
 use clap::Args;
 use ferry::client::Endpoint;
 use ferry::client::Error;
@@ -33,6 +35,20 @@ pub struct ExecArgs {
     /// seconds; the client then exits 124.
     #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     timeout: Option<std::time::Duration>,
+
+    /// Keep the command running on the server if the connection drops:
+    /// the client reconnects by itself and the output goes on, nothing lost
+    /// or repeated; `ferry jobs` lists such commands and `ferry attach ID`
+    /// follows one from another terminal. Stdin sent into a dropped
+    /// connection is lost.
+    #[arg(long, conflicts_with_all = ["hosts", "hosts_file"])]
+    detachable: bool,
+
+    /// With --detachable: how long the command runs on without a
+    /// connection before the server kills it.
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout, default_value = "60",
+          requires = "detachable")]
+    linger: std::time::Duration,
 
     /// Run the command on each of these servers at once (HOST:PORT,...),
     /// each output line prefixed by its host, then a summary.
@@ -98,6 +114,8 @@ impl ExecArgs {
             cwd: self.cwd.clone(),
             env: self.env.iter().cloned().collect(),
             timeout_secs: self.timeout.map(|t| t.as_secs_f64()),
+            detachable: self.detachable,
+            linger_secs: self.detachable.then_some(self.linger.as_secs_f64()),
         }
     }
 }
@@ -120,6 +138,7 @@ pub async fn run(args: ExecArgs, global: &GlobalArgs) -> Result<u8, Error> {
         other => other,
     };
     let mut client = connect(global).await?;
+    client.announce_jobs(std::io::stderr().is_terminal() && !global.quiet);
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();
     if !args.command.is_empty() {

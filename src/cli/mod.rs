@@ -15,6 +15,7 @@ mod files;
 mod hosts;
 mod install;
 mod link;
+mod jobs;
 mod output;
 mod pair;
 mod progress;
@@ -219,6 +220,11 @@ pub(crate) enum Command {
     /// as `ssh host < script` does; stdout and stderr stay apart and the
     /// exit status is the script's.
     Shell(shell::ShellArgs),
+    /// List this client's detachable commands on the server (`exec
+    /// --detachable`, `shell --detachable`).
+    Jobs(jobs::JobsArgs),
+    /// Follow a detachable command again, from another terminal: ferry attach ID [HOST]
+    Attach(jobs::AttachArgs),
     /// Chat with others on the server: interactively, or --send / --listen.
     Chat(chat::ChatArgs),
     /// Ask the UDP time service for the time, in a strftime format.
@@ -321,6 +327,16 @@ pub fn main() -> ExitCode {
                 global
                     .for_host(args.host.as_deref())
                     .and_then(|(global, _)| run_client(shell::run(args, &global))),
+            )
+        }
+        Command::Jobs(args) => global
+            .for_host(args.host.as_deref())
+            .and_then(|(global, _)| run_client(jobs::list(args, &global))),
+        Command::Attach(args) => {
+            return exit_with_status(
+                global
+                    .for_host(args.host.as_deref())
+                    .and_then(|(global, _)| run_client(jobs::attach(args, &global))),
             )
         }
         Command::Chat(args) => global

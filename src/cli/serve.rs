@@ -84,10 +84,23 @@ pub struct ServeArgs {
     #[arg(long, env = "FERRY_ALLOW_EXEC")]
     allow_exec: bool,
 
+    /// Run every command and shell as if the client had said
+    /// --detachable: it outlives a dropped connection for its linger (60 s
+    /// unless the client asks otherwise) and the client reconnects.
+    #[arg(long, env = "FERRY_DETACHABLE_DEFAULT", requires = "allow_exec")]
+    detachable_default: bool,
+
     /// Most commands `exec` runs at once; more are refused `exec_limit`.
     #[arg(long, value_name = "N", env = "FERRY_MAX_COMMANDS",
           default_value_t = Limits::default().max_commands)]
     max_commands: usize,
+
+    /// Output a detachable job (`ferry exec --detachable`) keeps for a
+    /// client that reconnects, in bytes; past it the oldest is dropped and
+    /// the client says how much.
+    #[arg(long, value_name = "BYTES", env = "FERRY_JOB_BUFFER",
+          default_value_t = Limits::default().job_buffer_bytes)]
+    job_buffer: usize,
 
     /// Also listen on ADDR for the socket tutorial's own clients: plaintext,
     /// no token, loopback only (unless --allow-remote-plaintext). Serves `get NAME`, put frames, and (with
@@ -270,11 +283,13 @@ impl ServeArgs {
                 request_timeout: self.request_timeout,
                 drain_timeout: self.drain_timeout,
                 max_commands: self.max_commands,
+                job_buffer_bytes: self.job_buffer,
                 penalty_min: self.penalty_min,
                 penalty_max: self.penalty_max,
                 ..Limits::default()
             },
             allow_exec: self.allow_exec,
+            detachable_default: self.detachable_default,
             seed_compat: self.seed_compat.clone(),
             tcp_echo: self.services.tcp_echo.iter().cloned().collect(),
             udp: self.services.udp(),

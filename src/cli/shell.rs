@@ -23,6 +23,16 @@ pub struct ShellArgs {
     /// with its port [default: --server].
     #[arg(value_name = "HOST")]
     pub host: Option<String>,
+
+    /// Keep the shell running on the server if the connection drops; the
+    /// client reconnects by itself (see `ferry exec --detachable`).
+    #[arg(long)]
+    detachable: bool,
+
+    /// With --detachable: how long the shell runs on without a connection.
+    #[arg(long, value_name = "SECS", value_parser = super::parse_seconds,
+          default_value = "60", requires = "detachable")]
+    linger: std::time::Duration,
 }
 
 /// Puts stdin's terminal in raw mode and restores it when dropped.
@@ -58,16 +68,19 @@ fn window_size() -> Option<(u16, u16)> {
 }
 
 /// Runs `ferry shell`; returns the remote shell's exit status.
-pub async fn run(_args: ShellArgs, global: &GlobalArgs) -> Result<u8, Error> {
+pub async fn run(args: ShellArgs, global: &GlobalArgs) -> Result<u8, Error> {
     if !std::io::stdin().is_terminal() {
-        return run_script(global).await;
+        return run_script(&args, global).await;
     }
     let mut client = connect(global).await?;
+    client.announce_jobs(std::io::stderr().is_terminal() && !global.quiet);
     let (rows, cols) = window_size().unwrap_or((24, 80));
     let request = ShellRequest {
         term: std::env::var("TERM").ok(),
         rows,
         cols,
+        detachable: args.detachable,
+        linger_secs: args.detachable.then_some(args.linger.as_secs_f64()),
     };
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let mut winch = signal(SignalKind::window_change())?;
@@ -95,12 +108,45 @@ pub async fn run(_args: ShellArgs, global: &GlobalArgs) -> Result<u8, Error> {
     Ok(end.shell_status().clamp(0, 255) as u8)
 }
 
+/// Runs `ferry attach` for a detachable shell: the local terminal raw, its
+/// window size sent at once and on each change, as `ferry shell` does.
+pub(super) async fn attach(client: &mut ferry::client::Client, job: &str) -> Result<u8, Error> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    if let Some(size) = window_size() {
+        let _ = tx.try_send(size);
+    }
+    let mut winch = signal(SignalKind::window_change())?;
+    let watcher = tokio::spawn(async move {
+        while winch.recv().await.is_some() {
+            if let Some(size) = window_size() {
+                if tx.send(size).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let raw = RawMode::enter()?;
+    let mut stdout = tokio::io::stdout();
+    let ended = client
+        .attach_shell(job, tokio::io::stdin(), &mut stdout, rx)
+        .await;
+    drop(raw);
+    watcher.abort();
+    let end = ended.map_err(|err| match err {
+        Error::Remote(reply) => Error::NotRun(reply),
+        other => other,
+    })?;
+    Ok(end.shell_status().clamp(0, 255) as u8)
+}
+
 /// Runs stdin as a script in the server's login shell, as `ssh host <
 /// script` does: stdout and stderr apart, the shell's exit status.
-async fn run_script(global: &GlobalArgs) -> Result<u8, Error> {
+async fn run_script(args: &ShellArgs, global: &GlobalArgs) -> Result<u8, Error> {
     let mut client = connect(global).await?;
     let request = ExecRequest {
         shell: Some(SCRIPT_SHELL_LINE.to_string()),
+        detachable: args.detachable,
+        linger_secs: args.detachable.then_some(args.linger.as_secs_f64()),
         ..ExecRequest::default()
     };
     let mut stdout = tokio::io::stdout();

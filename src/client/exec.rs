@@ -10,6 +10,7 @@ use crate::connection::{ConnectionError, FrameReader};
 use crate::error::Error;
 use crate::protocol::message::StreamFrame;
 use crate::protocol::{ErrorCode, Header};
+use crate::services::exec::job::{AttachRequest, JobInfo, JobList, JobsRequest};
 use crate::services::exec::pty::ShellRequest;
 use crate::services::Request;
 use crate::{
@@ -58,13 +59,14 @@ impl Client {
         O: AsyncWrite + Unpin,
     {
         let header = Request::Shell(request.clone()).to_header();
-        let mut no_stderr = tokio::io::sink();
+        // A terminal has no stderr: only this client's own notes go there.
+        let mut notes = tokio::io::stderr();
         self.relay(
             "shell",
             header,
             Some(stdin),
             stdout,
-            &mut no_stderr,
+            &mut notes,
             Some(resizes),
         )
         .await
@@ -73,32 +75,12 @@ impl Client {
     /// Sends a request whose reply is an output stream (of `what`: a
     /// command or a shell), and relays: stdin (and window sizes) up, stdout
     /// and stderr down, until the end frame. A stream cut short is
-    /// [`Error::Ended`].
+    /// [`Error::Ended`], unless the server made it a detachable job: then
+    /// the client reconnects and attaches where its output stopped.
     async fn relay<I, O, E>(
         &mut self,
         what: &'static str,
         header: Header,
-        stdin: Option<I>,
-        stdout: &mut O,
-        stderr: &mut E,
-        resizes: Option<mpsc::Receiver<(u16, u16)>>,
-    ) -> Result<ExecEnd, Error>
-    where
-        I: AsyncRead + Unpin,
-        O: AsyncWrite + Unpin,
-        E: AsyncWrite + Unpin,
-    {
-        let conn = self.connection();
-        conn.send(header, Bytes::new()).await?;
-        expect_ok(conn.reader().expect_header().await?)?;
-        self.stream(stdin, stdout, stderr, resizes)
-            .await
-            .map_err(|err| cut_short(what, err))
-    }
-
-    /// The streams of an exec or shell once the server has started it.
-    async fn stream<I, O, E>(
-        &mut self,
         mut stdin: Option<I>,
         stdout: &mut O,
         stderr: &mut E,
@@ -109,16 +91,193 @@ impl Client {
         O: AsyncWrite + Unpin,
         E: AsyncWrite + Unpin,
     {
+        let conn = self.connection();
+        conn.send(header, Bytes::new()).await?;
+        let reply = expect_ok(conn.reader().expect_header().await?)?;
+        let job = reply
+            .get("job")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string);
+        if let (Some(job), true) = (&job, self.announce_jobs) {
+            // \r: the terminal of a shell is raw by now.
+            let line = format!(
+                "ferry: job {job}; if this terminal goes, `ferry attach {job}` follows it\r\n"
+            );
+            write_out(stderr, line.as_bytes()).await?;
+        }
+        let mut pos = [0u64; 2];
+        let mut sent_end = stdin.is_none();
+        let mut tries = 0;
+        // Where the output stood at the last reconnect: the tries start
+        // anew only once output moved on, so a server that takes the
+        // attach and drops it at once cannot keep the client for ever.
+        let mut mark = pos;
+        loop {
+            let streamed = self
+                .stream(
+                    &mut stdin,
+                    &mut sent_end,
+                    stdout,
+                    stderr,
+                    &mut resizes,
+                    &mut pos,
+                )
+                .await;
+            let err = match streamed {
+                Ok(end) => return Ok(end),
+                Err(err) => cut_short(what, err),
+            };
+            let (
+                Some(job),
+                Error::Ended {
+                    shutting_down: false,
+                    ..
+                },
+            ) = (&job, &err)
+            else {
+                return Err(err);
+            };
+            if pos != mark {
+                tries = 0;
+                mark = pos;
+            }
+            loop {
+                if tries >= RECONNECT_TRIES {
+                    return Err(err);
+                }
+                tokio::time::sleep(RECONNECT_FIRST_WAIT * 2u32.pow(tries)).await;
+                tries += 1;
+                tracing::info!("the connection dropped; attaching to job {job} again");
+                match self.reattach(job, pos).await {
+                    Ok(()) => break,
+                    Err(Error::Remote(reply)) => return Err(Error::Remote(reply)),
+                    Err(_) => continue,
+                }
+            }
+        }
+    }
+
+    /// Connects anew and attaches to `job` from `pos`.
+    async fn reattach(&mut self, job: &str, pos: [u64; 2]) -> Result<(), Error> {
+        *self = Client::connect(&self.options).await?;
+        self.send_attach(job, pos).await
+    }
+
+    async fn send_attach(&mut self, job: &str, pos: [u64; 2]) -> Result<(), Error> {
+        let request = Request::Attach(AttachRequest {
+            job: job.to_string(),
+            stdout_from: pos[0],
+            stderr_from: pos[1],
+        });
+        let conn = self.connection();
+        conn.send(request.to_header(), Bytes::new()).await?;
+        expect_ok(conn.reader().expect_header().await?)?;
+        Ok(())
+    }
+
+    /// Attaches to a detachable job of this client's (from `ferry jobs`)
+    /// and relays as [`Client::exec`] does, from the oldest output the
+    /// server kept; reconnects as `exec` does if the connection drops.
+    pub async fn attach<I, O, E>(
+        &mut self,
+        job: &str,
+        stdin: Option<I>,
+        stdout: &mut O,
+        stderr: &mut E,
+    ) -> Result<ExecEnd, Error>
+    where
+        I: AsyncRead + Unpin,
+        O: AsyncWrite + Unpin,
+        E: AsyncWrite + Unpin,
+    {
+        let header = Request::Attach(AttachRequest {
+            job: job.to_string(),
+            ..AttachRequest::default()
+        })
+        .to_header();
+        self.relay("command", header, stdin, stdout, stderr, None)
+            .await
+    }
+
+    /// Attaches to a detachable shell (a job whose [`JobInfo::terminal`]
+    /// is true) as [`Client::shell`] runs one: keys in, the terminal's
+    /// output out, and each size on `resizes` sent to its window.
+    pub async fn attach_shell<I, O>(
+        &mut self,
+        job: &str,
+        stdin: I,
+        stdout: &mut O,
+        resizes: mpsc::Receiver<(u16, u16)>,
+    ) -> Result<ExecEnd, Error>
+    where
+        I: AsyncRead + Unpin,
+        O: AsyncWrite + Unpin,
+    {
+        let header = Request::Attach(AttachRequest {
+            job: job.to_string(),
+            ..AttachRequest::default()
+        })
+        .to_header();
+        let mut notes = tokio::io::stderr();
+        self.relay(
+            "shell",
+            header,
+            Some(stdin),
+            stdout,
+            &mut notes,
+            Some(resizes),
+        )
+        .await
+    }
+
+    /// Whether to write a line naming a detachable job, and how to attach
+    /// to it, on the stderr given to [`Client::exec`] (or the terminal of
+    /// [`Client::shell`]) as the job starts: for a person at a terminal,
+    /// not for a script that reads stderr.
+    pub fn announce_jobs(&mut self, announce: bool) {
+        self.announce_jobs = announce;
+    }
+
+    /// This client's detachable jobs on the server.
+    pub async fn jobs(&mut self) -> Result<Vec<JobInfo>, Error> {
+        let conn = self.connection();
+        conn.send(Request::Jobs(JobsRequest {}).to_header(), Bytes::new())
+            .await?;
+        let reply = expect_ok(conn.reader().expect_header().await?)?;
+        let list: JobList = reply
+            .to_message()
+            .map_err(|e| Error::Protocol(format!("bad jobs reply: {e}")))?;
+        Ok(list.jobs)
+    }
+
+    /// The streams of an exec or shell once the server has started it.
+    /// `pos` counts the bytes of each stream written out, so a reattach
+    /// asks for the rest; `sent_end` says whether stdin has ended.
+    async fn stream<I, O, E>(
+        &mut self,
+        stdin: &mut Option<I>,
+        sent_end: &mut bool,
+        stdout: &mut O,
+        stderr: &mut E,
+        resizes: &mut Option<mpsc::Receiver<(u16, u16)>>,
+        pos: &mut [u64; 2],
+    ) -> Result<ExecEnd, Error>
+    where
+        I: AsyncRead + Unpin,
+        O: AsyncWrite + Unpin,
+        E: AsyncWrite + Unpin,
+    {
         let (reader, writer) = self.connection().split();
         let end_frame = || StreamFrame::end_header(&serde_json::json!({}));
-        // No stdin: the command's stdin closes at once.
-        let mut sent_end = stdin.is_none();
-        if sent_end {
+        // No stdin (or it ended): the command's stdin closes at once.
+        if *sent_end {
             writer.send(end_frame(), Bytes::new()).await?;
         }
         let mut input = BytesMut::with_capacity(PIPE_READ_BYTES);
         let mut channel = Channel::Stdout;
         let mut body_left = 0u64;
+        // Bytes of the frame now being read that this client has already.
+        let mut skip = 0u64;
         // Stdin frames are queued and flushed in steps that are safe to
         // interrupt, so output is read all the while: a server blocked on
         // sending output must never wait for a client blocked on stdin.
@@ -128,12 +287,26 @@ impl Client {
             tokio::select! {
                 item = next_output(reader, body_left) => {
                     match item? {
-                        Output::Frame { to, size } => {
+                        Output::Frame { to, size, offset } => {
                             channel = to;
                             body_left = size;
+                            let at = &mut pos[to as usize];
+                            skip = 0;
+                            if let Some(offset) = offset {
+                                if offset > *at {
+                                    let note = dropped_note(to, offset - *at);
+                                    write_out(stderr, note.as_bytes()).await?;
+                                    *at = offset;
+                                }
+                                skip = *at - offset;
+                            }
                         }
-                        Output::Data { chunk, left } => {
+                        Output::Data { mut chunk, left } => {
                             body_left = left;
+                            let skipped = skip.min(chunk.len() as u64);
+                            skip -= skipped;
+                            let _ = chunk.split_to(skipped as usize);
+                            pos[channel as usize] += chunk.len() as u64;
                             match channel {
                                 Channel::Stdout => write_out(stdout, &chunk).await?,
                                 Channel::Stderr => write_out(stderr, &chunk).await?,
@@ -143,7 +316,7 @@ impl Client {
                     }
                 }
                 flushed = writer.flush(), if pending => flushed?,
-                size = next_size(&mut resizes), if resizes.is_some() && room => {
+                size = next_size(resizes), if resizes.is_some() && room => {
                     match size {
                         Some((rows, cols)) => {
                             let mut resize = Header::default();
@@ -152,16 +325,16 @@ impl Client {
                             resize.insert("cols", cols);
                             writer.queue(resize, &[])?;
                         }
-                        None => resizes = None,
+                        None => *resizes = None,
                     }
                 }
-                read = read_chunk(&mut stdin, &mut input), if stdin.is_some() && room => {
+                read = read_chunk(stdin, &mut input), if stdin.is_some() && room => {
                     match read {
                         Some(chunk) => writer.queue(StreamFrame::data_header("stdin", 0), &chunk)?,
                         None => {
-                            stdin = None;
+                            *stdin = None;
                             writer.queue(end_frame(), &[])?;
-                            sent_end = true;
+                            *sent_end = true;
                         }
                     }
                 }
@@ -169,8 +342,10 @@ impl Client {
         };
         // The command ended before our stdin did: end our stream too, so the
         // connection is ready for the next request.
-        if !sent_end {
+        if !*sent_end {
             writer.queue(end_frame(), &[])?;
+            *stdin = None;
+            *sent_end = true;
         }
         writer.flush().await?;
         Ok(end)
@@ -211,13 +386,39 @@ fn cut_short(what: &'static str, err: Error) -> Error {
 
 #[derive(Debug, Clone, Copy)]
 enum Channel {
-    Stdout,
-    Stderr,
+    Stdout = 0,
+    Stderr = 1,
 }
 
+/// What the client prints when a job's buffer dropped output it had not
+/// printed yet.
+fn dropped_note(channel: Channel, bytes: u64) -> String {
+    let name = match channel {
+        Channel::Stdout => "stdout",
+        Channel::Stderr => "stderr",
+    };
+    format!(
+        "\n[ferry: {bytes} bytes of {name} dropped: more than the server keeps for a detached job]\n"
+    )
+}
+
+/// Reconnects to a detachable job before giving up.
+const RECONNECT_TRIES: u32 = 6;
+/// The wait before the first reconnect; each next one waits twice as long
+/// (0.25 + 0.5 + ... + 8 s: about 16 s in all, well inside the default
+/// linger of a minute).
+const RECONNECT_FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 enum Output {
-    Frame { to: Channel, size: u64 },
-    Data { chunk: Bytes, left: u64 },
+    Frame {
+        to: Channel,
+        size: u64,
+        offset: Option<u64>,
+    },
+    Data {
+        chunk: Bytes,
+        left: u64,
+    },
     End(ExecEnd),
 }
 
@@ -238,6 +439,7 @@ async fn next_output<R: AsyncRead + Unpin>(
         .read_header()
         .await?
         .ok_or(Error::Connection(ConnectionError::Closed))?;
+    let offset = header.get("offset").and_then(serde_json::Value::as_u64);
     match StreamFrame::from_header(header) {
         Some(StreamFrame::Data { channel, size }) => {
             let to = match channel.as_str() {
@@ -249,7 +451,7 @@ async fn next_output<R: AsyncRead + Unpin>(
                     )))
                 }
             };
-            Ok(Output::Frame { to, size })
+            Ok(Output::Frame { to, size, offset })
         }
         Some(StreamFrame::End(header)) => header
             .to_message::<ExecEnd>()

@@ -25,6 +25,7 @@ pub use crate::engine::wire::WirePath;
 pub use crate::error::{Error, EXIT_CONNECT, EXIT_USAGE};
 pub use crate::escape::{escape_for_terminal, escape_line};
 pub use crate::protocol::{ErrorReply, PROTOCOL_VERSION};
+pub use crate::services::exec::job::JobInfo;
 pub use crate::services::exec::pty::{ShellRequest, SCRIPT_SHELL_LINE};
 pub use crate::services::exec::ExecRequest;
 pub use crate::services::files::ops::FileInfo;
@@ -200,12 +201,16 @@ pub struct Client {
     /// The QUIC connection, when the stream is one of its streams.
     quic: Option<quic::QuicLink>,
     closed: bool,
-    /// How it connected, for a striped transfer's extra connections.
+    /// How it connected: for a striped transfer's extra connections, and
+    /// to reconnect to a detachable job.
     options: ClientOptions,
     /// The round trip of the hello exchange.
     hello_rtt: Duration,
     /// Whether the server is on this machine (loopback or a Unix socket).
     local: bool,
+    /// Whether a detachable job's id is written to the command's stderr
+    /// as it starts (see [`Client::announce_jobs`]).
+    announce_jobs: bool,
 }
 
 /// What a new connection says hello with, and whether its server is on
@@ -388,6 +393,7 @@ impl Client {
             options: options.clone(),
             hello_rtt,
             local,
+            announce_jobs: false,
         })
     }
 

@@ -96,6 +96,9 @@ pub struct Config {
     pub limits: Limits,
     /// Run commands for `exec` (off unless `--allow-exec`).
     pub allow_exec: bool,
+    /// Run every `exec` and `shell` as a detachable job
+    /// (`--detachable-default`), as if the client had asked.
+    pub detachable_default: bool,
     /// Addresses of seed-compat listeners (`--seed-compat`): the socket
     /// tutorial's formats, plaintext and without a token; loopback only
     /// unless `allow_remote_plaintext`.
@@ -383,6 +386,7 @@ impl Server {
         let chat = Arc::new(crate::services::chat::hub::Hub::new(crate::limits::CHAT));
         let max_list_bytes = config.limits.max_list_bytes;
         let max_commands = config.limits.max_commands;
+        let job_buffer_bytes = config.limits.job_buffer_bytes;
         let penalties = config.penalties.then(|| {
             std::sync::Mutex::new(penalty::Penalties::new(penalty::PenaltyPolicy {
                 min: config.limits.penalty_min,
@@ -407,6 +411,7 @@ impl Server {
                 max_list_bytes,
                 root_path: root.clone(),
                 allow_exec: config.allow_exec,
+                detachable_default: config.detachable_default,
                 exec_slots: Arc::new(Semaphore::new(max_commands)),
                 chat: chat.clone(),
                 shutdown: cancel.clone(),
@@ -416,6 +421,8 @@ impl Server {
                 tickets: Arc::default(),
                 identity: Arc::from("the shared token"),
                 request_timeout,
+                owner: String::new(),
+                jobs: Arc::new(crate::services::exec::job::Jobs::new(job_buffer_bytes)),
             },
             cancel,
             tracker: TaskTracker::new(),
@@ -806,6 +813,7 @@ mod tests {
             penalize_loopback: false,
             limits: Limits::default(),
             allow_exec: false,
+            detachable_default: false,
             seed_compat: vec![endpoint("127.0.0.1:0")],
             tcp_echo: vec![endpoint("[::1]:0")],
             udp: vec![

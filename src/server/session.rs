@@ -597,7 +597,7 @@ pub(crate) fn grant_for(
 /// Whether a client with `limits` may send `cmd`; why not, if not.
 fn permitted(limits: &TokenLimits, cmd: &str) -> Result<(), String> {
     let writes = matches!(cmd, "put" | "mkdir" | "rm");
-    let runs = matches!(cmd, "exec" | "shell");
+    let runs = matches!(cmd, "exec" | "shell" | "attach" | "jobs");
     if limits.read_only && (writes || runs) {
         return Err(format!(
             "`{cmd}` is not allowed: this client's token is read-only"
@@ -619,6 +619,11 @@ fn granted_context(services: &ServiceContext, grant: &Grant) -> Result<ServiceCo
     if let Grant::Client { name, .. } = grant {
         services.identity = Arc::from(format!("client {name}"));
     }
+    // A client is its token: a re-issued token is a new identity.
+    services.owner = match grant {
+        Grant::Shared => "shared".to_string(),
+        Grant::Client { sha256, .. } => format!("client {sha256}"),
+    };
     let Some(subdir) = grant.limits().root_subdir else {
         services.read_only = grant.limits().read_only;
         return Ok(services);

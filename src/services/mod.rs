@@ -23,6 +23,7 @@ use crate::protocol::{ErrorCode, Header, Refusal};
 /// test holds it to the [`Request`] tags.
 pub const SERVICES: &[&str] = &[
     "echo", "get", "put", "ls", "stat", "mkdir", "rm", "glob", "exec", "shell", "chat", "sync",
+    "attach", "jobs",
 ];
 
 /// A request, parsed from its header by `cmd`.
@@ -53,6 +54,10 @@ pub enum Request {
     Chat(chat::ChatRequest),
     /// Keep a tree the same as the client's, either way.
     Sync(sync::SyncRequest),
+    /// Follow a detachable job again, from given offsets.
+    Attach(exec::job::AttachRequest),
+    /// List the caller's detachable jobs.
+    Jobs(exec::job::JobsRequest),
 }
 
 impl Request {
@@ -76,6 +81,8 @@ impl Request {
             Request::Glob(_) => "glob",
             Request::Exec(_) => "exec",
             Request::Shell(_) => "shell",
+            Request::Attach(_) => "attach",
+            Request::Jobs(_) => "jobs",
             Request::Chat(_) => "chat",
             Request::Sync(_) => "sync",
         }
@@ -130,6 +137,9 @@ pub struct ServiceContext {
     pub root_path: std::path::PathBuf,
     /// Whether `exec` runs commands (`--allow-exec`).
     pub allow_exec: bool,
+    /// Whether every `exec` and `shell` is detachable
+    /// (`--detachable-default`).
+    pub detachable_default: bool,
     /// One permit per command running at once.
     pub exec_slots: Arc<tokio::sync::Semaphore>,
     /// The chat hub, shared with the UDP chat gateway.
@@ -151,6 +161,11 @@ pub struct ServiceContext {
     pub identity: Arc<str>,
     /// Deadline for each step of a request.
     pub request_timeout: std::time::Duration,
+    /// Who the client is (the shared token, or one client's token): only
+    /// the identity that started a detachable job may attach to it.
+    pub owner: String,
+    /// The server's detachable jobs.
+    pub jobs: std::sync::Arc<exec::job::Jobs>,
 }
 
 /// How a request ended, for the server's log.
@@ -201,6 +216,8 @@ pub async fn handle<S: ByteStream>(
         Request::Glob(request) => files::glob::glob(conn, context, request).await,
         Request::Exec(request) => exec::serve(conn, context, request).await,
         Request::Shell(request) => exec::pty::serve(conn, context, request).await,
+        Request::Attach(request) => exec::job::attach(conn, context, request).await,
+        Request::Jobs(_) => exec::job::list(conn, context).await,
         Request::Chat(request) => chat::serve(conn, context, request).await,
         Request::Sync(request) => sync::serve(conn, context, request, header.size()).await,
     }

@@ -154,6 +154,7 @@ async fn a_shell_goes_on_when_the_client_moves_to_a_new_port() {
         term: None,
         rows: 24,
         cols: 80,
+        ..Default::default()
     };
     let (keys, mut typing) = tokio::io::duplex(1024);
     let (mut screen, mut shown) = tokio::io::duplex(64 * 1024);

@@ -50,6 +50,7 @@ impl LibraryServer {
             penalize_loopback: false,
             limits: Limits::default(),
             allow_exec: false,
+            detachable_default: false,
             seed_compat: Vec::new(),
             tcp_echo: Vec::new(),
             udp: Vec::new(),

@@ -13,8 +13,12 @@
 //!
 //! One loop (`relay`) does this for a command on pipes (`pipes`) and
 //! for `shell`'s login shell on a pseudo-terminal ([`pty`]); each says what
-//! it reads, how it takes input and how it ends, as a `ChildSide`.
+//! it reads, how it takes input and how it ends, as a `ChildSide`. A
+//! command sent with `detachable` is a [`job`] instead: its own task drives
+//! the `ChildSide` into a bounded buffer that connections follow, so the
+//! command outlives a dropped connection for its linger.
 
+pub mod job;
 mod pipes;
 pub mod process;
 pub mod pty;
@@ -55,6 +59,13 @@ pub struct ExecRequest {
     /// Seconds after which the command's process group is killed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<f64>,
+    /// Run as a job that outlives a dropped connection (see [`job`]); the
+    /// ok reply then carries its id as `job`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub detachable: bool,
+    /// With `detachable`: seconds the job runs on without a connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linger_secs: Option<f64>,
 }
 
 /// The fields of the end frame that closes an exec stream.
@@ -133,19 +144,46 @@ pub async fn serve<S: ByteStream>(
                 ),
             ));
         }
-        Ok((program, timeout, cwd, slot))
+        let linger = job::linger(request.linger_secs)?;
+        if request.detachable || context.detachable_default {
+            job::room(context)?;
+        }
+        Ok((program, timeout, cwd, slot, linger))
     })();
-    let (program, timeout, cwd, _slot) = match checked {
+    let (program, timeout, cwd, slot, linger) = match checked {
         Ok(checked) => checked,
         Err(refusal) => {
             conn.send_error(&refusal).await?;
             return Ok(Outcome::Refused(refusal.code));
         }
     };
+    // A command that cannot start is reported as without `detachable`.
+    let spawned = match Pipes::spawn(&program, &cwd, &request.env) {
+        Ok(child) if request.detachable || context.detachable_default => {
+            let start = job::JobStart {
+                command: describe_program(&program),
+                deadline: timeout.map(|t| tokio::time::Instant::now() + t),
+                linger,
+                slot,
+                terminal: false,
+            };
+            return job::start(conn, context, child, start).await;
+        }
+        other => other,
+    };
     conn.send(ok_header(&serde_json::json!({})), Bytes::new())
         .await?;
-    let (end, client_done) = run(conn, &program, &cwd, &request.env, timeout).await?;
+    let (end, client_done) = run(conn, spawned, timeout).await?;
+    drop(slot);
     finish(conn, &end, client_done).await
+}
+
+/// A program as `ferry jobs` shows it.
+fn describe_program(program: &Program) -> String {
+    match program {
+        Program::Shell(line) => line.clone(),
+        Program::Argv(argv) => argv.join(" "),
+    }
 }
 
 /// Whether this server runs commands now: `--allow-exec`, and a free slot
@@ -191,12 +229,10 @@ pub(crate) async fn finish<S: ByteStream>(
 /// found) or 126 (not executable).
 async fn run<S: ByteStream>(
     conn: &mut Connection<S>,
-    program: &Program,
-    cwd: &std::path::Path,
-    env: &BTreeMap<String, String>,
+    spawned: std::io::Result<Pipes>,
     timeout: Option<Duration>,
 ) -> Result<(ExecEnd, bool), ConnectionError> {
-    let mut child = match Pipes::spawn(program, cwd, env) {
+    let mut child = match spawned {
         Ok(child) => child,
         Err(err) => {
             let code = match err.kind() {

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 
 use super::relay::{relay, ChildEvent, ChildSide};
-use super::{admit, finish, process};
+use super::{admit, finish, job, process};
 use crate::connection::{ByteStream, Connection, ConnectionError};
 use crate::limits::PIPE_READ_BYTES;
 use crate::protocol::message::ok_header;
@@ -34,7 +34,7 @@ use crate::protocol::{ErrorCode, Refusal};
 use crate::services::{Outcome, ServiceContext};
 
 /// `{"cmd": "shell", "term": "xterm-256color", "rows": 24, "cols": 80}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ShellRequest {
     /// The client's `TERM`, passed to the shell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,6 +45,12 @@ pub struct ShellRequest {
     /// Window width in columns.
     #[serde(default)]
     pub cols: u16,
+    /// Run as a job that outlives a dropped connection, as `exec`'s.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub detachable: bool,
+    /// With `detachable`: seconds the shell runs on without a connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linger_secs: Option<f64>,
 }
 
 /// The `exec` command line a client sends for a shell without a terminal
@@ -59,8 +65,15 @@ pub async fn serve<S: ByteStream>(
     context: &ServiceContext,
     request: ShellRequest,
 ) -> Result<Outcome, ConnectionError> {
-    let _slot = match admit(context) {
-        Ok(slot) => slot,
+    let detachable = request.detachable || context.detachable_default;
+    let admitted = admit(context).and_then(|slot| {
+        if detachable {
+            job::room(context)?;
+        }
+        Ok((slot, job::linger(request.linger_secs)?))
+    });
+    let (slot, linger) = match admitted {
+        Ok(admitted) => admitted,
         Err(refusal) => {
             conn.send_error(&refusal).await?;
             return Ok(Outcome::Refused(refusal.code));
@@ -74,9 +87,20 @@ pub async fn serve<S: ByteStream>(
             return Ok(Outcome::Refused(ErrorCode::IoError));
         }
     };
+    if detachable {
+        let start = job::JobStart {
+            command: "shell".into(),
+            deadline: None,
+            linger,
+            slot,
+            terminal: true,
+        };
+        return job::start(conn, context, terminal, start).await;
+    }
     conn.send(ok_header(&serde_json::json!({})), Bytes::new())
         .await?;
     let relayed = relay(conn, &mut terminal, None, Some(&context.shutdown)).await?;
+    drop(slot);
     if relayed.hung_up {
         // The session answers `shutting_down` and closes the connection,
         // which is all the client needs to hear.
