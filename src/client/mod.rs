@@ -13,8 +13,8 @@ pub mod known_hosts;
 pub mod pair;
 pub mod quic;
 pub mod stream;
-pub mod sync;
 pub mod stripe;
+pub mod sync;
 pub mod token_file;
 
 // The types this API takes and returns, so that its callers (the CLI among
