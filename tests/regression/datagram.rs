@@ -32,12 +32,29 @@ fn addr(text: &str) -> SocketAddrV4 {
     text.parse().unwrap()
 }
 
-/// A socket at `ip:port`, as another service on this machine would be.
+/// A socket at `ip:port`, as another service on this machine would be;
+/// port 0 picks one below the ephemeral range ([`bind_below_ephemeral`]).
 fn bind(ip: &str, port: u16) -> UdpSocket {
+    if port == 0 {
+        return bind_below_ephemeral(ip);
+    }
     let socket = UdpSocket::bind((ip, port))
         .unwrap_or_else(|err| panic!("bind {ip}:{port} (tests run as root): {err}"));
     socket.set_read_timeout(Some(DEADLINE)).unwrap();
     socket
+}
+
+/// A socket at `ip` on a port below the kernel's ephemeral range. The
+/// server's own ports come from that range, and a datagram from a loopback
+/// address at one of them is (rightly) taken for the server's own and not
+/// answered: a control socket given such a port by chance went unanswered.
+fn bind_below_ephemeral(ip: &str) -> UdpSocket {
+    let start = 20_000 + (std::process::id() as u16 % 10_000);
+    (0..10_000u16)
+        .map(|k| 20_000 + (start - 20_000 + k) % 10_000)
+        .find_map(|port| UdpSocket::bind((ip, port)).ok())
+        .inspect(|socket| socket.set_read_timeout(Some(DEADLINE)).unwrap())
+        .unwrap_or_else(|| panic!("no free port on {ip} between 20000 and 29999"))
 }
 
 /// The datagrams queued on `socket` now, without waiting.
