@@ -6,10 +6,9 @@
 //!
 //! Chunking a reader streams: memory stays under a few maximum chunks
 //! whatever the file's size ([`CHUNKS_IN_FLIGHT`]). It uses two threads, so
-//! a big file keeps two cores busy (the issue asks for the speed of the
-//! disk; not yet measured in release): one reads,
-//! cuts and hashes the whole file (the BLAKE3 every ferry write checks), the
-//! other hashes each chunk.
+//! a big file keeps two cores busy: one reads and cuts (FastCDC's gear hash,
+//! the slower half), the other hashes each chunk and the whole file (the
+//! BLAKE3 every ferry write checks).
 //!
 //! Nothing here touches the network or the clock; [`super::hash_tree`]
 //! builds the tree of hashes that the peers compare.
@@ -94,14 +93,20 @@ pub fn chunk_bytes(data: &[u8]) -> ChunkedFile {
 pub fn chunk_reader<R: Read + Send>(reader: R) -> io::Result<ChunkedFile> {
     thread::scope(|scope| {
         let (to_hasher, from_cutter) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+        // The hasher thread also keeps the whole-file hash: FastCDC's gear
+        // hash is the slower half, so the cutter does that alone.
         let hasher = scope.spawn(move || {
-            from_cutter
+            let mut whole = blake3::Hasher::new();
+            let chunks = from_cutter
                 .into_iter()
-                .map(|data| (*blake3::hash(&data).as_bytes(), data.len() as u32))
-                .collect::<Vec<_>>()
+                .map(|data| {
+                    whole.update(&data);
+                    (*blake3::hash(&data).as_bytes(), data.len() as u32)
+                })
+                .collect::<Vec<_>>();
+            (chunks, whole.finalize())
         });
 
-        let mut whole = blake3::Hasher::new();
         let mut len = 0u64;
         let mut cut_error = None;
         for cut in StreamCDC::new(reader, MIN_CHUNK_BYTES, AVG_CHUNK_BYTES, MAX_CHUNK_BYTES) {
@@ -112,7 +117,6 @@ pub fn chunk_reader<R: Read + Send>(reader: R) -> io::Result<ChunkedFile> {
                     break;
                 }
             };
-            whole.update(&cut.data);
             len += cut.data.len() as u64;
             if to_hasher.send(cut.data).is_err() {
                 break; // the hasher is gone; its join says why
@@ -120,7 +124,7 @@ pub fn chunk_reader<R: Read + Send>(reader: R) -> io::Result<ChunkedFile> {
         }
         // Closing the channel ends the hasher, on error as on success.
         drop(to_hasher);
-        let hashed = hasher
+        let (hashed, whole) = hasher
             .join()
             .map_err(|_| io::Error::other("the chunk hashing thread failed"))?;
         if let Some(err) = cut_error {
@@ -143,7 +147,7 @@ pub fn chunk_reader<R: Read + Send>(reader: R) -> io::Result<ChunkedFile> {
         Ok(ChunkedFile {
             chunks,
             len,
-            file_hash: *whole.finalize().as_bytes(),
+            file_hash: *whole.as_bytes(),
         })
     })
 }
