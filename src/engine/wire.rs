@@ -94,7 +94,7 @@ pub enum EntryKind {
     /// A regular file.
     File,
     /// A symbolic link, kept as a link (`ferry sync` only): its target is
-    /// [`Entry::target`], never followed by the sender.
+    /// [`Entry::link_target`], never followed by the sender.
     Symlink,
 }
 
