@@ -240,3 +240,35 @@ fn a_chat_member_over_quic_hears_one_over_tcp() {
         }
     }
 }
+
+#[test]
+fn sync_runs_both_ways_over_quic_and_sends_an_edit_as_a_delta() {
+    let server = quic_server(&[]);
+    pinned(&server);
+    let config = server.sandbox.path().join("config.toml");
+    let text = format!("[hosts.nas]\nserver = \"{}\"\n", quic_url(&server));
+    fs::write(&config, text).unwrap();
+    let config = config.to_str().unwrap();
+    let src = server.sandbox.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    let mut bytes: Vec<u8> = (0..400_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+    fs::write(src.join("big"), &bytes).unwrap();
+    let src_arg = format!("{}/", src.to_str().unwrap());
+    let sync = |args: &[&str]| {
+        let mut full = vec!["--config", config, "sync", "--json"];
+        full.extend_from_slice(args);
+        server.client(&full).run()
+    };
+    sync(&[&src_arg, "nas:m"]).assert_ok();
+    assert_eq!(fs::read(server.root().join("m/big")).unwrap(), bytes);
+    bytes[200_000..200_010].copy_from_slice(b"0123456789");
+    fs::write(src.join("big"), &bytes).unwrap();
+    let run = sync(&[&src_arg, "nas:m"]);
+    run.assert_ok()
+        .assert_stdout_contains(r#"{"change":"delta","path":"big"}"#);
+    assert_eq!(fs::read(server.root().join("m/big")).unwrap(), bytes);
+
+    let back = server.sandbox.path().join("back");
+    sync(&["nas:m/", back.to_str().unwrap()]).assert_ok();
+    assert_eq!(fs::read(back.join("big")).unwrap(), bytes);
+}
