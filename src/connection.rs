@@ -441,6 +441,26 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     }
 }
 
+/// Two connected ends over an in-memory pipe of `bytes`, for the tests of
+/// code both peers run: a 64 KiB header cap, a 10 s deadline, and a write
+/// buffer as large as the pipe.
+#[cfg(test)]
+pub(crate) fn test_pair(
+    bytes: usize,
+) -> (
+    Connection<tokio::io::DuplexStream>,
+    Connection<tokio::io::DuplexStream>,
+) {
+    let config = ConnectionConfig {
+        max_header_bytes: 64 * 1024,
+        request_timeout: Duration::from_secs(10),
+        max_write_buffer_bytes: bytes.max(256 * 1024),
+        decrypts: false,
+    };
+    let (a, b) = tokio::io::duplex(bytes);
+    (Connection::new(a, config), Connection::new(b, config))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

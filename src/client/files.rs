@@ -211,7 +211,7 @@ impl Client {
         let (wants, ticket) =
             transfer::read_wants_and_ticket(reader, Direction::Put, MAX_LIST_BYTES)
                 .await
-                .map_err(transfer_error)?;
+                .map_err(Error::from)?;
         let mut report = TransferReport {
             left_out: manifest.skipped.len() as u64,
             ..TransferReport::default()
@@ -249,7 +249,7 @@ impl Client {
                     .await
             }
         }
-        .map_err(transfer_error)?;
+        .map_err(Error::from)?;
         let reader = self.connection().reader();
         let result = expect_ok(reader.expect_header().await?)?;
         let errors: Vec<EntryError> = read_lines(reader, &result).await?;
@@ -437,7 +437,7 @@ impl Client {
                 transfer::receive_wanted(conn, Direction::Get, plan, wants, progress.as_ref()).await
             }
         }
-        .map_err(transfer_error)?;
+        .map_err(Error::from)?;
         debug!(
             files = summary.files,
             bytes = summary.bytes,
@@ -703,15 +703,6 @@ pub(crate) async fn read_lines<T: serde::de::DeserializeOwned, R: tokio::io::Asy
     transfer::read_json_lines(reader)
         .await?
         .map_err(Error::Protocol)
-}
-
-fn transfer_error(err: transfer::TransferError) -> Error {
-    match err {
-        transfer::TransferError::Connection(err) => Error::Connection(err),
-        transfer::TransferError::Protocol(message) => Error::Protocol(message),
-        transfer::TransferError::Local(err) => Error::Files(err),
-        transfer::TransferError::Refused(refusal) => Error::Remote(refusal),
-    }
 }
 
 #[cfg(test)]

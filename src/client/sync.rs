@@ -13,7 +13,7 @@ use super::files::{read_lines, MAX_LIST_BYTES};
 use super::{expect_ok, Client};
 use crate::engine::root::{RelPath, Root};
 use crate::engine::sync::{receive, send, walk, IndexPlace, ManifestHead};
-use crate::engine::transfer::{self, Direction, Paced, Progress, RateLimit};
+use crate::engine::transfer::{Direction, Paced, Progress, RateLimit};
 use crate::engine::wire::{to_json_lines, Entry, WirePath};
 use crate::error::Error;
 use crate::services::sync::{SyncRequest, SyncResult};
@@ -126,7 +126,7 @@ impl Client {
             progress.as_ref(),
         )
         .await
-        .map_err(transfer_error)?;
+        .map_err(Error::from)?;
         let reader = self.connection().reader();
         let header = expect_ok(reader.expect_header().await?)?;
         report.changes = read_lines(reader, &header).await?;
@@ -217,7 +217,7 @@ impl Client {
             progress.as_ref(),
         )
         .await
-        .map_err(transfer_error)?;
+        .map_err(Error::from)?;
         Ok(SyncReport {
             summary: received.summary,
             changes: received.changes,
@@ -270,15 +270,6 @@ fn local_root(path: &Path) -> Result<(Arc<Root>, RelPath), Error> {
     let root = Root::new(parent).map_err(cannot)?;
     let top = RelPath::parse(name.as_encoded_bytes()).map_err(|e| Error::Usage(e.to_string()))?;
     Ok((Arc::new(root), top))
-}
-
-fn transfer_error(err: transfer::TransferError) -> Error {
-    match err {
-        transfer::TransferError::Connection(err) => Error::Connection(err),
-        transfer::TransferError::Protocol(message) => Error::Protocol(message),
-        transfer::TransferError::Local(err) => Error::Files(err),
-        transfer::TransferError::Refused(refusal) => Error::Remote(refusal),
-    }
 }
 
 impl SyncReport {

@@ -348,6 +348,19 @@ impl RangeFrame {
     }
 }
 
+impl FileEnd {
+    /// The end frame of a file that could not be sent, with its code.
+    pub fn failed(file_end: u64, code: crate::protocol::ErrorCode, message: String) -> FileEnd {
+        FileEnd {
+            file_end,
+            blake3: None,
+            md5: None,
+            error: Some(message),
+            code: Some(code.as_str().into()),
+        }
+    }
+}
+
 /// A failure for one entry, in a transfer's final result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryError {

@@ -13,9 +13,7 @@ use crate::engine::root::RelPath;
 use crate::engine::sync::{
     receive, send, walk, IndexPlace, ManifestHead, SyncSettings, SyncSummary,
 };
-use crate::engine::transfer::{
-    read_json_lines, Direction, NoProgress, Paced, Progress, RateLimit, TransferError,
-};
+use crate::engine::transfer::{read_json_lines, Direction, NoProgress, Paced, Progress, RateLimit};
 use crate::engine::wire::{to_json_lines, Entry, WirePath};
 use crate::protocol::message::ok_header;
 use crate::protocol::ErrorCode;
@@ -139,7 +137,7 @@ async fn push<S: ByteStream>(
     };
     let received = receive::receive(conn, Direction::Put, receiving, &NoProgress)
         .await
-        .map_err(failed)?;
+        .map_err(ConnectionError::from)?;
     let mut body = Vec::new();
     let mut left_out = 0u64;
     for change in &received.changes {
@@ -232,7 +230,7 @@ async fn pull<S: ByteStream>(
         progress.as_ref(),
     )
     .await
-    .map_err(failed)?;
+    .map_err(ConnectionError::from)?;
     Ok(Outcome::Ok)
 }
 
@@ -257,14 +255,4 @@ fn index_place(context: &ServiceContext, path: &RelPath) -> Option<IndexPlace> {
         state_dir: state_dir.clone(),
         tree: context.root_path.join(path.to_path()),
     })
-}
-
-/// Mid-sync failures cannot be answered in band.
-fn failed(err: TransferError) -> ConnectionError {
-    match err {
-        TransferError::Connection(err) => err,
-        TransferError::Protocol(message) => ConnectionError::Unexpected(message),
-        TransferError::Local(err) => ConnectionError::Unexpected(err.message),
-        TransferError::Refused(refusal) => ConnectionError::Unexpected(refusal.message),
-    }
 }

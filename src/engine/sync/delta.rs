@@ -250,13 +250,7 @@ async fn send_chunks<S: ByteStream>(
                     code: None,
                 },
                 Err(None) => return,
-                Err(Some(err)) => FileEnd {
-                    file_end: source.i,
-                    blake3: None,
-                    md5: None,
-                    error: Some(err.message),
-                    code: Some(err.code.as_str().into()),
-                },
+                Err(Some(err)) => FileEnd::failed(source.i, err.code, err.message),
             };
             if tx
                 .blocking_send((DataFrame::End(end).to_header(0), Bytes::new()))

@@ -241,24 +241,15 @@ pub async fn read_json_lines<T: DeserializeOwned, R: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connection::ConnectionConfig;
     use crate::engine::root::RelPath;
     use crate::engine::transfer::{NoProgress, ReceiveOptions};
     use crate::protocol::{ErrorCode, ErrorReply};
-    use std::time::Duration;
 
     fn pair() -> (
         Connection<tokio::io::DuplexStream>,
         Connection<tokio::io::DuplexStream>,
     ) {
-        let config = ConnectionConfig {
-            max_header_bytes: 64 * 1024,
-            request_timeout: Duration::from_secs(10),
-            max_write_buffer_bytes: 256 * 1024,
-            decrypts: false,
-        };
-        let (a, b) = tokio::io::duplex(64 * 1024);
-        (Connection::new(a, config), Connection::new(b, config))
+        crate::connection::test_pair(64 * 1024)
     }
 
     const OPTIONS: ReceiveOptions = ReceiveOptions {

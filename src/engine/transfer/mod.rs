@@ -68,6 +68,34 @@ pub enum TransferError {
     Refused(ErrorReply),
 }
 
+impl From<TransferError> for ConnectionError {
+    /// A failure in the middle of a transfer cannot be answered in band:
+    /// the peer may be sending data frames. A server closes the connection
+    /// with the message.
+    fn from(err: TransferError) -> ConnectionError {
+        match err {
+            TransferError::Connection(err) => err,
+            TransferError::Protocol(message) => ConnectionError::Unexpected(message),
+            TransferError::Local(err) => ConnectionError::Unexpected(err.message),
+            TransferError::Refused(refusal) => ConnectionError::Unexpected(refusal.message),
+        }
+    }
+}
+
+impl From<TransferError> for crate::error::Error {
+    /// A client's view: the connection, the peer's protocol, this end's
+    /// files, or the peer's refusal.
+    fn from(err: TransferError) -> crate::error::Error {
+        use crate::error::Error;
+        match err {
+            TransferError::Connection(err) => Error::Connection(err),
+            TransferError::Protocol(message) => Error::Protocol(message),
+            TransferError::Local(err) => Error::Files(err),
+            TransferError::Refused(refusal) => Error::Remote(refusal),
+        }
+    }
+}
+
 /// Told about a transfer's progress; the CLI draws a bar from it.
 pub trait Progress: Send + Sync {
     /// The transfer's data phase starts; `total_bytes` will move.

@@ -381,44 +381,13 @@ fn read_one(
     // An end frame with no data before it: the receiver fails the file
     // with this code instead of waiting for it.
     let fail = |out: &mut Batcher<Chunk>, code: ErrorCode, message: String| {
-        let end = FileEnd {
-            file_end: i,
-            blake3: None,
-            md5: None,
-            error: Some(message),
-            code: Some(code.as_str().into()),
-        };
+        let end = FileEnd::failed(i, code, message);
         ReadOutcome::pushed(out.push(Chunk::End(end), 0), ReadOutcome::Failed)
     };
-    let (Some(entry), Some(Some(source))) = (
-        manifest.entries.get(i as usize),
-        manifest.sources.get(i as usize),
-    ) else {
-        return fail(
-            out,
-            ErrorCode::BadRequest,
-            "no such file in the manifest".into(),
-        );
-    };
-    let mut file = match opener.open(entry, source) {
-        Ok(file) => file,
+    let (entry, mut file) = match open_listed(manifest, opener, i) {
+        Ok(opened) => opened,
         Err(err) => return fail(out, err.code, err.message),
     };
-    let changed = |file: &File| match fstat(file.as_fd()) {
-        Ok(st) => {
-            st.kind != Kind::File
-                || st.len != entry.file_size
-                || st.mtime != (entry.mtime, entry.mtime_ns)
-        }
-        Err(_) => true,
-    };
-    if changed(&file) {
-        return fail(
-            out,
-            ErrorCode::Changed,
-            "the file changed since the listing".into(),
-        );
-    }
     let mut hasher = Hashes::new(md5);
     let mut offset = offset.min(entry.file_size);
     if offset > 0 {
@@ -474,7 +443,7 @@ fn read_one(
             return ReadOutcome::Gone;
         }
     }
-    let changed = short || changed(&file);
+    let changed = short || !still_listed(&file, entry);
     let pushed = finish_read(i, changed, hasher, out);
     ReadOutcome::pushed(
         pushed,
@@ -505,44 +474,13 @@ fn hash_striped(
 ) -> ReadOutcome {
     let i = asked.i;
     let fail = |out: &mut Batcher<Chunk>, code: ErrorCode, message: String| {
-        let end = FileEnd {
-            file_end: i,
-            blake3: None,
-            md5: None,
-            error: Some(message),
-            code: Some(code.as_str().into()),
-        };
+        let end = FileEnd::failed(i, code, message);
         ReadOutcome::pushed(out.push(Chunk::End(end), 0), ReadOutcome::Failed)
     };
-    let (Some(entry), Some(Some(source))) = (
-        manifest.entries.get(i as usize),
-        manifest.sources.get(i as usize),
-    ) else {
-        return fail(
-            out,
-            ErrorCode::BadRequest,
-            "no such file in the manifest".into(),
-        );
-    };
-    let mut file = match opener.open(entry, source) {
-        Ok(file) => file,
+    let (entry, mut file) = match open_listed(manifest, opener, i) {
+        Ok(opened) => opened,
         Err(err) => return fail(out, err.code, err.message),
     };
-    let changed = |file: &File| match fstat(file.as_fd()) {
-        Ok(st) => {
-            st.kind != Kind::File
-                || st.len != entry.file_size
-                || st.mtime != (entry.mtime, entry.mtime_ns)
-        }
-        Err(_) => true,
-    };
-    if changed(&file) {
-        return fail(
-            out,
-            ErrorCode::Changed,
-            "the file changed since the listing".into(),
-        );
-    }
     let kept: std::collections::BTreeSet<u64> = asked.kept.into_iter().collect();
     let mut hasher = Hashes::new(asked.md5);
     let mut kept_hasher = blake3::Hasher::new();
@@ -578,7 +516,7 @@ fn hash_striped(
                 .into(),
         );
     }
-    let changed = short || changed(&file);
+    let changed = short || !still_listed(&file, entry);
     let pushed = finish_read(i, changed, hasher, out);
     ReadOutcome::pushed(
         pushed,
@@ -590,17 +528,50 @@ fn hash_striped(
     )
 }
 
+/// Opens manifest entry `i` to send it, refusing a file that is no longer
+/// the regular file of the listing's size and mtime.
+fn open_listed<'m>(
+    manifest: &'m Manifest,
+    opener: &mut Opener<'_>,
+    i: u64,
+) -> Result<(&'m Entry, File), FileError> {
+    let (Some(entry), Some(Some(source))) = (
+        manifest.entries.get(i as usize),
+        manifest.sources.get(i as usize),
+    ) else {
+        return Err(FileError::new(
+            ErrorCode::BadRequest,
+            "no such file in the manifest",
+        ));
+    };
+    let file = opener.open(entry, source)?;
+    if !still_listed(&file, entry) {
+        return Err(FileError::new(
+            ErrorCode::Changed,
+            "the file changed since the listing",
+        ));
+    }
+    Ok((entry, file))
+}
+
+/// Whether `file` is still the regular file of `entry`'s size and mtime.
+fn still_listed(file: &File, entry: &Entry) -> bool {
+    fstat(file.as_fd()).is_ok_and(|st| {
+        st.kind == Kind::File
+            && st.len == entry.file_size
+            && st.mtime == (entry.mtime, entry.mtime_ns)
+    })
+}
+
 /// Ends one file: its hashes, or why it cannot be trusted. False when the
 /// other side of the channel is gone.
 fn finish_read(i: u64, changed: bool, hasher: Hashes, out: &mut Batcher<Chunk>) -> bool {
     let end = if changed {
-        FileEnd {
-            file_end: i,
-            blake3: None,
-            md5: None,
-            error: Some("the file changed while it was being sent".into()),
-            code: Some(ErrorCode::Changed.as_str().into()),
-        }
+        FileEnd::failed(
+            i,
+            ErrorCode::Changed,
+            "the file changed while it was being sent".into(),
+        )
     } else {
         FileEnd {
             file_end: i,

@@ -28,7 +28,7 @@ use crate::engine::root::RelPath;
 use crate::engine::transfer::RangeSender;
 use crate::engine::transfer::{
     read_json_lines, read_wants, receive_wanted, send_wanted, Direction, NoProgress,
-    ReceiveOptions, ReceivePlan, TransferError,
+    ReceiveOptions, ReceivePlan,
 };
 use crate::engine::wire::{to_json_lines, Entry, EntryKind, WirePath};
 use crate::limits::MAX_STREAMS;
@@ -154,7 +154,7 @@ pub async fn get<S: ByteStream>(
     conn.send(ok_header(&reply), Bytes::from(body)).await?;
     let wants = read_wants(conn.reader(), Direction::Get, context.max_list_bytes as u64)
         .await
-        .map_err(transfer_failed)?;
+        .map_err(ConnectionError::from)?;
     let manifest = Arc::new(manifest);
     let ranges = RangeSender::new(manifest.clone(), Some(context.root.clone()), &wants);
     match (minted, ranges) {
@@ -181,7 +181,7 @@ pub async fn get<S: ByteStream>(
         &NoProgress,
     )
     .await
-    .map_err(transfer_failed)?;
+    .map_err(ConnectionError::from)?;
     Ok(Outcome::Ok)
 }
 
@@ -257,9 +257,9 @@ pub async fn put<S: ByteStream>(
         (Ok((_, summary)), _) => summary,
         (Err(err), Some((ticket, _))) => {
             context.tickets.revoke(ticket);
-            return Err(transfer_failed(err));
+            return Err(ConnectionError::from(err));
         }
-        (Err(err), None) => return Err(transfer_failed(err)),
+        (Err(err), None) => return Err(ConnectionError::from(err)),
     };
     // The client ends the first stream once its extra ones are done; any
     // still being read here are waited for before the files are settled.
@@ -318,17 +318,6 @@ fn too_large(len: usize, cap: usize) -> FileError {
         ErrorCode::TooLarge,
         format!("a listing of {len} bytes is over the cap of {cap}; transfer the tree in parts"),
     )
-}
-
-/// Mid-transfer failures cannot be answered in band: the peer may be
-/// sending data frames. The session closes the connection with a message.
-pub(crate) fn transfer_failed(err: TransferError) -> ConnectionError {
-    match err {
-        TransferError::Connection(err) => err,
-        TransferError::Protocol(message) => ConnectionError::Unexpected(message),
-        TransferError::Local(err) => ConnectionError::Unexpected(err.message),
-        TransferError::Refused(refusal) => ConnectionError::Unexpected(refusal.message),
-    }
 }
 
 /// Runs filesystem work off the async threads.

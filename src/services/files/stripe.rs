@@ -26,8 +26,6 @@ use crate::engine::transfer::{NoProgress, RangeSender, StripeReceiver};
 use crate::engine::wire::RangeFrame;
 use crate::limits::{MAX_TICKETS, TICKET_TTL};
 
-use super::transfer_failed;
-
 /// What the extra connections of one transfer do: take ranges from the
 /// server's queue to the client (`get`), or take ranges from the client
 /// into the server's partial files (`put`).
@@ -141,7 +139,7 @@ impl Joined {
                 return conn.send(done, bytes::Bytes::new()).await;
             }
         }
-        .map_err(transfer_failed)
+        .map_err(ConnectionError::from)
     }
 }
 

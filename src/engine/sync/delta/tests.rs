@@ -2,10 +2,7 @@
 //! arrive exact and send only what changed; a lying sender is refused and
 //! the old file stays as it was.
 
-use std::time::Duration;
-
 use super::*;
-use crate::connection::ConnectionConfig;
 use crate::engine::chunks::chunk_bytes;
 use crate::engine::wire::{EntryKind, WirePath};
 
@@ -13,14 +10,7 @@ fn pair() -> (
     Connection<tokio::io::DuplexStream>,
     Connection<tokio::io::DuplexStream>,
 ) {
-    let config = ConnectionConfig {
-        max_header_bytes: 64 * 1024,
-        request_timeout: Duration::from_secs(10),
-        max_write_buffer_bytes: 1024 * 1024,
-        decrypts: false,
-    };
-    let (a, b) = tokio::io::duplex(1024 * 1024);
-    (Connection::new(a, config), Connection::new(b, config))
+    crate::connection::test_pair(1024 * 1024)
 }
 
 /// Bytes that chunk the same way every run.
