@@ -16,6 +16,11 @@
 //! source, as on TCP. A failed login on any stream that puts its source under
 //! a penalty closes the whole connection, so a guesser cannot go on
 //! opening streams.
+//!
+//! Nothing here parses peer bytes: quinn and rustls read packets, the
+//! handshake, ALPN and Retry tokens, and a stream's bytes go to the
+//! session's frame codec, as a TCP connection's do (fuzzed by
+//! `fuzz/fuzz_targets/frame_decoder.rs` and `header.rs`).
 
 use std::net::IpAddr;
 use std::sync::Arc;
