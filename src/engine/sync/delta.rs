@@ -48,8 +48,14 @@ use super::super::root::{RelPath, Root};
 use super::super::transfer::{FailedFile, Progress, TransferError};
 use super::super::wire::{parse_hash, DataFrame, Entry, EntryError, FileEnd};
 
-/// Pieces queued for the whole-file hasher: a few maximum chunks.
-const HASHER_QUEUE: usize = 16;
+/// Pieces queued for the whole-file hasher: enough that the writer never
+/// waits on it, few enough that memory stays a few MiB.
+const HASHER_QUEUE: usize = 8;
+
+/// Bytes of a receiver's own file read and written at once when a run of
+/// its chunks is reused: a few system calls and one message to the hasher
+/// per MiB, not per chunk.
+const COPY_BYTES: usize = 1024 * 1024;
 
 /// Bytes of one child record in a group.
 const CHILD_BYTES: usize = 40;
@@ -807,6 +813,42 @@ fn write_files(
     }
 }
 
+/// Bytes for the whole-file hasher: a copy buffer it hands back, or a
+/// chunk as it came off the wire.
+enum Hashed {
+    Copied(Vec<u8>),
+    Received(Bytes),
+}
+
+/// The writer's end of the hasher: pieces go out, copy buffers come back.
+struct HasherFeed {
+    to_hasher: std::sync::mpsc::SyncSender<Hashed>,
+    pool: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+impl HasherFeed {
+    /// A buffer of `len` bytes for the next copy, reused when the hasher
+    /// is done with one (its old bytes are overwritten, not zeroed): at
+    /// most [`HASHER_QUEUE`] and a few are ever allocated.
+    fn buffer(&self, len: usize) -> Vec<u8> {
+        let mut buf = self
+            .pool
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(COPY_BYTES));
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        buf.truncate(len);
+        buf
+    }
+
+    /// Hands bytes to the hasher. If it is gone, the file's hash will not
+    /// match and the file is not published: nothing to do here.
+    fn send(&self, piece: Hashed) {
+        let _ = self.to_hasher.send(piece);
+    }
+}
+
 /// One delta file being written.
 struct FileWrite<'a> {
     dest: &'a Root,
@@ -857,14 +899,25 @@ impl FileWrite<'_> {
         };
         // The whole file's BLAKE3 is computed on a thread of its own while
         // this one reads, checks and writes the pieces: two cores, not one.
-        let (to_hasher, bytes) = std::sync::mpsc::sync_channel::<Bytes>(HASHER_QUEUE);
+        // Copy buffers come back from it to be filled again.
+        let (to_hasher, bytes) = std::sync::mpsc::sync_channel::<Hashed>(HASHER_QUEUE);
+        let (to_pool, pool) = std::sync::mpsc::channel::<Vec<u8>>();
         let hasher = std::thread::spawn(move || {
             let mut hasher = blake3::Hasher::new();
             for piece in bytes {
-                hasher.update(&piece);
+                match piece {
+                    Hashed::Copied(buf) => {
+                        hasher.update(&buf);
+                        let _ = to_pool.send(buf);
+                    }
+                    Hashed::Received(body) => {
+                        hasher.update(&body);
+                    }
+                }
             }
             hasher.finalize()
         });
+        let to_hasher = HasherFeed { to_hasher, pool };
         let written = self.write_pieces(&mut partial, pieces, &shown, &to_hasher);
         drop(to_hasher);
         let chunks = match written {
@@ -949,7 +1002,7 @@ impl FileWrite<'_> {
         partial: &mut PartialFile,
         pieces: &[(u64, Piece)],
         shown: &[u8],
-        to_hasher: &std::sync::mpsc::SyncSender<Bytes>,
+        to_hasher: &HasherFeed,
     ) -> Result<Result<Vec<Chunk>, (FileFailure, Pending)>, TransferError> {
         let i = self.target.i;
         let local = |error: FileError| {
@@ -979,14 +1032,22 @@ impl FileWrite<'_> {
                     let run =
                         &source_chunks[found.first_chunk..found.first_chunk + found.chunk_count];
                     self.used_sources.push(found.file);
-                    for chunk in run {
-                        // Not hashed chunk by chunk: the whole file's BLAKE3,
-                        // checked before it is published, catches a source
-                        // that changed behind the index's back.
-                        let mut buf = vec![0u8; chunk.len as usize];
+                    // A run of chunks is one range of the source: read and
+                    // written a MiB at a time. Not hashed chunk by chunk:
+                    // the whole file's BLAKE3, checked before it is
+                    // published, catches a source that changed behind the
+                    // index's back.
+                    let (Some(first), Some(last)) = (run.first(), run.last()) else {
+                        continue;
+                    };
+                    let end = last.offset + u64::from(last.len);
+                    let mut from = first.offset;
+                    while from < end {
+                        let len = (end - from).min(COPY_BYTES as u64) as usize;
+                        let mut buf = to_hasher.buffer(len);
                         let read = file
                             .as_ref()
-                            .is_some_and(|file| file.read_exact_at(&mut buf, chunk.offset).is_ok());
+                            .is_some_and(|file| file.read_exact_at(&mut buf, from).is_ok());
                         if !read {
                             return local(copy_changed(shown, path));
                         }
@@ -996,7 +1057,10 @@ impl FileWrite<'_> {
                                 format!("{}: {err}", show(shown)),
                             ));
                         }
-                        let _ = to_hasher.send(Bytes::from(buf));
+                        to_hasher.send(Hashed::Copied(buf));
+                        from += len as u64;
+                    }
+                    for chunk in run {
                         chunks.push(Chunk {
                             offset: at,
                             len: chunk.len,
@@ -1019,7 +1083,7 @@ impl FileWrite<'_> {
                                 format!("{}: {err}", show(shown)),
                             ));
                         }
-                        let _ = to_hasher.send(body);
+                        to_hasher.send(Hashed::Received(body));
                         chunks.push(Chunk {
                             offset: at,
                             len,
