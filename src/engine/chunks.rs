@@ -106,7 +106,21 @@ pub fn chunk_bytes(data: &[u8]) -> ChunkedFile {
 /// threads (see the module docs). An error reading stops them all and is
 /// returned as it came.
 pub fn chunk_reader<R: Read + Send>(reader: R) -> io::Result<ChunkedFile> {
-    chunk_segments(reader, SEGMENT_BYTES)
+    chunk_segments(reader, SEGMENT_BYTES, WholeHash::Keep)
+}
+
+/// [`chunk_reader`] without the whole file's hash (left zero): for a file
+/// cut only so that its chunks can be reused, as the old version of a file
+/// a delta replaces. A quarter less work.
+pub fn cut_reader<R: Read + Send>(reader: R) -> io::Result<ChunkedFile> {
+    chunk_segments(reader, SEGMENT_BYTES, WholeHash::Skip)
+}
+
+/// Whether the whole file's hash is computed while it is cut.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WholeHash {
+    Keep,
+    Skip,
 }
 
 /// A segment of the file as read, and where it starts.
@@ -123,7 +137,11 @@ struct CutSegment {
     cuts: Vec<(usize, Hash32)>,
 }
 
-fn chunk_segments<R: Read + Send>(mut reader: R, segment_bytes: usize) -> io::Result<ChunkedFile> {
+fn chunk_segments<R: Read + Send>(
+    mut reader: R,
+    segment_bytes: usize,
+    whole_hash: WholeHash,
+) -> io::Result<ChunkedFile> {
     let first = read_segment(&mut reader, segment_bytes)?;
     if first.len() < segment_bytes {
         // The whole file in one read: no thread is worth starting.
@@ -172,7 +190,9 @@ fn chunk_segments<R: Read + Send>(mut reader: R, segment_bytes: usize) -> io::Re
             if to_cutters[k % CUTTERS].send(segment).is_err() {
                 break; // a cutter is gone; the stitcher's join says why
             }
-            whole.update(&data_arc);
+            if whole_hash == WholeHash::Keep {
+                whole.update(&data_arc);
+            }
             drop(data_arc);
             start += len as u64;
             if len < segment_bytes {
@@ -198,7 +218,10 @@ fn chunk_segments<R: Read + Send>(mut reader: R, segment_bytes: usize) -> io::Re
         Ok(ChunkedFile {
             chunks,
             len: start,
-            file_hash: *whole.finalize().as_bytes(),
+            file_hash: match whole_hash {
+                WholeHash::Keep => *whole.finalize().as_bytes(),
+                WholeHash::Skip => [0; 32],
+            },
         })
     })
 }
@@ -405,7 +428,7 @@ pub(crate) mod tests {
         data.extend(pseudo_random(4, 900_000));
         data.extend(vec![9u8; 600_000]);
         for segment in [100_000, MAX_CHUNK_BYTES, 1_000_003, SEGMENT_BYTES] {
-            let stitched = chunk_segments(&data[..], segment).unwrap();
+            let stitched = chunk_segments(&data[..], segment, WholeHash::Keep).unwrap();
             assert_eq!(stitched, chunk_bytes(&data), "segments of {segment}");
         }
     }
@@ -413,7 +436,7 @@ pub(crate) mod tests {
     #[test]
     fn a_file_of_whole_segments_ends_on_its_last_byte() {
         let data = pseudo_random(5, 4 * 300_000);
-        let stitched = chunk_segments(&data[..], 300_000).unwrap();
+        let stitched = chunk_segments(&data[..], 300_000, WholeHash::Keep).unwrap();
         assert_eq!(stitched, chunk_bytes(&data));
         check_cover(&stitched, &data);
     }
@@ -467,7 +490,7 @@ pub(crate) mod tests {
         #[test]
         fn stitched_segments_cut_as_one_pass(seed in any::<u64>(), len in 0usize..3_000_000, segment in 1usize..700_000) {
             let data = pseudo_random(seed, len);
-            let stitched = chunk_segments(&data[..], segment).unwrap();
+            let stitched = chunk_segments(&data[..], segment, WholeHash::Keep).unwrap();
             prop_assert_eq!(stitched, chunk_bytes(&data));
         }
 

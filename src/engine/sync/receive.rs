@@ -452,7 +452,9 @@ fn known_chunks(
     delta_paths: &[Vec<u8>],
 ) -> (Index, KnownChunks) {
     // The old version of each delta target, cut now unless the index
-    // already knows it as it is.
+    // already knows it as it is. Cut for its chunks only (no whole-file
+    // hash, so not indexed): the delta replaces it.
+    let mut basis = Vec::new();
     for path in delta_paths {
         let Ok(rel) = RelPath::parse(path) else {
             continue;
@@ -461,8 +463,9 @@ fn known_chunks(
             .lstat(&rel)
             .is_ok_and(|st| matches!(index.lookup(path, &index_stat(&st)), Lookup::Unchanged(_)));
         if !unchanged {
-            if let Some(entry) = index_file(dest, path) {
-                index.insert(path, entry);
+            index.remove(path);
+            if let Some(chunks) = cut_file(dest, &rel) {
+                basis.push((rel, chunks));
             }
         }
     }
@@ -485,7 +488,23 @@ fn known_chunks(
     for path in stale {
         index.remove(&path);
     }
+    for (rel, chunks) in basis {
+        known.add(rel, chunks);
+    }
     (index, known)
+}
+
+/// Cuts the file at `rel` into chunks, without its whole-file hash.
+fn cut_file(dest: &Root, rel: &RelPath) -> Option<Vec<super::super::chunks::Chunk>> {
+    let fd = dest
+        .open(
+            rel,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+            Mode::empty(),
+        )
+        .ok()?;
+    let cut = super::super::chunks::cut_reader(std::fs::File::from(fd)).ok()?;
+    Some(cut.chunks)
 }
 
 /// Cuts the file at `path` into chunks for the index.
