@@ -7,13 +7,16 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ferry::client::Progress;
+use ferry::client::{Progress, TransferEvent};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::output::escape_line;
 
 /// How long a transfer runs before its bar appears.
 const SHOW_AFTER: Duration = Duration::from_secs(1);
+
+/// Says what happened to a transfer's connection (`-v`, `--json`).
+pub type EventPrinter = Box<dyn Fn(&TransferEvent) + Send + Sync>;
 
 /// A progress bar on stderr that appears after a second.
 pub struct TransferBar {
@@ -23,6 +26,8 @@ pub struct TransferBar {
     /// Where the bar will draw once shown; `None` when it never draws, or
     /// once it is drawing there.
     target: Mutex<Option<ProgressDrawTarget>>,
+    /// Where connection events go, if anywhere.
+    events: Option<EventPrinter>,
 }
 
 impl TransferBar {
@@ -47,7 +52,15 @@ impl TransferBar {
             started: Instant::now(),
             show_after,
             target: Mutex::new(target),
+            events: None,
         }
+    }
+
+    /// The bar, with connection events told to `print` (between the bar's
+    /// drawings, so a line never lands inside it).
+    pub fn with_events(mut self, print: EventPrinter) -> TransferBar {
+        self.events = Some(print);
+        self
     }
 
     /// Removes the bar from the terminal.
@@ -83,6 +96,12 @@ impl Progress for TransferBar {
     fn advanced(&self, bytes: u64) {
         self.bar.inc(bytes);
         self.maybe_show();
+    }
+
+    fn event(&self, event: &TransferEvent) {
+        if let Some(print) = &self.events {
+            self.bar.suspend(|| print(event));
+        }
     }
 }
 

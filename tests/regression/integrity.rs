@@ -584,8 +584,11 @@ fn a_cut_get_keeps_the_bytes_that_arrived_before_the_cut() {
     let proxy = crate::util::Proxy::start(server.addr(), crate::util::Fault::Cut, 768 << 10, 1);
     let dl = crate::files::local_dir(&server, "dl");
     let run = server
+        // No reconnects: what matters is what the cut left.
         .client(&[
             "get",
+            "--retries",
+            "0",
             "big.bin",
             "--to",
             dl.to_str().unwrap(),
