@@ -99,6 +99,11 @@ impl Progress for TransferBar {
     }
 
     fn event(&self, event: &TransferEvent) {
+        if let TransferEvent::Reconnected { .. } = event {
+            // What moved counts as done; the next attempt adds what is
+            // left (its `begin`), so the bar does not count a file twice.
+            self.bar.set_length(self.bar.position());
+        }
         if let Some(print) = &self.events {
             self.bar.suspend(|| print(event));
         }
@@ -182,6 +187,18 @@ mod tests {
             !text.contains('\x1b'),
             "no raw escape from a name: {text:?}"
         );
+    }
+
+    #[test]
+    fn after_a_reconnect_the_bar_counts_what_is_left_once() {
+        let bar = TransferBar::drawing_to(None, Duration::ZERO);
+        bar.begin(4 << 20);
+        bar.advanced(1 << 20);
+        bar.event(&TransferEvent::Reconnected { attempt: 1, of: 5 });
+        // The retry wants the 3 MiB left.
+        bar.begin(3 << 20);
+        assert_eq!(bar.bar.length(), Some(4 << 20));
+        assert_eq!(bar.bar.position(), 1 << 20);
     }
 
     #[test]

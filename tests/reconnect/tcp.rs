@@ -313,3 +313,32 @@ fn a_tree_get_without_preserve_cut_midway_takes_its_own_files_for_delivered() {
         .assert_stderr_contains("ferry: reconnected (attempt 1 of 5)");
     assert_eq!(shape(&tree(&dl.join("tree"))), shape(&tree(&root)));
 }
+
+#[test]
+fn a_put_stalled_in_the_dark_recovers_though_the_server_still_holds_its_partial() {
+    // The server's session of the dark connection holds the partial file
+    // (locked) until its request deadline passes, well after the client
+    // reconnected: the file is sent again whole, into a partial of its own,
+    // and arrives exact.
+    let server = Server::start(&["--request-timeout", "5"]);
+    let proxy = Proxy::start(server.addr(), Fault::Dark, MIB, 1);
+    let local = local_dir(&server, "up");
+    let hash = write_random_file(&local.join("big.bin"), 20, SIZE);
+    let run = through(
+        &server,
+        &proxy,
+        &[
+            "put",
+            "-v",
+            "--stall-timeout",
+            "1",
+            arg(&local.join("big.bin")),
+        ],
+    )
+    .run();
+    run.assert_ok()
+        .assert_stderr_contains("ferry: stalled: no progress for 1s")
+        .assert_stderr_contains("ferry: reconnected (attempt 1 of 5)");
+    assert_eq!(hash_file(&server.root().join("big.bin")), hash);
+    assert_eq!(proxy.connections(), 2);
+}

@@ -26,6 +26,10 @@ pub enum Fault {
     /// network that goes quiet; the proxy only notices the client leave,
     /// and then lets the server go too.
     Stall,
+    /// As `Stall`, but the server's side stays open after the client
+    /// leaves, until the server gives up on it: a network gone dark, where
+    /// neither end hears the other leave.
+    Dark,
 }
 
 /// A running proxy; see the module docs.
@@ -147,11 +151,17 @@ async fn relay(mut client: TcpStream, shared: Arc<Shared>) {
             ended = down => ended,
         }
     };
-    if let (Ended::Fault, Fault::Stall) = (ended, shared.fault) {
-        // Quiet both ways; what the client still sends goes nowhere, and
-        // once it gives up, the server's side goes too.
-        let mut sink = vec![0u8; 64 * 1024];
-        while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {}
+    let (Ended::Fault, Fault::Stall | Fault::Dark) = (ended, shared.fault) else {
+        return;
+    };
+    // Quiet both ways; what the client still sends goes nowhere.
+    let mut sink = vec![0u8; 64 * 1024];
+    while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {}
+    if shared.fault == Fault::Dark {
+        // The server hears nothing either, until it gives up: its close
+        // is the only thing read from it.
+        drop(client);
+        while matches!(server.read(&mut sink).await, Ok(n) if n > 0) {}
     }
 }
 
