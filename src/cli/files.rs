@@ -109,7 +109,8 @@ impl TransferFlags {
     }
 }
 
-/// A stall timeout: seconds as `--request-timeout` takes them, more than 0.
+/// A stall timeout: seconds as `ferry serve`'s timeouts take them (`15`,
+/// `15s`, `0.5`), more than 0.
 fn parse_stall_timeout(text: &str) -> Result<Duration, String> {
     match parse_seconds(text)? {
         zero if zero.is_zero() => Err("a stall timeout of 0 would cut every connection".into()),

@@ -369,6 +369,92 @@ mod tests {
         assert!(attempts.options(options).resume);
     }
 
+    /// Keeps the events it is told.
+    #[derive(Default)]
+    struct Told(std::sync::Mutex<Vec<TransferEvent>>);
+
+    impl Progress for Told {
+        fn event(&self, event: &TransferEvent) {
+            self.0.lock().unwrap().push(event.clone());
+        }
+    }
+
+    fn entry(path: &str, size: u64) -> Entry {
+        Entry {
+            kind: crate::engine::wire::EntryKind::File,
+            path: crate::engine::wire::WirePath::from_bytes(path.as_bytes()),
+            file_size: size,
+            mode: 0o644,
+            mtime: 0,
+            mtime_ns: 0,
+            sync: None,
+        }
+    }
+
+    fn send(i: u64, offset: u64) -> Want {
+        Want {
+            i,
+            action: WantAction::Send {
+                offset,
+                prefix_blake3: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_retry_says_which_files_go_on_from_a_kept_prefix() {
+        let entries = [entry("a", 10), entry("b", 10), entry("c", 10)];
+        let skip = Want {
+            i: 2,
+            action: WantAction::Skip,
+        };
+        let wants = [send(0, 4), send(1, 0), skip];
+        let told = Told::default();
+        let mut attempts = Attempts::new(Retry::default());
+        // A first attempt's resumes are the earlier command's: no event.
+        attempts.planned(&entries, wants.iter(), &told);
+        assert!(told.0.lock().unwrap().is_empty());
+        assert_eq!(attempts.pending, [b"a".to_vec(), b"b".to_vec()]);
+        attempts.made = 1;
+        attempts.planned(&entries, [send(1, 6)].iter(), &told);
+        let resumed = TransferEvent::Resumed {
+            path: b"b".to_vec(),
+            from: 6,
+        };
+        assert_eq!(*told.0.lock().unwrap(), [resumed]);
+        assert_eq!(attempts.pending, [b"b".to_vec()]);
+    }
+
+    #[test]
+    fn a_file_an_earlier_attempt_asked_for_and_now_exists_was_delivered() {
+        let entries = [entry("mine", 10)];
+        let mut attempts = Attempts::new(Retry::default());
+        attempts.planned(
+            &entries,
+            [send(0, 0)].iter(),
+            &crate::engine::transfer::NoProgress,
+        );
+        let exists = |path: &str| Failure {
+            path: path.as_bytes().to_vec(),
+            code: ErrorCode::Exists.as_str().into(),
+            message: "exists and differs".into(),
+            side: Side::Local,
+        };
+        let report = || TransferReport {
+            failures: vec![exists("mine"), exists("theirs")],
+            ..TransferReport::default()
+        };
+        // On the first attempt, nothing is this command's yet.
+        let mut first = report();
+        attempts.settle(&mut first);
+        assert_eq!(first.failures.len(), 2);
+        attempts.made = 1;
+        let mut retried = report();
+        attempts.settle(&mut retried);
+        assert_eq!(retried.failures, [exists("theirs")]);
+        assert_eq!(retried.skipped, 1);
+    }
+
     #[test]
     fn giving_up_names_each_file_not_delivered_and_without_retries_keeps_the_error() {
         let cut = || Error::Connection(ConnectionError::Closed);
