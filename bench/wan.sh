@@ -6,18 +6,23 @@
 # with wanem, the tool in ../shared/wanem/ beside the repo (two network
 # namespaces joined through TUN devices with a delay, a rate, loss and a
 # queue, since these kernels have no netem). ferry serve (TLS) and a
-# private sshd run in the server's namespace, every client in the other,
-# and at each profile (default: 50 ms RTT 1 Gbit/s; 100 ms RTT 100 Mbit/s
-# with 1% loss; 10 ms RTT 1 Gbit/s) it times, in one run:
+# private sshd run in the server's namespace (ferry listening for TLS over
+# TCP and, unless QUIC=0, for QUIC on the same port number over UDP), every
+# client in the other, and at each profile (default: 50 ms RTT 1 Gbit/s;
+# 100 ms RTT 100 Mbit/s with 1% loss; 10 ms RTT 1 Gbit/s; 50 ms RTT
+# 100 Mbit/s with 1% loss) it times, in one run:
 #
 #   big    one SIZE_MB MiB file fetched: one socat stream (the ceiling of a
 #          single TCP connection), four socat streams of a quarter each (the
 #          reference several streams can reach), ferry get (streams chosen
-#          from the round trip), ferry get --streams 1, ferry put (the file
-#          the other way, streams chosen alike), scp, and rsync -a over ssh;
+#          from the round trip), ferry get --streams 1, ferry get over QUIC
+#          (ferry-quic, streams chosen alike), ferry put (the file the other
+#          way, streams chosen alike), scp, and rsync -a over ssh;
 #   tree   TREE_FILES files of 4 KiB fetched: tar through one socat stream,
 #          ferry get -r, scp -r, rsync -a over ssh;
-#   exec   a command on a new connection: ferry exec -- true, ssh bench true.
+#   exec   a command on a new connection: ferry exec -- true over TLS and
+#          over QUIC (ferry-quic), ssh bench true; also given in round trips
+#          (the time over the profile's RTT).
 #
 # Every client command is timed whole (process start to exit, including the
 # `ip netns exec` that puts it on the link, the same few ms for every tool),
@@ -29,7 +34,14 @@
 #   - 50 ms, 1 Gbit/s: the big get takes at most 0.7x one socat stream;
 #   - 100 ms, 100 Mbit/s, 1% loss: the big get at least 2x as fast as scp;
 #   - every profile: the big get no slower than one socat stream (within
-#     SLACK_PCT, as two runs of the same stream differ by that much).
+#     SLACK_PCT, as two runs of the same stream differ by that much);
+#
+# and of issue #15 (QUIC):
+#
+#   - 50 ms, 100 Mbit/s, 1% loss: the big get over QUIC at least as fast as
+#     over TLS (the issue's figure is a 64 MiB file: SIZE_MB=64);
+#   - every profile with exec: ferry exec over QUIC on a new connection in
+#     fewer round trips than over TLS.
 #
 # Usage: bench/wan.sh          (as root: namespaces, TUN devices and an sshd)
 #
@@ -38,9 +50,11 @@
 #   RUNS=3             timed runs of each big and tree measurement
 #   EXEC_RUNS=10       timed runs of each exec measurement (each is short)
 #   TREE_FILES=1000    files in the tree (4 KiB each, 100 per directory)
-#   PROFILES="50:1000:0 100:100:1 10:1000:0"
+#   PROFILES="50:1000:0 100:100:1 10:1000:0 50:100:1"
 #                      links as RTT_MS:RATE_MBIT:LOSS_PCT (even RTT)
 #   SECTIONS="big tree exec"  which workloads to run
+#   QUIC=1             0 leaves ferry over QUIC out (no --quic, no
+#                      ferry-quic runs; issue #15's goals are SKIPs)
 #   SLACK_PCT=10       margin of the "no slower than one stream" goal
 #   WANEM_DIR=...      wanem's directory [default: ../shared/wanem from the
 #                      repo's root]
@@ -51,7 +65,7 @@
 #   CMD_TIMEOUT=1200   seconds any single command may take (scp -r of the
 #                      tree at 100 ms takes the longest, several minutes)
 #   TOTAL_TIMEOUT=...  seconds the whole bench may take [default:
-#                      1800 + 1800 x RUNS]
+#                      1800 + 600 x RUNS x the number of profiles]
 #   TMPFS=/dev/shm     where the temporary directory goes if it is a tmpfs
 #                      (else /tmp), so no disk is in the way
 #
@@ -71,8 +85,9 @@ EXEC_RUNS=${EXEC_RUNS:-10}
 TREE_FILES=${TREE_FILES:-1000}
 TREE_FILE_BYTES=4096
 TREE_PER_DIR=100
-PROFILES=${PROFILES:-50:1000:0 100:100:1 10:1000:0}
+PROFILES=${PROFILES:-50:1000:0 100:100:1 10:1000:0 50:100:1}
 SECTIONS=${SECTIONS:-big tree exec}
+QUIC=${QUIC:-1}
 SLACK_PCT=${SLACK_PCT:-10}
 CMD_TIMEOUT=${CMD_TIMEOUT:-1200}
 TMPFS=${TMPFS:-/dev/shm}
@@ -95,7 +110,9 @@ die() {
 for v in SIZE_MB RUNS EXEC_RUNS TREE_FILES SLACK_PCT CMD_TIMEOUT; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a number, not '${!v}'"
 done
-TOTAL_TIMEOUT=${TOTAL_TIMEOUT:-$((1800 + 1800 * RUNS))}
+[[ $QUIC =~ ^[01]$ ]] || die "QUIC must be 0 or 1, not '$QUIC'"
+read -ra PROFILE_LIST <<<"$PROFILES"
+TOTAL_TIMEOUT=${TOTAL_TIMEOUT:-$((1800 + 600 * RUNS * ${#PROFILE_LIST[@]}))}
 [[ $TOTAL_TIMEOUT =~ ^[0-9]+$ ]] || die "TOTAL_TIMEOUT must be a number, not '$TOTAL_TIMEOUT'"
 ((SIZE_MB > 0 && RUNS > 0 && EXEC_RUNS > 0 && TREE_FILES > 0)) ||
     die "SIZE_MB, RUNS, EXEC_RUNS and TREE_FILES must be positive"
@@ -284,6 +301,9 @@ fi
 FERRY_PORT=9001
 SOCAT_PORT=7000 # one stream; 7001-7004 the four
 ferry_() { to "${ON_A[@]}" "$FERRY" --server "$B_ADDR:$FERRY_PORT" --token="$FERRY_TOKEN" -q "$@"; }
+# The same server over QUIC (UDP, the same port number); the pin is the
+# host and port's, so the TLS run's pin serves it too.
+ferry_quic_() { to "${ON_A[@]}" "$FERRY" --server "quic://$B_ADDR:$FERRY_PORT" --token="$FERRY_TOKEN" -q "$@"; }
 scp_() { to "${ON_A[@]}" scp -F "$W/ssh/config" -q "$@"; }
 ssh_() { to "${ON_A[@]}" ssh -F "$W/ssh/config" "$@"; }
 rsync_() { to "${ON_A[@]}" rsync -a -e "ssh -F $W/ssh/config" "$@"; }
@@ -322,6 +342,7 @@ big_ferry() { ferry_ get big.bin --to "$W/dst"; }
 # The same get on one connection, and the file the other way (into up/,
 # moved to dst/ by check_copy).
 big_ferry_1() { ferry_ get --streams 1 big.bin --to "$W/dst"; }
+big_ferry_quic() { ferry_quic_ get big.bin --to "$W/dst"; }
 prep_big_ferry_put() { rm -rf "$W/srv/up"; }
 big_ferry_put() { ferry_ put "$W/srv/big.bin" --to up; }
 big_scp() { scp_ "bench:$W/srv/big.bin" "$W/dst/"; }
@@ -338,9 +359,16 @@ tree_scp() { scp_ -r "bench:$W/srv/tree" "$W/dst/"; }
 tree_rsync() { rsync_ "bench:$W/srv/tree" "$W/dst/"; }
 
 exec_ferry() { ferry_ exec -- true; }
+exec_ferry_quic() { ferry_quic_ exec -- true; }
 exec_ssh() { ssh_ bench true; }
 
 declare -A TOOLS=([big]="socat socat_x4 ferry ferry_1 ferry_put scp rsync" [tree]="socat ferry scp rsync" [exec]="ferry ssh")
+QUIC_SERVE=()
+if ((QUIC)); then
+    TOOLS[big]="socat socat_x4 ferry ferry_1 ferry_quic ferry_put scp rsync"
+    TOOLS[exec]="ferry ferry_quic ssh"
+    QUIC_SERVE=(--quic "$B_ADDR:$FERRY_PORT")
+fi
 
 # Checks the first copy of each tool; a wrong one is reported and fails the run.
 check_copy() {
@@ -393,8 +421,8 @@ for profile in $PROFILES; do
     # The servers live in the server's namespace, for this profile only;
     # the state directory (certificate, token) is kept, so is the pin.
     spawn "$W/log/ferry" "${ON_B[@]}" "$FERRY" serve --allow-exec --no-udp-time \
-        --listen "$B_ADDR:$FERRY_PORT" --root "$W/srv" --state "$W/state"
-    wait_for_line "$W/log/ferry.out" '^listening ' "${PIDS[-1]}"
+        --listen "$B_ADDR:$FERRY_PORT" "${QUIC_SERVE[@]}" --root "$W/srv" --state "$W/state"
+    wait_for_line "$W/log/ferry.out" '^ready' "${PIDS[-1]}"
     spawn "$W/log/sshd" "${ON_B[@]}" "$SSHD" -D -e -f "$W/ssh/sshd_config"
     wait_for_line "$W/log/sshd.err" 'Server listening' "${PIDS[-1]}"
     SERVER_PIDS=("${PIDS[@]}")
@@ -403,6 +431,10 @@ for profile in $PROFILES; do
     # Pins the certificate on first use, so no timed run pays for it.
     ferry_ exec -- echo ready >"$W/log/pin.out" 2>"$W/log/pin.err" ||
         die "ferry exec over the link failed: $(cat "$W/log/pin.err" "$W/log/ferry.err")"
+    if ((QUIC)); then
+        ferry_quic_ exec -- echo ready >"$W/log/pin-quic.out" 2>"$W/log/pin-quic.err" ||
+            die "ferry exec over QUIC over the link failed: $(cat "$W/log/pin-quic.err" "$W/log/ferry.err")"
+    fi
     ssh_ bench true || die "ssh over the link failed: $(tail -5 "$W/log/sshd.err")"
 
     for workload in $SECTIONS; do
@@ -428,7 +460,8 @@ echo "ferry WAN bench: $(date -u +%FT%TZ), $(nproc) CPUs, $(uname -r), $(
 echo "ferry $("$FERRY" --version | awk '{print $2}') at $FERRY (built $(date -u -r "$FERRY" +%FT%TZ));" \
     "repo HEAD $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(
         git -C "$REPO" diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo ' (src has uncommitted changes)')"
-echo "link: wanem ($WANEM_DIR), client in $WAN_A ($A_ADDR), servers in $WAN_B ($B_ADDR); TLS for ferry"
+echo "link: wanem ($WANEM_DIR), client in $WAN_A ($A_ADDR), servers in $WAN_B ($B_ADDR); TLS for ferry$(
+    ((QUIC)) && echo ', and QUIC for ferry-quic')"
 echo "big file $SIZE_MB MiB; tree $TREE_FILES x $TREE_FILE_BYTES B; $RUNS runs each ($EXEC_RUNS for exec); files on $(stat -f -c %T "$W")"
 echo "load average at start: $LOAD_START; at end: $(cut -d' ' -f1-3 /proc/loadavg)" \
     "(other processes on these $(nproc) CPUs, and wanem's relay itself, make every number noisier)"

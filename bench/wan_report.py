@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The report of bench/wan.sh: the table, issue #17's goals as PASS/FAIL, the exit status.
+"""The report of bench/wan.sh: the table, issues #17's and #15's goals as PASS/FAIL, the exit status.
 
     wan_report.py TIMES_TSV CHECKS_TSV SLACK_PCT=N SIZE_MB=N
 
@@ -18,10 +18,18 @@ MIB = 1 << 20
 STRIPED_PROFILE, STRIPED_MAX_VS_SOCAT = "50:1000:0", 0.7
 LOSSY_PROFILE, LOSSY_MAX_VS_SCP = "100:100:1", 0.5
 
+# Issue #15's: at this profile the big get over QUIC takes no longer than
+# over TLS; at every profile, exec over QUIC takes fewer round trips.
+QUIC_LOSSY_PROFILE = "50:100:1"
+
 
 def ratio(r):
     """Two decimals, or two significant digits where two decimals would say 0.00."""
     return "%.2f" % r if r >= 0.1 else "%.2g" % r
+
+
+def rtt_seconds(profile):
+    return int(profile.split(":")[0]) / 1000
 
 
 def label(profile):
@@ -52,8 +60,8 @@ def main(times_path, checks_path, *config):
 
     print()
     print(
-        "%-34s %-8s %-9s %9s %5s %8s %8s %8s"
-        % ("profile", "workload", "tool", "median s", "runs", "MB/s", "x socat", "x scp")
+        "%-34s %-8s %-10s %9s %5s %8s %8s %8s %6s"
+        % ("profile", "workload", "tool", "median s", "runs", "MB/s", "x socat", "x scp", "RTTs")
     )
     for key in order:
         profile, workload, tool = key
@@ -61,8 +69,9 @@ def main(times_path, checks_path, *config):
         scp = median.get((profile, workload, "ssh" if workload == "exec" else "scp"))
         m = median[key]
         rate = "%.1f" % (size_mb * MIB / 1e6 / m) if workload == "big" else "-"
+        rtts = "%.1f" % (m / rtt_seconds(profile)) if workload == "exec" else "-"
         print(
-            "%-34s %-8s %-9s %9.3f %5d %8s %8s %8s"
+            "%-34s %-8s %-10s %9.3f %5d %8s %8s %8s %6s"
             % (
                 label(profile),
                 workload,
@@ -72,11 +81,13 @@ def main(times_path, checks_path, *config):
                 rate,
                 ratio(m / socat) if socat else "-",
                 ratio(m / scp) if scp else "-",
+                rtts,
             )
         )
     print(
         "(x socat: the median over one socat stream's, tar through it for the tree;"
-        " x scp: over scp's, ssh's for exec; lower is faster)"
+        " x scp: over scp's, ssh's for exec; lower is faster; RTTs: exec's median"
+        " over the round trip, process start-up included; ferry-quic: over QUIC)"
     )
 
     print("copies checked (each tool's first, by sha256): %d right, %d wrong" % (len(checks) - len(wrong), len(wrong)))
@@ -130,6 +141,32 @@ def main(times_path, checks_path, *config):
             "%s: the get no slower than one socat stream (within %d%%): ferry %.2f s = %.2fx socat %.2f s"
             % (label(profile), slack * 100, ferry, ferry / socat, socat),
         )
+
+    quic, tls = big(QUIC_LOSSY_PROFILE, "ferry-quic"), big(QUIC_LOSSY_PROFILE, "ferry")
+    text = "%s: a %d MiB get over QUIC at least as fast as over TLS" % (label(QUIC_LOSSY_PROFILE), size_mb)
+    if quic and tls:
+        scp = big(QUIC_LOSSY_PROFILE, "scp")
+        goal(
+            quic <= tls,
+            "%s: QUIC %.2f s, TLS %.2f s (%.2fx as fast)%s"
+            % (text, quic, tls, tls / quic, "; scp %.2f s" % scp if scp else ""),
+        )
+    else:
+        goal(None, text + ": not measured (PROFILES, SECTIONS or QUIC=0 left it out)")
+
+    exec_profiles = [p for p, w, t in order if w == "exec" and t == "ferry-quic"]
+    for profile in exec_profiles:
+        quic, tls = median[(profile, "exec", "ferry-quic")], median.get((profile, "exec", "ferry"))
+        if tls is None:
+            continue
+        rtt = rtt_seconds(profile)
+        goal(
+            quic < tls,
+            "%s: ferry exec -- true on a new connection in fewer round trips over QUIC: "
+            "QUIC %.3f s = %.1f RTTs, TLS %.3f s = %.1f RTTs" % (label(profile), quic, quic / rtt, tls, tls / rtt),
+        )
+    if not exec_profiles:
+        goal(None, "exec over QUIC in fewer round trips than over TLS: not measured (SECTIONS or QUIC=0 left it out)")
 
     if wrong:
         print("WRONG COPIES: %s" % ", ".join(wrong))

@@ -45,7 +45,7 @@ pub struct TransferFlags {
     /// Spread files of 8 MiB and more over N connections at once, as
     /// ranges written into one partial file and checked as they land (1 to
     /// 8). Smaller files keep to the first connection. Default: 1 to a
-    /// server on this machine or under 5 ms away, else one per 10 ms of
+    /// server on this machine or under 5 ms away, else one per 6 ms of
     /// round trip, up to 8.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=8))]
     streams: Option<u32>,

@@ -231,7 +231,8 @@ impl Drop for Client {
         if !self.closed {
             self.conn.shutdown_now();
             if let Some(link) = &self.quic {
-                link.connection.close(0u32.into(), b"client gone");
+                link.connection
+                    .close(crate::transport::quic::close::DONE.into(), b"client gone");
             }
         }
     }
@@ -430,7 +431,10 @@ impl Client {
         &mut self.conn
     }
 
-    /// Closes the connection politely.
+    /// Closes the connection politely. Over QUIC the stream is finished
+    /// and its last bytes acknowledged first: unlike TCP's kernel, nothing
+    /// delivers them once this process is gone (a frame the server still
+    /// reads, as exec's end of stdin, would be lost).
     pub async fn close(mut self) {
         self.conn.shutdown(Duration::from_secs(1)).await;
         if let Some(link) = &self.quic {

@@ -26,8 +26,12 @@ use crate::limits::MAX_STREAMS;
 /// Round trips shorter than this are a LAN's: one stream fills the link.
 const ONE_STREAM_BELOW: Duration = Duration::from_millis(5);
 
-/// Round trip worth one more stream.
-const RTT_PER_STREAM: Duration = Duration::from_millis(10);
+/// Round trip worth one more stream: at 50 ms a get opens 8. Each new
+/// stream starts slow (TCP's initial window), so the more of them, the
+/// sooner together they fill a long fat link; bench/wan.sh measured 3, 5
+/// and 8 streams at 50 ms and 1 Gbit/s, and 8 came nearest four parallel
+/// raw streams (bench/RESULTS.md, "Over a long link").
+const RTT_PER_STREAM: Duration = Duration::from_millis(6);
 
 /// How many streams a transfer asks for when `--streams` is not given,
 /// from the round trip of the hello exchange. A TCP stream moves at most
@@ -35,7 +39,7 @@ const RTT_PER_STREAM: Duration = Duration::from_millis(10);
 /// the longer the round trip, the more streams a fast link needs; on this
 /// machine, or under 5 ms, one stream already fills it and more would only
 /// cost connections. So: 1 when `local` or under 5 ms, else one stream per
-/// 10 ms of round trip, at least 2 and at most [`MAX_STREAMS`]. Only files
+/// 6 ms of round trip, at least 2 and at most [`MAX_STREAMS`]. Only files
 /// of [`STRIPE_MIN_BYTES`](crate::engine::ranges::STRIPE_MIN_BYTES) and
 /// more are spread; the rest keep to the first stream.
 pub fn auto_streams(hello_rtt: Duration, local: bool) -> u32 {
@@ -194,7 +198,8 @@ mod tests {
         assert_eq!(auto_streams(ms(4), false), 1);
         assert_eq!(auto_streams(ms(5), false), 2);
         assert_eq!(auto_streams(ms(10), false), 2);
-        assert_eq!(auto_streams(ms(50), false), 5);
+        assert_eq!(auto_streams(ms(30), false), 5);
+        assert_eq!(auto_streams(ms(50), false), MAX_STREAMS);
         assert_eq!(auto_streams(ms(100), false), MAX_STREAMS);
         assert_eq!(auto_streams(Duration::from_secs(3), false), MAX_STREAMS);
     }

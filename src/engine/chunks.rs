@@ -4,20 +4,22 @@
 //! insertion moves the boundaries near it and no others, and both peers cut
 //! the same bytes the same way without talking.
 //!
-//! Chunking a reader streams: memory stays under a few maximum chunks
-//! whatever the file's size ([`CHUNKS_IN_FLIGHT`]). It uses two threads, so
-//! a big file keeps two cores busy: one reads and cuts (FastCDC's gear hash,
-//! the slower half), the other hashes each chunk and the whole file (the
-//! BLAKE3 every ferry write checks).
+//! Chunking a reader streams in bounded memory and keeps both cores busy
+//! ([`chunk_reader`]): the file is read in segments, each segment is cut on
+//! a worker thread as if a chunk began at its start, and one thread stitches
+//! the segments together, cutting afresh from the last true cut until its
+//! cuts meet the segment's (a cut depends only on the bytes after the one
+//! before, so once they meet they agree to the segment's end). The result is
+//! exactly the cuts of one pass over the file ([`chunk_bytes`]).
 //!
 //! Nothing here touches the network or the clock; [`super::hash_tree`]
 //! builds the tree of hashes that the peers compare.
 
 use std::io::{self, Read};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 
-use fastcdc::v2020::{FastCDC, StreamCDC};
+use fastcdc::v2020::FastCDC;
 
 /// The smallest chunk FastCDC cuts, except a file's last. A quarter of the
 /// average, as FastCDC's authors suggest: it skips a quarter of the gear
@@ -37,10 +39,23 @@ pub const AVG_CHUNK_BYTES: usize = 64 * 1024;
 /// peer may name in one chunk, and the streaming chunker's buffer.
 pub const MAX_CHUNK_BYTES: usize = 256 * 1024;
 
-/// Chunks queued between the cutting thread and the hashing thread: enough
-/// to ride out a slow read, few enough that memory stays bounded (this many
-/// maximum chunks, 2 MiB, plus the cutter's own buffer).
-pub const CHUNKS_IN_FLIGHT: usize = 8;
+/// Bytes read and cut as one segment: big enough that stitching costs a
+/// chunk or two in a hundred, small enough that [`SEGMENTS_IN_FLIGHT`] of
+/// them stay a few MiB.
+pub const SEGMENT_BYTES: usize = 2 * 1024 * 1024;
+
+/// Segments read but not yet stitched: two per cutting thread, so neither
+/// waits on the reader, and memory stays bounded whatever the file's size.
+pub const SEGMENTS_IN_FLIGHT: usize = 4;
+
+/// Threads cutting segments: one per core of the machines ferry runs on
+/// (two here); the reader and the stitcher take little beside them.
+const CUTTERS: usize = 2;
+
+/// How far past a segment's start the stitcher cuts before it gives up on
+/// meeting the segment's own cuts and cuts the whole segment itself (data
+/// without natural cuts, zeros say, never meets).
+const STITCH_WINDOW: usize = 4 * MAX_CHUNK_BYTES;
 
 /// A BLAKE3 hash.
 pub type Hash32 = [u8; 32];
@@ -87,69 +102,233 @@ pub fn chunk_bytes(data: &[u8]) -> ChunkedFile {
     }
 }
 
-/// Chunks everything `reader` yields, in bounded memory, on two threads
-/// (see the module docs). An error reading stops both threads and is
+/// Chunks everything `reader` yields, in bounded memory, on several
+/// threads (see the module docs). An error reading stops them all and is
 /// returned as it came.
 pub fn chunk_reader<R: Read + Send>(reader: R) -> io::Result<ChunkedFile> {
+    chunk_segments(reader, SEGMENT_BYTES)
+}
+
+/// A segment of the file as read, and where it starts.
+struct Segment {
+    start: u64,
+    data: Arc<Vec<u8>>,
+}
+
+/// A segment cut on its own, as if a chunk began at its start: each chunk's
+/// end (from the segment's start) and hash. The last ends at the segment's
+/// end, which is a true cut only at the end of the file.
+struct CutSegment {
+    segment: Segment,
+    cuts: Vec<(usize, Hash32)>,
+}
+
+fn chunk_segments<R: Read + Send>(mut reader: R, segment_bytes: usize) -> io::Result<ChunkedFile> {
+    let first = read_segment(&mut reader, segment_bytes)?;
+    if first.len() < segment_bytes {
+        // The whole file in one read: no thread is worth starting.
+        return Ok(chunk_bytes(&first));
+    }
     thread::scope(|scope| {
-        let (to_hasher, from_cutter) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
-        // The hasher thread also keeps the whole-file hash: FastCDC's gear
-        // hash is the slower half, so the cutter does that alone.
-        let hasher = scope.spawn(move || {
-            let mut whole = blake3::Hasher::new();
-            let chunks = from_cutter
-                .into_iter()
-                .map(|data| {
-                    whole.update(&data);
-                    (*blake3::hash(&data).as_bytes(), data.len() as u32)
-                })
-                .collect::<Vec<_>>();
-            (chunks, whole.finalize())
+        let mut to_cutters = Vec::new();
+        let mut from_cutters = Vec::new();
+        for _ in 0..CUTTERS {
+            let (to_cutter, segments) = mpsc::sync_channel::<Segment>(SEGMENTS_IN_FLIGHT / CUTTERS);
+            let (to_stitcher, cut) = mpsc::sync_channel::<CutSegment>(1);
+            scope.spawn(move || {
+                for segment in segments {
+                    let cuts = cut_alone(&segment.data);
+                    if to_stitcher.send(CutSegment { segment, cuts }).is_err() {
+                        break;
+                    }
+                }
+            });
+            to_cutters.push(to_cutter);
+            from_cutters.push(cut);
+        }
+        let stitcher = scope.spawn(move || {
+            let mut stitch = Stitch::default();
+            for k in 0.. {
+                match from_cutters[k % CUTTERS].recv() {
+                    Ok(cut) => stitch.add(cut),
+                    Err(_) => break,
+                }
+            }
+            stitch.finish()
         });
 
-        let mut len = 0u64;
-        let mut cut_error = None;
-        for cut in StreamCDC::new(reader, MIN_CHUNK_BYTES, AVG_CHUNK_BYTES, MAX_CHUNK_BYTES) {
-            let cut = match cut {
-                Ok(cut) => cut,
+        // This thread reads, and hashes the whole file in order.
+        let mut whole = blake3::Hasher::new();
+        let mut start = 0u64;
+        let mut data = first;
+        let mut read_error = None;
+        for k in 0.. {
+            let len = data.len();
+            let data_arc = Arc::new(data);
+            let segment = Segment {
+                start,
+                data: data_arc.clone(),
+            };
+            if to_cutters[k % CUTTERS].send(segment).is_err() {
+                break; // a cutter is gone; the stitcher's join says why
+            }
+            whole.update(&data_arc);
+            drop(data_arc);
+            start += len as u64;
+            if len < segment_bytes {
+                break;
+            }
+            data = match read_segment(&mut reader, segment_bytes) {
+                Ok(data) if data.is_empty() => break,
+                Ok(data) => data,
                 Err(err) => {
-                    cut_error = Some(io::Error::from(err));
+                    read_error = Some(err);
                     break;
                 }
             };
-            len += cut.data.len() as u64;
-            if to_hasher.send(cut.data).is_err() {
-                break; // the hasher is gone; its join says why
-            }
         }
-        // Closing the channel ends the hasher, on error as on success.
-        drop(to_hasher);
-        let (hashed, whole) = hasher
+        // Closing the channels ends the cutters, then the stitcher.
+        drop(to_cutters);
+        let chunks = stitcher
             .join()
-            .map_err(|_| io::Error::other("the chunk hashing thread failed"))?;
-        if let Some(err) = cut_error {
+            .map_err(|_| io::Error::other("the chunk stitching thread failed"))?;
+        if let Some(err) = read_error {
             return Err(err);
         }
-
-        let mut offset = 0u64;
-        let chunks = hashed
-            .into_iter()
-            .map(|(hash, chunk_len)| {
-                let chunk = Chunk {
-                    offset,
-                    len: chunk_len,
-                    hash,
-                };
-                offset += u64::from(chunk_len);
-                chunk
-            })
-            .collect();
         Ok(ChunkedFile {
             chunks,
-            len,
-            file_hash: *whole.as_bytes(),
+            len: start,
+            file_hash: *whole.finalize().as_bytes(),
         })
     })
+}
+
+/// Reads up to `len` bytes: fewer only at the end of the file.
+fn read_segment<R: Read>(reader: &mut R, len: usize) -> io::Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(len);
+    reader.take(len as u64).read_to_end(&mut data)?;
+    Ok(data)
+}
+
+/// Cuts `data` as if it were a whole file, and hashes each chunk.
+fn cut_alone(data: &[u8]) -> Vec<(usize, Hash32)> {
+    FastCDC::new(data, MIN_CHUNK_BYTES, AVG_CHUNK_BYTES, MAX_CHUNK_BYTES)
+        .map(|cut| {
+            let end = cut.offset + cut.length;
+            (end, *blake3::hash(&data[cut.offset..end]).as_bytes())
+        })
+        .collect()
+}
+
+/// The stitcher's state: the chunks so far, and the bytes since the last
+/// true cut, which the next segment's first chunk begins with.
+#[derive(Default)]
+struct Stitch {
+    chunks: Vec<Chunk>,
+    /// Where the last true cut is.
+    at: u64,
+    /// The bytes from `at` to the end of the segments stitched so far: less
+    /// than a maximum chunk, since a run that long always has a cut.
+    carry: Vec<u8>,
+}
+
+impl Stitch {
+    fn push(&mut self, len: usize, hash: Hash32) {
+        self.chunks.push(Chunk {
+            offset: self.at,
+            len: len as u32,
+            hash,
+        });
+        self.at += len as u64;
+    }
+
+    /// Stitches the next segment on. Its own cuts hold from the first one
+    /// this side's cuts meet; before that, this side cuts the carried bytes
+    /// and the segment's first bytes itself: a window of them first, the
+    /// whole segment only when the window is not enough.
+    fn add(&mut self, CutSegment { segment, cuts }: CutSegment) {
+        let data = &segment.data[..];
+        // Where the segment's own chunks begin. Its last chunk ends at the
+        // segment's end, which is no cut: the next segment may carry it on.
+        let own: Vec<usize> = std::iter::once(0)
+            .chain(cuts.iter().map(|&(end, _)| end))
+            .take(cuts.len())
+            .collect();
+        let mut met = None;
+        for window in [MAX_CHUNK_BYTES, STITCH_WINDOW, data.len()] {
+            let window = window.min(data.len());
+            met = self.cut_until_met(&data[..window], &own, window == data.len());
+            if met.is_some() || window == data.len() {
+                break;
+            }
+        }
+        if let Some(k) = met {
+            for &(end, hash) in &cuts[k..cuts.len() - 1] {
+                let begin = (self.at - segment.start) as usize;
+                self.push(end - begin, hash);
+            }
+            let begin = (self.at - segment.start) as usize;
+            self.carry = data[begin..].to_vec();
+        }
+    }
+
+    /// Cuts `carry` and then `data` (the next segment's first bytes) from
+    /// the last true cut until a cut lands where one of the segment's own
+    /// chunks begins (`own`, offsets into `data`): pushes every chunk
+    /// before it and returns which. If none lands there: when `whole`
+    /// (`data` is the whole segment), pushes the cuts made, keeps what
+    /// follows the last in `carry`, and returns `None`; else changes
+    /// nothing and returns `None`, for a wider try.
+    fn cut_until_met(&mut self, data: &[u8], own: &[usize], whole: bool) -> Option<usize> {
+        let carried = self.carry.len();
+        if carried == 0 {
+            return Some(0); // the segment begins at a true cut
+        }
+        let mut joined = Vec::with_capacity(carried + data.len());
+        joined.extend_from_slice(&self.carry);
+        joined.extend_from_slice(data);
+        let mut made = Vec::new();
+        let mut met = None;
+        for cut in FastCDC::new(&joined, MIN_CHUNK_BYTES, AVG_CHUNK_BYTES, MAX_CHUNK_BYTES) {
+            let end = cut.offset + cut.length;
+            if end == joined.len() {
+                break; // the data ran out: not a cut
+            }
+            made.push((
+                cut.length,
+                *blake3::hash(&joined[cut.offset..end]).as_bytes(),
+            ));
+            if let Some(k) = end
+                .checked_sub(carried)
+                .and_then(|at| own.binary_search(&at).ok())
+            {
+                met = Some(k);
+                break;
+            }
+        }
+        if met.is_none() && !whole {
+            return None;
+        }
+        let mut used = 0;
+        for (len, hash) in made {
+            used += len;
+            self.push(len, hash);
+        }
+        if met.is_none() {
+            self.carry = joined[used..].to_vec();
+        }
+        met
+    }
+
+    /// The chunks of the whole file: the carried bytes are its last chunks.
+    fn finish(mut self) -> Vec<Chunk> {
+        let carry = std::mem::take(&mut self.carry);
+        for cut in FastCDC::new(&carry, MIN_CHUNK_BYTES, AVG_CHUNK_BYTES, MAX_CHUNK_BYTES) {
+            let bytes = &carry[cut.offset..cut.offset + cut.length];
+            self.push(cut.length, *blake3::hash(bytes).as_bytes());
+        }
+        self.chunks
+    }
 }
 
 #[cfg(test)]
@@ -216,6 +395,29 @@ pub(crate) mod tests {
         assert_eq!(lens, [max, max, max / 2]);
     }
 
+    /// Runs without natural cuts never meet a segment's own cuts: the
+    /// stitcher cuts those segments itself, and the result is still one
+    /// pass's cuts.
+    #[test]
+    fn segments_without_natural_cuts_are_stitched_as_one_pass() {
+        let mut data = pseudo_random(3, 700_000);
+        data.extend(vec![0u8; 3 * 1024 * 1024 + 5]);
+        data.extend(pseudo_random(4, 900_000));
+        data.extend(vec![9u8; 600_000]);
+        for segment in [100_000, MAX_CHUNK_BYTES, 1_000_003, SEGMENT_BYTES] {
+            let stitched = chunk_segments(&data[..], segment).unwrap();
+            assert_eq!(stitched, chunk_bytes(&data), "segments of {segment}");
+        }
+    }
+
+    #[test]
+    fn a_file_of_whole_segments_ends_on_its_last_byte() {
+        let data = pseudo_random(5, 4 * 300_000);
+        let stitched = chunk_segments(&data[..], 300_000).unwrap();
+        assert_eq!(stitched, chunk_bytes(&data));
+        check_cover(&stitched, &data);
+    }
+
     /// A reader that gives a few bytes at a time, then fails.
     struct FailingReader {
         left: usize,
@@ -258,6 +460,15 @@ pub(crate) mod tests {
             let streamed = chunk_reader(io::BufReader::with_capacity(step, &data[..])).unwrap();
             prop_assert_eq!(&streamed, &in_memory);
             prop_assert_eq!(chunk_bytes(&data), in_memory);
+        }
+
+        /// However the file is split into segments, the stitched cuts are
+        /// one pass's.
+        #[test]
+        fn stitched_segments_cut_as_one_pass(seed in any::<u64>(), len in 0usize..3_000_000, segment in 1usize..700_000) {
+            let data = pseudo_random(seed, len);
+            let stitched = chunk_segments(&data[..], segment).unwrap();
+            prop_assert_eq!(stitched, chunk_bytes(&data));
         }
 
         /// An insertion changes the chunks around it, never the rest: the

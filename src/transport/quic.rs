@@ -18,15 +18,35 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::limits::QuicLimits;
 
+/// The application close codes, which the other end shows.
+pub mod close {
+    /// The connection ends normally: for the peer's streams, as a FIN.
+    pub const DONE: u32 = 0;
+    /// The peer spoke another protocol than `ferry/1`.
+    pub const WRONG_PROTOCOL: u32 = 1;
+    /// The source is under a login penalty.
+    pub const PENALISED: u32 = 2;
+    /// No stream was open for `idle_timeout`.
+    pub const IDLE: u32 = 3;
+    /// The server is shutting down.
+    pub const SHUTTING_DOWN: u32 = 4;
+}
+
 /// The one application protocol a ferry QUIC endpoint speaks; a peer that
 /// offers no other is refused in the handshake.
 pub const ALPN: &[u8] = b"ferry/1";
 
 /// The transport settings both ends use: windows for a fast, distant link,
-/// the stream cap, the idle timeout; the client also sends keep-alives.
+/// the stream cap, the idle timeout, BBR; the client also sends
+/// keep-alives.
 fn transport_config(limits: &QuicLimits, client: bool) -> Arc<quinn::TransportConfig> {
     let mut transport = quinn::TransportConfig::default();
     transport
+        // quinn's default, Cubic, reads every loss as congestion: at 1%
+        // random loss and 50 ms it crawls where Linux's TCP, with BBR as
+        // these machines have it, keeps most of the link. BBR paces to the
+        // bandwidth it measures.
+        .congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()))
         .max_concurrent_bidi_streams(limits.max_streams_per_connection.into())
         // ferry uses bidirectional streams only.
         .max_concurrent_uni_streams(0u32.into())
@@ -193,8 +213,24 @@ impl AsyncRead for QuicStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().recv).poll_read(cx, buf)
+        match ready!(Pin::new(&mut self.get_mut().recv).poll_read(cx, buf)) {
+            Err(err) if closed_done(&err) => Poll::Ready(Ok(())),
+            done => Poll::Ready(done),
+        }
     }
+}
+
+/// Whether a read failed because the peer closed the whole connection
+/// with [`close::DONE`]: the end of the stream, as a TCP peer's FIN. A
+/// client closes so once every request is answered, without waiting for
+/// its stream's own end to be acknowledged.
+fn closed_done(err: &io::Error) -> bool {
+    let done = quinn::VarInt::from_u32(close::DONE);
+    matches!(
+        err.get_ref().and_then(|inner| inner.downcast_ref::<quinn::ReadError>()),
+        Some(quinn::ReadError::ConnectionLost(quinn::ConnectionError::ApplicationClosed(closed)))
+            if closed.error_code == done
+    )
 }
 
 impl AsyncWrite for QuicStream {
@@ -254,6 +290,27 @@ mod tests {
         let granted = |cap: usize| 2 * limits.udp_socket_buffer_bytes.min(cap);
         assert!(socket.recv_buffer_size().unwrap() >= granted(cap("rmem_max")));
         assert!(socket.send_buffer_size().unwrap() >= granted(cap("wmem_max")));
+    }
+
+    #[test]
+    fn only_the_peers_done_close_reads_as_the_end_of_a_stream() {
+        let lost = |code: u32| -> io::Error {
+            quinn::ReadError::ConnectionLost(quinn::ConnectionError::ApplicationClosed(
+                quinn::ApplicationClose {
+                    error_code: quinn::VarInt::from_u32(code),
+                    reason: bytes::Bytes::new(),
+                },
+            ))
+            .into()
+        };
+        assert!(closed_done(&lost(close::DONE)));
+        assert!(!closed_done(&lost(close::IDLE)));
+        assert!(!closed_done(&lost(close::SHUTTING_DOWN)));
+        let reset: io::Error = quinn::ReadError::Reset(quinn::VarInt::from_u32(0)).into();
+        assert!(!closed_done(&reset));
+        let timed_out: io::Error =
+            quinn::ReadError::ConnectionLost(quinn::ConnectionError::TimedOut).into();
+        assert!(!closed_done(&timed_out));
     }
 
     #[test]

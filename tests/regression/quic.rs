@@ -30,3 +30,29 @@ fn quic_requests_in_flight_finish_when_the_server_drains() {
     assert!(out.status.success(), "{out:?}");
     server.assert_exits_0_within(DEADLINE);
 }
+
+/// A QUIC client's close waited until its endpoint was idle: QUIC's
+/// draining period, three probe timeouts, at least 78 ms on loopback (each
+/// is at least quinn's 25 ms ack delay and 1 ms) and about seven round
+/// trips on a long link, added to every command. The close is one packet.
+#[tokio::test]
+async fn a_quic_client_closes_without_waiting_out_the_draining_period() {
+    let server = crate::quic::quic_server(&[]);
+    let mut fastest = std::time::Duration::MAX;
+    for _ in 0..3 {
+        let client = crate::quic::library_client(&server).await;
+        let started = std::time::Instant::now();
+        client.close().await;
+        fastest = fastest.min(started.elapsed());
+    }
+    // The stream's end is still acknowledged first (up to one 25 ms ack
+    // delay on loopback); the fastest of three keeps a busy machine's
+    // scheduling out.
+    assert!(
+        fastest < std::time::Duration::from_millis(70),
+        "the fastest close took {fastest:?}"
+    );
+    // And each close reached the server, which saw its peer end.
+    let closed = server.wait_for_log_lines("QUIC connection closed", 3);
+    assert!(closed.iter().all(|l| l.contains("end=Peer")), "{closed:?}");
+}

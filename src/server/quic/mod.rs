@@ -16,6 +16,11 @@
 //! source, as on TCP. A failed login on any stream that puts its source under
 //! a penalty closes the whole connection, so a guesser cannot go on
 //! opening streams.
+//!
+//! Nothing here parses peer bytes: quinn and rustls read packets, the
+//! handshake, ALPN and Retry tokens, and a stream's bytes go to the
+//! session's frame codec, as a TCP connection's do (fuzzed by
+//! `fuzz/fuzz_targets/frame_decoder.rs` and `header.rs`).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -27,22 +32,8 @@ use tracing::{debug, info, warn};
 
 use super::session::{self, Slot};
 use super::Shared;
-use crate::transport::quic::{negotiated_alpn, QuicStream, ALPN};
+use crate::transport::quic::{close, negotiated_alpn, QuicStream, ALPN};
 use crate::transport::Stream;
-
-/// The application close codes the server sends, which a client shows.
-mod close {
-    /// The connection ends normally.
-    pub const DONE: u32 = 0;
-    /// The peer spoke another protocol than `ferry/1`.
-    pub const WRONG_PROTOCOL: u32 = 1;
-    /// The source is under a login penalty.
-    pub const PENALISED: u32 = 2;
-    /// No stream was open for `idle_timeout`.
-    pub const IDLE: u32 = 3;
-    /// The server is shutting down.
-    pub const SHUTTING_DOWN: u32 = 4;
-}
 
 /// Whether a connection attempt from `source` must first prove its
 /// address with a Retry: every source but loopback, whose packets cannot
