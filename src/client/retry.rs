@@ -15,7 +15,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::ops::ControlFlow;
 use std::time::Duration;
 
-use super::files::{Failure, Side, TransferOptions, TransferReport};
+use super::files::{Failure, FileAction, Side, TransferOptions, TransferReport};
 use super::Client;
 use crate::connection::ConnectionError;
 use crate::engine::transfer::{Progress, TransferEvent};
@@ -114,6 +114,9 @@ pub(crate) struct Attempts {
     /// The files the latest attempt to get that far asked for: those not
     /// delivered if the transfer gives up.
     pending: Vec<Vec<u8>>,
+    /// Files the latest attempt found in place that an earlier one asked
+    /// for: delivered by this transfer, not found up to date.
+    delivered_before: u64,
 }
 
 impl Attempts {
@@ -123,6 +126,7 @@ impl Attempts {
             made: 0,
             asked: HashSet::new(),
             pending: Vec::new(),
+            delivered_before: 0,
         }
     }
 
@@ -148,17 +152,22 @@ impl Attempts {
             return;
         }
         self.pending.clear();
+        self.delivered_before = 0;
         for want in wants {
-            let offset = match &want.action {
-                WantAction::Send { offset, .. } => *offset,
-                WantAction::Stripe { .. } => 0,
-                _ => continue,
-            };
             let Some(path) = entries
                 .get(want.i as usize)
                 .and_then(|e| e.path.to_bytes().ok())
             else {
                 continue;
+            };
+            let offset = match &want.action {
+                WantAction::Send { offset, .. } => *offset,
+                WantAction::Stripe { .. } => 0,
+                WantAction::Skip if self.asked.contains(&path) => {
+                    self.delivered_before += 1;
+                    continue;
+                }
+                _ => continue,
             };
             if self.made > 0 && offset > 0 {
                 progress.event(&TransferEvent::Resumed {
@@ -172,8 +181,9 @@ impl Attempts {
     }
 
     /// A finished attempt's report, set right: a file an earlier attempt
-    /// delivered and this one found "in the way" (without `--force` and
-    /// with `--no-preserve`, its mtime is not the sender's) was delivered.
+    /// delivered is one this transfer delivered, whether this attempt
+    /// found it up to date or "in the way" (without `--force` and with
+    /// `--no-preserve`, its mtime is not the sender's).
     pub(crate) fn settle(&self, report: &mut TransferReport) {
         if self.made == 0 {
             return;
@@ -182,7 +192,14 @@ impl Attempts {
         report
             .failures
             .retain(|f| !(f.code == ErrorCode::Exists.as_str() && self.asked.contains(&f.path)));
-        report.skipped += (before - report.failures.len()) as u64;
+        let delivered = self.delivered_before.min(report.skipped);
+        report.skipped -= delivered;
+        report.files += delivered + (before - report.failures.len()) as u64;
+        for done in &mut report.files_done {
+            if done.action == FileAction::Skipped && self.asked.contains(&done.path) {
+                done.action = FileAction::Sent;
+            }
+        }
     }
 
     /// What a transfer that stopped with `err` ends with: after reconnects
@@ -452,7 +469,35 @@ mod tests {
         let mut retried = report();
         attempts.settle(&mut retried);
         assert_eq!(retried.failures, [exists("theirs")]);
-        assert_eq!(retried.skipped, 1);
+        assert_eq!((retried.files, retried.skipped), (1, 0));
+    }
+
+    #[test]
+    fn a_file_an_earlier_attempt_asked_for_and_now_up_to_date_counts_as_delivered() {
+        let entries = [entry("mine", 10), entry("old", 10)];
+        let mut attempts = Attempts::new(Retry::default());
+        let none = crate::engine::transfer::NoProgress;
+        attempts.planned(&entries, [send(0, 0)].iter(), &none);
+        attempts.made = 1;
+        let skip = |i| Want {
+            i,
+            action: WantAction::Skip,
+        };
+        attempts.planned(&entries, [skip(0), skip(1)].iter(), &none);
+        let outcome = |path: &str| super::super::files::FileOutcome {
+            path: path.as_bytes().to_vec(),
+            size: 10,
+            action: FileAction::Skipped,
+        };
+        let mut report = TransferReport {
+            skipped: 2,
+            files_done: vec![outcome("mine"), outcome("old")],
+            ..TransferReport::default()
+        };
+        attempts.settle(&mut report);
+        assert_eq!((report.files, report.skipped), (1, 1));
+        let actions: Vec<FileAction> = report.files_done.iter().map(|d| d.action).collect();
+        assert_eq!(actions, [FileAction::Sent, FileAction::Skipped]);
     }
 
     #[test]

@@ -195,13 +195,23 @@ fn a_tree_get_cut_midway_delivers_every_file() {
     let run = through(
         &server,
         &proxy,
-        &["get", "-r", "-v", "tree", "--to", arg(&dl)],
+        &["get", "-r", "-v", "--json", "tree", "--to", arg(&dl)],
     )
     .run();
     run.assert_ok()
         .assert_stderr_contains("ferry: reconnected (attempt 1 of 5)");
     assert_eq!(proxy.faults(), 1);
     assert_eq!(shape(&tree(&dl.join("tree"))), shape(&tree(&root)));
+    // The files the first connection delivered count as delivered, not
+    // as found up to date.
+    let summary = &records(&run, "summary")[0];
+    assert_eq!(
+        (&summary["files"], &summary["skipped"]),
+        (&6.into(), &0.into())
+    );
+    assert!(records(&run, "file")
+        .iter()
+        .all(|f| f["action"] != "skipped"));
     assert!(partials_under(&dl).is_empty(), "a partial was left");
 }
 
