@@ -3,6 +3,7 @@
 //! middle of the data whatever the machine's speed.
 
 use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 
 use super::{reconnects, records, resumed_at};
 use crate::files::{
@@ -351,4 +352,29 @@ fn a_put_stalled_in_the_dark_recovers_though_the_server_still_holds_its_partial(
         .assert_stderr_contains("ferry: reconnected (attempt 1 of 5)");
     assert_eq!(hash_file(&server.root().join("big.bin")), hash);
     assert_eq!(proxy.connections(), 2);
+}
+
+#[test]
+fn a_token_refused_on_reconnect_is_not_retried() {
+    let (server, _) = serving_big();
+    // The same certificate (so the pin holds), another token.
+    let state = server.sandbox.path().join("other-state");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&state)
+        .unwrap();
+    for file in ["cert.pem", "key.pem"] {
+        fs::copy(server.state_dir().join(file), state.join(file)).unwrap();
+    }
+    let other = Server::start(&["--state", arg(&state)]);
+    assert_eq!(other.fingerprint(), server.fingerprint());
+    let proxy = Proxy::start(server.addr(), Fault::Cut, MIB, 1);
+    proxy.then_redirect_to(other.addr());
+    let dl = local_dir(&server, "dl");
+    let run = through(&server, &proxy, &["get", "-v", "big.bin", "--to", arg(&dl)]).run();
+    run.assert_code(3)
+        .assert_stderr_contains("the server refused the connection");
+    assert_eq!(reconnects(&run), 0, "{}", run.stderr);
+    assert_eq!(proxy.connections(), 2);
+    assert!(!dl.join("big.bin").exists());
 }
