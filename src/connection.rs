@@ -203,6 +203,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.timeout
     }
 
+    /// Sets how long a read may wait for the peer; returns the old value.
+    /// A transfer lowers it to its stall timeout, so a silent peer is a cut.
+    pub fn set_timeout(&mut self, timeout: Duration) -> Duration {
+        std::mem::replace(&mut self.timeout, timeout)
+    }
+
     /// Whether the stream decrypts what this reader reads (see
     /// [`ConnectionConfig::decrypts`]), so a caller can keep other work off
     /// the task that reads.

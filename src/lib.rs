@@ -20,7 +20,8 @@
 //! - [`server`]: every door (framed, QUIC, the tutorial's, raw echo,
 //!   datagrams, HTTP), who may come in, one task per connection, limits,
 //!   shutdown.
-//! - [`client`]: connect, pin, hello, and one file per service.
+//! - [`client`]: connect, pin, hello, one file per service, and the
+//!   reconnects of a transfer whose connection drops or stalls.
 //! - [`pairing`]: the code, key exchange and proofs of `ferry pair`, as
 //!   both ends run them.
 //! - [`limits`]: every cap and deadline, with its reason.

@@ -18,6 +18,7 @@ mod install;
 mod limits;
 mod pairing;
 mod quic;
+mod reconnect;
 mod regression;
 mod shell;
 mod shutdown;

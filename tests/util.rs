@@ -13,22 +13,28 @@
 //! [`Server`] (`server.rs`), a client run and its result, [`Invocation`] and
 //! [`Run`] (`command.rs`), and [`LibraryServer`], the server as a library
 //! on the test's runtime, with [`WireClient`] (`library.rs`); [`Raw`] speaks
-//! the protocol byte by byte, `fake` plays a broken or hostile server, and
-//! `outside_tool` finds programs nobody here wrote.
+//! the protocol byte by byte, `fake` plays a broken or hostile server,
+//! [`Proxy`] and [`UdpRelay`] stand between a client and a server and cut
+//! or stall its connections, and `outside_tool` finds programs nobody here
+//! wrote.
 
 mod command;
 pub mod fake;
 mod library;
 pub mod outside_tool;
 mod process;
+mod proxy;
 mod raw;
+mod relay;
 mod sandbox;
 mod server;
 
 pub use command::{ferry, Invocation, Output, Run};
 pub use library::{LibraryServer, WireClient};
 pub use process::{read_all_in_background, Process};
+pub use proxy::{Fault, Proxy};
 pub use raw::{frame_bytes, hello_header, Raw};
+pub use relay::UdpRelay;
 pub use sandbox::{Sandbox, FERRY};
 pub use server::{Listening, Server};
 

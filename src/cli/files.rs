@@ -8,14 +8,16 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use ferry::client::files::{
     Failure, FileAction, FileOutcome, Side, TransferOptions, TransferReport,
 };
+use ferry::client::retry::Retry;
 use ferry::client::Error;
 use ferry::client::FileInfo;
+use ferry::client::TransferEvent;
 use ferry::client::WirePath;
 use serde::Serialize;
 
@@ -23,7 +25,7 @@ use super::address::{remote_paths, GetDest, GetPlan, PutPlan, PutSources, Remote
 use super::copy::{expand_sources, get_to_stdout, put_planned, spool_stdin};
 use super::output::{escape_line, format_utc, print_escaped_line, print_peer_bytes};
 use super::progress::TransferBar;
-use super::{connect, GlobalArgs};
+use super::{connect, parse_seconds, GlobalArgs};
 
 /// Flags shared by `put` and `get`.
 #[derive(Debug, Args)]
@@ -47,11 +49,25 @@ pub struct TransferFlags {
     /// round trip, up to 8.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=8))]
     streams: Option<u32>,
+    /// Reconnect after a dropped or stalled connection up to N times,
+    /// waiting a little longer each time, and go on where the transfer
+    /// stopped: files already in place are skipped and a partial file
+    /// continues from its verified bytes. 0 ends the command at the
+    /// first cut.
+    #[arg(long, value_name = "N", default_value_t = Retry::DEFAULT_RETRIES)]
+    retries: u32,
+    /// Count the connection as cut once no byte has moved either way for
+    /// this long (`15s`, `0.5s`) while a transfer is in flight.
+    #[arg(long, value_name = "DURATION", value_parser = parse_stall_timeout,
+          default_value = "15s")]
+    stall_timeout: Duration,
     /// Print one JSON object per line on stdout: each failed file
     /// (`"event": "failed"`, with its path, code and side), with -v each
     /// other file (`"event": "file"`: path, size, action `sent`, `skipped`
-    /// or `resumed`), each md5 with --md5, and a summary last (files,
-    /// bytes, resumed_bytes, skipped, failed, left_out, seconds).
+    /// or `resumed`), each md5 with --md5, the connection's `stalled`,
+    /// `reconnected` and `resumed` events as they happen, and a summary
+    /// last (files, bytes, resumed_bytes, skipped, failed, left_out,
+    /// seconds).
     #[arg(long)]
     json: bool,
 }
@@ -76,6 +92,68 @@ impl TransferFlags {
             md5: false,
             list_files: false,
             streams: self.streams,
+            retry: Retry {
+                retries: self.retries,
+                stall_timeout: self.stall_timeout,
+            },
+        }
+    }
+
+    /// The transfer's bar, telling connection events as `-v` and `--json`
+    /// ask.
+    fn bar(&self, global: &GlobalArgs) -> Arc<TransferBar> {
+        let human = global.verbose > 0 && !global.quiet;
+        let json = self.json;
+        let print = move |event: &TransferEvent| print_event(event, human, json);
+        Arc::new(TransferBar::new(global.quiet).with_events(Box::new(print)))
+    }
+}
+
+/// A stall timeout: seconds as `ferry serve`'s timeouts take them (`15`,
+/// `15s`, `0.5`), more than 0.
+fn parse_stall_timeout(text: &str) -> Result<Duration, String> {
+    match parse_seconds(text)? {
+        zero if zero.is_zero() => Err("a stall timeout of 0 would cut every connection".into()),
+        timeout => Ok(timeout),
+    }
+}
+
+/// One connection event: a line on stderr for people, a record on stdout
+/// for `--json`. A failed print is dropped: the transfer matters more.
+fn print_event(event: &TransferEvent, human: bool, json: bool) {
+    if human {
+        eprintln!("ferry: {}", escape_line(&event_line(event)));
+    }
+    if json {
+        let record = match event {
+            TransferEvent::Stalled { after } => Record::Stalled {
+                seconds: after.as_secs_f64(),
+            },
+            TransferEvent::Reconnected { attempt, of } => Record::Reconnected {
+                attempt: *attempt,
+                of: *of,
+            },
+            TransferEvent::Resumed { path, from } => Record::Resumed {
+                path: JsonPath::of(path),
+                offset: *from,
+            },
+        };
+        let _ = print_record(&record);
+    }
+}
+
+/// `stalled: no progress for 15s`, `reconnected (attempt 2 of 5)`,
+/// `resumed big.iso at 1048576`.
+fn event_line(event: &TransferEvent) -> String {
+    match event {
+        TransferEvent::Stalled { after } => {
+            format!("stalled: no progress for {}s", after.as_secs_f64())
+        }
+        TransferEvent::Reconnected { attempt, of } => {
+            format!("reconnected (attempt {attempt} of {of})")
+        }
+        TransferEvent::Resumed { path, from } => {
+            format!("resumed {} at {from}", String::from_utf8_lossy(path))
         }
     }
 }
@@ -197,7 +275,7 @@ pub async fn put(args: PutArgs, global: &GlobalArgs) -> Result<(), Error> {
         PutSources::Files(_) => None,
     };
     let mut client = connect(global).await?;
-    let bar = Arc::new(TransferBar::new(global.quiet));
+    let bar = args.flags.bar(global);
     let started = Instant::now();
     let options = TransferOptions {
         list_files: global.verbose > 0,
@@ -231,7 +309,7 @@ pub async fn get(args: GetArgs, global: &GlobalArgs) -> Result<(), Error> {
         return finish_transfer("received", report, started, false, global);
     }
     let mut client = connect(global).await?;
-    let bar = Arc::new(TransferBar::new(global.quiet));
+    let bar = args.flags.bar(global);
     let started = Instant::now();
     let mut total = TransferReport::default();
     let options = TransferOptions {
@@ -332,6 +410,16 @@ enum Record<'a> {
         /// For `resumed`: bytes kept from an earlier attempt.
         #[serde(skip_serializing_if = "Option::is_none")]
         resumed_bytes: Option<u64>,
+    },
+    /// Nothing moved for `seconds`: the connection was dropped.
+    Stalled { seconds: f64 },
+    /// A new connection, on reconnect `attempt` of `of`.
+    Reconnected { attempt: u32, of: u32 },
+    /// A file goes on at `offset`, kept from an earlier connection.
+    Resumed {
+        #[serde(flatten)]
+        path: JsonPath,
+        offset: u64,
     },
     /// A received file's md5 (`get --md5`).
     Md5 {
@@ -688,6 +776,27 @@ mod tests {
             "\"d/a.txt\" exists and differs"
         );
         assert_eq!(failure_line(&failure("vanished")), "d/a.txt: vanished");
+    }
+
+    #[test]
+    fn connection_events_read_as_one_line_each() {
+        let stalled = TransferEvent::Stalled {
+            after: Duration::from_secs(15),
+        };
+        assert_eq!(event_line(&stalled), "stalled: no progress for 15s");
+        let half = TransferEvent::Stalled {
+            after: Duration::from_millis(500),
+        };
+        assert_eq!(event_line(&half), "stalled: no progress for 0.5s");
+        let back = TransferEvent::Reconnected { attempt: 2, of: 5 };
+        assert_eq!(event_line(&back), "reconnected (attempt 2 of 5)");
+        let resumed = TransferEvent::Resumed {
+            path: b"d/big.iso".to_vec(),
+            from: 1_048_576,
+        };
+        assert_eq!(event_line(&resumed), "resumed d/big.iso at 1048576");
+        assert!(parse_stall_timeout("0").is_err());
+        assert_eq!(parse_stall_timeout("1s"), Ok(Duration::from_secs(1)));
     }
 
     #[test]

@@ -628,9 +628,12 @@ fn report_notices(client: &mut Client, quiet: bool) {
     }
 }
 
-/// Parses a number of seconds, fractions allowed: `10`, `0.5`.
+/// Parses a number of seconds, fractions and an `s` allowed: `10`, `0.5`,
+/// `15s`.
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
+        .strip_suffix('s')
+        .unwrap_or(text)
         .parse()
         .map_err(|_| format!("`{text}` is not a number of seconds"))?;
     if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
@@ -712,6 +715,10 @@ mod tests {
     fn seconds_parse_with_fractions_and_refuse_nonsense() {
         assert_eq!(parse_seconds("10"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_seconds("0.25"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_seconds("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_seconds("0.5s"), Ok(Duration::from_millis(500)));
+        assert!(parse_seconds("s").is_err());
+        assert!(parse_seconds("1m").is_err());
         for bad in ["-1", "x", "inf", "NaN", ""] {
             assert!(parse_seconds(bad).is_err(), "{bad}");
         }

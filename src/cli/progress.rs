@@ -7,13 +7,16 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ferry::client::Progress;
+use ferry::client::{Progress, TransferEvent};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::output::escape_line;
 
 /// How long a transfer runs before its bar appears.
 const SHOW_AFTER: Duration = Duration::from_secs(1);
+
+/// Says what happened to a transfer's connection (`-v`, `--json`).
+pub type EventPrinter = Box<dyn Fn(&TransferEvent) + Send + Sync>;
 
 /// A progress bar on stderr that appears after a second.
 pub struct TransferBar {
@@ -23,6 +26,8 @@ pub struct TransferBar {
     /// Where the bar will draw once shown; `None` when it never draws, or
     /// once it is drawing there.
     target: Mutex<Option<ProgressDrawTarget>>,
+    /// Where connection events go, if anywhere.
+    events: Option<EventPrinter>,
 }
 
 impl TransferBar {
@@ -47,7 +52,15 @@ impl TransferBar {
             started: Instant::now(),
             show_after,
             target: Mutex::new(target),
+            events: None,
         }
+    }
+
+    /// The bar, with connection events told to `print` (between the bar's
+    /// drawings, so a line never lands inside it).
+    pub fn with_events(mut self, print: EventPrinter) -> TransferBar {
+        self.events = Some(print);
+        self
     }
 
     /// Removes the bar from the terminal.
@@ -83,6 +96,17 @@ impl Progress for TransferBar {
     fn advanced(&self, bytes: u64) {
         self.bar.inc(bytes);
         self.maybe_show();
+    }
+
+    fn event(&self, event: &TransferEvent) {
+        if let TransferEvent::Reconnected { .. } = event {
+            // What moved counts as done; the next attempt adds what is
+            // left (its `begin`), so the bar does not count a file twice.
+            self.bar.set_length(self.bar.position());
+        }
+        if let Some(print) = &self.events {
+            self.bar.suspend(|| print(event));
+        }
     }
 }
 
@@ -163,6 +187,18 @@ mod tests {
             !text.contains('\x1b'),
             "no raw escape from a name: {text:?}"
         );
+    }
+
+    #[test]
+    fn after_a_reconnect_the_bar_counts_what_is_left_once() {
+        let bar = TransferBar::drawing_to(None, Duration::ZERO);
+        bar.begin(4 << 20);
+        bar.advanced(1 << 20);
+        bar.event(&TransferEvent::Reconnected { attempt: 1, of: 5 });
+        // The retry wants the 3 MiB left.
+        bar.begin(3 << 20);
+        assert_eq!(bar.bar.length(), Some(4 << 20));
+        assert_eq!(bar.bar.position(), 1 << 20);
     }
 
     #[test]

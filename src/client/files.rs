@@ -9,19 +9,21 @@
 //! file: a transfer of a vast tree keeps nothing per file otherwise.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow::Break;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tracing::debug;
 
+use super::retry::{Attempts, Retry};
 use super::{expect_ok, Client};
 use crate::engine::error::{show, FileError};
 use crate::engine::manifest::Manifest;
 use crate::engine::root::{RelPath, Root};
 use crate::engine::transfer::{self, Direction, Progress, ReceiveOptions, ReceivePlan};
 use crate::engine::wire::{
-    rename_top, to_json_lines, Entry, EntryError, Want, WantAction, WirePath,
+    from_json_lines, rename_top, to_json_lines, Entry, EntryError, Want, WantAction, WirePath,
 };
 use crate::error::Error;
 use crate::protocol::Header;
@@ -54,6 +56,8 @@ pub struct TransferOptions {
     /// Connections to spread big files over (`--streams`); `None` picks
     /// them from the round trip ([`super::stripe::auto_streams`]).
     pub streams: Option<u32>,
+    /// What a dropped or stalled connection does ([`super::retry`]).
+    pub retry: Retry,
 }
 
 /// The end of a transfer a failure happened on.
@@ -181,12 +185,35 @@ impl Client {
         self.put_manifest(manifest, to, options, progress).await
     }
 
+    /// Sends `manifest` and what the server wants of it; after a cut,
+    /// again over a new connection, as [`super::retry`] says.
     async fn put_manifest(
         &mut self,
         manifest: Manifest,
         to: &[u8],
         options: TransferOptions,
         progress: Arc<dyn Progress>,
+    ) -> Result<TransferReport, Error> {
+        let manifest = Arc::new(manifest);
+        let mut attempts = Attempts::new(options.retry);
+        self.set_stall_timeout(options.retry.stall_timeout);
+        loop {
+            let options = attempts.options(options);
+            let put = self.put_once(&manifest, to, options, &progress, &mut attempts);
+            let put = put.await;
+            if let Break(ended) = self.after(put, &mut attempts, progress.as_ref()).await {
+                return ended;
+            }
+        }
+    }
+
+    async fn put_once(
+        &mut self,
+        manifest: &Arc<Manifest>,
+        to: &[u8],
+        options: TransferOptions,
+        progress: &Arc<dyn Progress>,
+        attempts: &mut Attempts,
     ) -> Result<TransferReport, Error> {
         debug!(
             entries = manifest.entries.len(),
@@ -204,6 +231,7 @@ impl Client {
             streams,
         };
         let body = Bytes::from(to_json_lines(&manifest.entries));
+        let progress = progress.clone();
         self.connection()
             .send(Request::Put(request).to_header(), body)
             .await?;
@@ -229,8 +257,9 @@ impl Client {
             refused = report.failures.len(),
             "put: the server's answer"
         );
+        attempts.planned(&manifest.entries, wants.iter(), progress.as_ref());
         let listed = options.list_files.then(|| wants.clone());
-        let manifest = Arc::new(manifest);
+        let manifest = manifest.clone();
         let ranges = ticket.and_then(|ticket| {
             let ranges = transfer::RangeSender::new(manifest.clone(), None, &wants)?;
             Some((ticket, ranges))
@@ -331,6 +360,8 @@ impl Client {
             .await
     }
 
+    /// Gets `remote`; after a cut, again over a new connection, as
+    /// [`super::retry`] says.
     async fn get_into(
         &mut self,
         remote: &[u8],
@@ -338,6 +369,27 @@ impl Client {
         rename: Option<&[u8]>,
         options: TransferOptions,
         progress: Arc<dyn Progress>,
+    ) -> Result<TransferReport, Error> {
+        let mut attempts = Attempts::new(options.retry);
+        self.set_stall_timeout(options.retry.stall_timeout);
+        loop {
+            let options = attempts.options(options);
+            let get = self.get_once(remote, to, rename, options, &progress, &mut attempts);
+            let get = get.await;
+            if let Break(ended) = self.after(get, &mut attempts, progress.as_ref()).await {
+                return ended;
+            }
+        }
+    }
+
+    async fn get_once(
+        &mut self,
+        remote: &[u8],
+        to: &Path,
+        rename: Option<&[u8]>,
+        options: TransferOptions,
+        progress: &Arc<dyn Progress>,
+        attempts: &mut Attempts,
     ) -> Result<TransferReport, Error> {
         let requested =
             RelPath::parse(remote).map_err(|e| Error::Usage(format!("{}: {e}", show(remote))))?;
@@ -420,6 +472,11 @@ impl Client {
                 .map(|refused| failure(&entries, refused.clone(), Side::Local)),
         );
         report.skipped = wants.skipped;
+        if options.retry.retries > 0 {
+            // Our own plan's lines: they parse.
+            let asked: Vec<Want> = from_json_lines(&wants.body).unwrap_or_default();
+            attempts.planned(&entries, asked.iter(), progress.as_ref());
+        }
         debug!(
             bytes = wants.bytes_wanted,
             skipped = wants.skipped,

@@ -12,6 +12,7 @@ pub mod files;
 pub mod known_hosts;
 pub mod pair;
 pub mod quic;
+pub mod retry;
 pub mod stream;
 pub mod stripe;
 pub mod sync;
@@ -20,7 +21,7 @@ pub mod token_file;
 // The types this API takes and returns, so that its callers (the CLI among
 // them) need no module but this one.
 pub use crate::engine::state::default_state_dir;
-pub use crate::engine::transfer::Progress;
+pub use crate::engine::transfer::{Progress, TransferEvent};
 pub use crate::engine::wire::WirePath;
 pub use crate::error::{Error, EXIT_CONNECT, EXIT_USAGE};
 pub use crate::escape::{escape_for_terminal, escape_line};
@@ -211,6 +212,10 @@ pub struct Client {
     /// Whether a detachable job's id is written to the command's stderr
     /// as it starts (see [`Client::announce_jobs`]).
     announce_jobs: bool,
+    /// How the first extra stream of the last striped transfer to fail
+    /// by a cut failed: its files fail one by one, not the transfer, so a
+    /// retry is told this way ([`retry`]).
+    stripe_cut: Option<Error>,
 }
 
 /// What a new connection says hello with, and whether its server is on
@@ -395,6 +400,7 @@ impl Client {
             hello_rtt,
             local,
             announce_jobs: false,
+            stripe_cut: None,
         })
     }
 

@@ -98,7 +98,8 @@ impl Client {
             let streams = joined.into_iter();
             join_all(streams.map(|client| receive_on_extra(client, &stripes, progress))).await
         };
-        let (first, _) = tokio::join!(first, extra);
+        let (first, cuts) = tokio::join!(first, extra);
+        self.stripe_cut = cuts.into_iter().flatten().next();
         let mut summary = first?;
         let summary = tokio::task::spawn_blocking(move || {
             stripes.finish(&mut summary, list_files);
@@ -120,11 +121,17 @@ impl Client {
     ) -> Result<SendSummary, TransferError> {
         let options = self.options.clone();
         let streams = streams.min(ranges.ranges_left() as u32).max(1);
+        let cut = std::sync::Mutex::new(None);
         let extra = async {
-            join_all((0..streams).map(|_| send_on_extra(&options, ticket, &ranges, progress)))
-                .await;
+            let cuts =
+                join_all((0..streams).map(|_| send_on_extra(&options, ticket, &ranges, progress)))
+                    .await;
+            *cut.lock().unwrap_or_else(|p| p.into_inner()) = cuts.into_iter().flatten().next();
         };
-        transfer::send_wanted_alongside(self.connection(), (manifest, wants), progress, extra).await
+        let conn = self.connection();
+        let sent = transfer::send_wanted_alongside(conn, (manifest, wants), progress, extra).await;
+        self.stripe_cut = cut.into_inner().unwrap_or_else(|p| p.into_inner());
+        sent
     }
 }
 
@@ -132,42 +139,50 @@ impl Client {
 pub(super) type Joining = tokio::task::JoinHandle<Vec<Result<Client, crate::error::Error>>>;
 
 /// One extra connection of a get: receives ranges until the server ends
-/// them, closes. A failure is the files' to report, not the stream's.
+/// them, closes. A failure is the files' to report, not the stream's; a
+/// cut is returned, for a retry.
 async fn receive_on_extra(
     joined: Result<Client, crate::error::Error>,
     stripes: &StripeReceiver,
     progress: &dyn Progress,
-) {
+) -> Option<crate::error::Error> {
     match joined {
         Ok(mut client) => {
-            if let Err(err) = stripes
+            let received = stripes
                 .receive(client.connection().reader(), progress)
-                .await
-            {
-                debug!("an extra stream stopped: {err}");
-            }
+                .await;
             client.close().await;
+            let err = crate::error::Error::from(received.err()?);
+            debug!("an extra stream stopped: {err}");
+            super::retry::is_cut(&err).then_some(err)
         }
-        Err(err) => debug!("an extra stream could not join: {err}"),
+        Err(err) => {
+            debug!("an extra stream could not join: {err}");
+            super::retry::is_cut(&err).then_some(err)
+        }
     }
 }
 
 /// One extra connection of a put: joins, sends ranges until none is left,
-/// closes.
+/// closes; a cut is returned, for a retry.
 async fn send_on_extra(
     options: &ClientOptions,
     ticket: &str,
     ranges: &Arc<RangeSender>,
     progress: &dyn Progress,
-) {
+) -> Option<crate::error::Error> {
     match Client::join(options, ticket).await {
         Ok(mut client) => {
-            if let Err(err) = ranges.send(client.connection().writer(), progress).await {
-                debug!("an extra stream stopped: {err}");
-            }
+            let sent = ranges.send(client.connection().writer(), progress).await;
             client.close().await;
+            let err = crate::error::Error::from(sent.err()?);
+            debug!("an extra stream stopped: {err}");
+            super::retry::is_cut(&err).then_some(err)
         }
-        Err(err) => debug!("an extra stream could not join: {err}"),
+        Err(err) => {
+            debug!("an extra stream could not join: {err}");
+            super::retry::is_cut(&err).then_some(err)
+        }
     }
 }
 

@@ -58,6 +58,8 @@ async fn a_get_goes_on_when_the_client_moves_to_a_new_port() {
         list_files: false,
         // One connection: the test moves its path.
         streams: Some(1),
+        // The test moves the path; a reconnect would hide a lost one.
+        retry: ferry::client::retry::Retry::never(),
     };
     let get = client.get(b"big.bin", &dl, options, watch.clone());
     let mover = async {

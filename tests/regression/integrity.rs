@@ -573,3 +573,32 @@ fn a_put_manifest_costs_the_server_at_most_twice_its_size() {
         grew >> 20
     );
 }
+
+#[test]
+fn a_cut_get_keeps_the_bytes_that_arrived_before_the_cut() {
+    // The receiver handed data to its file thread in batches of about a
+    // MiB and dropped the batch it was filling when the connection broke,
+    // so a connection cut every MiB or so never got a byte further.
+    let server = Server::start(&[]);
+    crate::files::write_random_file(&server.root().join("big.bin"), 21, 4 << 20);
+    let proxy = crate::util::Proxy::start(server.addr(), crate::util::Fault::Cut, 768 << 10, 1);
+    let dl = crate::files::local_dir(&server, "dl");
+    let run = server
+        // No reconnects: what matters is what the cut left.
+        .client(&[
+            "get",
+            "--retries",
+            "0",
+            "big.bin",
+            "--to",
+            dl.to_str().unwrap(),
+        ])
+        .env("FERRY_SERVER", proxy.addr())
+        .run();
+    run.assert_code(3);
+    let partials = crate::files::partials_under(&dl);
+    assert_eq!(partials.len(), 1, "{partials:?}");
+    let kept = fs::metadata(dl.join(&partials[0])).unwrap().len();
+    // TLS records and frame headers take a little of what crossed.
+    assert!(kept > 512 << 10, "only {kept} bytes kept");
+}

@@ -109,6 +109,35 @@ pub trait Progress: Send + Sync {
     fn delay_for(&self, _bytes: u64) -> Option<std::time::Duration> {
         None
     }
+    /// The connection under the transfer stalled, came back, or a file
+    /// went on where an earlier attempt left it.
+    fn event(&self, _event: &TransferEvent) {}
+}
+
+/// What happened to a transfer's connection, for `-v` and `--json`: a
+/// transfer that outlives its connection says so as it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferEvent {
+    /// Nothing moved for `after`, so the connection was dropped.
+    Stalled {
+        /// The stall timeout that passed.
+        after: std::time::Duration,
+    },
+    /// A new connection said hello, on reconnect `attempt` of `of`.
+    Reconnected {
+        /// Counting from 1.
+        attempt: u32,
+        /// The most there will be (`--retries`).
+        of: u32,
+    },
+    /// A file goes on from `from`: the bytes before it arrived and were
+    /// kept on an earlier connection.
+    Resumed {
+        /// Its path in the transfer.
+        path: Vec<u8>,
+        /// Bytes already there.
+        from: u64,
+    },
 }
 
 /// A rate a sender keeps to, as a token bucket: bytes earn credit at the
@@ -170,6 +199,9 @@ impl Progress for Paced {
     }
     fn delay_for(&self, bytes: u64) -> Option<std::time::Duration> {
         Some(self.limit.delay_for(bytes))
+    }
+    fn event(&self, event: &TransferEvent) {
+        self.inner.event(event)
     }
 }
 

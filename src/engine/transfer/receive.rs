@@ -70,12 +70,32 @@ struct Expected {
 }
 
 /// Reads data frames off the connection and hands them to the file thread,
-/// checking that each file's size is the one its manifest entry gave.
+/// checking that each file's size is the one its manifest entry gave. When
+/// the connection breaks, what arrived before still goes to the file
+/// thread, which keeps it in the partial file for a resume: a connection
+/// that breaks every MiB or so still gets the file across.
 async fn forward_frames<R: AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
     tx: &mpsc::Sender<Vec<Op>>,
     expected: Expected,
     progress: &dyn Progress,
+) -> Result<(), TransferError> {
+    let mut batch: Vec<Op> = Vec::new();
+    let forwarded = forward_batches(reader, tx, expected, progress, &mut batch).await;
+    if forwarded.is_err() && !batch.is_empty() {
+        // Best effort: a file thread that stopped or stalls loses it.
+        let _ = tokio::time::timeout(reader.timeout(), tx.send(batch)).await;
+    }
+    forwarded
+}
+
+/// [`forward_frames`] but for what is left in `batch` when it fails.
+async fn forward_batches<R: AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+    tx: &mpsc::Sender<Vec<Op>>,
+    expected: Expected,
+    progress: &dyn Progress,
+    batch: &mut Vec<Op>,
 ) -> Result<(), TransferError> {
     let Expected {
         entries,
@@ -86,7 +106,6 @@ async fn forward_frames<R: AsyncRead + Unpin>(
     let mut hashing: Option<blake3::Hasher> = None;
     // Ops cross to the file thread in batches of about a chunk, so small
     // files do not cost a wakeup each.
-    let mut batch: Vec<Op> = Vec::new();
     let mut batch_bytes = 0usize;
     // The file thread must take each batch within the request deadline
     // (a disk that stalls stops the transfer, not the connection forever).
@@ -109,14 +128,14 @@ async fn forward_frames<R: AsyncRead + Unpin>(
     };
     loop {
         if batch_bytes >= RECEIVE_BATCH_BYTES || batch.len() >= MAX_BATCH_ITEMS {
-            hand_over(std::mem::take(&mut batch)).await?;
+            hand_over(std::mem::take(batch)).await?;
             batch_bytes = 0;
         }
         let header = reader.expect_header().await?;
         let head = match DataFrame::from_header(&header).map_err(TransferError::Protocol)? {
             DataFrame::Done => {
                 if !batch.is_empty() {
-                    hand_over(batch).await?;
+                    hand_over(std::mem::take(batch)).await?;
                 }
                 return Ok(());
             }
@@ -158,7 +177,7 @@ async fn forward_frames<R: AsyncRead + Unpin>(
             batch_bytes += chunk.len();
             batch.push(Op::Data(chunk));
             if batch_bytes >= RECEIVE_BATCH_BYTES {
-                hand_over(std::mem::take(&mut batch)).await?;
+                hand_over(std::mem::take(batch)).await?;
                 batch_bytes = 0;
             }
         }
