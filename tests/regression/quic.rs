@@ -57,6 +57,41 @@ async fn a_quic_client_closes_without_waiting_out_the_draining_period() {
     assert!(closed.iter().all(|l| l.contains("end=Peer")), "{closed:?}");
 }
 
+/// Over QUIC a client waited, before closing, until the server had
+/// acknowledged the last bytes of its stream, even once exec's exit status
+/// had arrived and nothing it still sent mattered to the server: one more
+/// round trip for every command, or the whole second of grace when the
+/// server did not answer.
+#[tokio::test]
+async fn a_quic_exec_closes_at_once_once_its_exit_status_has_arrived() {
+    let server = crate::quic::quic_server(&[]);
+    let mut client = crate::quic::library_client(&server).await;
+    let request = ferry::client::ExecRequest {
+        argv: Some(vec!["true".into()]),
+        ..ferry::client::ExecRequest::default()
+    };
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let end = client
+        .exec(&request, None::<tokio::io::Empty>, &mut stdout, &mut stderr)
+        .await
+        .expect("the exec ran");
+    assert_eq!(end.exit_code, Some(0), "{end:?}");
+    // A server that acknowledges nothing from now on: the close must not
+    // wait for it.
+    server.signal(rustix::process::Signal::STOP);
+    let started = std::time::Instant::now();
+    client.close().await;
+    let took = started.elapsed();
+    server.signal(rustix::process::Signal::CONT);
+    assert!(
+        took < std::time::Duration::from_millis(500),
+        "the close took {took:?}"
+    );
+    // The server reads the close as the session's end.
+    let closed = server.wait_for_log("QUIC connection closed");
+    assert!(closed.contains("end=Peer"), "{closed}");
+}
+
 /// A QUIC client that closed its connection right after exec's exit status,
 /// before the server had read its end of stdin, was logged as a failed
 /// request (the server waited for that frame to keep the stream in step),
