@@ -482,6 +482,15 @@ pub struct QuicLimits {
     /// How long a Retry token stays good: a round trip or two, so one
     /// seen on the path cannot be replayed later.
     pub retry_token_lifetime: Duration,
+    /// QUIC handshakes in progress (accepted, not yet established) above
+    /// which a source off loopback must first prove its address with a
+    /// Retry, one more round trip. Below it a forged source costs at most
+    /// one handshake's state until `hello_timeout`, and real clients skip
+    /// the round trip; above it, a flood of Initial packets from many
+    /// sources gets stateless Retries. 32 is far more than the handshakes
+    /// a busy server finishes at once, and a small share of
+    /// `max_handshakes` (at most half of it is used, whatever it is set to).
+    pub retry_above_handshakes: usize,
     /// Bytes asked of the kernel for each UDP socket's send and receive
     /// buffers: a burst at 1 Gbit/s for a few milliseconds. The kernel caps
     /// it at `net.core.rmem_max`/`wmem_max`, which root can raise.
@@ -497,6 +506,7 @@ pub const QUIC: QuicLimits = QuicLimits {
     max_idle_timeout: Duration::from_secs(30),
     keep_alive_interval: Duration::from_secs(10),
     retry_token_lifetime: Duration::from_secs(15),
+    retry_above_handshakes: 32,
     udp_socket_buffer_bytes: 8 * 1024 * 1024,
 };
 
@@ -609,6 +619,13 @@ mod tests {
         );
         assert!(limits.drain_timeout <= Duration::from_secs(10));
         assert!(limits.validate().is_ok());
+    }
+
+    #[test]
+    fn quic_asks_for_a_retry_well_before_its_handshakes_run_out() {
+        let max_handshakes = Limits::default().max_handshakes;
+        assert!((8..=64).contains(&QUIC.retry_above_handshakes));
+        assert!(QUIC.retry_above_handshakes <= max_handshakes / 2);
     }
 
     #[test]

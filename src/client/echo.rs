@@ -40,6 +40,7 @@ impl Client {
             Ok(body.freeze())
         };
         let ((), body) = tokio::try_join!(send, receive)?;
+        self.answered();
         Ok(body)
     }
 }

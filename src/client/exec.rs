@@ -124,7 +124,13 @@ impl Client {
                 )
                 .await;
             let err = match streamed {
-                Ok(end) => return Ok(end),
+                Ok(end) => {
+                    // The end frame is the server's last: our end of
+                    // stdin, still on its way, only keeps the stream in
+                    // step for a next request.
+                    self.answered();
+                    return Ok(end);
+                }
                 Err(err) => cut_short(what, err),
             };
             let (
@@ -247,6 +253,7 @@ impl Client {
         let list: JobList = reply
             .to_message()
             .map_err(|e| Error::Protocol(format!("bad jobs reply: {e}")))?;
+        self.answered();
         Ok(list.jobs)
     }
 

@@ -330,6 +330,7 @@ impl Client {
                 })
                 .collect();
         }
+        self.answered();
         Ok(report)
     }
 
@@ -542,6 +543,7 @@ impl Client {
                 .map(|(i, action)| outcome(&entries, i, action))
                 .collect();
         }
+        self.answered();
         Ok(report)
     }
 
@@ -571,6 +573,7 @@ impl Client {
                 "the {cmd} listing's length does not match its header"
             )));
         }
+        self.answered();
         Ok(infos)
     }
 
@@ -641,6 +644,7 @@ impl Client {
                 "unexpected body in the {cmd} reply"
             )));
         }
+        self.answered();
         Ok(reply)
     }
 }

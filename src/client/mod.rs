@@ -201,6 +201,10 @@ pub struct Client {
     key_exchange_group: Option<String>,
     /// The QUIC connection, when the stream is one of its streams.
     quic: Option<quic::QuicLink>,
+    /// Whether the server has answered every request in full (its last
+    /// frame read), so nothing this client still has to send matters to
+    /// it: [`Client::close`] then need not wait for it to be delivered.
+    answered: bool,
     closed: bool,
     /// How it connected: for a striped transfer's extra connections, and
     /// to reconnect to a detachable job.
@@ -395,6 +399,7 @@ impl Client {
             notices,
             key_exchange_group,
             quic,
+            answered: true,
             closed: false,
             options: options.clone(),
             hello_rtt,
@@ -426,19 +431,38 @@ impl Client {
         std::mem::take(&mut self.notices)
     }
 
-    /// The framed connection, for service calls.
+    /// The framed connection, for service calls. A call may send what the
+    /// server needs until it has read the whole answer and says so with
+    /// [`Client::answered`].
     pub(crate) fn connection(&mut self) -> &mut Connection<Stream> {
+        self.answered = false;
         &mut self.conn
     }
 
-    /// Closes the connection politely. Over QUIC the stream is finished
-    /// and its last bytes acknowledged first: unlike TCP's kernel, nothing
-    /// delivers them once this process is gone (a frame the server still
-    /// reads, as exec's end of stdin, would be lost).
+    /// Tells [`Client::close`] that the server's answer to the last request
+    /// has been read to its final frame: the server has everything it
+    /// needed, and what is still on its way (exec's end of stdin, the
+    /// stream's end) it no longer waits for.
+    pub(crate) fn answered(&mut self) {
+        self.answered = true;
+    }
+
+    /// Closes the connection politely. Over QUIC, unless every request was
+    /// answered in full, the stream is finished and its last bytes
+    /// acknowledged first: unlike TCP's kernel, nothing delivers them once
+    /// this process is gone (a chat line, say, would be lost). Once
+    /// answered, the connection closes at once, which saves the round
+    /// trip of that acknowledgement; the server reads the close as the
+    /// stream's end.
     pub async fn close(mut self) {
-        self.conn.shutdown(Duration::from_secs(1)).await;
-        if let Some(link) = &self.quic {
-            link.close(Duration::from_secs(1)).await;
+        let grace = Duration::from_secs(1);
+        match &self.quic {
+            Some(link) if self.answered => link.close(grace).await,
+            Some(link) => {
+                self.conn.shutdown(grace).await;
+                link.close(grace).await;
+            }
+            None => self.conn.shutdown(grace).await,
         }
         self.closed = true;
     }

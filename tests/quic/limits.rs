@@ -278,3 +278,44 @@ async fn five_hundred_idle_connections_cost_bounded_memory_and_leave_nothing_beh
     );
     close_all(&endpoint, again).await;
 }
+
+/// The handshakes in flight decide when a source must answer a Retry; a
+/// failed handshake that stayed counted would, over time, send every
+/// client through the extra round trip.
+#[tokio::test]
+async fn failed_quic_handshakes_leave_the_count_of_handshakes_in_flight() {
+    let server = quic_server(&["-v"]);
+    let addr = super::quic_addr(&server);
+    let failures = 3;
+    for done in 1..=failures {
+        let endpoint = ferry::transport::quic::client_endpoint(addr).unwrap();
+        let h3 = ferry::transport::quic::client_config_with_alpn(b"h3");
+        let connecting = endpoint.connect_with(h3, addr, "localhost").unwrap();
+        let result = tokio::time::timeout(DEADLINE, connecting)
+            .await
+            .expect("an answer within the deadline");
+        result.expect_err("another ALPN fails the handshake");
+        // The client hears the refusal before the server's task has ended
+        // the handshake: one at a time.
+        server.wait_for_log_lines("QUIC handshake failed", done);
+    }
+    let started = server.wait_for_log_lines("QUIC handshake started", failures);
+    assert!(
+        started.iter().all(|l| l.contains("handshakes_in_flight=1")),
+        "each handshake counted while it ran: {started:?}"
+    );
+    let failed = server.wait_for_log_lines("QUIC handshake failed", failures);
+    assert!(
+        failed.iter().all(|l| l.contains("handshakes_in_flight=0")),
+        "{failed:?}"
+    );
+    // A handshake that succeeds after them is the only one counted.
+    let (_endpoint, _connection) = raw_connection(&server).await;
+    let opened = server.wait_for_log("QUIC connection opened");
+    assert!(opened.contains("handshakes_in_flight=0"), "{opened}");
+    let started = server.wait_for_log_lines("QUIC handshake started", failures + 1);
+    assert!(
+        started[failures].contains("handshakes_in_flight=1"),
+        "{started:?}"
+    );
+}

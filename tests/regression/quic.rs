@@ -56,3 +56,76 @@ async fn a_quic_client_closes_without_waiting_out_the_draining_period() {
     let closed = server.wait_for_log_lines("QUIC connection closed", 3);
     assert!(closed.iter().all(|l| l.contains("end=Peer")), "{closed:?}");
 }
+
+/// Over QUIC a client waited, before closing, until the server had
+/// acknowledged the last bytes of its stream, even once exec's exit status
+/// had arrived and nothing it still sent mattered to the server: one more
+/// round trip for every command, or the whole second of grace when the
+/// server did not answer.
+#[tokio::test]
+async fn a_quic_exec_closes_at_once_once_its_exit_status_has_arrived() {
+    let server = crate::quic::quic_server(&[]);
+    let mut client = crate::quic::library_client(&server).await;
+    let request = ferry::client::ExecRequest {
+        argv: Some(vec!["true".into()]),
+        ..ferry::client::ExecRequest::default()
+    };
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let end = client
+        .exec(&request, None::<tokio::io::Empty>, &mut stdout, &mut stderr)
+        .await
+        .expect("the exec ran");
+    assert_eq!(end.exit_code, Some(0), "{end:?}");
+    // A server that acknowledges nothing from now on: the close must not
+    // wait for it.
+    server.signal(rustix::process::Signal::STOP);
+    let started = std::time::Instant::now();
+    client.close().await;
+    let took = started.elapsed();
+    server.signal(rustix::process::Signal::CONT);
+    assert!(
+        took < std::time::Duration::from_millis(500),
+        "the close took {took:?}"
+    );
+    // The server reads the close as the session's end.
+    let closed = server.wait_for_log("QUIC connection closed");
+    assert!(closed.contains("end=Peer"), "{closed}");
+}
+
+/// A QUIC client that closed its connection right after exec's exit status,
+/// before the server had read its end of stdin, was logged as a failed
+/// request (the server waited for that frame to keep the stream in step),
+/// though it had everything it needed.
+#[tokio::test]
+async fn a_quic_client_that_leaves_after_the_exit_status_is_no_failed_request() {
+    let server = crate::quic::quic_server(&[]);
+    let (endpoint, connection) = crate::quic::raw_connection(&server).await;
+    let (mut send, mut recv) = crate::quic::hello_stream(&connection, &server.token()).await;
+    let exec = serde_json::json!({"cmd": "exec", "argv": ["true"]});
+    send.write_all(&crate::util::frame_bytes(&exec, b""))
+        .await
+        .expect("send the exec");
+    let mut frames = Vec::new();
+    while frames
+        .last()
+        .is_none_or(|f: &serde_json::Value| f.get("exit_code").is_none())
+    {
+        let frame = tokio::time::timeout(DEADLINE, crate::quic::read_header(&mut recv))
+            .await
+            .expect("the next frame");
+        frames.push(frame);
+    }
+    assert_eq!(frames[0]["ok"], true, "the welcome: {frames:?}");
+    assert_eq!(frames.last().unwrap()["exit_code"], 0, "{frames:?}");
+    // Gone without the end of stdin, as a client that exits at once.
+    connection.close(0u32.into(), b"done");
+    endpoint.wait_idle().await;
+    let session = server.wait_for_log("stream 1 requests=");
+    assert!(session.contains("end=peer closed"), "{session}");
+    let failed: Vec<String> = server
+        .log()
+        .into_iter()
+        .filter(|l| l.contains("request failed"))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+}

@@ -207,7 +207,9 @@ pub(crate) fn admit(
 
 /// Ends an output stream: the end frame, then (unless it came already)
 /// the client's stdin stream up to its end, so the connection is ready
-/// for the next request.
+/// for the next request. A client that leaves instead (a QUIC client
+/// closes as soon as it has the end frame) has all it asked for: that is
+/// the session's end, not a failed request.
 pub(crate) async fn finish<S: ByteStream>(
     conn: &mut Connection<S>,
     end: &ExecEnd,
@@ -218,7 +220,11 @@ pub(crate) async fn finish<S: ByteStream>(
         .await?;
     conn.writer().flush().await?;
     if !client_done {
-        drain_stdin(conn).await?;
+        match drain_stdin(conn).await {
+            // The session's next read finds the end and closes it.
+            Err(ConnectionError::Closed | ConnectionError::Truncated) => {}
+            drained => drained?,
+        }
     }
     Ok(Outcome::Ok)
 }
