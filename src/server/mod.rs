@@ -237,6 +237,9 @@ pub(crate) struct Shared {
     /// Login penalties per source; `None` with `--no-penalties`.
     pub penalties: Option<std::sync::Mutex<penalty::Penalties>>,
     pub tls: Option<TlsAcceptor>,
+    /// The QUIC door's settings for clients on this machine (another
+    /// congestion controller); `None` without `--quic`.
+    pub quic_loopback: Option<Arc<quinn::ServerConfig>>,
     pub limits: Limits,
     pub handshakes: Arc<Semaphore>,
     pub connections: Arc<Semaphore>,
@@ -296,6 +299,7 @@ impl Server {
         })?;
 
         let mut quic_endpoints = Vec::new();
+        let mut quic_loopback = None;
         if !config.quic.is_empty() {
             let quic_config = crate::transport::quic::server_config(
                 state.cert.clone(),
@@ -304,6 +308,10 @@ impl Server {
                 config.limits.max_handshakes,
             )
             .map_err(|err| Error::Startup(format!("cannot set up QUIC: {err}")))?;
+            quic_loopback = Some(Arc::new(crate::transport::quic::loopback_server_config(
+                &quic_config,
+                &crate::limits::QUIC,
+            )));
             for endpoint in &config.quic {
                 quic_endpoints.extend(bind_quic(endpoint, &quic_config).await?);
             }
@@ -402,6 +410,7 @@ impl Server {
             clients: tokens::ClientStore::new(&config.state_dir),
             penalties,
             tls,
+            quic_loopback,
             handshakes: Arc::new(Semaphore::new(config.limits.max_handshakes)),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             unframed_connections: Arc::new(Semaphore::new(config.limits.max_unframed_connections)),

@@ -36,17 +36,41 @@ pub mod close {
 /// offers no other is refused in the handshake.
 pub const ALPN: &[u8] = b"ferry/1";
 
+/// Where a connection's packets go, which decides how it paces them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// To this machine: no loss, no queue but the kernel's.
+    Loopback,
+    /// Over a network, where loss and long round trips happen.
+    Network,
+}
+
+impl Path {
+    /// The path to `peer`.
+    pub fn to(peer: std::net::IpAddr) -> Path {
+        if peer.to_canonical().is_loopback() {
+            Path::Loopback
+        } else {
+            Path::Network
+        }
+    }
+}
+
 /// The transport settings both ends use: windows for a fast, distant link,
-/// the stream cap, the idle timeout, BBR; the client also sends
-/// keep-alives.
-fn transport_config(limits: &QuicLimits, client: bool) -> Arc<quinn::TransportConfig> {
+/// the stream cap, the idle timeout, the congestion controller for `path`;
+/// the client also sends keep-alives.
+fn transport_config(limits: &QuicLimits, client: bool, path: Path) -> Arc<quinn::TransportConfig> {
     let mut transport = quinn::TransportConfig::default();
-    transport
+    if path == Path::Network {
         // quinn's default, Cubic, reads every loss as congestion: at 1%
         // random loss and 50 ms it crawls where Linux's TCP, with BBR as
         // these machines have it, keeps most of the link. BBR paces to the
-        // bandwidth it measures.
-        .congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()))
+        // bandwidth it measures. On loopback, where nothing is lost,
+        // Cubic moves a big file faster (bench/RESULTS.md, "QUIC against
+        // TLS over TCP").
+        transport.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+    }
+    transport
         .max_concurrent_bidi_streams(limits.max_streams_per_connection.into())
         // ferry uses bidirectional streams only.
         .max_concurrent_uni_streams(0u32.into())
@@ -77,7 +101,7 @@ pub fn server_config(
     let crypto = QuicServerConfig::try_from(tls).map_err(|e| e.to_string())?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config
-        .transport_config(transport_config(limits, false))
+        .transport_config(transport_config(limits, false, Path::Network))
         .migration(true)
         .retry_token_lifetime(limits.retry_token_lifetime)
         // Connection attempts quinn holds before the accept loop takes
@@ -86,10 +110,23 @@ pub fn server_config(
     Ok(config)
 }
 
-/// The client's QUIC configuration: ferry's TLS client (which leaves the
-/// identity check to the pin) with ALPN `ferry/1`.
-pub fn client_config() -> quinn::ClientConfig {
-    client_config_with_alpn(ALPN)
+/// `config` for a connection from a client on this machine: the same but
+/// for the congestion controller ([`Path::Loopback`]).
+pub fn loopback_server_config(
+    config: &quinn::ServerConfig,
+    limits: &QuicLimits,
+) -> quinn::ServerConfig {
+    let mut config = config.clone();
+    config.transport_config(transport_config(limits, false, Path::Loopback));
+    config
+}
+
+/// The client's QUIC configuration for a server over `path`: ferry's TLS
+/// client (which leaves the identity check to the pin) with ALPN `ferry/1`.
+pub fn client_config(path: Path) -> quinn::ClientConfig {
+    let mut config = client_config_with_alpn(ALPN);
+    config.transport_config(transport_config(&crate::limits::QUIC, true, path));
+    config
 }
 
 /// [`client_config`] offering another ALPN, to test that the server
@@ -100,7 +137,7 @@ pub fn client_config_with_alpn(alpn: &[u8]) -> quinn::ClientConfig {
     let crypto = QuicClientConfig::try_from(tls)
         .expect("ferry's TLS client has the TLS 1.3 suite QUIC's initial packets need");
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(transport_config(&crate::limits::QUIC, true));
+    config.transport_config(transport_config(&crate::limits::QUIC, true, Path::Network));
     config
 }
 
@@ -140,7 +177,7 @@ pub fn client_endpoint(server: SocketAddr) -> io::Result<quinn::Endpoint> {
         socket,
         Arc::new(quinn::TokioRuntime),
     )?;
-    endpoint.set_default_client_config(client_config());
+    endpoint.set_default_client_config(client_config(Path::to(server.ip())));
     Ok(endpoint)
 }
 
@@ -270,8 +307,21 @@ mod tests {
     fn configs_build_with_ferrys_certificate_and_provider() {
         let (cert, key) = super::super::tls::generate_certificate().unwrap();
         let key = PrivateKeyDer::try_from(key).unwrap();
-        server_config(CertificateDer::from(cert), key, &crate::limits::QUIC, 16).unwrap();
-        client_config();
+        let config = server_config(CertificateDer::from(cert), key, &crate::limits::QUIC, 16);
+        loopback_server_config(&config.unwrap(), &crate::limits::QUIC);
+        client_config(Path::Loopback);
+        client_config(Path::Network);
+    }
+
+    #[test]
+    fn only_this_machine_is_a_loopback_path() {
+        let path = |ip: &str| Path::to(ip.parse().unwrap());
+        assert_eq!(path("127.0.0.1"), Path::Loopback);
+        assert_eq!(path("127.3.2.1"), Path::Loopback);
+        assert_eq!(path("::1"), Path::Loopback);
+        assert_eq!(path("::ffff:127.0.0.1"), Path::Loopback);
+        assert_eq!(path("10.199.0.2"), Path::Network);
+        assert_eq!(path("::ffff:192.0.2.1"), Path::Network);
     }
 
     #[test]

@@ -160,7 +160,14 @@ async fn serve_connection(
     let remote = incoming.remote_address();
     let source = Some(remote.ip().to_canonical());
     let peer = format!("{remote} (QUIC)");
-    let connecting = match incoming.accept() {
+    // A client on this machine gets loopback's congestion controller.
+    let accepted = match &shared.quic_loopback {
+        Some(config) if remote.ip().to_canonical().is_loopback() => {
+            incoming.accept_with(config.clone())
+        }
+        _ => incoming.accept(),
+    };
+    let connecting = match accepted {
         Ok(connecting) => connecting,
         Err(err) => {
             debug!(%peer, "QUIC connection failed before its handshake: {err}");
