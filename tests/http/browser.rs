@@ -283,9 +283,15 @@ fn a_browser_logs_in_browses_downloads_and_resumes_a_200_mib_upload() {
     browser.go(&format!("{base}/files/"));
     browser.type_into("input[name=token]", &server.token());
     browser.click("form button");
-    let title = browser.script("return document.title;");
-
-    assert!(title.as_str().unwrap().starts_with("share"), "{title}");
+    // The click returns once the form is sent; the listing it leads to
+    // loads after.
+    poll_until("the listing after logging in", DEADLINE, || {
+        let title = browser.script("return document.title;");
+        title
+            .as_str()
+            .is_some_and(|t| t.starts_with("share"))
+            .then_some(())
+    });
     browser.screenshot(&shots.join("listing.png"));
 
     // Browse into a folder and back, then download a file by its link.

@@ -236,8 +236,9 @@ fn a_striped_get_whose_streams_are_cut_goes_on_from_the_verified_ranges() {
     let server = Server::start(&[]);
     let size = 16 * MIB;
     let hash = write_random_file(&server.root().join("big.bin"), 18, size);
-    // The first connection carries no range: both extra streams are cut,
-    // each after a whole 4 MiB range.
+    // The first connection carries no range: an extra stream is cut once
+    // it has moved 6 MiB, after a whole 4 MiB range. Whether both are cut
+    // depends on how the four ranges fall between the two streams.
     let proxy = Proxy::start(server.addr(), Fault::Cut, 6 * MIB, 2);
     let dl = local_dir(&server, "dl");
     let run = through(
@@ -257,7 +258,7 @@ fn a_striped_get_whose_streams_are_cut_goes_on_from_the_verified_ranges() {
     .run();
     run.assert_ok()
         .assert_stderr_contains("ferry: reconnected (attempt 1 of 5)");
-    assert_eq!(proxy.faults(), 2);
+    assert!(proxy.faults() >= 1, "no stream was cut");
     assert_eq!(
         hash_file(&dl.join("big.bin")),
         hash,
@@ -290,7 +291,8 @@ fn a_striped_put_whose_streams_are_cut_goes_on_from_the_verified_ranges() {
     .run();
     run.assert_ok();
     assert_eq!(records(&run, "reconnected").len(), 1, "{}", run.stdout);
-    assert_eq!(proxy.faults(), 2);
+    // As for the get: one stream or both, as the ranges fall.
+    assert!(proxy.faults() >= 1, "no stream was cut");
     // The ranges that arrived whole were not sent again (a striped put's
     // summary counts them as neither sent nor resumed).
     let moved = records(&run, "summary")[0]["bytes"].as_u64().unwrap();
