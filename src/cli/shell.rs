@@ -83,16 +83,7 @@ pub async fn run(args: ShellArgs, global: &GlobalArgs) -> Result<u8, Error> {
         linger_secs: args.detachable.then_some(args.linger.as_secs_f64()),
     };
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let mut winch = signal(SignalKind::window_change())?;
-    let watcher = tokio::spawn(async move {
-        while winch.recv().await.is_some() {
-            if let Some(size) = window_size() {
-                if tx.send(size).await.is_err() {
-                    break;
-                }
-            }
-        }
-    });
+    let watcher = watch_window(tx)?;
     let raw = RawMode::enter()?;
     let mut stdout = tokio::io::stdout();
     let ended = client
@@ -108,15 +99,13 @@ pub async fn run(args: ShellArgs, global: &GlobalArgs) -> Result<u8, Error> {
     Ok(end.shell_status().clamp(0, 255) as u8)
 }
 
-/// Runs `ferry attach` for a detachable shell: the local terminal raw, its
-/// window size sent at once and on each change, as `ferry shell` does.
-pub(super) async fn attach(client: &mut ferry::client::Client, job: &str) -> Result<u8, Error> {
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    if let Some(size) = window_size() {
-        let _ = tx.try_send(size);
-    }
+/// Sends the terminal's window size on `tx` each time it changes, until
+/// the returned task is aborted or the receiver is gone.
+fn watch_window(
+    tx: tokio::sync::mpsc::Sender<(u16, u16)>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let mut winch = signal(SignalKind::window_change())?;
-    let watcher = tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         while winch.recv().await.is_some() {
             if let Some(size) = window_size() {
                 if tx.send(size).await.is_err() {
@@ -124,7 +113,17 @@ pub(super) async fn attach(client: &mut ferry::client::Client, job: &str) -> Res
                 }
             }
         }
-    });
+    }))
+}
+
+/// Runs `ferry attach` for a detachable shell: the local terminal raw, its
+/// window size sent at once and on each change, as `ferry shell` does.
+pub(super) async fn attach(client: &mut ferry::client::Client, job: &str) -> Result<u8, Error> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    if let Some(size) = window_size() {
+        let _ = tx.try_send(size);
+    }
+    let watcher = watch_window(tx)?;
     let raw = RawMode::enter()?;
     let mut stdout = tokio::io::stdout();
     let ended = client

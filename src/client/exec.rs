@@ -59,7 +59,23 @@ impl Client {
         O: AsyncWrite + Unpin,
     {
         let header = Request::Shell(request.clone()).to_header();
-        // A terminal has no stderr: only this client's own notes go there.
+        self.relay_terminal(header, stdin, stdout, resizes).await
+    }
+
+    /// Relays a terminal session (a new shell or an attached one): keys
+    /// in, output out, window sizes along. A terminal has no stderr: only
+    /// this client's own notes go there.
+    async fn relay_terminal<I, O>(
+        &mut self,
+        header: Header,
+        stdin: I,
+        stdout: &mut O,
+        resizes: mpsc::Receiver<(u16, u16)>,
+    ) -> Result<ExecEnd, Error>
+    where
+        I: AsyncRead + Unpin,
+        O: AsyncWrite + Unpin,
+    {
         let mut notes = tokio::io::stderr();
         self.relay(
             "shell",
@@ -224,16 +240,7 @@ impl Client {
             ..AttachRequest::default()
         })
         .to_header();
-        let mut notes = tokio::io::stderr();
-        self.relay(
-            "shell",
-            header,
-            Some(stdin),
-            stdout,
-            &mut notes,
-            Some(resizes),
-        )
-        .await
+        self.relay_terminal(header, stdin, stdout, resizes).await
     }
 
     /// Whether to write a line naming a detachable job, and how to attach

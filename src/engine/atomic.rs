@@ -329,22 +329,7 @@ impl PartialFile {
     /// Writes the last partial block and sets mode and mtime.
     fn finish(&mut self, meta: &FileMeta) -> io::Result<()> {
         self.sparse.finish(&mut self.file, self.len)?;
-        let mode = meta.mode & PRESERVED_MODE_BITS;
-        rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode))?;
-        if let Some((secs, nanos)) = meta.mtime {
-            let time = Timespec {
-                tv_sec: secs,
-                tv_nsec: nanos as _,
-            };
-            rustix::fs::futimens(
-                &self.file,
-                &Timestamps {
-                    last_access: time,
-                    last_modification: time,
-                },
-            )?;
-        }
-        Ok(())
+        set_meta(&self.file, meta)
     }
 
     /// [`PartialFile::seal`] for a sender that sends no hash (the socket
@@ -619,6 +604,27 @@ pub fn sweep_stale_partials(
         }
     }
     Ok(removed)
+}
+
+/// Gives a written file the mode bits ferry keeps and, if the sender sent
+/// one, its mtime: every partial file, whole or striped, is finished so.
+pub(super) fn set_meta(file: &File, meta: &FileMeta) -> io::Result<()> {
+    let mode = meta.mode & PRESERVED_MODE_BITS;
+    rustix::fs::fchmod(file, Mode::from_raw_mode(mode))?;
+    if let Some((secs, nanos)) = meta.mtime {
+        let time = Timespec {
+            tv_sec: secs,
+            tv_nsec: nanos as _,
+        };
+        rustix::fs::futimens(
+            file,
+            &Timestamps {
+                last_access: time,
+                last_modification: time,
+            },
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -21,11 +21,10 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags, Timespec, Timestamps};
+use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
 
 use super::atomic::{
-    identity_at, is_reserved_name, open_own_partial, partial_name, FileMeta, SealedFile,
-    WriteError, PRESERVED_MODE_BITS,
+    identity_at, is_reserved_name, open_own_partial, partial_name, FileMeta, SealedFile, WriteError,
 };
 use super::ranges::{range_len, KeptRanges, RangeBook};
 use super::root::{fstat, Kind};
@@ -239,21 +238,7 @@ impl RangedPartial {
     }
 
     fn finish(&self, meta: &FileMeta) -> io::Result<()> {
-        let mode = meta.mode & PRESERVED_MODE_BITS;
-        rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode))?;
-        if let Some((secs, nanos)) = meta.mtime {
-            let time = Timespec {
-                tv_sec: secs,
-                tv_nsec: nanos as _,
-            };
-            rustix::fs::futimens(
-                &self.file,
-                &Timestamps {
-                    last_access: time,
-                    last_modification: time,
-                },
-            )?;
-        }
+        super::atomic::set_meta(&self.file, meta)?;
         // Still the file this transfer wrote.
         if identity_at(&self.dir, &self.name)? != self.identity {
             return Err(io::Error::new(

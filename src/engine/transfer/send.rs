@@ -378,15 +378,9 @@ fn read_one(
         prefix,
         md5,
     } = asked;
-    // An end frame with no data before it: the receiver fails the file
-    // with this code instead of waiting for it.
-    let fail = |out: &mut Batcher<Chunk>, code: ErrorCode, message: String| {
-        let end = FileEnd::failed(i, code, message);
-        ReadOutcome::pushed(out.push(Chunk::End(end), 0), ReadOutcome::Failed)
-    };
     let (entry, mut file) = match open_listed(manifest, opener, i) {
         Ok(opened) => opened,
-        Err(err) => return fail(out, err.code, err.message),
+        Err(err) => return fail_unsent(out, i, err.code, err.message),
     };
     let mut hasher = Hashes::new(md5);
     let mut offset = offset.min(entry.file_size);
@@ -401,7 +395,7 @@ fn read_one(
             offset = 0;
             hasher = Hashes::new(md5);
             if let Err(err) = file.seek(SeekFrom::Start(0)) {
-                return fail(out, code_of(&err), format!("cannot seek: {err}"));
+                return fail_unsent(out, i, code_of(&err), format!("cannot seek: {err}"));
             }
         }
     }
@@ -463,6 +457,14 @@ struct Striped {
     md5: bool,
 }
 
+/// Fails file `i` before any of its data: an end frame with nothing
+/// before it, so the receiver fails the file with `code` instead of
+/// waiting for it.
+fn fail_unsent(out: &mut Batcher<Chunk>, i: u64, code: ErrorCode, message: String) -> ReadOutcome {
+    let end = FileEnd::failed(i, code, message);
+    ReadOutcome::pushed(out.push(Chunk::End(end), 0), ReadOutcome::Failed)
+}
+
 /// Reads a striped file once, in order, for its end frame: the BLAKE3 (and
 /// md5) of the whole file, or `changed` when it changed since the listing
 /// or the ranges the receiver kept are not this file's (the receiver then
@@ -473,13 +475,9 @@ fn hash_striped(
     out: &mut Batcher<Chunk>,
 ) -> ReadOutcome {
     let i = asked.i;
-    let fail = |out: &mut Batcher<Chunk>, code: ErrorCode, message: String| {
-        let end = FileEnd::failed(i, code, message);
-        ReadOutcome::pushed(out.push(Chunk::End(end), 0), ReadOutcome::Failed)
-    };
     let (entry, mut file) = match open_listed(manifest, opener, i) {
         Ok(opened) => opened,
-        Err(err) => return fail(out, err.code, err.message),
+        Err(err) => return fail_unsent(out, i, err.code, err.message),
     };
     let kept: std::collections::BTreeSet<u64> = asked.kept.into_iter().collect();
     let mut hasher = Hashes::new(asked.md5);
@@ -508,8 +506,9 @@ fn hash_striped(
             .and_then(|h| parse_hash(h).ok())
             == Some(kept_hasher.finalize());
     if !kept_matches {
-        return fail(
+        return fail_unsent(
             out,
+            i,
             ErrorCode::Changed,
             "the ranges kept by an earlier attempt are not this file's; they were dropped, \
              run the transfer again"
