@@ -290,9 +290,16 @@ fn a_striped_put_whose_streams_are_cut_goes_on_from_the_verified_ranges() {
     )
     .run();
     run.assert_ok();
-    assert_eq!(records(&run, "reconnected").len(), 1, "{}", run.stdout);
-    // As for the get: one stream or both, as the ranges fall.
+    // As for the get: one stream or both, as the ranges fall, and the two
+    // cuts may land in one attempt or in two.
     assert!(proxy.faults() >= 1, "no stream was cut");
+    let reconnects = records(&run, "reconnected").len();
+    assert!(
+        (1..=proxy.faults() as usize).contains(&reconnects),
+        "{reconnects} reconnects for {} cuts: {}",
+        proxy.faults(),
+        run.stdout
+    );
     // The ranges that arrived whole were not sent again (a striped put's
     // summary counts them as neither sent nor resumed).
     let moved = records(&run, "summary")[0]["bytes"].as_u64().unwrap();
