@@ -21,17 +21,20 @@ use std::thread;
 
 use fastcdc::v2020::FastCDC;
 
-/// The smallest chunk FastCDC cuts, except a file's last. A quarter of the
-/// average, as FastCDC's authors suggest: it skips a quarter of the gear
-/// hashing and bounds how many chunks a 1 GiB file can have (65,536).
-pub const MIN_CHUNK_BYTES: usize = 16 * 1024;
+/// The smallest chunk FastCDC cuts, except a file's last. Nothing in a
+/// chunk's first bytes can cut it, so the rolling gear hash skips them:
+/// three quarters of the average skip half the gear hashing that the
+/// authors' quarter does (the cut is the cost of a cold delta's receiver),
+/// with the same bytes sent for an edit, and bound how many chunks a 1 GiB
+/// file can have (21,845).
+pub const MIN_CHUNK_BYTES: usize = 48 * 1024;
 
-/// The average chunk FastCDC aims at (it lands near 78 KiB: nothing is cut
-/// in the first 16). An edit costs about one chunk of data on the wire, and
+/// The average chunk FastCDC aims at (it lands near 91 KiB: nothing is cut
+/// in the first 48). An edit costs about one chunk of data on the wire, and
 /// a file one hash and length per chunk in the index and the tree: at this
 /// size the 1 GiB bench (two small edits) sends three chunks, about
-/// 300 KB (rsync: 393 KB), while the index keeps about 14,000 chunks per GiB
-/// (560 KB) and the tree stands 4 levels above them.
+/// 200-300 KB (rsync: 393 KB), while the index keeps about 11,500 chunks per
+/// GiB and the tree stands 4 levels above them.
 pub const AVG_CHUNK_BYTES: usize = 64 * 1024;
 
 /// The largest chunk: four times the average, so a run of bytes with no

@@ -33,12 +33,15 @@ use super::state;
 pub const INDEX_DIR: &str = "sync";
 
 /// The largest index file read. One entry per file and 36 bytes per chunk
-/// (78 KiB on average), so 1 GiB describes about 2 TiB of synced data; a
+/// (91 KiB on average), so 1 GiB describes about 2.5 TiB of synced data; a
 /// bigger file is taken for corrupt and the index is rebuilt.
 pub const MAX_INDEX_BYTES: u64 = 1 << 30;
 
 /// The first bytes of an index file; the last byte is the format version.
-const MAGIC: &[u8; 8] = b"ferryix\x01";
+///
+/// Version 2: chunks cut with a 48 KiB minimum, so a version 1 index (16 KiB)
+/// names cuts this ferry never makes and is rebuilt, not half-reused.
+const MAGIC: &[u8; 8] = b"ferryix\x02";
 
 /// The hash key of index names, so they never pass for another hash.
 const KEY_CONTEXT: &str = "ferry 2026 sync index key v1";
