@@ -358,6 +358,12 @@ def report(b):
                 f"| {tool} | {med(f['cold']):.2f} | {ferry_bytes(f['cold_bytes']):,} | "
                 f"{med(f['warm']):.2f} | {ferry_bytes(f['warm_bytes']):,} |"
             )
+        lines.append("")
+        lines.append("Each run, in order (s):")
+        lines.append("")
+        for tool, f in b.results["delta"].items():
+            runs = lambda xs: " ".join(f"{x:.2f}" for x in xs)
+            lines.append(f"- {tool}: cold {runs(f['cold'])}; warm {runs(f['warm'])}")
         ferry = b.results["delta"]["ferry"]
         best_rsync = min(med(b.results["delta"][t]["cold"]) for t in ["rsync over ssh", "rsync daemon"])
         check(b, ferry_bytes(ferry["cold_bytes"]) < 1_000_000 * SIZE_MB / 1024,

@@ -40,7 +40,7 @@ use crate::connection::{ByteStream, Connection};
 use crate::limits::{SYNC_MAX_NODES_PER_ROUND, SYNC_MAX_TREE_LEVELS};
 use crate::protocol::{ErrorCode, Header};
 
-use super::super::atomic::{FileMeta, PartialFile, SourceId};
+use super::super::atomic::{FileMeta, PartialFile, SourceId, WriteError};
 use super::super::chunks::{Chunk, ChunkedFile, Hash32, MAX_CHUNK_BYTES};
 use super::super::error::{show, FileError};
 use super::super::hash_tree::{parent_hash, Node, Tree, MAX_FAN_OUT};
@@ -48,9 +48,10 @@ use super::super::root::{RelPath, Root};
 use super::super::transfer::{FailedFile, Progress, TransferError};
 use super::super::wire::{parse_hash, DataFrame, Entry, EntryError, FileEnd};
 
-/// Pieces queued for the whole-file hasher: enough that the writer never
-/// waits on it, few enough that memory stays a few MiB.
-const HASHER_QUEUE: usize = 8;
+/// Pieces queued for the file writer, and again for the whole-file hasher:
+/// enough that neither stage waits on the one before, few enough that
+/// memory stays a few MiB.
+const PIPELINE_QUEUE: usize = 8;
 
 /// Bytes of a receiver's own file read and written at once when a run of
 /// its chunks is reused: a few system calls and one message to the hasher
@@ -820,16 +821,17 @@ enum Hashed {
     Received(Bytes),
 }
 
-/// The writer's end of the hasher: pieces go out, copy buffers come back.
-struct HasherFeed {
-    to_hasher: std::sync::mpsc::SyncSender<Hashed>,
+/// The head of a delta file's pipeline: pieces go out to the thread that
+/// writes them and on to the one that hashes them; copy buffers come back.
+struct PipelineFeed {
+    to_writer: std::sync::mpsc::SyncSender<Hashed>,
     pool: std::sync::mpsc::Receiver<Vec<u8>>,
 }
 
-impl HasherFeed {
+impl PipelineFeed {
     /// A buffer of `len` bytes for the next copy, reused when the hasher
     /// is done with one (its old bytes are overwritten, not zeroed): at
-    /// most [`HASHER_QUEUE`] and a few are ever allocated.
+    /// most twice [`PIPELINE_QUEUE`] and a few are ever allocated.
     fn buffer(&self, len: usize) -> Vec<u8> {
         let mut buf = self
             .pool
@@ -842,10 +844,19 @@ impl HasherFeed {
         buf
     }
 
-    /// Hands bytes to the hasher. If it is gone, the file's hash will not
-    /// match and the file is not published: nothing to do here.
-    fn send(&self, piece: Hashed) {
-        let _ = self.to_hasher.send(piece);
+    /// Hands bytes to the writer; `false` when it has stopped on an error,
+    /// which its join returns.
+    fn send(&self, piece: Hashed) -> bool {
+        self.to_writer.send(piece).is_ok()
+    }
+}
+
+impl Hashed {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Hashed::Copied(buf) => buf,
+            Hashed::Received(body) => body,
+        }
     }
 }
 
@@ -897,39 +908,63 @@ impl FileWrite<'_> {
                 return self.fail(error, false, Pending::EndToCome);
             }
         };
-        // The whole file's BLAKE3 is computed on a thread of its own while
-        // this one reads, checks and writes the pieces: two cores, not one.
-        // Copy buffers come back from it to be filled again.
-        let (to_hasher, bytes) = std::sync::mpsc::sync_channel::<Hashed>(HASHER_QUEUE);
+        // Three stages on their own threads, so a run copied from the old
+        // file keeps both cores busy: this one reads (and takes chunks off
+        // the wire and checks them), one writes, one computes the whole
+        // file's BLAKE3. Copy buffers come back from the hasher.
+        let (to_writer, to_write) = std::sync::mpsc::sync_channel::<Hashed>(PIPELINE_QUEUE);
+        let (to_hasher, to_hash) = std::sync::mpsc::sync_channel::<Hashed>(PIPELINE_QUEUE);
         let (to_pool, pool) = std::sync::mpsc::channel::<Vec<u8>>();
         let hasher = std::thread::spawn(move || {
             let mut hasher = blake3::Hasher::new();
-            for piece in bytes {
-                match piece {
-                    Hashed::Copied(buf) => {
-                        hasher.update(&buf);
-                        let _ = to_pool.send(buf);
-                    }
-                    Hashed::Received(body) => {
-                        hasher.update(&body);
-                    }
+            for piece in to_hash {
+                hasher.update(piece.bytes());
+                if let Hashed::Copied(buf) = piece {
+                    let _ = to_pool.send(buf);
                 }
             }
             hasher.finalize()
         });
-        let to_hasher = HasherFeed { to_hasher, pool };
-        let written = self.write_pieces(&mut partial, pieces, &shown, &to_hasher);
-        drop(to_hasher);
-        let chunks = match written {
-            Ok(Ok(chunks)) => chunks,
-            Ok(Err((failure, pending))) => {
-                partial.remove();
-                return self.fail(failure.error, failure.by_sender, pending);
-            }
-            Err(err) => {
+        let (written, wrote) = std::thread::scope(|scope| {
+            let partial = &mut partial;
+            let writer = scope.spawn(move || {
+                for piece in to_write {
+                    partial.write_unhashed(piece.bytes())?;
+                    // If the hasher is gone the file's hash will not match
+                    // and it is not published: nothing to do here.
+                    let _ = to_hasher.send(piece);
+                }
+                Ok::<(), WriteError>(())
+            });
+            let feed = PipelineFeed { to_writer, pool };
+            let written = self.write_pieces(pieces, &shown, &feed);
+            drop(feed);
+            (written, writer.join())
+        });
+        let wrote = match wrote {
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => Some(format!("{}: {err}", show(&shown))),
+            Err(_) => Some(format!("{}: the file writing thread failed", show(&shown))),
+        };
+        let chunks = match (written, wrote) {
+            (Err(err), _) => {
                 partial.remove();
                 return Err(err);
             }
+            (Ok(Err((failure, pending))), None) => {
+                partial.remove();
+                return self.fail(failure.error, failure.by_sender, pending);
+            }
+            (Ok(Err((_, pending))), Some(message)) => {
+                partial.remove();
+                return self.fail(FileError::new(ErrorCode::IoError, message), false, pending);
+            }
+            (Ok(Ok(_)), Some(message)) => {
+                partial.remove();
+                let error = FileError::new(ErrorCode::IoError, message);
+                return self.fail(error, false, Pending::EndToCome);
+            }
+            (Ok(Ok(chunks)), None) => chunks,
         };
         let end = match self.rx.blocking_recv() {
             Some(Arrived::End(end)) if end.file_end == self.target.i => end,
@@ -999,10 +1034,9 @@ impl FileWrite<'_> {
     #[allow(clippy::type_complexity)]
     fn write_pieces(
         &mut self,
-        partial: &mut PartialFile,
         pieces: &[(u64, Piece)],
         shown: &[u8],
-        to_hasher: &HasherFeed,
+        feed: &PipelineFeed,
     ) -> Result<Result<Vec<Chunk>, (FileFailure, Pending)>, TransferError> {
         let i = self.target.i;
         let local = |error: FileError| {
@@ -1044,20 +1078,16 @@ impl FileWrite<'_> {
                     let mut from = first.offset;
                     while from < end {
                         let len = (end - from).min(COPY_BYTES as u64) as usize;
-                        let mut buf = to_hasher.buffer(len);
+                        let mut buf = feed.buffer(len);
                         let read = file
                             .as_ref()
                             .is_some_and(|file| file.read_exact_at(&mut buf, from).is_ok());
                         if !read {
                             return local(copy_changed(shown, path));
                         }
-                        if let Err(err) = partial.write_unhashed(&buf) {
-                            return local(FileError::new(
-                                ErrorCode::IoError,
-                                format!("{}: {err}", show(shown)),
-                            ));
+                        if !feed.send(Hashed::Copied(buf)) {
+                            return local(writer_stopped(shown));
                         }
-                        to_hasher.send(Hashed::Copied(buf));
                         from += len as u64;
                     }
                     for chunk in run {
@@ -1077,13 +1107,9 @@ impl FileWrite<'_> {
                                 "file {i}: a chunk that is not the one its tree names"
                             )));
                         }
-                        if let Err(err) = partial.write_unhashed(&body) {
-                            return local(FileError::new(
-                                ErrorCode::IoError,
-                                format!("{}: {err}", show(shown)),
-                            ));
+                        if !feed.send(Hashed::Received(body)) {
+                            return local(writer_stopped(shown));
                         }
-                        to_hasher.send(Hashed::Received(body));
                         chunks.push(Chunk {
                             offset: at,
                             len,
@@ -1148,6 +1174,15 @@ fn open_source(dest: &Root, path: &RelPath) -> Option<File> {
     )
     .ok()
     .map(|fd: OwnedFd| File::from(fd))
+}
+
+/// The file writer stopped on an error; its join says which, and that is
+/// what the file fails with.
+fn writer_stopped(shown: &[u8]) -> FileError {
+    FileError::new(
+        ErrorCode::IoError,
+        format!("{}: the file could not be written", show(shown)),
+    )
 }
 
 fn copy_changed(shown: &[u8], source: &RelPath) -> FileError {
