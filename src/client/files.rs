@@ -16,6 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tracing::debug;
 
+use super::ramp::End;
 use super::retry::{Attempts, Retry};
 use super::{expect_ok, Client};
 use crate::engine::error::{show, FileError};
@@ -267,7 +268,8 @@ impl Client {
         let sent = match ranges {
             Some((ticket, ranges)) => {
                 let striped = (manifest.clone(), wants);
-                self.send_striped(striped, (&ticket, streams, ranges), progress.as_ref())
+                let ramp = self.ramp_for(options.streams, streams, End::Sending);
+                self.send_striped(striped, (&ticket, streams, ranges), ramp, progress.as_ref())
                     .await
             }
             None => {
@@ -428,10 +430,13 @@ impl Client {
                 .map_err(|why| Error::Usage(format!("{}: {why}", show(name))))?;
         }
 
-        let joining = reply
-            .ticket
-            .as_ref()
-            .map(|ticket| self.open_extra(ticket, streams));
+        let joining = reply.ticket.as_ref().map(|ticket| {
+            self.open_extra(
+                ticket,
+                streams,
+                self.ramp_for(options.streams, streams, End::Receiving),
+            )
+        });
         let local = |err: std::io::Error| {
             Error::Files(FileError::io(to.as_os_str().as_encoded_bytes(), &err))
         };

@@ -12,6 +12,7 @@ pub mod files;
 pub mod known_hosts;
 pub mod pair;
 pub mod quic;
+mod ramp;
 pub mod retry;
 pub mod stream;
 pub mod stripe;
@@ -226,8 +227,16 @@ pub struct Client {
 /// this machine (a striped transfer's automatic choice of streams).
 struct Said<'a> {
     token: String,
-    ticket: Option<&'a str>,
+    ticket: Option<Joins<'a>>,
     local: bool,
+}
+
+/// How an extra connection joins a striped transfer: its ticket, and
+/// whether the server holds its ranges until the client says go.
+#[derive(Clone, Copy)]
+pub(crate) struct Joins<'a> {
+    pub ticket: &'a str,
+    pub hold: bool,
 }
 
 impl Drop for Client {
@@ -252,11 +261,11 @@ impl Client {
     /// Another connection to the same server for a striped transfer, let in
     /// by `ticket` instead of the token (TLS resumes the first one's
     /// session, so no full handshake either).
-    pub(crate) async fn join(options: &ClientOptions, ticket: &str) -> Result<Client, Error> {
-        Client::open(options, Some(ticket)).await
+    pub(crate) async fn join(options: &ClientOptions, joins: Joins<'_>) -> Result<Client, Error> {
+        Client::open(options, Some(joins)).await
     }
 
-    async fn open(options: &ClientOptions, ticket: Option<&str>) -> Result<Client, Error> {
+    async fn open(options: &ClientOptions, ticket: Option<Joins<'_>>) -> Result<Client, Error> {
         let token = match ticket {
             Some(_) => String::new(),
             None => options.resolve_token()?,
@@ -351,9 +360,10 @@ impl Client {
             local,
         } = said;
         let hello = match ticket {
-            Some(ticket) => crate::services::files::stripe::TicketHello {
+            Some(joins) => crate::services::files::stripe::TicketHello {
                 version: PROTOCOL_VERSION,
-                ticket: ticket.to_string(),
+                ticket: joins.ticket.to_string(),
+                hold: joins.hold,
                 client,
             }
             .to_header(),

@@ -2,26 +2,35 @@
 //! and the extra connections that carry the big files' ranges beside the
 //! first one (PROTOCOL.md, "Striping").
 //!
+//! When the streams were chosen automatically, ranges flow on one extra
+//! connection first; the others join held, and go only once the first
+//! one's rate says the link can use them (`ramp.rs`), else they close.
+//!
 //! An extra connection that cannot join (the server is at its connection
 //! limit, the ticket ran out) costs only its share of speed: the ranges are
 //! taken from one queue by whichever streams are up. Ranges that never
 //! arrive leave their file failed and its verified ranges kept, so running
 //! the transfer again continues from them.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::future::join_all;
 use tracing::debug;
 
-use super::{Client, ClientOptions};
+use super::ramp::{End, Ramp, MAX_MEASURING};
+use super::{Client, ClientOptions, Joins};
 use crate::engine::manifest::Manifest;
 use crate::engine::transfer::{
     self, Direction, Progress, RangeSender, ReceivePlan, ReceiveSummary, SendSummary,
-    StripeReceiver, TransferError, Wants,
+    StripeReceiver, TransferError, TransferEvent, Wants,
 };
 use crate::engine::wire::Want;
 use crate::limits::MAX_STREAMS;
+use crate::services::files::stripe::Go;
 
 /// Round trips shorter than this are a LAN's: one stream fills the link.
 const ONE_STREAM_BELOW: Duration = Duration::from_millis(5);
@@ -60,13 +69,24 @@ impl Client {
         }
     }
 
-    /// Starts opening a get's `streams` extra connections with `ticket`,
-    /// while the transfer plans: they are up by the time its wants go out.
-    pub(super) fn open_extra(&self, ticket: &str, streams: u32) -> Joining {
-        let (options, ticket) = (self.options.clone(), ticket.to_string());
-        tokio::spawn(async move {
-            join_all((0..streams).map(|_| Client::join(&options, &ticket))).await
-        })
+    /// How the streams of a transfer that asked for `requested` and gets
+    /// `streams` open: all at once when the user asked for them, else the
+    /// first alone and the rest if its rate says so.
+    pub(super) fn ramp_for(&self, requested: Option<u32>, streams: u32, end: End) -> Option<Ramp> {
+        (requested.is_none() && streams > 1).then(|| Ramp::new(self.hello_rtt, end))
+    }
+
+    /// Starts opening a get's extra connections with `ticket`, while the
+    /// transfer plans: they are up by the time its wants go out. With a
+    /// `ramp`, all but the first are held until it decides.
+    pub(super) fn open_extra(&self, ticket: &str, streams: u32, ramp: Option<Ramp>) -> Joining {
+        let now = if ramp.is_some() { 1 } else { streams };
+        let ticket = ticket.to_string();
+        Joining {
+            opened: join_extra(&self.options, &ticket, now, false),
+            held: join_extra(&self.options, &ticket, streams - now, true),
+            ramp,
+        }
     }
 
     /// Receives a get's data: the small files on this connection, the
@@ -83,7 +103,8 @@ impl Client {
         if stripes.is_empty() {
             // Told there is nothing for them, the server ends them.
             tokio::spawn(async move {
-                for client in joining.await.into_iter().flatten().flatten() {
+                let (opened, held) = tokio::join!(joining.opened, joining.held);
+                for client in opened.into_iter().chain(held).flatten().flatten() {
                     client.close().await;
                 }
             });
@@ -93,10 +114,23 @@ impl Client {
         progress.begin(wants.bytes_wanted);
         transfer::send_wants(self.connection().writer(), Direction::Get, &mut wants).await?;
         let first = plan.receive(self.connection().reader(), progress);
+        let counted = Counted::new(progress);
         let extra = async {
-            let joined = joining.await.unwrap_or_default();
-            let streams = joined.into_iter();
-            join_all(streams.map(|client| receive_on_extra(client, &stripes, progress))).await
+            let Joining { opened, held, ramp } = joining;
+            let receive = |joined: Extra, go| {
+                let streams = joined.into_iter();
+                let receive = |client| receive_on_extra(client, &stripes, &counted, go);
+                join_all(streams.map(receive))
+            };
+            let opened = async { receive(opened.await.unwrap_or_default(), false).await };
+            let more = |go| async move {
+                let held = held.await.unwrap_or_default();
+                match go {
+                    true => receive(held, true).await,
+                    false => decline(held).await,
+                }
+            };
+            ramp_up(opened, ramp, &counted, more).await
         };
         let (first, cuts) = tokio::join!(first, extra);
         self.stripe_cut = cuts.into_iter().flatten().next();
@@ -117,15 +151,30 @@ impl Client {
         &mut self,
         (manifest, wants): (Arc<Manifest>, Vec<Want>),
         (ticket, streams, ranges): (&str, u32, Arc<RangeSender>),
+        ramp: Option<Ramp>,
         progress: &dyn Progress,
     ) -> Result<SendSummary, TransferError> {
-        let options = self.options.clone();
         let streams = streams.min(ranges.ranges_left() as u32).max(1);
+        let ramp = ramp.filter(|_| streams > 1);
+        let now = if ramp.is_some() { 1 } else { streams };
+        let opened = join_extra(&self.options, ticket, now, false);
+        let held = join_extra(&self.options, ticket, streams - now, true);
         let cut = std::sync::Mutex::new(None);
+        let counted = Counted::new(progress);
         let extra = async {
-            let cuts =
-                join_all((0..streams).map(|_| send_on_extra(&options, ticket, &ranges, progress)))
-                    .await;
+            let send = |joined: Extra, go| {
+                let send = |client| send_on_extra(client, &ranges, &counted, go);
+                join_all(joined.into_iter().map(send))
+            };
+            let opened = async { send(opened.await.unwrap_or_default(), false).await };
+            let more = |go| async move {
+                let held = held.await.unwrap_or_default();
+                match go {
+                    true => send(held, true).await,
+                    false => decline(held).await,
+                }
+            };
+            let cuts = ramp_up(opened, ramp, &counted, more).await;
             *cut.lock().unwrap_or_else(|p| p.into_inner()) = cuts.into_iter().flatten().next();
         };
         let conn = self.connection();
@@ -135,60 +184,270 @@ impl Client {
     }
 }
 
-/// A get's extra connections being opened.
-pub(super) type Joining = tokio::task::JoinHandle<Vec<Result<Client, crate::error::Error>>>;
+/// Extra connections as they joined, or why they could not.
+type Extra = Vec<Result<Client, crate::error::Error>>;
 
-/// One extra connection of a get: receives ranges until the server ends
-/// them, closes. A failure is the files' to report, not the stream's; a
-/// cut is returned, for a retry.
-async fn receive_on_extra(
-    joined: Result<Client, crate::error::Error>,
-    stripes: &StripeReceiver,
-    progress: &dyn Progress,
-) -> Option<crate::error::Error> {
-    match joined {
-        Ok(mut client) => {
-            let received = stripes
-                .receive(client.connection().reader(), progress)
-                .await;
-            client.close().await;
-            let err = crate::error::Error::from(received.err()?);
-            debug!("an extra stream stopped: {err}");
-            super::retry::is_cut(&err).then_some(err)
+/// A get's extra connections being opened: those that carry ranges at
+/// once, and those held until the ramp decides.
+pub(super) struct Joining {
+    opened: tokio::task::JoinHandle<Extra>,
+    held: tokio::task::JoinHandle<Extra>,
+    ramp: Option<Ramp>,
+}
+
+/// Starts joining `count` extra connections with `ticket`, `hold`ing them
+/// if asked.
+fn join_extra(
+    options: &ClientOptions,
+    ticket: &str,
+    count: u32,
+    hold: bool,
+) -> tokio::task::JoinHandle<Extra> {
+    let (options, ticket) = (options.clone(), ticket.to_string());
+    tokio::spawn(async move {
+        let joins = Joins {
+            ticket: &ticket,
+            hold,
+        };
+        join_all((0..count).map(|_| Client::join(&options, joins))).await
+    })
+}
+
+/// Closes held connections the link does not need; the server ends them
+/// quietly.
+async fn decline(held: Extra) -> Vec<Option<crate::error::Error>> {
+    join_all(held.into_iter().flatten().map(Client::close)).await;
+    Vec::new()
+}
+
+/// Runs the extra streams opened at once (`first`); with a `ramp`,
+/// measures their rate (`counted`) and, once it decides, `more(true)`
+/// beside them if the link can use the held ones, else `more(false)`. Each
+/// stream's cut, for a retry.
+async fn ramp_up<F, M>(
+    first: F,
+    ramp: Option<Ramp>,
+    counted: &Counted<'_>,
+    more: impl FnOnce(bool) -> M,
+) -> Vec<Option<crate::error::Error>>
+where
+    F: Future<Output = Vec<Option<crate::error::Error>>>,
+    M: Future<Output = Vec<Option<crate::error::Error>>>,
+{
+    let Some(mut ramp) = ramp else {
+        let (mut cuts, more) = tokio::join!(first, more(false));
+        cuts.extend(more);
+        return cuts;
+    };
+    tokio::pin!(first);
+    let go = tokio::select! {
+        mut done = &mut first => {
+            done.extend(more(false).await);
+            return done;
         }
-        Err(err) => {
-            debug!("an extra stream could not join: {err}");
-            super::retry::is_cut(&err).then_some(err)
+        go = measure(&mut ramp, counted) => go,
+    };
+    if go {
+        debug!("striping: one stream is held back by its window; the others go too");
+    } else {
+        debug!("striping: one stream is enough for this link");
+    }
+    let (mut cuts, more) = tokio::join!(first, more(go));
+    cuts.extend(more);
+    cuts
+}
+
+/// Feeds `ramp` the bytes moved every interval until it decides, or
+/// [`MAX_MEASURING`] passed.
+async fn measure(ramp: &mut Ramp, counted: &Counted<'_>) -> bool {
+    let start = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(ramp.interval());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let at = start.elapsed();
+        if let Some(more) = ramp.observe(at, counted.moved.load(Ordering::Relaxed)) {
+            return more;
+        }
+        if at >= MAX_MEASURING {
+            return false;
         }
     }
 }
 
-/// One extra connection of a put: joins, sends ranges until none is left,
-/// closes; a cut is returned, for a retry.
-async fn send_on_extra(
-    options: &ClientOptions,
-    ticket: &str,
-    ranges: &Arc<RangeSender>,
-    progress: &dyn Progress,
-) -> Option<crate::error::Error> {
-    match Client::join(options, ticket).await {
-        Ok(mut client) => {
-            let sent = ranges.send(client.connection().writer(), progress).await;
-            client.close().await;
-            let err = crate::error::Error::from(sent.err()?);
-            debug!("an extra stream stopped: {err}");
-            super::retry::is_cut(&err).then_some(err)
-        }
-        Err(err) => {
-            debug!("an extra stream could not join: {err}");
-            super::retry::is_cut(&err).then_some(err)
+/// A transfer's progress, counting the bytes the extra streams move.
+struct Counted<'a> {
+    inner: &'a dyn Progress,
+    moved: AtomicU64,
+}
+
+impl<'a> Counted<'a> {
+    fn new(inner: &'a dyn Progress) -> Counted<'a> {
+        Counted {
+            inner,
+            moved: AtomicU64::new(0),
         }
     }
+}
+
+impl Progress for Counted<'_> {
+    fn begin(&self, total_bytes: u64) {
+        self.inner.begin(total_bytes);
+    }
+
+    fn file_started(&self, path: &[u8], size: u64) {
+        self.inner.file_started(path, size);
+    }
+
+    fn advanced(&self, bytes: u64) {
+        self.moved.fetch_add(bytes, Ordering::Relaxed);
+        self.inner.advanced(bytes);
+    }
+
+    fn delay_for(&self, bytes: u64) -> Option<Duration> {
+        self.inner.delay_for(bytes)
+    }
+
+    fn event(&self, event: &TransferEvent) {
+        self.inner.event(event);
+    }
+}
+
+/// One extra connection of a get: receives ranges until the server ends
+/// them (first telling a held one to go), closes. A failure is the files'
+/// to report, not the stream's; a cut is returned, for a retry.
+async fn receive_on_extra(
+    joined: Result<Client, crate::error::Error>,
+    stripes: &StripeReceiver,
+    progress: &dyn Progress,
+    go: bool,
+) -> Option<crate::error::Error> {
+    let mut client = match joined {
+        Ok(client) => client,
+        Err(err) => {
+            debug!("an extra stream could not join: {err}");
+            return super::retry::is_cut(&err).then_some(err);
+        }
+    };
+    let received = match say_go(&mut client, go).await {
+        Ok(()) => stripes
+            .receive(client.connection().reader(), progress)
+            .await
+            .map_err(crate::error::Error::from),
+        Err(err) => Err(err),
+    };
+    client.close().await;
+    let err = received.err()?;
+    debug!("an extra stream stopped: {err}");
+    super::retry::is_cut(&err).then_some(err)
+}
+
+/// One extra connection of a put: sends ranges until none is left (first
+/// telling a held one's server to expect them), closes; a cut is returned,
+/// for a retry.
+async fn send_on_extra(
+    joined: Result<Client, crate::error::Error>,
+    ranges: &Arc<RangeSender>,
+    progress: &dyn Progress,
+    go: bool,
+) -> Option<crate::error::Error> {
+    let mut client = match joined {
+        Ok(client) => client,
+        Err(err) => {
+            debug!("an extra stream could not join: {err}");
+            return super::retry::is_cut(&err).then_some(err);
+        }
+    };
+    let sent = match say_go(&mut client, go).await {
+        Ok(()) => ranges
+            .send(client.connection().writer(), progress)
+            .await
+            .map_err(crate::error::Error::from),
+        Err(err) => Err(err),
+    };
+    client.close().await;
+    let err = sent.err()?;
+    debug!("an extra stream stopped: {err}");
+    super::retry::is_cut(&err).then_some(err)
+}
+
+/// Tells a held connection to go, when `go`.
+async fn say_go(client: &mut Client, go: bool) -> Result<(), crate::error::Error> {
+    if go {
+        client.connection().send(Go::header(), Bytes::new()).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::transfer::NoProgress;
+    use std::sync::atomic::AtomicU32;
+
+    /// A stream that moves `rate_mb` MB/s for `secs`, in steps of 10 ms.
+    async fn stream_at(
+        counted: &Counted<'_>,
+        rate_mb: f64,
+        secs: f64,
+    ) -> Vec<Option<crate::error::Error>> {
+        let step = Duration::from_millis(10);
+        for _ in 0..(secs / step.as_secs_f64()) as u32 {
+            tokio::time::sleep(step).await;
+            counted.advanced((rate_mb * 1e6 * step.as_secs_f64()) as u64);
+        }
+        vec![None]
+    }
+
+    /// Streams run by [`ramp_up`] for a first stream at `rate_mb` for
+    /// `secs`, at 50 ms, with 7 more held.
+    async fn streams_run(rate_mb: f64, secs: f64) -> usize {
+        let counted = Counted::new(&NoProgress);
+        let (went, declined) = (AtomicU32::new(0), AtomicU32::new(0));
+        let ramp = Some(Ramp::new(Duration::from_millis(50), End::Receiving));
+        let more = |go| {
+            match go {
+                true => went.fetch_add(7, Ordering::Relaxed),
+                false => declined.fetch_add(7, Ordering::Relaxed),
+            };
+            async move { (0..if go { 7 } else { 0 }).map(|_| None).collect() }
+        };
+        let cuts = ramp_up(stream_at(&counted, rate_mb, secs), ramp, &counted, more).await;
+        let (went, declined) = (went.into_inner(), declined.into_inner());
+        assert_eq!(
+            went + declined,
+            7,
+            "the held streams go or are declined, once"
+        );
+        assert_eq!(cuts.len() as u32, 1 + went);
+        cuts.len()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_stream_held_back_by_its_window_brings_the_rest() {
+        assert_eq!(streams_run(80.0, 3.0).await, 8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_stream_that_fills_a_slow_link_stays_alone() {
+        assert_eq!(streams_run(10.0, 3.0).await, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transfer_done_before_the_link_is_measured_opens_nothing_more() {
+        assert_eq!(streams_run(80.0, 0.05).await, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn streams_the_user_asked_for_are_all_opened_at_once_without_measuring() {
+        let counted = Counted::new(&NoProgress);
+        let more = |go: bool| async move {
+            assert!(!go, "nothing is held");
+            Vec::new()
+        };
+        let first = async { (0..4).map(|_| None).collect() };
+        assert_eq!(ramp_up(first, None, &counted, more).await.len(), 4);
+    }
 
     #[test]
     fn one_stream_on_this_machine_or_a_lan_and_more_the_longer_the_round_trip() {

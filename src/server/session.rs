@@ -410,8 +410,8 @@ async fn join(
         0 => hello.to_message::<TicketHello>().map_err(|e| e.to_string()),
         _ => Err("`hello` carries no body".into()),
     };
-    let ticket = match parsed {
-        Ok(hello) if hello.version == PROTOCOL_VERSION => hello.ticket,
+    let (ticket, hold) = match parsed {
+        Ok(hello) if hello.version == PROTOCOL_VERSION => (hello.ticket, hello.hold),
         Ok(hello) => {
             let message = format!(
                 "protocol version {} is not supported; this server speaks version \
@@ -463,7 +463,7 @@ async fn join(
             return refuse(conn, ErrorCode::ShuttingDown, "the server is shutting down".into())
                 .await;
         }
-        served = joined.serve(&mut conn, shared.limits.request_timeout) => served,
+        served = joined.serve(&mut conn, shared.limits.request_timeout, hold) => served,
     };
     drop(joined);
     match served {

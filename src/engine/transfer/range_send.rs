@@ -143,9 +143,16 @@ impl RangeSender {
                 })
                 .await?;
                 hasher.update(&chunk);
-                progress.advanced(chunk.len() as u64);
                 at += chunk.len() as u64;
-                writer.send_body(Bytes::from(chunk)).await?;
+                // Sent and counted a piece at a time, so progress (and the
+                // rate a client measures its first stream by) moves evenly.
+                let mut chunk = Bytes::from(chunk);
+                while !chunk.is_empty() {
+                    let piece = chunk.split_to(chunk.len().min(CHUNK_BYTES));
+                    let len = piece.len() as u64;
+                    writer.send_body(piece).await?;
+                    progress.advanced(len);
+                }
             }
             let end = RangeFrame::End(RangeEnd {
                 range_end: i,

@@ -97,11 +97,27 @@ impl Joined {
 
     /// Does the transfer's work on this connection, once it is set (within
     /// `wait`): sends or receives ranges until they end.
+    /// A connection that joined with `hold` first waits (within `wait`)
+    /// for `{"go": true}`; a close or anything else ends it quietly.
     pub async fn serve<S: ByteStream>(
         &self,
         conn: &mut Connection<S>,
         wait: Duration,
+        hold: bool,
     ) -> Result<(), ConnectionError> {
+        if hold {
+            let go = tokio::time::timeout(wait, conn.reader().read_header()).await;
+            match go {
+                Ok(Ok(Some(header))) if header.to_message::<Go>().is_ok_and(|go| go.go) => {}
+                Ok(Ok(_)) | Ok(Err(ConnectionError::Closed)) => return Ok(()),
+                Ok(Err(err)) => return Err(err),
+                Err(_) => {
+                    return Err(ConnectionError::Unexpected(
+                        "a held stream was never told to go".into(),
+                    ))
+                }
+            }
+        }
         let mut work = self.job.work.subscribe();
         // A put's work is set before its ticket goes out, and its client
         // sends ranges at once: only a get's may have to be waited for,
@@ -157,9 +173,28 @@ pub struct TicketHello {
     pub version: u32,
     /// The ticket from the transfer's reply, hex.
     pub ticket: String,
+    /// A get's connection that waits for the client's `{"go": true}`
+    /// before ranges come: one the client may not need after all.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hold: bool,
     /// Free-form client name and version, for the server's log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+}
+
+/// `{"go": true}`: what a client tells an extra connection it joined with
+/// `hold`, once it wants the ranges to flow there.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Go {
+    /// Always true.
+    pub go: bool,
+}
+
+impl Go {
+    /// The frame header that says go.
+    pub fn header() -> crate::protocol::Header {
+        crate::protocol::Header::from_message(&Go { go: true })
+    }
 }
 
 impl TicketHello {
@@ -389,5 +424,82 @@ mod tests {
         assert!(waiting.await.unwrap());
         let _open = tickets.redeem(&ticket, now).unwrap();
         assert!(!job.wait_for_streams(Duration::from_millis(10)).await);
+    }
+
+    fn held_pair() -> (Joined, Arc<StripeJob>) {
+        let tickets = Tickets::new(2, Duration::from_secs(30));
+        let now = Instant::now();
+        let (ticket, job) = tickets.mint(&identity(), 1, now).unwrap();
+        (tickets.redeem(&ticket, now).unwrap(), job)
+    }
+
+    fn connections() -> (
+        Connection<tokio::io::DuplexStream>,
+        Connection<tokio::io::DuplexStream>,
+    ) {
+        let config = crate::connection::ConnectionConfig {
+            max_header_bytes: 1024,
+            request_timeout: Duration::from_secs(5),
+            max_write_buffer_bytes: 64 * 1024,
+            decrypts: false,
+        };
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        (Connection::new(a, config), Connection::new(b, config))
+    }
+
+    #[tokio::test]
+    async fn a_held_connection_carries_nothing_until_its_client_says_go() {
+        let (joined, job) = held_pair();
+        job.set_work(StripeWork::Nothing);
+        let (mut server, mut client) = connections();
+        let serving = tokio::spawn(async move {
+            joined
+                .serve(&mut server, Duration::from_secs(10), true)
+                .await
+        });
+        let early = tokio::time::timeout(Duration::from_millis(100), client.reader().read_header());
+        assert!(early.await.is_err(), "nothing before go");
+        client
+            .send(Go::header(), bytes::Bytes::new())
+            .await
+            .unwrap();
+        let end = client.reader().expect_header().await.unwrap();
+        assert_eq!(RangeFrame::from_header(&end), Ok(RangeFrame::Done));
+        serving.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_held_connection_its_client_closes_or_misuses_ends_quietly() {
+        for says in [None, Some(r#"{"range": 0, "offset": 0}"#)] {
+            let (joined, job) = held_pair();
+            job.set_work(StripeWork::Nothing);
+            let (mut server, mut client) = connections();
+            let serving = tokio::spawn(async move {
+                joined
+                    .serve(&mut server, Duration::from_secs(10), true)
+                    .await
+            });
+            if let Some(json) = says {
+                let header = crate::protocol::Header::parse(json.as_bytes()).unwrap();
+                client.send(header, bytes::Bytes::new()).await.unwrap();
+            }
+            drop(client);
+            serving.await.unwrap().unwrap();
+            assert!(
+                job.wait_for_streams(Duration::from_secs(5)).await,
+                "not counted once done"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_connection_never_told_to_go_is_ended_at_the_deadline() {
+        let (joined, job) = held_pair();
+        job.set_work(StripeWork::Nothing);
+        let (mut server, _client) = connections();
+        let served = joined
+            .serve(&mut server, Duration::from_secs(30), true)
+            .await;
+        assert!(served.is_err());
     }
 }
