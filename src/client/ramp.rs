@@ -8,10 +8,11 @@
 //! 100 Mbit/s and 1% loss the eight streams the round trip asks for took
 //! 1.27x one stream's time (bench/RESULTS.md). So a transfer that chose its
 //! streams itself sends ranges on one and holds the others, and measures
-//! the one: as soon as it moves a good part of what a window per round trip
-//! allows, the window holds it back and the others go; if its rate stops
-//! growing below that (slow start doubles it every round trip until the
-//! link or the window stops it), the link does, and it stays alone.
+//! the one: as soon as it moves a good part of what a window per round
+//! trip allows (and more than a link one stream fills), the window holds
+//! it back and the others go; if its rate stops growing below that (slow
+//! start doubles it every round trip until the link or the window stops
+//! it), the link does, and it stays alone.
 //!
 //! Pure arithmetic over the bytes moved and the times given: no clock, no
 //! IO (`stripe.rs` feeds it).
@@ -27,6 +28,14 @@ const WINDOW_BYTES: f64 = 4.0 * 1024.0 * 1024.0;
 /// ms, above what a 100 Mbit/s link carries and below what one stream
 /// reaches on a 1 Gbit/s one.
 const WINDOW_SHARE: f64 = 1.0 / 6.0;
+
+/// The rate one stream must reach however long the round trip, in bytes
+/// per second (14 MB/s, a sixth of a window per 50 ms). Below it the link
+/// is one a single stream fills, and striping only costs: each 4 MiB range
+/// crawls at an eighth of the link and the last ones keep the file waiting
+/// (at 100 ms, 100 Mbit/s and 1% loss eight streams took 1.15x one stream's
+/// time in bench/RESULTS.md, "Ramping up").
+const MIN_RATE: f64 = WINDOW_SHARE * WINDOW_BYTES / 0.050;
 
 /// Growth between two measurements below which the rate has stopped
 /// growing.
@@ -123,7 +132,7 @@ impl Ramp {
 
     /// Whether one stream at `rate` is held back by its window.
     fn more_help(&self, rate: f64) -> bool {
-        rate * self.round_trip.as_secs_f64() >= WINDOW_SHARE * WINDOW_BYTES
+        rate >= MIN_RATE && rate * self.round_trip.as_secs_f64() >= WINDOW_SHARE * WINDOW_BYTES
     }
 }
 
@@ -193,8 +202,20 @@ mod tests {
         let (ramp, decided) = measured(50, &[2.0, 8.0, 16.0, 32.0, 64.0, 80.0]);
         assert_eq!(decided, Some(true));
         assert_eq!(ramp.rates, [8.0e6, 16.0e6, 32.0e6], "decided on 16 and 32");
-        // At 100 ms the same share of a window is half the rate.
-        let (_, decided) = measured(100, &[1.0, 4.0, 8.0, 9.0, 9.5]);
+        // At 10 ms a sixth of a window is 70 MB/s.
+        let (_, decided) = measured(10, &[20.0, 40.0, 60.0, 64.0, 66.0]);
+        assert_eq!(decided, Some(false));
+        let (_, decided) = measured(10, &[20.0, 40.0, 80.0, 100.0]);
+        assert_eq!(decided, Some(true));
+    }
+
+    #[test]
+    fn a_long_round_trip_still_needs_more_than_a_100_mbit_link_to_stripe() {
+        // At 100 ms a sixth of a window is 7 MB/s, but a 100 Mbit/s link
+        // that one stream fills is no place for eight.
+        let (_, decided) = measured(100, &[1.0, 4.0, 8.0, 11.0, 11.5, 11.0]);
+        assert_eq!(decided, Some(false));
+        let (_, decided) = measured(100, &[1.0, 4.0, 8.0, 16.0, 32.0]);
         assert_eq!(decided, Some(true));
     }
 
