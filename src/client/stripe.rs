@@ -70,8 +70,9 @@ impl Client {
     }
 
     /// How the streams of a transfer that asked for `requested` and gets
-    /// `streams` open: all at once when the user asked for them, else the
-    /// first alone and the rest if its rate says so.
+    /// `streams` start: all at once when the user asked for them; else
+    /// ranges flow on the first, and the others, joined held, go only if
+    /// its rate, measured at `end`, says the link can use them.
     pub(super) fn ramp_for(&self, requested: Option<u32>, streams: u32, end: End) -> Option<Ramp> {
         (requested.is_none() && streams > 1).then(|| Ramp::new(self.hello_rtt, end))
     }
