@@ -315,42 +315,41 @@ impl Progress for Counted<'_> {
 }
 
 /// One extra connection of a get: receives ranges until the server ends
-/// them (first telling a held one to go), closes. A failure is the files'
-/// to report, not the stream's; a cut is returned, for a retry.
+/// them. A failure is the files' to report, not the stream's; a cut is
+/// returned, for a retry.
 async fn receive_on_extra(
     joined: Result<Client, crate::error::Error>,
     stripes: &StripeReceiver,
     progress: &dyn Progress,
     go: bool,
 ) -> Option<crate::error::Error> {
-    let mut client = match joined {
-        Ok(client) => client,
-        Err(err) => {
-            debug!("an extra stream could not join: {err}");
-            return super::retry::is_cut(&err).then_some(err);
-        }
-    };
-    let received = match say_go(&mut client, go).await {
-        Ok(()) => stripes
-            .receive(client.connection().reader(), progress)
-            .await
-            .map_err(crate::error::Error::from),
-        Err(err) => Err(err),
-    };
-    client.close().await;
-    let err = received.err()?;
-    debug!("an extra stream stopped: {err}");
-    super::retry::is_cut(&err).then_some(err)
+    on_extra(joined, go, async |client: &mut Client| {
+        let reader = client.connection().reader();
+        stripes.receive(reader, progress).await
+    })
+    .await
 }
 
-/// One extra connection of a put: sends ranges until none is left (first
-/// telling a held one's server to expect them), closes; a cut is returned,
-/// for a retry.
+/// One extra connection of a put: sends ranges until none is left; a cut
+/// is returned, for a retry.
 async fn send_on_extra(
     joined: Result<Client, crate::error::Error>,
     ranges: &Arc<RangeSender>,
     progress: &dyn Progress,
     go: bool,
+) -> Option<crate::error::Error> {
+    on_extra(joined, go, async |client: &mut Client| {
+        ranges.send(client.connection().writer(), progress).await
+    })
+    .await
+}
+
+/// Runs `work` on an extra connection that `joined` (first telling a held
+/// one to go, when `go`), and closes it; a cut is returned, for a retry.
+async fn on_extra(
+    joined: Result<Client, crate::error::Error>,
+    go: bool,
+    work: impl AsyncFnOnce(&mut Client) -> Result<(), TransferError>,
 ) -> Option<crate::error::Error> {
     let mut client = match joined {
         Ok(client) => client,
@@ -359,15 +358,12 @@ async fn send_on_extra(
             return super::retry::is_cut(&err).then_some(err);
         }
     };
-    let sent = match say_go(&mut client, go).await {
-        Ok(()) => ranges
-            .send(client.connection().writer(), progress)
-            .await
-            .map_err(crate::error::Error::from),
+    let worked = match say_go(&mut client, go).await {
+        Ok(()) => work(&mut client).await.map_err(crate::error::Error::from),
         Err(err) => Err(err),
     };
     client.close().await;
-    let err = sent.err()?;
+    let err = worked.err()?;
     debug!("an extra stream stopped: {err}");
     super::retry::is_cut(&err).then_some(err)
 }

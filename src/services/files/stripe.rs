@@ -447,16 +447,27 @@ mod tests {
         (Connection::new(a, config), Connection::new(b, config))
     }
 
-    #[tokio::test]
-    async fn a_held_connection_carries_nothing_until_its_client_says_go() {
+    /// A held connection with nothing to carry, served on a task: the task,
+    /// the client's end, and the transfer's job.
+    fn serve_held() -> (
+        tokio::task::JoinHandle<Result<(), ConnectionError>>,
+        Connection<tokio::io::DuplexStream>,
+        Arc<StripeJob>,
+    ) {
         let (joined, job) = held_pair();
         job.set_work(StripeWork::Nothing);
-        let (mut server, mut client) = connections();
+        let (mut server, client) = connections();
         let serving = tokio::spawn(async move {
             joined
                 .serve(&mut server, Duration::from_secs(10), true)
                 .await
         });
+        (serving, client, job)
+    }
+
+    #[tokio::test]
+    async fn a_held_connection_carries_nothing_until_its_client_says_go() {
+        let (serving, mut client, _job) = serve_held();
         let early = tokio::time::timeout(Duration::from_millis(100), client.reader().read_header());
         assert!(early.await.is_err(), "nothing before go");
         client
@@ -471,14 +482,7 @@ mod tests {
     #[tokio::test]
     async fn a_held_connection_its_client_closes_or_misuses_ends_quietly() {
         for says in [None, Some(r#"{"range": 0, "offset": 0}"#)] {
-            let (joined, job) = held_pair();
-            job.set_work(StripeWork::Nothing);
-            let (mut server, mut client) = connections();
-            let serving = tokio::spawn(async move {
-                joined
-                    .serve(&mut server, Duration::from_secs(10), true)
-                    .await
-            });
+            let (serving, mut client, job) = serve_held();
             if let Some(json) = says {
                 let header = crate::protocol::Header::parse(json.as_bytes()).unwrap();
                 client.send(header, bytes::Bytes::new()).await.unwrap();
