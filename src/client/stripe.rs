@@ -2,9 +2,10 @@
 //! and the extra connections that carry the big files' ranges beside the
 //! first one (PROTOCOL.md, "Striping").
 //!
-//! When the streams were chosen automatically, ranges flow on one extra
-//! connection first; the others join held, and go only once the first
-//! one's rate says the link can use them (`ramp.rs`), else they close.
+//! When the streams were chosen automatically, ranges flow on one or two
+//! extra connections first; the others join held, and go only once the
+//! first ones' rate says the link can use them (`ramp.rs`), else they
+//! close.
 //!
 //! An extra connection that cannot join (the server is at its connection
 //! limit, the ticket ran out) costs only its share of speed: the ranges are
@@ -42,6 +43,13 @@ const ONE_STREAM_BELOW: Duration = Duration::from_millis(5);
 /// raw streams (bench/RESULTS.md, "Over a long link").
 const RTT_PER_STREAM: Duration = Duration::from_millis(6);
 
+/// Streams a get's ranges start on before its ramp decides about the
+/// others: two carry a fast link's first round trips twice as fast as one
+/// and find its rate a round trip sooner, and on a link one stream fills
+/// they cost about nothing (bench/RESULTS.md, "Ramping up"). A put's ramp,
+/// which can only trust its rate once it stops growing, starts on one.
+const FIRST_STREAMS: u32 = 2;
+
 /// How many streams a transfer asks for when `--streams` is not given,
 /// from the round trip of the hello exchange. A TCP stream moves at most
 /// one window per round trip (with 4 MiB windows, 80 MB/s at 50 ms), so
@@ -71,17 +79,21 @@ impl Client {
 
     /// How the streams of a transfer that asked for `requested` and gets
     /// `streams` start: all at once when the user asked for them; else
-    /// ranges flow on the first, and the others, joined held, go only if
-    /// its rate, measured at `end`, says the link can use them.
+    /// ranges flow on the first (two for a get), and the others, joined
+    /// held, go only if their rate, measured at `end`, says the link can
+    /// use them.
     pub(super) fn ramp_for(&self, requested: Option<u32>, streams: u32, end: End) -> Option<Ramp> {
         (requested.is_none() && streams > 1).then(|| Ramp::new(self.hello_rtt, end))
     }
 
     /// Starts opening a get's extra connections with `ticket`, while the
     /// transfer plans: they are up by the time its wants go out. With a
-    /// `ramp`, all but the first are held until it decides.
+    /// `ramp`, all but [`FIRST_STREAMS`] are held until it decides.
     pub(super) fn open_extra(&self, ticket: &str, streams: u32, ramp: Option<Ramp>) -> Joining {
-        let now = if ramp.is_some() { 1 } else { streams };
+        let now = match ramp {
+            Some(_) => FIRST_STREAMS.min(streams),
+            None => streams,
+        };
         let ticket = ticket.to_string();
         Joining {
             opened: join_extra(&self.options, &ticket, now, false),
