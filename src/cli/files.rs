@@ -45,8 +45,9 @@ pub struct TransferFlags {
     /// Spread files of 8 MiB and more over N connections at once, as
     /// ranges written into one partial file and checked as they land (1 to
     /// 8). Smaller files keep to the first connection. Default: 1 to a
-    /// server on this machine or under 5 ms away, else one per 6 ms of
-    /// round trip, up to 8.
+    /// server on this machine or under 5 ms away, else up to one per 6 ms
+    /// of round trip (at most 8), used only if the first ones' rate shows
+    /// the link can take them.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=8))]
     streams: Option<u32>,
     /// Reconnect after a dropped or stalled connection up to N times,
