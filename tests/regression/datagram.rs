@@ -260,13 +260,21 @@ fn assert_within_four_times(request: &[u8], reply: &[u8]) {
     );
 }
 
-/// Sends `request` from `socket` and returns the reply.
+/// Sends `request` from `socket` and returns the reply: the next datagram
+/// from `service`. Others are dropped: the socket's port, below the
+/// ephemeral range, may have been another test's a moment ago, and a late
+/// reply from that test's server may still come to it.
 fn ask_from(socket: &UdpSocket, service: &str, request: &[u8]) -> Vec<u8> {
     socket.send_to(request, service).unwrap();
+    let service: std::net::SocketAddr = service.parse().expect("a service address");
     let mut buf = vec![0u8; 70_000];
-    let (len, _) = socket.recv_from(&mut buf).expect("a reply");
-    buf.truncate(len);
-    buf
+    loop {
+        let (len, from) = socket.recv_from(&mut buf).expect("a reply");
+        if from == service {
+            buf.truncate(len);
+            return buf;
+        }
+    }
 }
 
 #[test]
