@@ -90,16 +90,7 @@ impl Client {
     /// transfer plans: they are up by the time its wants go out. With a
     /// `ramp`, all but [`FIRST_STREAMS`] are held until it decides.
     pub(super) fn open_extra(&self, ticket: &str, streams: u32, ramp: Option<Ramp>) -> Joining {
-        let now = match ramp {
-            Some(_) => FIRST_STREAMS.min(streams),
-            None => streams,
-        };
-        let ticket = ticket.to_string();
-        Joining {
-            opened: join_extra(&self.options, &ticket, now, false),
-            held: join_extra(&self.options, &ticket, streams - now, true),
-            ramp,
-        }
+        Joining::start(&self.options, ticket, (streams, FIRST_STREAMS), ramp)
     }
 
     /// Receives a get's data: the small files on this connection, the
@@ -115,12 +106,7 @@ impl Client {
         let stripes = Arc::new(plan.stripes());
         if stripes.is_empty() {
             // Told there is nothing for them, the server ends them.
-            tokio::spawn(async move {
-                let (opened, held) = tokio::join!(joining.opened, joining.held);
-                for client in opened.into_iter().chain(held).flatten().flatten() {
-                    client.close().await;
-                }
-            });
+            tokio::spawn(joining.close());
             let conn = self.connection();
             return transfer::receive_wanted(conn, Direction::Get, plan, wants, progress).await;
         }
@@ -128,23 +114,9 @@ impl Client {
         transfer::send_wants(self.connection().writer(), Direction::Get, &mut wants).await?;
         let first = plan.receive(self.connection().reader(), progress);
         let counted = Counted::new(progress);
-        let extra = async {
-            let Joining { opened, held, ramp } = joining;
-            let receive = |joined: Extra, go| {
-                let streams = joined.into_iter();
-                let receive = |client| receive_on_extra(client, &stripes, &counted, go);
-                join_all(streams.map(receive))
-            };
-            let opened = async { receive(opened.await.unwrap_or_default(), false).await };
-            let more = |go| async move {
-                let held = held.await.unwrap_or_default();
-                match go {
-                    true => receive(held, true).await,
-                    false => decline(held).await,
-                }
-            };
-            ramp_up(opened, ramp, &counted, more).await
-        };
+        let extra = joining.run(&counted, |client, go| {
+            receive_on_extra(client, &stripes, &counted, go)
+        });
         let (first, cuts) = tokio::join!(first, extra);
         self.stripe_cut = cuts.into_iter().flatten().next();
         let mut summary = first?;
@@ -168,26 +140,12 @@ impl Client {
         progress: &dyn Progress,
     ) -> Result<SendSummary, TransferError> {
         let streams = streams.min(ranges.ranges_left() as u32).max(1);
-        let ramp = ramp.filter(|_| streams > 1);
-        let now = if ramp.is_some() { 1 } else { streams };
-        let opened = join_extra(&self.options, ticket, now, false);
-        let held = join_extra(&self.options, ticket, streams - now, true);
+        let joining = Joining::start(&self.options, ticket, (streams, 1), ramp);
         let cut = std::sync::Mutex::new(None);
         let counted = Counted::new(progress);
         let extra = async {
-            let send = |joined: Extra, go| {
-                let send = |client| send_on_extra(client, &ranges, &counted, go);
-                join_all(joined.into_iter().map(send))
-            };
-            let opened = async { send(opened.await.unwrap_or_default(), false).await };
-            let more = |go| async move {
-                let held = held.await.unwrap_or_default();
-                match go {
-                    true => send(held, true).await,
-                    false => decline(held).await,
-                }
-            };
-            let cuts = ramp_up(opened, ramp, &counted, more).await;
+            let send = |client, go| send_on_extra(client, &ranges, &counted, go);
+            let cuts = joining.run(&counted, send).await;
             *cut.lock().unwrap_or_else(|p| p.into_inner()) = cuts.into_iter().flatten().next();
         };
         let conn = self.connection();
@@ -200,12 +158,66 @@ impl Client {
 /// Extra connections as they joined, or why they could not.
 type Extra = Vec<Result<Client, crate::error::Error>>;
 
-/// A get's extra connections being opened: those that carry ranges at
-/// once, and those held until the ramp decides.
+/// A transfer's extra connections being opened: those that carry ranges
+/// at once, and those held until the ramp decides.
 pub(super) struct Joining {
     opened: tokio::task::JoinHandle<Extra>,
     held: tokio::task::JoinHandle<Extra>,
     ramp: Option<Ramp>,
+}
+
+impl Joining {
+    /// Starts joining `streams` extra connections with `ticket`: all at
+    /// once without a `ramp`, else `first` of them, the others held.
+    fn start(
+        options: &ClientOptions,
+        ticket: &str,
+        (streams, first): (u32, u32),
+        ramp: Option<Ramp>,
+    ) -> Joining {
+        let ramp = ramp.filter(|_| streams > first);
+        let now = if ramp.is_some() { first } else { streams };
+        Joining {
+            opened: join_extra(options, ticket, now, false),
+            held: join_extra(options, ticket, streams - now, true),
+            ramp,
+        }
+    }
+
+    /// Runs `work` on each connection opened at once and, if the ramp
+    /// says the link can use them, on the held ones (told to go); else
+    /// closes those. Each stream's cut, for a retry.
+    async fn run<W, F>(self, counted: &Counted<'_>, work: W) -> Vec<Option<crate::error::Error>>
+    where
+        W: Fn(Result<Client, crate::error::Error>, bool) -> F,
+        F: Future<Output = Option<crate::error::Error>>,
+    {
+        let Joining { opened, held, ramp } = self;
+        let work = &work;
+        let opened = async {
+            let joined = opened.await.unwrap_or_default();
+            join_all(joined.into_iter().map(|client| work(client, false))).await
+        };
+        let more = |go| async move {
+            let held = held.await.unwrap_or_default();
+            if go {
+                join_all(held.into_iter().map(|client| work(client, true))).await
+            } else {
+                join_all(held.into_iter().flatten().map(Client::close)).await;
+                Vec::new()
+            }
+        };
+        ramp_up(opened, ramp, counted, more).await
+    }
+
+    /// Closes every connection as it joins: the transfer has no ranges
+    /// for them (the server ends them too).
+    async fn close(self) {
+        let (opened, held) = tokio::join!(self.opened, self.held);
+        for client in opened.into_iter().chain(held).flatten().flatten() {
+            client.close().await;
+        }
+    }
 }
 
 /// Starts joining `count` extra connections with `ticket`, `hold`ing them
@@ -224,13 +236,6 @@ fn join_extra(
         };
         join_all((0..count).map(|_| Client::join(&options, joins))).await
     })
-}
-
-/// Closes held connections the link does not need; the server ends them
-/// quietly.
-async fn decline(held: Extra) -> Vec<Option<crate::error::Error>> {
-    join_all(held.into_iter().flatten().map(Client::close)).await;
-    Vec::new()
 }
 
 /// Runs the extra streams opened at once (`first`); with a `ramp`,
@@ -261,9 +266,9 @@ where
         go = measure(&mut ramp, counted) => go,
     };
     if go {
-        debug!("striping: one stream is held back by its window; the others go too");
+        debug!("striping: the first streams are held back by their windows; the others go too");
     } else {
-        debug!("striping: one stream is enough for this link");
+        debug!("striping: the first streams are enough for this link");
     }
     let (mut cuts, more) = tokio::join!(first, more(go));
     cuts.extend(more);
